@@ -1,0 +1,199 @@
+//! Opening libSQL connections, and running libSQL's async-shaped local calls on the
+//! dedicated threads that own them.
+//!
+//! libSQL's local `Connection` methods are `async fn`s that never actually wait: they
+//! call SQLite synchronously. We call them only from our own OS threads (writer, read
+//! pool), where `block_on` just drives that synchronous work; no tokio worker ever runs
+//! a libSQL call.
+
+use crate::error::{Result, StoreError};
+use crate::value::{QueryResult, SqlValue};
+use edgeswarm_core::Durability;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Runs a libSQL future to completion on the current (dedicated) thread.
+pub fn run<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// Opens the read-write connection the writer owns, with the durability pragmas.
+pub fn open_writer(
+    path: &Path,
+    durability: Durability,
+) -> Result<(libsql::Database, libsql::Connection)> {
+    let p = path.display().to_string();
+    let err = |e: libsql::Error| StoreError::Open {
+        path: p.clone(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            return Err(StoreError::Open {
+                path: p.clone(),
+                reason: format!(
+                    "directory {} does not exist; create it first",
+                    dir.display()
+                ),
+            });
+        }
+    }
+    let db = run(libsql::Builder::new_local(path).build()).map_err(err)?;
+    let conn = db.connect().map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(err)?;
+    // journal_mode returns a row, so it goes through query.
+    let mode = run(async {
+        let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
+        let row = rows.next().await?;
+        Ok::<_, libsql::Error>(
+            row.and_then(|r| r.get::<String>(0).ok())
+                .unwrap_or_default(),
+        )
+    })
+    .map_err(|e| StoreError::Open {
+        path: p.clone(),
+        reason: format!("{e} (is this a SQLite database?)"),
+    })?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Open {
+            path: p,
+            reason: format!("could not switch to WAL mode (got {mode})"),
+        });
+    }
+    run(conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
+        durability.pragma()
+    )))
+    .map_err(err)?;
+    Ok((db, conn))
+}
+
+/// Opens a read-only connection for the read pool.
+pub fn open_reader(path: &Path) -> Result<(libsql::Database, libsql::Connection)> {
+    let p = path.display().to_string();
+    let err = |e: libsql::Error| StoreError::Open {
+        path: p.clone(),
+        reason: e.to_string(),
+    };
+    let db = run(libsql::Builder::new_local(path)
+        .flags(libsql::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .build())
+    .map_err(err)?;
+    let conn = db.connect().map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(err)?;
+    run(conn.execute_batch(
+        "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
+    ))
+    .map_err(err)?;
+    Ok((db, conn))
+}
+
+/// A connection with a cache of prepared statements keyed by SQL text: prepare once,
+/// reuse for every row.
+pub struct CachedConn {
+    /// Kept so the database outlives the connection.
+    _db: libsql::Database,
+    pub conn: libsql::Connection,
+    cache: HashMap<String, libsql::Statement>,
+}
+
+impl CachedConn {
+    pub fn new(db: libsql::Database, conn: libsql::Connection) -> Self {
+        CachedConn {
+            _db: db,
+            conn,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// A prepared statement for `sql`, reset and ready to bind.
+    pub fn stmt(&mut self, sql: &str) -> Result<&libsql::Statement> {
+        if !self.cache.contains_key(sql) {
+            let s = run(self.conn.prepare(sql))?;
+            self.cache.insert(sql.to_string(), s);
+        }
+        let s = self
+            .cache
+            .get(sql)
+            .ok_or_else(|| StoreError::Sql("statement cache miss".into()))?;
+        s.reset();
+        Ok(s)
+    }
+
+    /// Executes a cached statement; returns rows changed.
+    pub fn execute(&mut self, sql: &str, params: Vec<libsql::Value>) -> Result<u64> {
+        let s = self.stmt(sql)?;
+        let n = run(s.execute(params))? as u64;
+        s.reset();
+        Ok(n)
+    }
+
+    /// Runs a cached statement and collects its rows.
+    pub fn query(&mut self, sql: &str, params: Vec<libsql::Value>) -> Result<QueryResult> {
+        let s = self.stmt(sql)?;
+        let cols: Vec<String> = s.columns().iter().map(|c| c.name().to_string()).collect();
+        let res = run(async {
+            let mut rows = s.query(params).await?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await? {
+                let mut row = Vec::with_capacity(cols.len());
+                for i in 0..cols.len() {
+                    row.push(SqlValue::from(r.get_value(i as i32)?));
+                }
+                out.push(row);
+            }
+            Ok::<_, libsql::Error>(out)
+        });
+        s.reset();
+        Ok(QueryResult {
+            columns: cols,
+            rows: res?,
+            ..Default::default()
+        })
+    }
+
+    /// Runs uncached SQL (one-off statements such as DDL or user SQL) and collects rows.
+    pub fn query_once(&self, sql: &str, params: Vec<libsql::Value>) -> Result<QueryResult> {
+        run(async {
+            let stmt = self.conn.prepare(sql).await?;
+            let cols: Vec<String> = stmt
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect();
+            let mut rows = stmt.query(params).await?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await? {
+                let mut row = Vec::with_capacity(cols.len());
+                for i in 0..cols.len() {
+                    row.push(SqlValue::from(r.get_value(i as i32)?));
+                }
+                out.push(row);
+            }
+            Ok::<_, libsql::Error>(QueryResult {
+                columns: cols,
+                rows: out,
+                ..Default::default()
+            })
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// Runs a batch of statements with no parameters (DDL, pragmas).
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        run(self.conn.execute_batch(sql))?;
+        Ok(())
+    }
+
+    /// Drops cached statements (after schema changes made by user SQL).
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+}
+
+/// Converts our values to libSQL's.
+pub fn params(v: Vec<SqlValue>) -> Vec<libsql::Value> {
+    v.into_iter().map(Into::into).collect()
+}

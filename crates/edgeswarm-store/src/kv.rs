@@ -1,0 +1,261 @@
+//! Shared memory: namespaced key-value entries with versions, TTL and compare-and-swap.
+//! Writes run as custom ops inside the writer's batch (one savepoint each), so a CAS is
+//! atomic with respect to every other write. Deletes are tombstones so they replicate;
+//! expired entries are swept (really deleted) by `sweep_expired`.
+
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+use crate::value::SqlValue;
+use crate::writer::{OpOutput, TxCtx};
+use edgeswarm_core::record::{name, now_millis};
+use edgeswarm_core::{KvEntry, ValidationError};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Longest TTL accepted: 10 years. Longer is almost certainly a unit mistake.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The `_changes.row_id` of a kv entry.
+pub fn row_id(namespace: &str, key: &str) -> String {
+    format!("{namespace}\u{1f}{key}")
+}
+
+/// Result of a compare-and-swap.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CasOutcome {
+    /// Swapped; the entry now has this version.
+    Swapped { version: i64 },
+    /// Not swapped: the current version differs (`None`: the key does not exist).
+    Conflict { current: Option<i64> },
+}
+
+fn check(ns: &str, key: &str, value: &Value, ttl: Option<Duration>, store: &Store) -> Result<()> {
+    let l = &store.config().limits;
+    name("namespace", ns, l)?;
+    name("key", key, l)?;
+    let len = value.to_string().len();
+    if len > l.max_content_bytes {
+        return Err(ValidationError::TooLong {
+            field: "value",
+            len,
+            max: l.max_content_bytes,
+            limit_name: "max_content_bytes",
+        }
+        .into());
+    }
+    if let Some(t) = ttl {
+        if t.is_zero() {
+            return Err(ValidationError::OutOfRange { field: "ttl", reason: "a TTL of zero would expire the entry at once; omit the TTL or give a positive one".into() }.into());
+        }
+        if t > MAX_TTL {
+            return Err(ValidationError::OutOfRange { field: "ttl", reason: format!("{t:?} is longer than the 10-year maximum; omit the TTL for entries that never expire") }.into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads the live version of a key inside the transaction (expired = absent).
+fn current_version(ctx: &mut TxCtx<'_>, ns: &str, key: &str, now: i64) -> Result<Option<i64>> {
+    let r = ctx.query(
+        "SELECT version FROM kv WHERE namespace = ?1 AND key = ?2 AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?3)",
+        vec![ns.into(), key.into(), now.into()],
+    )?;
+    Ok(r.rows.first().and_then(|r| r[0].as_i64()))
+}
+
+fn last_version(ctx: &mut TxCtx<'_>, ns: &str, key: &str) -> Result<i64> {
+    let r = ctx.query(
+        "SELECT version FROM kv WHERE namespace = ?1 AND key = ?2",
+        vec![ns.into(), key.into()],
+    )?;
+    Ok(r.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+}
+
+fn put(
+    ctx: &mut TxCtx<'_>,
+    ns: &str,
+    key: &str,
+    value: &Value,
+    ttl: Option<Duration>,
+    deleted: bool,
+) -> Result<i64> {
+    let now = now_millis();
+    let version = last_version(ctx, ns, key)? + 1;
+    let hlc = ctx.stamp();
+    let origin = ctx.origin().to_string();
+    let expires: SqlValue = ttl.map(|t| now + t.as_millis() as i64).into();
+    ctx.execute(
+        "INSERT INTO kv (namespace, key, value, version, expires_at, updated_at, deleted, hlc, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at, \
+         updated_at = excluded.updated_at, deleted = excluded.deleted, hlc = excluded.hlc, origin = excluded.origin",
+        vec![
+            ns.into(),
+            key.into(),
+            value.to_string().into(),
+            version.into(),
+            expires,
+            now.into(),
+            (deleted as i64).into(),
+            hlc.as_i64().into(),
+            origin.clone().into(),
+        ],
+    )?;
+    ctx.log_change("kv", row_id(ns, key), hlc, &origin)?;
+    Ok(version)
+}
+
+impl Store {
+    /// Sets `namespace/key` to `value` (optionally expiring after `ttl`); returns the new version.
+    pub async fn kv_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        check(namespace, key, &value, ttl, self)?;
+        let (ns, k) = (namespace.to_string(), key.to_string());
+        let out = self
+            .transact(move |ctx| {
+                Ok(OpOutput::Json(json!(put(
+                    ctx, &ns, &k, &value, ttl, false
+                )?)))
+            })
+            .await?;
+        match out {
+            OpOutput::Json(v) => v
+                .as_i64()
+                .ok_or_else(|| StoreError::Sql("bad kv_set reply".into())),
+            _ => Err(StoreError::Sql("bad kv_set reply".into())),
+        }
+    }
+
+    /// Compare-and-swap: writes only if the live version equals `expected`
+    /// (`None`: only if the key does not exist or has expired). Exactly one of any set of
+    /// concurrent CAS calls with the same `expected` succeeds.
+    pub async fn kv_cas(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<i64>,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome> {
+        check(namespace, key, &value, ttl, self)?;
+        let (ns, k) = (namespace.to_string(), key.to_string());
+        let out = self
+            .transact(move |ctx| {
+                let cur = current_version(ctx, &ns, &k, now_millis())?;
+                if cur != expected {
+                    return Ok(OpOutput::Json(json!({"ok": false, "current": cur})));
+                }
+                let v = put(ctx, &ns, &k, &value, ttl, false)?;
+                Ok(OpOutput::Json(json!({"ok": true, "version": v})))
+            })
+            .await?;
+        match out {
+            OpOutput::Json(v) if v["ok"] == json!(true) => Ok(CasOutcome::Swapped {
+                version: v["version"].as_i64().unwrap_or(0),
+            }),
+            OpOutput::Json(v) => Ok(CasOutcome::Conflict {
+                current: v["current"].as_i64(),
+            }),
+            _ => Err(StoreError::Sql("bad kv_cas reply".into())),
+        }
+    }
+
+    /// Deletes `namespace/key` (a tombstone that replicates). Returns whether it existed.
+    pub async fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool> {
+        check(namespace, key, &Value::Null, None, self)?;
+        let (ns, k) = (namespace.to_string(), key.to_string());
+        let out = self
+            .transact(move |ctx| {
+                let existed = current_version(ctx, &ns, &k, now_millis())?.is_some();
+                if existed {
+                    put(ctx, &ns, &k, &Value::Null, None, true)?;
+                }
+                Ok(OpOutput::Json(json!(existed)))
+            })
+            .await?;
+        Ok(matches!(out, OpOutput::Json(Value::Bool(true))))
+    }
+
+    /// Reads a live entry (`None` if missing, deleted or expired).
+    pub async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<KvEntry>> {
+        let l = &self.config().limits;
+        name("namespace", namespace, l)?;
+        name("key", key, l)?;
+        let (ns, k) = (namespace.to_string(), key.to_string());
+        let mut list = self
+            .read(move |r| {
+                let q = r.query(
+                    "SELECT namespace, key, value, version, expires_at, updated_at FROM kv \
+                     WHERE namespace = ?1 AND key = ?2 AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?3)",
+                    vec![ns.into(), k.into(), now_millis().into()],
+                )?;
+                Ok(rows_to_entries(q))
+            })
+            .await?;
+        Ok(list.pop())
+    }
+
+    /// Lists live entries of a namespace whose key starts with `prefix`, by key.
+    pub async fn kv_list(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        name("namespace", namespace, &self.config().limits)?;
+        let (ns, p) = (namespace.to_string(), prefix.to_string());
+        let limit = limit.clamp(1, 10_000) as i64;
+        self.read(move |r| {
+            let q = r.query(
+                "SELECT namespace, key, value, version, expires_at, updated_at FROM kv \
+                 WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2 AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?3) \
+                 ORDER BY key LIMIT ?4",
+                vec![ns.into(), p.into(), now_millis().into(), limit.into()],
+            )?;
+            Ok(rows_to_entries(q))
+        })
+        .await
+    }
+
+    /// Deletes expired entries for good; returns how many.
+    pub async fn kv_sweep_expired(&self) -> Result<u64> {
+        let out = self
+            .transact(|ctx| {
+                let now = now_millis();
+                let gone = ctx.query("SELECT namespace, key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", vec![now.into()])?;
+                let n = ctx.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", vec![now.into()])?;
+                for row in gone.rows {
+                    if let (Some(ns), Some(k)) = (row[0].as_str(), row[1].as_str()) {
+                        ctx.note_change("kv", row_id(ns, k));
+                    }
+                }
+                Ok(OpOutput::Json(json!(n)))
+            })
+            .await?;
+        match out {
+            OpOutput::Json(v) => Ok(v.as_u64().unwrap_or(0)),
+            _ => Ok(0),
+        }
+    }
+}
+
+fn rows_to_entries(q: crate::value::QueryResult) -> Vec<KvEntry> {
+    q.rows
+        .into_iter()
+        .map(|r| KvEntry {
+            namespace: r[0].as_str().unwrap_or_default().to_string(),
+            key: r[1].as_str().unwrap_or_default().to_string(),
+            value: r[2]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null),
+            version: r[3].as_i64().unwrap_or(0),
+            expires_at: r[4].as_i64(),
+            updated_at: r[5].as_i64().unwrap_or(0),
+        })
+        .collect()
+}

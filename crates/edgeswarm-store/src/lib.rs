@@ -1,0 +1,21 @@
+//! The edgeswarm home store: schema and migrations, the batching `StorageActor` (single
+//! writer, group commit, acks after COMMIT), the `ReadPool`, the change log and the SQL
+//! guard. See docs/ARCHITECTURE.md for the write path.
+
+pub mod actor;
+pub mod conn;
+pub mod error;
+pub mod guard;
+pub mod kv;
+pub mod queue;
+pub mod read_pool;
+pub mod schema;
+pub mod store;
+pub mod value;
+pub mod writer;
+
+pub use error::{Result, StoreError};
+pub use read_pool::Reader;
+pub use store::{PendingAck, Store, StoreStats};
+pub use value::{QueryResult, SqlValue};
+pub use writer::{ChangeRef, CommitEvent, OpOutput, TxCtx, WriteOp};

@@ -1,0 +1,169 @@
+//! Schema and migrations, versioned by `PRAGMA user_version`.
+//!
+//! Every replicated table carries `hlc` (hybrid logical clock stamp) and `origin` (node
+//! id). Mutable tables (knowledge, kv) keep deletes as tombstones (`deleted = 1`) so a
+//! delete replicates and wins or loses like any other write. `_changes` is the change
+//! log, appended in the same transaction as the write it describes.
+//!
+//! The seed's SQL must run unchanged: the `agent_metrics` insert names only
+//! (agent_id, task_type, duration_ms, tokens_used), so every other column has a default;
+//! the regional analytics query joins `edge_replicas` and `distributed_transactions` on
+//! `region = source_region` and averages `latency_ms`, so `region` exists only in
+//! `edge_replicas` and `latency_ms` only in `distributed_transactions`.
+
+/// Migrations in order; migration `i` moves `user_version` from `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Tables whose rows replicate, with the SQL expression naming a row in `_changes.row_id`.
+pub const REPLICATED_TABLES: &[&str] = &["agent_metrics", "conversations", "knowledge", "kv"];
+
+const MIGRATION_1: &str = r#"
+CREATE TABLE IF NOT EXISTS _meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS _changes (
+    seq    INTEGER PRIMARY KEY,
+    tbl    TEXT    NOT NULL,
+    row_id TEXT    NOT NULL,
+    hlc    INTEGER NOT NULL,
+    origin TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS agent_metrics (
+    id          TEXT PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))),
+    agent_id    TEXT    NOT NULL,
+    task_type   TEXT    NOT NULL,
+    duration_ms REAL    NOT NULL DEFAULT 0,
+    tokens_used INTEGER NOT NULL DEFAULT 0,
+    region      TEXT,
+    ts          INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
+    extra       TEXT,
+    hlc         INTEGER NOT NULL DEFAULT 0,
+    origin      TEXT    NOT NULL DEFAULT ''
+);
+
+CREATE TABLE IF NOT EXISTS conversations (
+    id         TEXT PRIMARY KEY,
+    session_id TEXT    NOT NULL,
+    role       TEXT    NOT NULL,
+    content    TEXT    NOT NULL,
+    metadata   TEXT,
+    created_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
+    hlc        INTEGER NOT NULL DEFAULT 0,
+    origin     TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS conversations_by_session ON conversations(session_id, created_at, id);
+
+CREATE TABLE IF NOT EXISTS knowledge (
+    id           TEXT PRIMARY KEY,
+    category     TEXT    NOT NULL,
+    topic        TEXT    NOT NULL,
+    content      TEXT    NOT NULL,
+    tags         TEXT    NOT NULL DEFAULT '[]',
+    metadata     TEXT,
+    region       TEXT,
+    content_hash TEXT,
+    created_at   INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
+    updated_at   INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
+    deleted      INTEGER NOT NULL DEFAULT 0,
+    hlc          INTEGER NOT NULL DEFAULT 0,
+    origin       TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS knowledge_by_category ON knowledge(category, created_at);
+CREATE INDEX IF NOT EXISTS knowledge_by_hash ON knowledge(category, content_hash);
+
+-- Lexical index over topic, content and tags; kept in step by triggers, so rows that
+-- arrive by replication or raw SQL are indexed exactly like typed writes. Tombstoned
+-- rows (deleted = 1) are not indexed.
+CREATE VIRTUAL TABLE IF NOT EXISTS knowledge_fts USING fts5(
+    topic, content, tags,
+    content = 'knowledge', content_rowid = 'rowid',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS knowledge_fts_ai AFTER INSERT ON knowledge WHEN new.deleted = 0 BEGIN
+    INSERT INTO knowledge_fts(rowid, topic, content, tags) VALUES (new.rowid, new.topic, new.content, new.tags);
+END;
+CREATE TRIGGER IF NOT EXISTS knowledge_fts_ad AFTER DELETE ON knowledge WHEN old.deleted = 0 BEGIN
+    INSERT INTO knowledge_fts(knowledge_fts, rowid, topic, content, tags) VALUES ('delete', old.rowid, old.topic, old.content, old.tags);
+END;
+CREATE TRIGGER IF NOT EXISTS knowledge_fts_au_old AFTER UPDATE ON knowledge WHEN old.deleted = 0 BEGIN
+    INSERT INTO knowledge_fts(knowledge_fts, rowid, topic, content, tags) VALUES ('delete', old.rowid, old.topic, old.content, old.tags);
+END;
+CREATE TRIGGER IF NOT EXISTS knowledge_fts_au_new AFTER UPDATE ON knowledge WHEN new.deleted = 0 BEGIN
+    INSERT INTO knowledge_fts(rowid, topic, content, tags) VALUES (new.rowid, new.topic, new.content, new.tags);
+END;
+
+CREATE TABLE IF NOT EXISTS kv (
+    namespace  TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    expires_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    deleted    INTEGER NOT NULL DEFAULT 0,
+    hlc        INTEGER NOT NULL DEFAULT 0,
+    origin     TEXT    NOT NULL DEFAULT '',
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS kv_by_expiry ON kv(expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS edge_replicas (
+    region           TEXT PRIMARY KEY,
+    url              TEXT,
+    status           TEXT    NOT NULL DEFAULT 'unknown',
+    avg_latency_ms   REAL,
+    performance_tier TEXT,
+    lag_rows         INTEGER NOT NULL DEFAULT 0,
+    lag_ms           INTEGER NOT NULL DEFAULT 0,
+    last_sync_at     INTEGER,
+    errors           INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS distributed_transactions (
+    transaction_id      TEXT UNIQUE,
+    source_region       TEXT,
+    target_region       TEXT,
+    consistency_level   TEXT DEFAULT 'eventual',
+    conflict_resolution TEXT,
+    rows                INTEGER NOT NULL DEFAULT 0,
+    conflicts           INTEGER NOT NULL DEFAULT 0,
+    latency_ms          REAL,
+    status              TEXT,
+    created_at          INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+);
+
+CREATE TABLE IF NOT EXISTS _sync_cursors (
+    region     TEXT PRIMARY KEY,
+    push_seq   INTEGER NOT NULL DEFAULT 0,
+    pull_seq   INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS conflicts (
+    id            INTEGER PRIMARY KEY,
+    tbl           TEXT    NOT NULL,
+    row_id        TEXT    NOT NULL,
+    winner        TEXT,
+    loser         TEXT,
+    winner_hlc    INTEGER,
+    loser_hlc     INTEGER,
+    winner_origin TEXT,
+    loser_origin  TEXT,
+    resolved_at   INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS performance_tests (
+    id             INTEGER PRIMARY KEY,
+    run_id         TEXT    NOT NULL,
+    operation_type TEXT    NOT NULL,
+    throughput     REAL    NOT NULL,
+    ops            INTEGER NOT NULL DEFAULT 0,
+    duration_ms    REAL,
+    created_at     INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+);
+"#;

@@ -1,0 +1,363 @@
+//! `Store`: the typed handle in front of the StorageActor and the ReadPool. Callers never
+//! build writer messages by hand.
+
+use crate::actor::{Inbox, StoreSupervisor, WriterSetup};
+use crate::error::{Result, StoreError};
+use crate::guard::StatementKind;
+use crate::queue::SendError;
+use crate::read_pool::{ReadPool, Reader};
+use crate::value::{QueryResult, SqlValue};
+use crate::writer::{self, CommitEvent, Faults, OpOutput, TxCtx, WriteOp, WriterMsg, WriterStats};
+use edgeswarm_core::{HybridClock, Record, StoreConfig};
+use ractor::{Actor, ActorRef};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, watch};
+
+/// How long a publisher waits for a crashed writer to come back before giving up.
+const RESTART_WAIT: Duration = Duration::from_secs(10);
+
+/// A write that is queued; await it to learn whether it committed.
+#[must_use = "an ack says whether the write is on disk"]
+pub struct PendingAck(oneshot::Receiver<Result<OpOutput>>);
+
+impl PendingAck {
+    /// Waits for the commit. `Ok` means the write is on disk (per `Durability`).
+    pub async fn wait(self) -> Result<OpOutput> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(StoreError::WriterCrashed(
+                "the writer stopped before replying".into(),
+            ))
+        })
+    }
+}
+
+/// Snapshot of store counters.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreStats {
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub queue_rejected: u64,
+    pub read_queue_depth: usize,
+    pub batches: u64,
+    pub ops: u64,
+    pub failed_batches: u64,
+    pub writer_restarts: u64,
+    pub last_batch_size: u64,
+    /// Batch sizes, power-of-two buckets (index i: size <= 2^i).
+    pub batch_size_hist: Vec<u64>,
+    /// Commit latencies in µs, power-of-two buckets.
+    pub commit_us_hist: Vec<u64>,
+}
+
+struct Inner {
+    cfg: StoreConfig,
+    setup: Arc<WriterSetup>,
+    inbox: watch::Receiver<Inbox>,
+    reads: ReadPool,
+    supervisor: ActorRef<()>,
+    supervisor_done: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The home store. Cheap to clone; every clone talks to the same writer and readers.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.cfg.path)
+            .field("origin", &self.inner.setup.origin)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the home file and starts the writer and
+    /// readers.
+    pub async fn open(cfg: StoreConfig) -> Result<Store> {
+        let c = cfg.clone();
+        let boot = tokio::task::spawn_blocking(move || writer::bootstrap(&c))
+            .await
+            .map_err(|e| StoreError::Open {
+                path: cfg.path.display().to_string(),
+                reason: e.to_string(),
+            })??;
+        let (events, _) = broadcast::channel(4096);
+        let (inbox_tx, inbox_rx) = watch::channel(Inbox::Restarting { generation: 0 });
+        let setup = Arc::new(WriterSetup {
+            cfg: cfg.clone(),
+            clock: Arc::new(HybridClock::new(boot.high_water)),
+            origin: boot.origin,
+            events,
+            inbox: inbox_tx,
+            faults: Arc::new(Faults::default()),
+            stats: Arc::new(WriterStats::default()),
+            generations: Default::default(),
+        });
+        let (supervisor, done) = Actor::spawn(None, StoreSupervisor, setup.clone())
+            .await
+            .map_err(|e| StoreError::Open {
+                path: cfg.path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let (path, n, limits) = (cfg.path.clone(), cfg.read_pool_size, cfg.limits.clone());
+        let reads = tokio::task::spawn_blocking(move || ReadPool::start(&path, n, limits))
+            .await
+            .map_err(|e| StoreError::Open {
+                path: cfg.path.display().to_string(),
+                reason: e.to_string(),
+            })??;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cfg,
+                setup,
+                inbox: inbox_rx,
+                reads,
+                supervisor,
+                supervisor_done: tokio::sync::Mutex::new(Some(done)),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+    /// This node's id: the `origin` of its writes.
+    pub fn origin(&self) -> &str {
+        &self.inner.setup.origin
+    }
+    pub fn clock(&self) -> &Arc<HybridClock> {
+        &self.inner.setup.clock
+    }
+    /// Committed-batch events (for caches, watchers and sync).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
+        self.inner.setup.events.subscribe()
+    }
+
+    /// Fault hooks for tests.
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.inner.setup.faults
+    }
+
+    // ---- writes ---------------------------------------------------------------------
+
+    async fn send(&self, mut msg: WriterMsg) -> Result<()> {
+        let mut inbox = self.inner.inbox.clone();
+        loop {
+            let current = inbox.borrow_and_update().clone();
+            match current {
+                Inbox::Closed { reason } => {
+                    let err = match reason {
+                        Some(r) => StoreError::WriterCrashed(r),
+                        None => StoreError::Closed,
+                    };
+                    msg.fail(err.clone());
+                    return Err(err);
+                }
+                Inbox::Restarting { .. } => {}
+                Inbox::Running { tx, .. } => match tx.send(msg).await {
+                    Ok(()) => return Ok(()),
+                    Err(SendError::Closed(m)) | Err(SendError::Full(m)) => msg = m,
+                },
+            }
+            // The writer is restarting (or just died): wait for the next inbox.
+            if tokio::time::timeout(RESTART_WAIT, inbox.changed())
+                .await
+                .is_err()
+            {
+                let err =
+                    StoreError::WriterCrashed("the storage writer did not restart in time".into());
+                msg.fail(err.clone());
+                return Err(err);
+            }
+        }
+    }
+
+    /// Queues a write, waiting while the queue is full; returns the pending ack.
+    pub async fn enqueue(&self, op: WriteOp) -> Result<PendingAck> {
+        let (ack, rx) = oneshot::channel();
+        self.send(WriterMsg::Op { op, ack }).await?;
+        Ok(PendingAck(rx))
+    }
+
+    /// Queues a write without waiting; `Overloaded` if the queue is full.
+    pub fn try_enqueue(&self, op: WriteOp) -> Result<PendingAck> {
+        let (ack, rx) = oneshot::channel();
+        let inbox = self.inner.inbox.borrow().clone();
+        match inbox {
+            Inbox::Running { tx, .. } => match tx.try_send(WriterMsg::Op { op, ack }) {
+                Ok(()) => Ok(PendingAck(rx)),
+                Err(SendError::Full(_)) => Err(StoreError::Overloaded {
+                    capacity: tx.capacity(),
+                }),
+                Err(SendError::Closed(_)) => Err(StoreError::WriterCrashed(
+                    "the writer is restarting; retry".into(),
+                )),
+            },
+            Inbox::Restarting { .. } => Err(StoreError::WriterCrashed(
+                "the writer is restarting; retry".into(),
+            )),
+            Inbox::Closed { reason: Some(r) } => Err(StoreError::WriterCrashed(r)),
+            Inbox::Closed { reason: None } => Err(StoreError::Closed),
+        }
+    }
+
+    /// Runs a write and waits for its commit.
+    pub async fn write(&self, op: WriteOp) -> Result<OpOutput> {
+        self.enqueue(op).await?.wait().await
+    }
+
+    /// Validates and writes a record; returns once it is committed.
+    pub async fn publish(&self, record: impl Into<Record>) -> Result<OpOutput> {
+        self.enqueue_record(record).await?.wait().await
+    }
+
+    /// Validates and queues a record (waiting for space); await the ack for the commit.
+    pub async fn enqueue_record(&self, record: impl Into<Record>) -> Result<PendingAck> {
+        let r = record.into();
+        r.validate(&self.inner.cfg.limits)?;
+        self.enqueue(WriteOp::Record(r)).await
+    }
+
+    /// Validates and queues a record without waiting; `Overloaded` when the queue is full.
+    pub fn try_publish(&self, record: impl Into<Record>) -> Result<PendingAck> {
+        let r = record.into();
+        r.validate(&self.inner.cfg.limits)?;
+        self.try_enqueue(WriteOp::Record(r))
+    }
+
+    /// Runs custom logic inside a batch transaction (in its own savepoint).
+    pub async fn transact<F>(&self, f: F) -> Result<OpOutput>
+    where
+        F: FnOnce(&mut TxCtx<'_>) -> Result<OpOutput> + Send + 'static,
+    {
+        self.write(WriteOp::Txn(Box::new(f))).await
+    }
+
+    /// Waits until every write queued before this call is committed.
+    pub async fn flush(&self) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        self.send(WriterMsg::Flush { ack }).await?;
+        PendingAck(rx).wait().await.map(|_| ())
+    }
+
+    // ---- raw SQL --------------------------------------------------------------------
+
+    /// Runs one statement that SQLite reports read-only; anything else is refused.
+    pub async fn read_sql(
+        &self,
+        sql: impl Into<String>,
+        params: Vec<SqlValue>,
+    ) -> Result<QueryResult> {
+        let sql = sql.into();
+        self.inner
+            .reads
+            .run(move |r| r.read_sql(&sql, &params))
+            .await
+    }
+
+    /// Runs one statement of any kind: reads on the read pool, writes through the
+    /// storage actor (committed before this returns).
+    pub async fn execute_sql(
+        &self,
+        sql: impl Into<String>,
+        params: Vec<SqlValue>,
+    ) -> Result<QueryResult> {
+        let sql = sql.into();
+        let max = self.inner.cfg.limits.max_sql_bytes;
+        if sql.len() > max {
+            return Err(StoreError::Refused(format!(
+                "the statement is {} bytes; the limit is {max} (Limits::max_sql_bytes)",
+                sql.len()
+            )));
+        }
+        let s = sql.clone();
+        let kind = self.inner.reads.run(move |r| r.guard.classify(&s)).await?;
+        match kind {
+            StatementKind::ReadOnly => self.read_sql(sql, params).await,
+            StatementKind::Write => match self.write(WriteOp::Sql { sql, params }).await? {
+                OpOutput::Sql(r) => Ok(r),
+                other => Err(StoreError::Sql(format!(
+                    "unexpected writer reply {other:?}"
+                ))),
+            },
+        }
+    }
+
+    /// Runs `f` on a read-pool thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Reader) -> Result<T> + Send + 'static,
+    {
+        self.inner.reads.run(f).await
+    }
+
+    // ---- lifecycle ------------------------------------------------------------------
+
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.inner.setup.stats;
+        let (depth, cap, rejected) = match &*self.inner.inbox.borrow() {
+            Inbox::Running { tx, .. } => (
+                tx.depth(),
+                tx.capacity(),
+                tx.stats().rejected.load(Ordering::Relaxed),
+            ),
+            _ => (0, self.inner.cfg.queue_capacity, 0),
+        };
+        StoreStats {
+            queue_depth: depth,
+            queue_capacity: cap,
+            queue_rejected: rejected,
+            read_queue_depth: self.inner.reads.depth(),
+            batches: s.batches.load(Ordering::Relaxed),
+            ops: s.ops.load(Ordering::Relaxed),
+            failed_batches: s.failed_batches.load(Ordering::Relaxed),
+            writer_restarts: self
+                .inner
+                .setup
+                .generations
+                .load(Ordering::Relaxed)
+                .saturating_sub(1),
+            last_batch_size: s.last_batch_size.load(Ordering::Relaxed),
+            batch_size_hist: s
+                .batch_size_hist
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .collect(),
+            commit_us_hist: s
+                .commit_us_hist
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+
+    /// Commits everything queued, stops the writer and the readers. Returns once all
+    /// acked data is on disk. Later calls return `Closed` errors.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        let sent = self.send(WriterMsg::Shutdown { ack }).await;
+        let flushed = match sent {
+            Ok(()) => PendingAck(rx).wait().await.map(|_| ()),
+            Err(StoreError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Some(done) = self.inner.supervisor_done.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+        }
+        self.inner.supervisor.stop(None);
+        self.inner
+            .setup
+            .inbox
+            .send_replace(Inbox::Closed { reason: None });
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.reads.shutdown()).await;
+        flushed
+    }
+}

@@ -1,0 +1,665 @@
+//! The writer: the only code that writes the home file. Runs on a dedicated OS thread,
+//! drains the bounded write queue into batches and commits each batch as one transaction
+//! (group commit), then acks every sender. An ack is sent only after COMMIT returned.
+
+use crate::conn::{self, CachedConn};
+use crate::error::{Result, StoreError};
+use crate::schema;
+use crate::value::{QueryResult, SqlValue};
+use edgeswarm_core::{Hlc, HybridClock, Record, StoreConfig};
+use libsql::Value as V;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{broadcast, oneshot};
+
+/// A custom operation run inside a batch transaction, in its own savepoint: if it
+/// returns an error only its own changes roll back and only its caller is told.
+pub type TxFn = Box<dyn FnOnce(&mut TxCtx<'_>) -> Result<OpOutput> + Send>;
+
+/// One write.
+pub enum WriteOp {
+    /// Insert a typed record; a second insert with the same id is a no-op (`duplicate`).
+    Record(Record),
+    /// A raw SQL write (already checked by the SQL guard).
+    Sql { sql: String, params: Vec<SqlValue> },
+    /// Custom logic (kv compare-and-swap, replication apply, ...).
+    Txn(TxFn),
+}
+
+impl WriteOp {
+    fn approx_bytes(&self) -> usize {
+        match self {
+            WriteOp::Record(r) => r.approx_bytes(),
+            WriteOp::Sql { sql, params } => sql.len() + params.len() * 16,
+            WriteOp::Txn(_) => 256,
+        }
+    }
+}
+
+/// What a committed write returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpOutput {
+    /// A record insert; `duplicate` when a record with this id already existed.
+    Inserted { duplicate: bool },
+    /// A raw SQL statement's result.
+    Sql(QueryResult),
+    /// Custom op output.
+    Json(serde_json::Value),
+    /// Nothing to report (flush).
+    Unit,
+}
+
+/// The reply channel of one write.
+pub type Ack = oneshot::Sender<Result<OpOutput>>;
+
+/// A message on the writer queue.
+pub enum WriterMsg {
+    Op {
+        op: WriteOp,
+        ack: Ack,
+    },
+    /// Acked once every write queued before it is committed.
+    Flush {
+        ack: Ack,
+    },
+    /// Commit what is queued before it, ack, and exit the thread.
+    Shutdown {
+        ack: Ack,
+    },
+}
+
+impl WriterMsg {
+    /// Fails the message's sender with `err` (used when a queue is drained on a crash).
+    pub fn fail(self, err: StoreError) {
+        let ack = match self {
+            WriterMsg::Op { ack, .. } | WriterMsg::Flush { ack } | WriterMsg::Shutdown { ack } => {
+                ack
+            }
+        };
+        let _ = ack.send(Err(err));
+    }
+}
+
+/// A reference to one changed row, as broadcast after commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRef {
+    pub tbl: &'static str,
+    pub row_id: String,
+}
+
+/// Published after every committed batch.
+#[derive(Debug, Clone)]
+pub struct CommitEvent {
+    /// `_changes.seq` of the last change in this batch (0 if the batch logged none).
+    pub last_seq: i64,
+    /// Rows changed, in commit order.
+    pub changes: Vec<ChangeRef>,
+    /// Raw SQL writes in this batch (they may touch any table).
+    pub raw_sql: bool,
+}
+
+/// Test-only fault hooks (set through `Store::faults` with the `fault-injection` feature).
+#[derive(Debug)]
+pub struct Faults {
+    /// Panic after applying this many more ops inside a batch (< 0: off).
+    pub panic_after_ops: AtomicI64,
+    /// Fail the next COMMIT as if the disk refused it.
+    pub fail_next_commit: AtomicBool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            panic_after_ops: AtomicI64::new(-1),
+            fail_next_commit: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Counters the writer keeps (read by metrics and `status`).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+    pub failed_batches: AtomicU64,
+    /// Sum of batch sizes (ops) per power-of-two bucket: index i counts batches with
+    /// 2^(i-1) < size <= 2^i.
+    pub batch_size_hist: [AtomicU64; 16],
+    /// Commit latency histogram (µs, power-of-two buckets).
+    pub commit_us_hist: [AtomicU64; 24],
+    pub last_batch_size: AtomicU64,
+}
+
+pub(crate) fn bucket(v: u64, n: usize) -> usize {
+    ((64 - v.max(1).saturating_sub(1).leading_zeros()) as usize).min(n - 1)
+}
+
+/// What the writer's ops see of the open transaction.
+pub struct TxCtx<'a> {
+    conn: &'a mut CachedConn,
+    clock: &'a HybridClock,
+    origin: &'a str,
+    changes: &'a mut Vec<ChangeRef>,
+    last_seq: &'a mut i64,
+}
+
+impl<'a> TxCtx<'a> {
+    /// This node's id (the `origin` of local writes).
+    pub fn origin(&self) -> &str {
+        self.origin
+    }
+    /// A fresh hybrid-clock stamp.
+    pub fn stamp(&self) -> Hlc {
+        self.clock.now()
+    }
+    /// The clock, to merge remote stamps.
+    pub fn clock(&self) -> &HybridClock {
+        self.clock
+    }
+    /// Executes a cached prepared statement.
+    pub fn execute(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64> {
+        self.conn.execute(sql, conn::params(params))
+    }
+    /// Runs a cached prepared statement and returns its rows.
+    pub fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
+        self.conn.query(sql, conn::params(params))
+    }
+    /// Appends a row to the change log (same transaction as the write).
+    pub fn log_change(
+        &mut self,
+        tbl: &'static str,
+        row_id: String,
+        hlc: Hlc,
+        origin: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO _changes (tbl, row_id, hlc, origin) VALUES (?1, ?2, ?3, ?4)",
+            vec![
+                V::Text(tbl.into()),
+                V::Text(row_id.clone()),
+                V::Integer(hlc.as_i64()),
+                V::Text(origin.into()),
+            ],
+        )?;
+        *self.last_seq = self.conn.conn.last_insert_rowid();
+        self.changes.push(ChangeRef { tbl, row_id });
+        Ok(())
+    }
+    /// Notes a change that is not logged for replication (e.g. local-only tables), so
+    /// subscribers still hear about it.
+    pub fn note_change(&mut self, tbl: &'static str, row_id: String) {
+        self.changes.push(ChangeRef { tbl, row_id });
+    }
+}
+
+/// Normalised content hash (lowercase, whitespace collapsed), FNV-1a 64, hex.
+pub fn content_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut last_space = true;
+    for ch in s.trim().chars().flat_map(char::to_lowercase) {
+        let ch = if ch.is_whitespace() { ' ' } else { ch };
+        if ch == ' ' && last_space {
+            continue;
+        }
+        last_space = ch == ' ';
+        let mut buf = [0u8; 4];
+        for b in ch.encode_utf8(&mut buf).bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Facts read from the file when it is opened.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub origin: String,
+    pub high_water: Hlc,
+}
+
+/// Opens the file, applies pending migrations, and reads (or creates) the node id and
+/// the clock's persisted high-water mark.
+pub fn bootstrap(cfg: &StoreConfig) -> Result<Bootstrap> {
+    let (db, c) = conn::open_writer(&cfg.path, cfg.durability)?;
+    let cc = CachedConn::new(db, c);
+    migrate(&cc, &cfg.path.display().to_string())?;
+    let meta = |k: &str| -> Result<Option<String>> {
+        let r = cc.query_once(
+            "SELECT value FROM _meta WHERE key = ?1",
+            vec![V::Text(k.into())],
+        )?;
+        Ok(r.rows
+            .first()
+            .and_then(|r| r[0].as_str().map(str::to_string)))
+    };
+    let origin = match meta("node_id")? {
+        Some(o) => o,
+        None => {
+            let o = edgeswarm_core::new_id();
+            cc.query_once(
+                "INSERT INTO _meta (key, value) VALUES ('node_id', ?1)",
+                vec![V::Text(o.clone())],
+            )?;
+            o
+        }
+    };
+    let hw_meta = meta("hlc_hwm")?
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0);
+    let hw_log = cc
+        .query_once("SELECT COALESCE(MAX(hlc), 0) FROM _changes", vec![])?
+        .rows[0][0]
+        .as_i64()
+        .unwrap_or(0);
+    Ok(Bootstrap {
+        origin,
+        high_water: Hlc::from_i64(hw_meta.max(hw_log)),
+    })
+}
+
+fn migrate(cc: &CachedConn, path: &str) -> Result<()> {
+    let v = cc.query_once("PRAGMA user_version", vec![])?.rows[0][0]
+        .as_i64()
+        .unwrap_or(0);
+    if v > schema::SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: v,
+            supported: schema::SCHEMA_VERSION,
+        });
+    }
+    for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(v as usize) {
+        let sql = format!(
+            "BEGIN IMMEDIATE; {m}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        );
+        if let Err(e) = cc.batch(&sql) {
+            let _ = cc.batch("ROLLBACK");
+            return Err(StoreError::Open {
+                path: path.into(),
+                reason: format!("migration {} failed: {e}", i + 1),
+            });
+        }
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+/// The writer thread's read-only configuration and its connection.
+pub struct Writer {
+    pub cfg: StoreConfig,
+    pub conn: CachedConn,
+    pub clock: Arc<HybridClock>,
+    pub origin: String,
+    pub rx: crossbeam_channel::Receiver<crate::queue::Slot<WriterMsg>>,
+    pub events: broadcast::Sender<Arc<CommitEvent>>,
+    pub faults: Arc<Faults>,
+    pub stats: Arc<WriterStats>,
+}
+
+/// A batch being built.
+struct Batch {
+    items: Vec<crate::queue::Slot<WriterMsg>>,
+    bytes: usize,
+    shutdown: bool,
+}
+
+impl Writer {
+    /// Runs until the queue disconnects or a Shutdown message is committed.
+    pub fn run(mut self) {
+        let _span = tracing::info_span!("storage_writer", origin = %self.origin).entered();
+        loop {
+            let first = match self.rx.recv() {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            let mut batch = Batch {
+                items: Vec::with_capacity(64),
+                bytes: 0,
+                shutdown: false,
+            };
+            self.push(&mut batch, first);
+            let deadline = Instant::now() + self.cfg.batch.max_linger;
+            while !batch.shutdown
+                && batch.items.len() < self.cfg.batch.max_rows
+                && batch.bytes < self.cfg.batch.max_bytes
+            {
+                let next = match self.rx.try_recv() {
+                    Ok(s) => Some(s),
+                    Err(crossbeam_channel::TryRecvError::Empty)
+                        if !self.cfg.batch.max_linger.is_zero() =>
+                    {
+                        self.rx.recv_deadline(deadline).ok()
+                    }
+                    Err(_) => None,
+                };
+                match next {
+                    Some(s) => self.push(&mut batch, s),
+                    None => break,
+                }
+            }
+            let shutdown = batch.shutdown;
+            self.commit(batch);
+            if shutdown {
+                return;
+            }
+        }
+    }
+
+    fn push(&self, batch: &mut Batch, slot: crate::queue::Slot<WriterMsg>) {
+        match &slot.item {
+            WriterMsg::Op { op, .. } => batch.bytes += op.approx_bytes(),
+            WriterMsg::Shutdown { .. } => batch.shutdown = true,
+            WriterMsg::Flush { .. } => {}
+        }
+        batch.items.push(slot);
+    }
+
+    fn commit(&mut self, batch: Batch) {
+        let n = batch.items.len();
+        let _span = tracing::debug_span!("batch", ops = n).entered();
+        let started = Instant::now();
+        let mut results: Vec<Result<OpOutput>> = Vec::with_capacity(n);
+        let mut changes = Vec::new();
+        let mut last_seq = 0i64;
+        let mut raw_sql = false;
+
+        if let Err(e) = self.conn.execute("BEGIN IMMEDIATE", vec![]) {
+            self.fail_all(batch, StoreError::BatchFailed(e.to_string()));
+            return;
+        }
+
+        let mut acks = Vec::with_capacity(n);
+        let mut permits = Vec::with_capacity(n);
+        let mut fatal: Option<StoreError> = None;
+        for slot in batch.items {
+            permits.push(slot.permit);
+            let (op, ack) = match slot.item {
+                WriterMsg::Op { op, ack } => (Some(op), ack),
+                WriterMsg::Flush { ack } | WriterMsg::Shutdown { ack } => (None, ack),
+            };
+            acks.push(ack);
+            let Some(op) = op else {
+                results.push(Ok(OpOutput::Unit));
+                continue;
+            };
+            if fatal.is_some() {
+                results.push(Ok(OpOutput::Unit));
+                continue;
+            }
+            if let WriteOp::Sql { .. } = op {
+                raw_sql = true;
+            }
+            let r = self.apply(op, &mut changes, &mut last_seq);
+            match r {
+                Err(OpError::Fatal(e)) => fatal = Some(e),
+                Err(OpError::Op(e)) => results.push(Err(e)),
+                Ok(o) => results.push(Ok(o)),
+            }
+            self.maybe_panic();
+        }
+
+        let commit = match fatal {
+            Some(e) => Err(e),
+            None => self.finish(),
+        };
+        match commit {
+            Ok(()) => {
+                let elapsed = started.elapsed();
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.ops.fetch_add(n as u64, Ordering::Relaxed);
+                self.stats
+                    .last_batch_size
+                    .store(n as u64, Ordering::Relaxed);
+                self.stats.batch_size_hist[bucket(n as u64, 16)].fetch_add(1, Ordering::Relaxed);
+                self.stats.commit_us_hist[bucket(elapsed.as_micros() as u64, 24)]
+                    .fetch_add(1, Ordering::Relaxed);
+                if raw_sql {
+                    // User SQL may have changed the schema: re-prepare from now on.
+                    self.conn.clear_cache();
+                }
+                for (ack, r) in acks.into_iter().zip(results) {
+                    let _ = ack.send(r);
+                }
+                drop(permits);
+                if !changes.is_empty() || raw_sql {
+                    let _ = self.events.send(Arc::new(CommitEvent {
+                        last_seq,
+                        changes,
+                        raw_sql,
+                    }));
+                }
+            }
+            Err(e) => {
+                let _ = self.conn.batch("ROLLBACK");
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, ops = n, "batch failed; every write in it is reported failed");
+                for ack in acks {
+                    let _ = ack.send(Err(StoreError::BatchFailed(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let hw = self.clock.last();
+        self.conn.execute(
+            "INSERT INTO _meta (key, value) VALUES ('hlc_hwm', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            vec![V::Text(hw.as_i64().to_string())],
+        )?;
+        if self.faults.fail_next_commit.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Sql(
+                "injected commit failure (fault-injection)".into(),
+            ));
+        }
+        self.conn.execute("COMMIT", vec![])?;
+        Ok(())
+    }
+
+    fn maybe_panic(&self) {
+        let left = self.faults.panic_after_ops.load(Ordering::SeqCst);
+        if left >= 0 {
+            if left == 0 {
+                self.faults.panic_after_ops.store(-1, Ordering::SeqCst);
+                panic!("injected writer panic (fault-injection)");
+            }
+            self.faults
+                .panic_after_ops
+                .store(left - 1, Ordering::SeqCst);
+        }
+    }
+
+    fn fail_all(&mut self, batch: Batch, err: StoreError) {
+        self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        for slot in batch.items {
+            slot.item.fail(err.clone());
+        }
+    }
+
+    fn apply(
+        &mut self,
+        op: WriteOp,
+        changes: &mut Vec<ChangeRef>,
+        last_seq: &mut i64,
+    ) -> Result<OpOutput, OpError> {
+        match op {
+            WriteOp::Record(r) => self
+                .insert_record(r, changes, last_seq)
+                .map_err(OpError::Fatal),
+            WriteOp::Sql { sql, params } => {
+                let sql_for_ctx = sql;
+                self.in_savepoint(changes, last_seq, move |ctx| {
+                    let mut res = ctx.conn.query_once(&sql_for_ctx, conn::params(params))?;
+                    res.rows_affected = ctx.conn.conn.changes();
+                    let rowid = ctx.conn.conn.last_insert_rowid();
+                    res.last_insert_rowid = (rowid != 0).then_some(rowid);
+                    Ok(OpOutput::Sql(res))
+                })
+            }
+            WriteOp::Txn(f) => self.in_savepoint(changes, last_seq, f),
+        }
+    }
+
+    fn in_savepoint(
+        &mut self,
+        changes: &mut Vec<ChangeRef>,
+        last_seq: &mut i64,
+        f: impl FnOnce(&mut TxCtx<'_>) -> Result<OpOutput>,
+    ) -> Result<OpOutput, OpError> {
+        self.conn
+            .execute("SAVEPOINT op", vec![])
+            .map_err(OpError::Fatal)?;
+        let before = changes.len();
+        let seq_before = *last_seq;
+        let r = {
+            let mut ctx = TxCtx {
+                conn: &mut self.conn,
+                clock: &self.clock,
+                origin: &self.origin,
+                changes,
+                last_seq,
+            };
+            f(&mut ctx)
+        };
+        match r {
+            Ok(o) => {
+                self.conn
+                    .execute("RELEASE op", vec![])
+                    .map_err(OpError::Fatal)?;
+                Ok(o)
+            }
+            Err(e) => {
+                changes.truncate(before);
+                *last_seq = seq_before;
+                self.conn
+                    .batch("ROLLBACK TO op; RELEASE op;")
+                    .map_err(OpError::Fatal)?;
+                Err(OpError::Op(e))
+            }
+        }
+    }
+
+    fn insert_record(
+        &mut self,
+        r: Record,
+        changes: &mut Vec<ChangeRef>,
+        last_seq: &mut i64,
+    ) -> Result<OpOutput> {
+        let hlc = self.clock.now();
+        let origin = V::Text(self.origin.clone());
+        let (tbl, id, n) = match r {
+            Record::Metric(m) => {
+                let n = self.conn.execute(
+                    "INSERT INTO agent_metrics (id, agent_id, task_type, duration_ms, tokens_used, region, ts, extra, hlc, origin) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(id) DO NOTHING",
+                    vec![
+                        V::Text(m.id.clone()),
+                        V::Text(m.agent_id),
+                        V::Text(m.task_type),
+                        V::Real(m.duration_ms),
+                        V::Integer(m.tokens_used),
+                        opt_text(m.region),
+                        V::Integer(m.ts),
+                        opt_json(m.extra),
+                        V::Integer(hlc.as_i64()),
+                        origin.clone(),
+                    ],
+                )?;
+                ("agent_metrics", m.id, n)
+            }
+            Record::Message(m) => {
+                let n = self.conn.execute(
+                    "INSERT INTO conversations (id, session_id, role, content, metadata, created_at, hlc, origin) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
+                    vec![
+                        V::Text(m.id.clone()),
+                        V::Text(m.session_id),
+                        V::Text(m.role),
+                        V::Text(m.content),
+                        opt_json(m.metadata),
+                        V::Integer(m.created_at),
+                        V::Integer(hlc.as_i64()),
+                        origin.clone(),
+                    ],
+                )?;
+                ("conversations", m.id, n)
+            }
+            Record::Knowledge(k) => {
+                let hash = content_hash(&k.content);
+                let tags = serde_json::to_string(&k.tags).unwrap_or_else(|_| "[]".into());
+                let n = self.conn.execute(
+                    "INSERT INTO knowledge (id, category, topic, content, tags, metadata, region, content_hash, created_at, updated_at, hlc, origin) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) ON CONFLICT(id) DO NOTHING",
+                    vec![
+                        V::Text(k.id.clone()),
+                        V::Text(k.category),
+                        V::Text(k.topic),
+                        V::Text(k.content),
+                        V::Text(tags),
+                        opt_json(k.metadata),
+                        opt_text(k.region),
+                        V::Text(hash),
+                        V::Integer(k.created_at),
+                        V::Integer(hlc.as_i64()),
+                        origin.clone(),
+                    ],
+                )?;
+                ("knowledge", k.id, n)
+            }
+        };
+        if n == 0 {
+            return Ok(OpOutput::Inserted { duplicate: true });
+        }
+        self.conn.execute(
+            "INSERT INTO _changes (tbl, row_id, hlc, origin) VALUES (?1, ?2, ?3, ?4)",
+            vec![
+                V::Text(tbl.into()),
+                V::Text(id.clone()),
+                V::Integer(hlc.as_i64()),
+                origin,
+            ],
+        )?;
+        *last_seq = self.conn.conn.last_insert_rowid();
+        changes.push(ChangeRef { tbl, row_id: id });
+        Ok(OpOutput::Inserted { duplicate: false })
+    }
+}
+
+enum OpError {
+    /// Only this op failed; its savepoint rolled back.
+    Op(StoreError),
+    /// The transaction cannot go on; the whole batch fails.
+    Fatal(StoreError),
+}
+
+fn opt_text(v: Option<String>) -> V {
+    v.map(V::Text).unwrap_or(V::Null)
+}
+
+fn opt_json(v: Option<serde_json::Value>) -> V {
+    match v {
+        None | Some(serde_json::Value::Null) => V::Null,
+        Some(v) => V::Text(v.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_hash_normalises_case_and_whitespace() {
+        assert_eq!(content_hash("Hello   World\n"), content_hash("hello world"));
+        assert_ne!(content_hash("hello world"), content_hash("hello worlds"));
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(bucket(1, 16), 0);
+        assert_eq!(bucket(2, 16), 1);
+        assert_eq!(bucket(3, 16), 2);
+        assert_eq!(bucket(4096, 16), 12);
+        assert_eq!(bucket(u64::MAX, 16), 15);
+    }
+}
