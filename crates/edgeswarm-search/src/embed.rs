@@ -1,0 +1,164 @@
+//! Embeddings: the [`Embedder`] trait hosts implement, and the default
+//! [`HashEmbedder`].
+//!
+//! **The default embedder is lexical-semantic, not a language model.** It hashes words and
+//! character trigrams into a fixed-size vector, so it finds entries sharing words,
+//! word stems and spelling variants (`index` ~ `indexes` ~ `indexing`), but it does not
+//! know that `car` and `automobile` mean the same thing. It needs no download or network
+//! and is fully deterministic. Plug in a real model through [`Embedder`] for semantics.
+
+use std::sync::Arc;
+
+/// A text-embedding model. Implemented by the host (a local model, an API client...).
+///
+/// `embed` is called on a blocking thread (never on a tokio worker, never on the storage
+/// writer), with batches of up to [`EMBED_BATCH`] texts. An async client can run its
+/// future with `tokio::runtime::Handle::current().block_on(..)` inside `embed`, since it
+/// runs under `spawn_blocking`.
+pub trait Embedder: Send + Sync + 'static {
+    /// A stable id naming the model *and* its settings (e.g. `"openai/text-3-small"`).
+    /// Vectors are stored per (id, dim); a new id triggers a background re-embed.
+    fn id(&self) -> &str;
+    /// The vector length this embedder returns.
+    fn dim(&self) -> usize;
+    /// Embeds each text; returns one vector of length `dim()` per text, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String>;
+}
+
+/// How many texts are embedded (and written) per batch during indexing.
+pub const EMBED_BATCH: usize = 128;
+
+/// A shared embedder.
+pub type SharedEmbedder = Arc<dyn Embedder>;
+
+/// Deterministic hashed word + character-trigram embedder (lexical-semantic; see the
+/// module docs for what it can and cannot find).
+#[derive(Debug, Clone)]
+pub struct HashEmbedder {
+    dim: usize,
+    id: String,
+}
+
+impl HashEmbedder {
+    /// A hash embedder with `dim` dimensions (clamped to 16..=4096). 256 is a good default.
+    pub fn new(dim: usize) -> Self {
+        let dim = dim.clamp(16, 4096);
+        HashEmbedder {
+            dim,
+            id: format!("edgeswarm-hash-ngram-v1-{dim}"),
+        }
+    }
+
+    /// Embeds one text (what `embed` does per item).
+    pub fn embed_one(&self, text: &str) -> Vec<f32> {
+        let mut v = vec![0f32; self.dim];
+        let lower = text.to_lowercase();
+        for word in lower
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            self.add(&mut v, word.as_bytes(), 1.0);
+            let padded: Vec<char> = std::iter::once('<')
+                .chain(word.chars())
+                .chain(std::iter::once('>'))
+                .collect();
+            if padded.len() >= 3 {
+                for w in padded.windows(3) {
+                    let s: String = w.iter().collect();
+                    self.add(&mut v, s.as_bytes(), 0.4);
+                }
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            for x in &mut v {
+                *x /= norm;
+            }
+        }
+        v
+    }
+
+    fn add(&self, v: &mut [f32], bytes: &[u8], w: f32) {
+        let h = fnv(bytes);
+        let i = (h % self.dim as u64) as usize;
+        let sign = if (h >> 63) & 1 == 1 { -1.0 } else { 1.0 };
+        v[i] += sign * w;
+    }
+}
+
+impl Default for HashEmbedder {
+    fn default() -> Self {
+        HashEmbedder::new(256)
+    }
+}
+
+impl Embedder for HashEmbedder {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    }
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for x in b {
+        h ^= *x as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    // Final avalanche so the low bits (used for the bucket) depend on every byte.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h
+}
+
+/// An f32 vector as the little-endian blob libSQL's `F32_BLOB` stores.
+pub fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The text embedded for an entry: topic, tags and content.
+pub fn entry_text(topic: &str, tags: &str, content: &str) -> String {
+    let mut s = String::with_capacity(topic.len() + tags.len() + content.len() + 2);
+    s.push_str(topic);
+    s.push('\n');
+    s.push_str(tags);
+    s.push('\n');
+    // Long contents are cut: the start carries most of the signal, and embedding cost
+    // stays bounded.
+    let cut = content
+        .char_indices()
+        .nth(8192)
+        .map(|(i, _)| i)
+        .unwrap_or(content.len());
+    s.push_str(&content[..cut]);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cos(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn deterministic_normalised_and_lexically_close() {
+        let e = HashEmbedder::new(128);
+        let a = e.embed_one("vector indexing in libsql");
+        assert_eq!(a, e.embed_one("vector indexing in libsql"));
+        assert_eq!(a.len(), 128);
+        assert!((cos(&a, &a) - 1.0).abs() < 1e-4);
+        let near = e.embed_one("indexes for vectors");
+        let far = e.embed_one("chocolate cake recipe");
+        assert!(cos(&a, &near) > cos(&a, &far));
+        assert!(e.embed_one("!!!").iter().all(|x| *x == 0.0));
+        assert_eq!(to_blob(&[1.0]).len(), 4);
+    }
+}

@@ -1,0 +1,334 @@
+//! The query engine: blocking functions that run on a read-pool thread (`store.read`).
+//! Lexical = FTS5 BM25 with field weights; vector = libSQL `vector_top_k`; hybrid =
+//! reciprocal rank fusion of both.
+
+use crate::error::{Result, SearchError};
+use crate::query::{filter_sql, Cursor, Filters, Mode, SearchHit};
+use edgeswarm_store::{Reader, SqlValue};
+use std::collections::HashMap;
+
+/// BM25 column weights: topic, content, tags (topic > tags > content).
+pub const BM25_WEIGHTS: &str = "bm25(10.0, 1.0, 4.0)";
+/// RRF constant (the usual 60): damps the weight of top ranks.
+pub const RRF_K: f64 = 60.0;
+/// Tokens of context in a snippet.
+const SNIPPET_TOKENS: i64 = 16;
+/// Characters of content shown for vector-only hits.
+const PREVIEW_CHARS: i64 = 200;
+
+/// Where vectors of the active embedder live.
+#[derive(Debug, Clone)]
+pub(crate) struct VectorQuery {
+    pub table: String,
+    pub index: String,
+    pub blob: Vec<u8>,
+}
+
+/// Everything one search needs, prepared on the async side.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub fts_all: Option<String>,
+    pub fts_any: Option<String>,
+    pub filters: Filters,
+    pub limit: usize,
+    pub offset: usize,
+    pub cursor: Option<Cursor>,
+    pub mode: Mode,
+    pub vector: Option<VectorQuery>,
+}
+
+/// What the engine found.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub hits: Vec<SearchHit>,
+    pub next: Option<Cursor>,
+    pub relaxed: bool,
+    /// Set when the vector part failed and lexical results were returned instead.
+    pub vector_error: Option<String>,
+}
+
+fn text(v: &SqlValue) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// Ranked (rowid, rank) pairs for a lexical query (rank: BM25, lower is better).
+fn lexical_ids(
+    r: &mut Reader,
+    fts: &str,
+    filters: &Filters,
+    limit: usize,
+    offset: usize,
+    after: Option<(f64, i64)>,
+) -> Result<Vec<(i64, f64)>> {
+    let (fsql, fparams) = filter_sql(filters, 5 + 2 * after.is_some() as usize);
+    let join = !fsql.is_empty();
+    let mut sql = String::from("SELECT knowledge_fts.rowid, knowledge_fts.rank FROM knowledge_fts");
+    if join {
+        sql.push_str(" JOIN knowledge k ON k.rowid = knowledge_fts.rowid");
+    }
+    sql.push_str(" WHERE knowledge_fts MATCH ?1 AND knowledge_fts.rank MATCH ?2");
+    // Tombstoned rows are never in the index (triggers), so no deleted check is needed
+    // unless we join for filters anyway.
+    if join {
+        sql.push_str(" AND k.deleted = 0");
+        sql.push_str(&fsql);
+    }
+    let mut params: Vec<SqlValue> = vec![
+        fts.into(),
+        BM25_WEIGHTS.into(),
+        (limit as i64).into(),
+        (offset as i64).into(),
+    ];
+    if let Some((rank, rowid)) = after {
+        sql.push_str(" AND (knowledge_fts.rank, knowledge_fts.rowid) > (?5, ?6)");
+        params.push(rank.into());
+        params.push(rowid.into());
+    }
+    params.extend(fparams);
+    sql.push_str(" ORDER BY knowledge_fts.rank, knowledge_fts.rowid LIMIT ?3 OFFSET ?4");
+    let res = r.query(&sql, params)?;
+    Ok(res
+        .rows
+        .iter()
+        .filter_map(|row| Some((row[0].as_i64()?, row[1].as_f64()?)))
+        .collect())
+}
+
+/// Fetches display fields and a highlighted snippet for lexical hits, in order.
+fn hydrate_lexical(r: &mut Reader, fts: &str, ids: &[(i64, f64)]) -> Result<Vec<SearchHit>> {
+    let sql = format!(
+        "SELECT k.id, k.category, k.topic, snippet(knowledge_fts, -1, '[', ']', '…', {SNIPPET_TOKENS}), k.created_at \
+         FROM knowledge_fts JOIN knowledge k ON k.rowid = knowledge_fts.rowid \
+         WHERE knowledge_fts MATCH ?1 AND knowledge_fts.rowid = ?2"
+    );
+    let mut out = Vec::with_capacity(ids.len());
+    for (rowid, rank) in ids {
+        let res = r.query(&sql, vec![fts.into(), (*rowid).into()])?;
+        if let Some(row) = res.rows.first() {
+            out.push(SearchHit {
+                id: text(&row[0]),
+                category: text(&row[1]),
+                topic: text(&row[2]),
+                snippet: text(&row[3]),
+                score: -rank,
+                created_at: row[4].as_i64().unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Nearest neighbours (cosine similarity, best first), filtered, up to `k` of them.
+fn vector_hits(
+    r: &mut Reader,
+    vq: &VectorQuery,
+    filters: &Filters,
+    k: usize,
+) -> Result<Vec<SearchHit>> {
+    let (fsql, fparams) = filter_sql(filters, 4);
+    // Over-fetch neighbours so filters still leave a full page.
+    let fetch = if fsql.is_empty() { k } else { (k * 4).max(100) };
+    let sql = format!(
+        "SELECT k.id, k.category, k.topic, substr(k.content, 1, {PREVIEW_CHARS}), k.created_at, \
+         vector_distance_cos(v.emb, vector32(?1)) AS d \
+         FROM vector_top_k('{idx}', vector32(?1), ?2) t JOIN {tbl} v ON v.rowid = t.id \
+         JOIN knowledge k ON k.id = v.id WHERE k.deleted = 0{fsql} ORDER BY d, k.rowid LIMIT ?3",
+        idx = vq.index,
+        tbl = vq.table
+    );
+    let mut params: Vec<SqlValue> = vec![
+        SqlValue::Blob(vq.blob.clone()),
+        (fetch as i64).into(),
+        (k as i64).into(),
+    ];
+    params.extend(fparams);
+    let res = r.query(&sql, params)?;
+    Ok(res
+        .rows
+        .iter()
+        .map(|row| SearchHit {
+            id: text(&row[0]),
+            category: text(&row[1]),
+            topic: text(&row[2]),
+            snippet: text(&row[3]),
+            score: 1.0 - row[5].as_f64().unwrap_or(1.0),
+            created_at: row[4].as_i64().unwrap_or(0),
+        })
+        .collect())
+}
+
+/// Runs a plan. Blocking: call only on a read-pool thread.
+pub(crate) fn run(r: &mut Reader, plan: &Plan) -> Result<Found> {
+    match plan.mode {
+        Mode::Lexical => lexical(r, plan),
+        Mode::Vector | Mode::Hybrid => match fused(r, plan) {
+            Ok(f) => Ok(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "vector search failed; answering lexically");
+                let mut f = lexical(r, plan)?;
+                f.vector_error = Some(e.to_string());
+                Ok(f)
+            }
+        },
+    }
+}
+
+fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
+    let Some(fts) = plan.fts_all.as_deref() else {
+        return Ok(Found {
+            hits: vec![],
+            next: None,
+            relaxed: false,
+            vector_error: None,
+        });
+    };
+    let after = match plan.cursor {
+        Some(Cursor::After { rank, rowid }) => Some((rank, rowid)),
+        Some(Cursor::Offset(_)) => {
+            return Err(SearchError::BadCursor(
+                "a vector/hybrid cursor was given to a lexical search".into(),
+            ))
+        }
+        None => None,
+    };
+    let mut used = fts;
+    let mut ids = lexical_ids(
+        r,
+        fts,
+        &plan.filters,
+        plan.limit + 1,
+        plan.offset,
+        after,
+    )?;
+    let mut relaxed = false;
+    if ids.is_empty() && after.is_none() && plan.offset == 0 {
+        if let Some(any) = plan.fts_any.as_deref() {
+            ids = lexical_ids(r, any, &plan.filters, plan.limit + 1, 0, None)?;
+            relaxed = !ids.is_empty();
+            used = any;
+        }
+    }
+    let more = ids.len() > plan.limit;
+    ids.truncate(plan.limit);
+    // A relaxed (OR) page cannot be continued by an AND cursor; it is one page only.
+    let next = if more && !relaxed {
+        ids.last().map(|(rowid, rank)| Cursor::After {
+            rank: *rank,
+            rowid: *rowid,
+        })
+    } else {
+        None
+    };
+    let hits = hydrate_lexical(r, used, &ids)?;
+    Ok(Found {
+        hits,
+        next,
+        relaxed,
+        vector_error: None,
+    })
+}
+
+fn fused(r: &mut Reader, plan: &Plan) -> Result<Found> {
+    let vq = plan
+        .vector
+        .as_ref()
+        .ok_or_else(|| SearchError::InvalidArgument {
+            field: "mode",
+            reason: "no vectors are available".into(),
+        })?;
+    let start = match plan.cursor {
+        Some(Cursor::Offset(n)) => n,
+        Some(Cursor::After { .. }) => {
+            return Err(SearchError::BadCursor(
+                "a lexical cursor was given to a vector/hybrid search".into(),
+            ))
+        }
+        None => plan.offset,
+    };
+    let want = start + plan.limit + 1;
+    let k = want.max(20);
+    let vec_hits = vector_hits(r, vq, &plan.filters, k)?;
+    let mut ranked: Vec<SearchHit> = if plan.mode == Mode::Vector {
+        vec_hits
+    } else {
+        let lex = match plan.fts_all.as_deref() {
+            Some(fts) => {
+                let mut ids = lexical_ids(r, fts, &plan.filters, k, 0, None)?;
+                let mut used = fts;
+                if ids.is_empty() {
+                    if let Some(any) = plan.fts_any.as_deref() {
+                        ids = lexical_ids(r, any, &plan.filters, k, 0, None)?;
+                        used = any;
+                    }
+                }
+                hydrate_lexical(r, used, &ids)?
+            }
+            None => vec![],
+        };
+        rrf(lex, vec_hits)
+    };
+    let more = ranked.len() > start + plan.limit;
+    let hits: Vec<SearchHit> = ranked.drain(..).skip(start).take(plan.limit).collect();
+    Ok(Found {
+        next: more.then_some(Cursor::Offset(start + hits.len())),
+        hits,
+        relaxed: false,
+        vector_error: None,
+    })
+}
+
+/// Reciprocal rank fusion: score = Σ 1 / (RRF_K + rank). Lexical hits keep their
+/// highlighted snippet.
+pub(crate) fn rrf(lexical: Vec<SearchHit>, vector: Vec<SearchHit>) -> Vec<SearchHit> {
+    let mut by_id: HashMap<String, SearchHit> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for list in [lexical, vector] {
+        for (i, mut h) in list.into_iter().enumerate() {
+            let s = 1.0 / (RRF_K + i as f64 + 1.0);
+            match by_id.get_mut(&h.id) {
+                Some(e) => e.score += s,
+                None => {
+                    h.score = s;
+                    order.push(h.id.clone());
+                    by_id.insert(h.id.clone(), h);
+                }
+            }
+        }
+    }
+    let mut out: Vec<SearchHit> = order.into_iter().filter_map(|id| by_id.remove(&id)).collect();
+    out.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: &str) -> SearchHit {
+        SearchHit {
+            id: id.into(),
+            category: String::new(),
+            topic: String::new(),
+            snippet: String::new(),
+            score: 0.0,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn rrf_rewards_agreement() {
+        let out = rrf(
+            vec![hit("a"), hit("b"), hit("c")],
+            vec![hit("c"), hit("d"), hit("a")],
+        );
+        let ids: Vec<&str> = out.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids[0], "a");
+        assert_eq!(ids[1], "c");
+        assert_eq!(ids.len(), 4);
+    }
+}

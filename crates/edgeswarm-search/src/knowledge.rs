@@ -1,0 +1,326 @@
+//! Knowledge writes with dedup, updates, tombstone deletes and whole-entry reads. Every
+//! write runs atomically as one custom op in the store writer's batch transaction, sets
+//! `hlc`/`origin` and appends to the change log so it replicates.
+
+use crate::error::{Result, SearchError};
+use edgeswarm_core::record::now_millis;
+use edgeswarm_core::Knowledge;
+use edgeswarm_store::writer::content_hash;
+use edgeswarm_store::{OpOutput, SqlValue, Store, StoreError, TxCtx};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+
+/// What `add_knowledge` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddOutcome {
+    /// The entry's id: the new one, or the existing entry this was merged into.
+    pub id: String,
+    /// True when the same normalised content already existed in the same category; its
+    /// tags and metadata were merged into the existing entry instead of adding a new one.
+    pub duplicate: bool,
+}
+
+/// Fields to change in an existing entry; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeUpdate {
+    /// New category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// New topic.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// New content (re-indexed and re-hashed).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Replaces the tag list.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Replaces the metadata object.
+    #[serde(default)]
+    pub metadata: Option<Json>,
+    /// New region.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// A whole knowledge entry, as `get_knowledge` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeEntry {
+    /// Entry id.
+    pub id: String,
+    /// Category (dedup is per category).
+    pub category: String,
+    /// Short topic line.
+    pub topic: String,
+    /// Full content.
+    pub content: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Metadata object, if any.
+    pub metadata: Option<Json>,
+    /// Region it was written in, if any.
+    pub region: Option<String>,
+    /// Creation time, ms since epoch.
+    pub created_at: i64,
+    /// Last change, ms since epoch.
+    pub updated_at: i64,
+}
+
+fn merge_tags(existing: &str, new: &[String], max: usize) -> String {
+    let mut tags: Vec<String> = serde_json::from_str(existing).unwrap_or_default();
+    for t in new {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    if tags.len() > max {
+        tracing::warn!(
+            kept = max,
+            dropped = tags.len() - max,
+            "merged tags exceed Limits::max_tags; extra tags dropped"
+        );
+        tags.truncate(max);
+    }
+    serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into())
+}
+
+fn merge_metadata(existing: Option<&str>, new: Option<&Json>) -> SqlValue {
+    let old: Option<Json> = existing.and_then(|s| serde_json::from_str(s).ok());
+    match (old, new) {
+        (Some(Json::Object(mut a)), Some(Json::Object(b))) => {
+            for (k, v) in b {
+                a.insert(k.clone(), v.clone());
+            }
+            Json::Object(a).to_string().into()
+        }
+        (Some(a), None) | (Some(a), Some(Json::Null)) => a.to_string().into(),
+        (_, Some(b)) if !b.is_null() => b.to_string().into(),
+        _ => SqlValue::Null,
+    }
+}
+
+fn opt(v: Option<String>) -> SqlValue {
+    v.map(SqlValue::Text).unwrap_or(SqlValue::Null)
+}
+
+/// Adds an entry, or merges it into the live entry with the same normalised content in
+/// the same category (tags unioned, metadata keys merged with the new values winning).
+pub async fn add_knowledge(store: &Store, k: Knowledge) -> Result<AddOutcome> {
+    k.validate(&store.config().limits)?;
+    let max_tags = store.config().limits.max_tags;
+    let _span = tracing::debug_span!("add_knowledge", category = %k.category).entered();
+    let out = store
+        .transact(move |ctx| add_in_tx(ctx, k, max_tags))
+        .await?;
+    match out {
+        OpOutput::Json(v) => serde_json::from_value(v)
+            .map_err(|e| SearchError::Store(StoreError::Sql(format!("bad add reply: {e}")))),
+        other => Err(SearchError::Store(StoreError::Sql(format!(
+            "unexpected writer reply {other:?}"
+        )))),
+    }
+}
+
+fn add_in_tx(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_store::Result<OpOutput> {
+    let hash = content_hash(&k.content);
+    let hlc = ctx.stamp();
+    let origin = ctx.origin().to_string();
+    let now = now_millis();
+    let existing = ctx.query(
+        "SELECT id, tags, metadata FROM knowledge WHERE category = ?1 AND content_hash = ?2 AND deleted = 0 ORDER BY created_at, id LIMIT 1",
+        vec![k.category.clone().into(), hash.clone().into()],
+    )?;
+    if let Some(row) = existing.rows.first() {
+        let id = row[0].as_str().unwrap_or_default().to_string();
+        let tags = merge_tags(row[1].as_str().unwrap_or("[]"), &k.tags, max_tags);
+        let meta = merge_metadata(row[2].as_str(), k.metadata.as_ref());
+        ctx.execute(
+            "UPDATE knowledge SET tags = ?2, metadata = ?3, updated_at = ?4, hlc = ?5, origin = ?6 WHERE id = ?1",
+            vec![
+                id.clone().into(),
+                tags.into(),
+                meta,
+                now.into(),
+                hlc.as_i64().into(),
+                origin.clone().into(),
+            ],
+        )?;
+        ctx.log_change("knowledge", id.clone(), hlc, &origin)?;
+        return Ok(OpOutput::Json(json!({"id": id, "duplicate": true})));
+    }
+    let tags = serde_json::to_string(&k.tags).unwrap_or_else(|_| "[]".into());
+    let meta = match k.metadata {
+        None | Some(Json::Null) => SqlValue::Null,
+        Some(m) => m.to_string().into(),
+    };
+    let n = ctx.execute(
+        "INSERT INTO knowledge (id, category, topic, content, tags, metadata, region, content_hash, created_at, updated_at, hlc, origin) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(id) DO NOTHING",
+        vec![
+            k.id.clone().into(),
+            k.category.into(),
+            k.topic.into(),
+            k.content.into(),
+            tags.into(),
+            meta,
+            opt(k.region),
+            hash.into(),
+            k.created_at.into(),
+            now.into(),
+            hlc.as_i64().into(),
+            origin.clone().into(),
+        ],
+    )?;
+    if n == 0 {
+        // Same id already stored: idempotent retry.
+        return Ok(OpOutput::Json(json!({"id": k.id, "duplicate": true})));
+    }
+    ctx.log_change("knowledge", k.id.clone(), hlc, &origin)?;
+    Ok(OpOutput::Json(json!({"id": k.id, "duplicate": false})))
+}
+
+/// Changes fields of a live entry. `NotFound` if there is no live entry with this id.
+pub async fn update_knowledge(store: &Store, id: &str, upd: KnowledgeUpdate) -> Result<()> {
+    let l = store.config().limits.clone();
+    use edgeswarm_core::record::{content, json_object, name};
+    if let Some(c) = &upd.category {
+        name("category", c, &l)?;
+    }
+    if let Some(t) = &upd.topic {
+        name("topic", t, &l)?;
+    }
+    if let Some(c) = &upd.content {
+        content("content", c, &l)?;
+    }
+    if let Some(tags) = &upd.tags {
+        if tags.len() > l.max_tags {
+            return Err(edgeswarm_core::ValidationError::OutOfRange {
+                field: "tags",
+                reason: format!("{} tags; the limit is {}", tags.len(), l.max_tags),
+            }
+            .into());
+        }
+        for t in tags {
+            name("tags[]", t, &l)?;
+        }
+    }
+    if let Some(r) = &upd.region {
+        name("region", r, &l)?;
+    }
+    json_object("metadata", upd.metadata.as_ref(), &l)?;
+    let id = id.to_string();
+    let id2 = id.clone();
+    let r = store
+        .transact(move |ctx| {
+            let hlc = ctx.stamp();
+            let origin = ctx.origin().to_string();
+            let hash = upd.content.as_deref().map(content_hash);
+            let tags = upd
+                .tags
+                .as_ref()
+                .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
+            let n = ctx.execute(
+                "UPDATE knowledge SET category = COALESCE(?2, category), topic = COALESCE(?3, topic), \
+                 content = COALESCE(?4, content), content_hash = COALESCE(?5, content_hash), \
+                 tags = COALESCE(?6, tags), metadata = CASE WHEN ?7 IS NULL THEN metadata ELSE ?7 END, \
+                 region = COALESCE(?8, region), updated_at = ?9, hlc = ?10, origin = ?11 \
+                 WHERE id = ?1 AND deleted = 0",
+                vec![
+                    id.clone().into(),
+                    opt(upd.category),
+                    opt(upd.topic),
+                    opt(upd.content),
+                    opt(hash),
+                    opt(tags),
+                    opt(upd.metadata.filter(|m| !m.is_null()).map(|m| m.to_string())),
+                    opt(upd.region),
+                    now_millis().into(),
+                    hlc.as_i64().into(),
+                    origin.clone().into(),
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            ctx.log_change("knowledge", id, hlc, &origin)?;
+            Ok(OpOutput::Unit)
+        })
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound(_)) => Err(SearchError::NotFound(id2)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Tombstones a live entry (`deleted = 1`, so the delete replicates). Returns false when
+/// there was no live entry with this id.
+pub async fn delete_knowledge(store: &Store, id: &str) -> Result<bool> {
+    let id = id.to_string();
+    let out = store
+        .transact(move |ctx| {
+            let hlc = ctx.stamp();
+            let origin = ctx.origin().to_string();
+            let n = ctx.execute(
+                "UPDATE knowledge SET deleted = 1, updated_at = ?2, hlc = ?3, origin = ?4 WHERE id = ?1 AND deleted = 0",
+                vec![
+                    id.clone().into(),
+                    now_millis().into(),
+                    hlc.as_i64().into(),
+                    origin.clone().into(),
+                ],
+            )?;
+            if n > 0 {
+                ctx.log_change("knowledge", id, hlc, &origin)?;
+            }
+            Ok(OpOutput::Json(json!(n > 0)))
+        })
+        .await?;
+    Ok(matches!(out, OpOutput::Json(Json::Bool(true))))
+}
+
+/// The whole live entry with this id, or `None`.
+pub async fn get_knowledge(store: &Store, id: &str) -> Result<Option<KnowledgeEntry>> {
+    let id = id.to_string();
+    let res = store
+        .read(move |r| {
+            r.query(
+                "SELECT id, category, topic, content, tags, metadata, region, created_at, updated_at \
+                 FROM knowledge WHERE id = ?1 AND deleted = 0",
+                vec![id.into()],
+            )
+        })
+        .await?;
+    Ok(res.rows.first().map(|row| {
+        let s = |i: usize| row[i].as_str().unwrap_or_default().to_string();
+        KnowledgeEntry {
+            id: s(0),
+            category: s(1),
+            topic: s(2),
+            content: s(3),
+            tags: serde_json::from_str(row[4].as_str().unwrap_or("[]")).unwrap_or_default(),
+            metadata: row[5].as_str().and_then(|m| serde_json::from_str(m).ok()),
+            region: row[6].as_str().map(str::to_string),
+            created_at: row[7].as_i64().unwrap_or(0),
+            updated_at: row[8].as_i64().unwrap_or(0),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_tags_and_metadata() {
+        assert_eq!(
+            merge_tags("[\"a\",\"b\"]", &["b".into(), "c".into()], 64),
+            "[\"a\",\"b\",\"c\"]"
+        );
+        assert_eq!(merge_tags("[\"a\"]", &["b".into()], 1), "[\"a\"]");
+        let m = merge_metadata(Some("{\"x\":1,\"y\":2}"), Some(&json!({"y": 3, "z": 4})));
+        assert_eq!(m, SqlValue::Text("{\"x\":1,\"y\":3,\"z\":4}".into()));
+        assert_eq!(merge_metadata(None, None), SqlValue::Null);
+    }
+}

@@ -1,0 +1,556 @@
+//! `Swarm`: the handle hosts embed. Starts the store, the agent supervisor and the
+//! background loops; spawns and addresses agents; serves memory and metrics.
+
+use crate::agent::{Agent, AgentActor, AgentCounters, AgentEntry, AgentInfo, AgentOptions, AgentStatus, AgentSupervisor, SwarmEvent, TaskSender};
+use crate::ctx::AgentCtx;
+use crate::error::{Error, Result};
+use crate::memory::{watch_loop, KvWatch, Page, Watcher};
+use dashmap::DashMap;
+use edgeswarm_core::{BatchConfig, Durability, Knowledge, Limits, Message, StoreConfig};
+use edgeswarm_store::{SqlValue, Store};
+use ractor::{Actor, ActorCell, ActorId, ActorRef};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, RwLock, Semaphore};
+
+/// Builds a swarm. Every setting has a documented default.
+#[derive(Debug, Clone)]
+pub struct SwarmBuilder {
+    store: StoreConfig,
+    agent_defaults: AgentOptions,
+    /// How often expired kv entries are deleted for good. Default 1 s.
+    kv_sweep_interval: Duration,
+}
+
+impl Default for SwarmBuilder {
+    fn default() -> Self {
+        SwarmBuilder { store: StoreConfig::default(), agent_defaults: AgentOptions::default(), kv_sweep_interval: Duration::from_secs(1) }
+    }
+}
+
+impl SwarmBuilder {
+    /// The home libSQL file. Default `./edgeswarm.db`.
+    pub fn path(mut self, p: impl Into<PathBuf>) -> Self {
+        self.store.path = p.into();
+        self
+    }
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.store.durability = d;
+        self
+    }
+    pub fn batch(mut self, b: BatchConfig) -> Self {
+        self.store.batch = b;
+        self
+    }
+    pub fn limits(mut self, l: Limits) -> Self {
+        self.store.limits = l;
+        self
+    }
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.store.queue_capacity = n;
+        self
+    }
+    pub fn read_pool_size(mut self, n: usize) -> Self {
+        self.store.read_pool_size = n;
+        self
+    }
+    /// The whole store config at once.
+    pub fn store_config(mut self, c: StoreConfig) -> Self {
+        self.store = c;
+        self
+    }
+    /// Default options for agents spawned without their own.
+    pub fn agent_defaults(mut self, o: AgentOptions) -> Self {
+        self.agent_defaults = o;
+        self
+    }
+    pub fn kv_sweep_interval(mut self, d: Duration) -> Self {
+        self.kv_sweep_interval = d;
+        self
+    }
+
+    /// Opens the home file and starts the runtime.
+    pub async fn start(self) -> Result<Swarm> {
+        let store = Store::open(self.store.clone()).await?;
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new_cyclic(|_| SwarmInner {
+            store,
+            agents: DashMap::new(),
+            by_actor: DashMap::new(),
+            watchers: Arc::new(DashMap::new()),
+            next_watch: AtomicU64::new(1),
+            events,
+            supervisor: RwLock::new(None),
+            shutting_down: AtomicBool::new(false),
+            agent_defaults: self.agent_defaults.clone(),
+        });
+        let (sup, _) = Actor::spawn(None, AgentSupervisor { swarm: Arc::downgrade(&inner) }, ())
+            .await
+            .map_err(|e| Error::Spawn(e.to_string()))?;
+        *inner.supervisor.write().await = Some(sup);
+        tokio::spawn(watch_loop(Arc::downgrade(&inner), inner.store.subscribe()));
+        let weak = Arc::downgrade(&inner);
+        let every = self.kv_sweep_interval;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.is_shutting_down() {
+                    return;
+                }
+                if let Err(e) = inner.store.kv_sweep_expired().await {
+                    tracing::debug!(error = %e, "kv sweep skipped");
+                }
+            }
+        });
+        Ok(Swarm { inner })
+    }
+}
+
+pub(crate) struct SwarmInner {
+    pub store: Store,
+    pub agents: DashMap<String, Arc<AgentEntry>>,
+    pub by_actor: DashMap<ActorId, String>,
+    pub watchers: Arc<DashMap<u64, Watcher>>,
+    pub next_watch: AtomicU64,
+    pub events: broadcast::Sender<SwarmEvent>,
+    pub supervisor: RwLock<Option<ActorRef<()>>>,
+    pub shutting_down: AtomicBool,
+    pub agent_defaults: AgentOptions,
+}
+
+impl SwarmInner {
+    pub(crate) fn entry_by_cell(&self, cell: &ActorCell) -> Option<Arc<AgentEntry>> {
+        let id = self.by_actor.get(&cell.get_id())?.clone();
+        self.agents.get(&id).map(|e| e.clone())
+    }
+    pub(crate) fn emit(&self, e: SwarmEvent) {
+        let _ = self.events.send(e);
+    }
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// One hit of a knowledge search.
+#[derive(Debug, Clone, Serialize)]
+pub struct KnowledgeHit {
+    pub id: String,
+    pub category: String,
+    pub topic: String,
+    /// A short preview with the matched terms in `[` `]`.
+    pub snippet: String,
+    pub score: f64,
+}
+
+/// count / mean / percentiles of task durations for one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricAgg {
+    pub key: String,
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub tokens: i64,
+}
+
+/// Aggregates over `agent_metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsSummary {
+    pub overall: MetricAgg,
+    pub by_agent: Vec<MetricAgg>,
+    pub by_task_type: Vec<MetricAgg>,
+    pub by_region: Vec<MetricAgg>,
+}
+
+/// The runtime handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Swarm {
+    inner: Arc<SwarmInner>,
+}
+
+impl Swarm {
+    pub fn builder() -> SwarmBuilder {
+        SwarmBuilder::default()
+    }
+    pub(crate) fn from_inner(inner: Arc<SwarmInner>) -> Self {
+        Swarm { inner }
+    }
+    /// The home store (raw SQL, kv, records).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    /// Lifecycle events (agent started / restarted / stopped).
+    pub fn events(&self) -> broadcast::Receiver<SwarmEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.is_shutting_down() {
+            return Err(Error::ShutDown);
+        }
+        Ok(())
+    }
+
+    // ---- agents ---------------------------------------------------------------------
+
+    /// Spawns an agent with the swarm's default options.
+    pub async fn spawn_agent<A: Agent>(&self, id: &str, region: &str, behaviour: A) -> Result<()> {
+        self.spawn_agent_with(id, region, behaviour, self.inner.agent_defaults.clone()).await
+    }
+
+    /// Spawns an agent with its own options (restart policy, mailbox size).
+    pub async fn spawn_agent_with<A: Agent>(&self, id: &str, region: &str, behaviour: A, options: AgentOptions) -> Result<()> {
+        self.check_open()?;
+        let limits = &self.inner.store.config().limits;
+        edgeswarm_core::record::name("agent id", id, limits)?;
+        edgeswarm_core::record::name("region", region, limits)?;
+        if options.mailbox == 0 {
+            return Err(Error::Invalid("mailbox must hold at least one task".into()));
+        }
+        let sup = self.inner.supervisor.read().await.clone().ok_or(Error::ShutDown)?;
+        let sender = Arc::new(TaskSender::<A::Task> { actor: RwLock::new(None), permits: Arc::new(Semaphore::new(options.mailbox)), capacity: options.mailbox });
+        let counters = Arc::new(AgentCounters::default());
+        let weak = Arc::downgrade(&self.inner);
+        let (sid, sreg) = (id.to_string(), region.to_string());
+        let respawn_sender = sender.clone();
+        let respawn_counters = counters.clone();
+        let record = options.record_task_metrics;
+        let respawn = Arc::new(move |sup: ActorCell| {
+            let (weak, sid, sreg, behaviour, sender, counters) = (weak.clone(), sid.clone(), sreg.clone(), behaviour.clone(), respawn_sender.clone(), respawn_counters.clone());
+            Box::pin(async move {
+                let actor = AgentActor::<A> { ctx: AgentCtx::new(&sid, &sreg, weak.clone()), counters, record_metrics: record, _p: std::marker::PhantomData };
+                let (r, _) = Actor::spawn_linked(None, actor, behaviour, sup).await.map_err(|e| Error::Spawn(e.to_string()))?;
+                if let Some(inner) = weak.upgrade() {
+                    inner.by_actor.insert(r.get_id(), sid.clone());
+                }
+                *sender.actor.write().await = Some(r.clone());
+                Ok(r.get_cell())
+            }) as futures::future::BoxFuture<'static, Result<ActorCell>>
+        });
+        let permits = sender.permits.clone();
+        let cap = options.mailbox;
+        let entry = Arc::new(AgentEntry {
+            id: id.to_string(),
+            region: region.to_string(),
+            status: std::sync::Mutex::new(AgentStatus::Running),
+            counters,
+            options,
+            sender,
+            task_type_name: std::any::type_name::<A::Task>(),
+            respawn: respawn.clone(),
+            cell: std::sync::Mutex::new(None),
+            restarts: Default::default(),
+            mailbox_depth: Box::new(move || cap - permits.available_permits()),
+        });
+        match self.inner.agents.entry(id.to_string()) {
+            dashmap::mapref::entry::Entry::Occupied(_) => return Err(Error::DuplicateAgent(id.to_string())),
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                v.insert(entry.clone());
+            }
+        }
+        match respawn(sup.get_cell()).await {
+            Ok(cell) => {
+                *entry.cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(cell);
+                self.inner.emit(SwarmEvent::AgentStarted { id: id.to_string() });
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.agents.remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn sender<T: Send + 'static>(&self, id: &str) -> Result<(Arc<AgentEntry>, Arc<TaskSender<T>>)> {
+        self.check_open()?;
+        let entry = self.inner.agents.get(id).map(|e| e.clone()).ok_or_else(|| Error::UnknownAgent(id.to_string()))?;
+        if *entry.status.lock().unwrap_or_else(|p| p.into_inner()) == AgentStatus::Stopped {
+            return Err(Error::AgentStopped(id.to_string()));
+        }
+        let s = entry.sender.clone().downcast::<TaskSender<T>>().map_err(|_| Error::WrongTaskType {
+            id: id.to_string(),
+            expected: entry.task_type_name,
+            given: std::any::type_name::<T>(),
+        })?;
+        Ok((entry, s))
+    }
+
+    /// Sends a task; fails at once with `MailboxFull` if the agent is behind.
+    pub async fn send<T: Send + 'static>(&self, id: &str, task: T) -> Result<()> {
+        let (_, s) = self.sender::<T>(id)?;
+        s.try_send(id, task).await
+    }
+
+    /// Sends a task, waiting for mailbox space.
+    pub async fn send_wait<T: Send + 'static>(&self, id: &str, task: T) -> Result<()> {
+        let (_, s) = self.sender::<T>(id)?;
+        s.send_wait(id, task).await
+    }
+
+    /// Sends a task to every running agent that takes tasks of type `T`. Returns how
+    /// many received it and the errors of those that did not (e.g. full mailboxes).
+    pub async fn broadcast<T: Clone + Send + 'static>(&self, task: T) -> Result<(usize, Vec<Error>)> {
+        self.check_open()?;
+        let ids: Vec<String> = self.inner.agents.iter().map(|e| e.key().clone()).collect();
+        let (mut ok, mut errs) = (0, Vec::new());
+        for id in ids {
+            match self.sender::<T>(&id) {
+                Ok((_, s)) => match s.try_send(&id, task.clone()).await {
+                    Ok(()) => ok += 1,
+                    Err(e) => errs.push(e),
+                },
+                Err(Error::WrongTaskType { .. }) | Err(Error::AgentStopped(_)) => {}
+                Err(e) => errs.push(e),
+            }
+        }
+        Ok((ok, errs))
+    }
+
+    /// Stops one agent cleanly (its `on_stop` runs) and removes it from the registry.
+    pub async fn stop_agent(&self, id: &str) -> Result<()> {
+        let entry = self.inner.agents.get(id).map(|e| e.clone()).ok_or_else(|| Error::UnknownAgent(id.to_string()))?;
+        *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
+        let cell = entry.cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(c) = cell {
+            let _ = c.stop_and_wait(Some("stopped".into()), Some(Duration::from_secs(10))).await;
+        }
+        self.inner.agents.remove(id);
+        Ok(())
+    }
+
+    /// Every agent with its status and counters.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        let mut v: Vec<AgentInfo> = self
+            .inner
+            .agents
+            .iter()
+            .map(|e| AgentInfo {
+                id: e.id.clone(),
+                region: e.region.clone(),
+                status: *e.status.lock().unwrap_or_else(|p| p.into_inner()),
+                tasks_ok: e.counters.tasks_ok.load(Ordering::Relaxed),
+                tasks_failed: e.counters.tasks_failed.load(Ordering::Relaxed),
+                restarts: e.counters.restarts.load(Ordering::Relaxed),
+                mailbox_depth: (e.mailbox_depth)(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn agent(&self, id: &str) -> Result<AgentInfo> {
+        self.agents().into_iter().find(|a| a.id == id).ok_or_else(|| Error::UnknownAgent(id.to_string()))
+    }
+
+    // ---- memory ---------------------------------------------------------------------
+
+    /// Appends a message to its session; returns the message id once committed.
+    pub async fn add_conversation(&self, m: Message) -> Result<String> {
+        self.check_open()?;
+        let id = m.id.clone();
+        self.inner.store.publish(m).await?;
+        Ok(id)
+    }
+
+    /// A session's messages in (created_at, id) order. `cursor` comes from the previous
+    /// page's `next_cursor`; `limit` is capped at 1000.
+    pub async fn get_conversations(&self, session_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Message>> {
+        edgeswarm_core::record::name("session_id", session_id, &self.inner.store.config().limits)?;
+        let limit = limit.clamp(1, 1000);
+        let (after_ts, after_id) = match cursor {
+            None | Some("") => (i64::MIN, String::new()),
+            Some(c) => {
+                let (ts, id) = c.split_once(':').ok_or_else(|| Error::Invalid(format!("cursor `{c}` is not one this server issued")))?;
+                (ts.parse::<i64>().map_err(|_| Error::Invalid(format!("cursor `{c}` is not one this server issued")))?, id.to_string())
+            }
+        };
+        let sid = session_id.to_string();
+        let rows = self
+            .inner
+            .store
+            .read(move |r| {
+                r.query(
+                    "SELECT id, session_id, role, content, metadata, created_at FROM conversations \
+                     WHERE session_id = ?1 AND (created_at > ?2 OR (created_at = ?2 AND id > ?3)) \
+                     ORDER BY created_at, id LIMIT ?4",
+                    vec![sid.into(), after_ts.into(), after_id.into(), (limit as i64 + 1).into()],
+                )
+            })
+            .await?;
+        let mut items: Vec<Message> = rows
+            .rows
+            .into_iter()
+            .map(|r| Message {
+                id: r[0].as_str().unwrap_or_default().into(),
+                session_id: r[1].as_str().unwrap_or_default().into(),
+                role: r[2].as_str().unwrap_or_default().into(),
+                content: r[3].as_str().unwrap_or_default().into(),
+                metadata: r[4].as_str().and_then(|s| serde_json::from_str(s).ok()),
+                created_at: r[5].as_i64().unwrap_or(0),
+            })
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|m| format!("{}:{}", m.created_at, m.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Adds a knowledge entry; returns its id once committed.
+    pub async fn add_knowledge(&self, k: Knowledge) -> Result<String> {
+        self.check_open()?;
+        let id = k.id.clone();
+        self.inner.store.publish(k).await?;
+        Ok(id)
+    }
+
+    /// Lexical (FTS5/BM25) knowledge search. Any text is a valid query: it is split into
+    /// words and each is quoted, so FTS operators in user text are plain words.
+    pub async fn search_knowledge(&self, query: &str, limit: usize) -> Result<Vec<KnowledgeHit>> {
+        let terms: Vec<String> = query
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|t| !t.is_empty())
+            .take(64)
+            .map(|t| format!("\"{t}\""))
+            .collect();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fts = terms.join(" OR ");
+        let limit = limit.clamp(1, 100) as i64;
+        let r = self
+            .inner
+            .store
+            .read(move |r| {
+                r.query(
+                    "SELECT k.id, k.category, k.topic, snippet(knowledge_fts, 1, '[', ']', '…', 12), bm25(knowledge_fts, 5.0, 1.0, 3.0) AS s \
+                     FROM knowledge_fts JOIN knowledge k ON k.rowid = knowledge_fts.rowid \
+                     WHERE knowledge_fts MATCH ?1 AND k.deleted = 0 ORDER BY s LIMIT ?2",
+                    vec![fts.into(), limit.into()],
+                )
+            })
+            .await?;
+        Ok(r.rows
+            .into_iter()
+            .map(|r| KnowledgeHit {
+                id: r[0].as_str().unwrap_or_default().into(),
+                category: r[1].as_str().unwrap_or_default().into(),
+                topic: r[2].as_str().unwrap_or_default().into(),
+                snippet: r[3].as_str().unwrap_or_default().into(),
+                score: -r[4].as_f64().unwrap_or(0.0),
+            })
+            .collect())
+    }
+
+    /// Watches `namespace` keys starting with `prefix`.
+    pub fn watch(&self, namespace: &str, prefix: &str) -> KvWatch {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let id = self.inner.next_watch.fetch_add(1, Ordering::Relaxed);
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.inner.watchers.insert(id, Watcher { namespace: namespace.into(), prefix: prefix.into(), tx, dropped: dropped.clone() });
+        KvWatch { rx, id, watchers: self.inner.watchers.clone(), dropped }
+    }
+
+    /// Task-duration aggregates, optionally only for tasks since `since_ms` (epoch ms).
+    pub async fn metrics(&self, since_ms: Option<i64>) -> Result<MetricsSummary> {
+        let since = since_ms.unwrap_or(i64::MIN);
+        Ok(self
+            .inner
+            .store
+            .read(move |r| {
+                let q = r.query(
+                    "SELECT agent_id, task_type, COALESCE(region, ''), duration_ms, tokens_used FROM agent_metrics WHERE ts >= ?1",
+                    vec![SqlValue::Integer(since)],
+                )?;
+                Ok(summarise(q))
+            })
+            .await?)
+    }
+
+    // ---- lifecycle ------------------------------------------------------------------
+
+    /// Stops every agent (running `on_stop`), drains and flushes the store, and returns
+    /// once all acked data is on disk. Calls after this fail with `ShutDown`.
+    pub async fn shutdown(&self) -> Result<()> {
+        if self.inner.shutting_down.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let cells: Vec<ActorCell> = self.inner.agents.iter().filter_map(|e| e.cell.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect();
+        for c in &cells {
+            c.stop(Some("swarm shutdown".into()));
+        }
+        for c in cells {
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while c.get_status() != ractor::ActorStatus::Stopped {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+            .await;
+        }
+        for e in self.inner.agents.iter() {
+            *e.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
+        }
+        if let Some(s) = self.inner.supervisor.write().await.take() {
+            s.stop(None);
+        }
+        self.inner.watchers.clear();
+        self.inner.store.shutdown().await?;
+        Ok(())
+    }
+}
+
+fn summarise(q: edgeswarm_store::QueryResult) -> MetricsSummary {
+    use std::collections::BTreeMap;
+    let mut all = Vec::new();
+    let mut groups: [BTreeMap<String, (Vec<f64>, i64)>; 3] = Default::default();
+    for r in &q.rows {
+        let d = r[3].as_f64().unwrap_or(0.0);
+        let t = r[4].as_i64().unwrap_or(0);
+        all.push(d);
+        for (g, col) in groups.iter_mut().zip([0, 1, 2]) {
+            let e = g.entry(r[col].as_str().unwrap_or_default().to_string()).or_default();
+            e.0.push(d);
+            e.1 += t;
+        }
+    }
+    let total_tokens = q.rows.iter().map(|r| r[4].as_i64().unwrap_or(0)).sum();
+    let [a, t, rg] = groups;
+    let to = |m: BTreeMap<String, (Vec<f64>, i64)>| m.into_iter().map(|(k, (v, tok))| agg(k, v, tok)).collect();
+    MetricsSummary { overall: agg("all".into(), all, total_tokens), by_agent: to(a), by_task_type: to(t), by_region: to(rg) }
+}
+
+fn agg(key: String, mut v: Vec<f64>, tokens: i64) -> MetricAgg {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let pct = |p: f64| if n == 0 { 0.0 } else { v[(((n as f64) * p).ceil() as usize).clamp(1, n) - 1] };
+    MetricAgg {
+        key,
+        count: n as u64,
+        mean_ms: if n == 0 { 0.0 } else { v.iter().sum::<f64>() / n as f64 },
+        p50_ms: pct(0.50),
+        p95_ms: pct(0.95),
+        p99_ms: pct(0.99),
+        tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let a = agg("x".into(), (1..=100).map(|i| i as f64).collect(), 7);
+        assert_eq!((a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens), (100, 50.0, 95.0, 99.0, 7));
+        assert_eq!(agg("e".into(), vec![], 0).p99_ms, 0.0);
+    }
+}
