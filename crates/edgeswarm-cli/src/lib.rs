@@ -1,1 +1,54 @@
-//! edgeswarm-cli
+//! The `edgeswarm` command as a library, so hosts and tests can reuse its pieces: config
+//! loading and checking, the Prometheus endpoint, the status heartbeat, export/import.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod open;
+pub mod table;
+
+use clap::CommandFactory;
+
+pub use error::{CliError, Result};
+
+use cli::{Cli, Cmd};
+use config::LogFormat;
+
+/// Sets up tracing on stderr: `RUST_LOG` filters (default `warn`), text or JSON lines.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Mcp(args) => edgeswarm_mcp::run(args)
+            .await
+            .map_err(|e| CliError::Invalid(e.to_string())),
+        Cmd::Demo(a) => cmd::demo::run(a).await,
+        Cmd::Bench(a) => cmd::bench::run(a).await,
+        Cmd::Status(a) => cmd::status::run(a).await,
+        Cmd::Sql(a) => cmd::sql::run(a).await,
+        Cmd::Shell(a) => cmd::sql::run_shell(a).await,
+        Cmd::Regions(a) => cmd::regions::run(a).await,
+        Cmd::Export(a) => cmd::transfer::run_export(a).await,
+        Cmd::Import(a) => cmd::transfer::run_import(a).await,
+        Cmd::Doctor(a) => cmd::doctor::run(a).await,
+        Cmd::Config(a) => cmd::config_cmd::run(a),
+        Cmd::Completions { shell } => {
+            let mut c = Cli::command();
+            clap_complete::generate(shell, &mut c, "edgeswarm", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

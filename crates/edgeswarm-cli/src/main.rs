@@ -1,39 +1,14 @@
-//! The `edgeswarm` command.
+//! The `edgeswarm` binary: parses flags, sets up logs, runs the command. Exit codes:
+//! 0 success, 1 the command failed (the message says why and what to do), 2 bad usage.
 
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(name = "edgeswarm", version, about = "edgeswarm: agent swarm runtime on libSQL")]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Serve the runtime over MCP (stdio by default).
-    Mcp(edgeswarm_mcp::McpArgs),
-    /// Benchmarks.
-    Bench {
-        /// Which benchmark.
-        which: String,
-        /// Print one JSON line.
-        #[arg(long)]
-        json: bool,
-    },
-}
+use clap::Parser;
+use edgeswarm_cli::cli::Cli;
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let r: Result<(), Box<dyn std::error::Error + Send + Sync>> = match cli.cmd {
-        Cmd::Mcp(a) => edgeswarm_mcp::run(a).await,
-        Cmd::Bench { which, json } => {
-            let _ = (which, json);
-            Err("not built yet".into())
-        }
-    };
-    if let Err(e) = r {
+    edgeswarm_cli::init_tracing(cli.log_format.unwrap_or_default());
+    if let Err(e) = edgeswarm_cli::run(cli).await {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -192,14 +192,7 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
         None => None,
     };
     let mut used = fts;
-    let mut ids = lexical_ids(
-        r,
-        fts,
-        &plan.filters,
-        plan.limit + 1,
-        plan.offset,
-        after,
-    )?;
+    let mut ids = lexical_ids(r, fts, &plan.filters, plan.limit + 1, plan.offset, after)?;
     let mut relaxed = false;
     if ids.is_empty() && after.is_none() && plan.offset == 0 {
         if let Some(any) = plan.fts_any.as_deref() {
@@ -295,7 +288,10 @@ pub(crate) fn rrf(lexical: Vec<SearchHit>, vector: Vec<SearchHit>) -> Vec<Search
             }
         }
     }
-    let mut out: Vec<SearchHit> = order.into_iter().filter_map(|id| by_id.remove(&id)).collect();
+    let mut out: Vec<SearchHit> = order
+        .into_iter()
+        .filter_map(|id| by_id.remove(&id))
+        .collect();
     out.sort_by(|a, b| {
         b.score
             .partial_cmp(&a.score)

@@ -9,6 +9,7 @@ use edgeswarm_store::writer::content_hash;
 use edgeswarm_store::{OpOutput, SqlValue, Store, StoreError, TxCtx};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
+use tracing::Instrument;
 
 /// What `add_knowledge` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,14 +105,92 @@ fn opt(v: Option<String>) -> SqlValue {
     v.map(SqlValue::Text).unwrap_or(SqlValue::Null)
 }
 
+/// A knowledge row as stored, for rewriting it.
+struct Row {
+    rowid: i64,
+    id: String,
+    category: String,
+    topic: String,
+    content: String,
+    tags: String,
+    metadata: SqlValue,
+    region: SqlValue,
+    content_hash: SqlValue,
+    created_at: i64,
+}
+
+fn load_live(
+    ctx: &mut TxCtx<'_>,
+    sql_where: &str,
+    params: Vec<SqlValue>,
+) -> edgeswarm_store::Result<Option<Row>> {
+    let q = ctx.query(
+        &format!("SELECT rowid, id, category, topic, content, tags, metadata, region, content_hash, created_at FROM knowledge WHERE {sql_where}"),
+        params,
+    )?;
+    Ok(q.rows.into_iter().next().map(|mut r| {
+        let s = |v: &SqlValue| v.as_str().unwrap_or_default().to_string();
+        Row {
+            rowid: r[0].as_i64().unwrap_or(0),
+            id: s(&r[1]),
+            category: s(&r[2]),
+            topic: s(&r[3]),
+            content: s(&r[4]),
+            tags: s(&r[5]),
+            metadata: std::mem::replace(&mut r[6], SqlValue::Null),
+            region: std::mem::replace(&mut r[7], SqlValue::Null),
+            content_hash: std::mem::replace(&mut r[8], SqlValue::Null),
+            created_at: r[9].as_i64().unwrap_or(0),
+        }
+    }))
+}
+
+/// Replaces a live row with new values, keeping its rowid, stamping hlc/origin and
+/// logging the change.
+///
+/// Done as DELETE + INSERT rather than UPDATE on purpose: the store schema keeps FTS in
+/// step with two separate AFTER UPDATE triggers, and SQLite fires the newest trigger
+/// first, so an UPDATE of a live row inserts the new terms *before* deleting the old ones
+/// and corrupts the external-content index ("database disk image is malformed"). The
+/// DELETE and INSERT triggers are each correct on their own.
+fn rewrite(ctx: &mut TxCtx<'_>, row: Row) -> edgeswarm_store::Result<()> {
+    let hlc = ctx.stamp();
+    let origin = ctx.origin().to_string();
+    ctx.execute(
+        "DELETE FROM knowledge WHERE rowid = ?1",
+        vec![row.rowid.into()],
+    )?;
+    ctx.execute(
+        "INSERT INTO knowledge (rowid, id, category, topic, content, tags, metadata, region, content_hash, created_at, updated_at, deleted, hlc, origin) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13)",
+        vec![
+            row.rowid.into(),
+            row.id.clone().into(),
+            row.category.into(),
+            row.topic.into(),
+            row.content.into(),
+            row.tags.into(),
+            row.metadata,
+            row.region,
+            row.content_hash,
+            row.created_at.into(),
+            now_millis().into(),
+            hlc.as_i64().into(),
+            origin.clone().into(),
+        ],
+    )?;
+    ctx.log_change("knowledge", row.id, hlc, &origin)
+}
+
 /// Adds an entry, or merges it into the live entry with the same normalised content in
 /// the same category (tags unioned, metadata keys merged with the new values winning).
 pub async fn add_knowledge(store: &Store, k: Knowledge) -> Result<AddOutcome> {
     k.validate(&store.config().limits)?;
     let max_tags = store.config().limits.max_tags;
-    let _span = tracing::debug_span!("add_knowledge", category = %k.category).entered();
+    let span = tracing::debug_span!("add_knowledge", category = %k.category);
     let out = store
         .transact(move |ctx| add_in_tx(ctx, k, max_tags))
+        .instrument(span)
         .await?;
     match out {
         OpOutput::Json(v) => serde_json::from_value(v)
@@ -122,31 +201,25 @@ pub async fn add_knowledge(store: &Store, k: Knowledge) -> Result<AddOutcome> {
     }
 }
 
-fn add_in_tx(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_store::Result<OpOutput> {
+fn add_in_tx(
+    ctx: &mut TxCtx<'_>,
+    k: Knowledge,
+    max_tags: usize,
+) -> edgeswarm_store::Result<OpOutput> {
     let hash = content_hash(&k.content);
     let hlc = ctx.stamp();
     let origin = ctx.origin().to_string();
     let now = now_millis();
-    let existing = ctx.query(
-        "SELECT id, tags, metadata FROM knowledge WHERE category = ?1 AND content_hash = ?2 AND deleted = 0 ORDER BY created_at, id LIMIT 1",
+    let existing = load_live(
+        ctx,
+        "category = ?1 AND content_hash = ?2 AND deleted = 0 ORDER BY created_at, id LIMIT 1",
         vec![k.category.clone().into(), hash.clone().into()],
     )?;
-    if let Some(row) = existing.rows.first() {
-        let id = row[0].as_str().unwrap_or_default().to_string();
-        let tags = merge_tags(row[1].as_str().unwrap_or("[]"), &k.tags, max_tags);
-        let meta = merge_metadata(row[2].as_str(), k.metadata.as_ref());
-        ctx.execute(
-            "UPDATE knowledge SET tags = ?2, metadata = ?3, updated_at = ?4, hlc = ?5, origin = ?6 WHERE id = ?1",
-            vec![
-                id.clone().into(),
-                tags.into(),
-                meta,
-                now.into(),
-                hlc.as_i64().into(),
-                origin.clone().into(),
-            ],
-        )?;
-        ctx.log_change("knowledge", id.clone(), hlc, &origin)?;
+    if let Some(mut row) = existing {
+        let id = row.id.clone();
+        row.tags = merge_tags(&row.tags, &k.tags, max_tags);
+        row.metadata = merge_metadata(row.metadata.as_str(), k.metadata.as_ref());
+        rewrite(ctx, row)?;
         return Ok(OpOutput::Json(json!({"id": id, "duplicate": true})));
     }
     let tags = serde_json::to_string(&k.tags).unwrap_or_else(|_| "[]".into());
@@ -213,37 +286,30 @@ pub async fn update_knowledge(store: &Store, id: &str, upd: KnowledgeUpdate) -> 
     let id2 = id.clone();
     let r = store
         .transact(move |ctx| {
-            let hlc = ctx.stamp();
-            let origin = ctx.origin().to_string();
-            let hash = upd.content.as_deref().map(content_hash);
-            let tags = upd
-                .tags
-                .as_ref()
-                .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
-            let n = ctx.execute(
-                "UPDATE knowledge SET category = COALESCE(?2, category), topic = COALESCE(?3, topic), \
-                 content = COALESCE(?4, content), content_hash = COALESCE(?5, content_hash), \
-                 tags = COALESCE(?6, tags), metadata = CASE WHEN ?7 IS NULL THEN metadata ELSE ?7 END, \
-                 region = COALESCE(?8, region), updated_at = ?9, hlc = ?10, origin = ?11 \
-                 WHERE id = ?1 AND deleted = 0",
-                vec![
-                    id.clone().into(),
-                    opt(upd.category),
-                    opt(upd.topic),
-                    opt(upd.content),
-                    opt(hash),
-                    opt(tags),
-                    opt(upd.metadata.filter(|m| !m.is_null()).map(|m| m.to_string())),
-                    opt(upd.region),
-                    now_millis().into(),
-                    hlc.as_i64().into(),
-                    origin.clone().into(),
-                ],
-            )?;
-            if n == 0 {
+            let Some(mut row) = load_live(ctx, "id = ?1 AND deleted = 0", vec![id.clone().into()])?
+            else {
                 return Err(StoreError::NotFound(id));
+            };
+            if let Some(c) = upd.category {
+                row.category = c;
             }
-            ctx.log_change("knowledge", id, hlc, &origin)?;
+            if let Some(t) = upd.topic {
+                row.topic = t;
+            }
+            if let Some(c) = upd.content {
+                row.content_hash = content_hash(&c).into();
+                row.content = c;
+            }
+            if let Some(t) = upd.tags {
+                row.tags = serde_json::to_string(&t).unwrap_or_else(|_| "[]".into());
+            }
+            if let Some(m) = upd.metadata.filter(|m| !m.is_null()) {
+                row.metadata = m.to_string().into();
+            }
+            if let Some(r) = upd.region {
+                row.region = r.into();
+            }
+            rewrite(ctx, row)?;
             Ok(OpOutput::Unit)
         })
         .await;

@@ -1,1 +1,32 @@
-//! edgeswarm-search
+//! edgeswarm-search: a real search engine over the home libSQL file.
+//!
+//! - **Lexical**: FTS5 external-content index over topic, content and tags (kept in step
+//!   by triggers in the store schema, so replicated and raw-SQL rows are indexed too),
+//!   BM25 with field weights (topic > tags > content), phrase (`"..."`) and prefix
+//!   (`word*`) queries, highlighted snippets. Any user text is a valid query.
+//! - **Vector**: libSQL's own `F32_BLOB` + `libsql_vector_idx` + `vector_top_k`, one table
+//!   per (embedder id, dimension). Hosts plug a model in through [`Embedder`]; the default
+//!   [`HashEmbedder`] is *lexical-semantic* (hashed words and trigrams, no download).
+//! - **Hybrid**: reciprocal rank fusion, the default mode when an embedder is set.
+//! - Filters, stable cursors, a hot-query LRU invalidated by commits, dedup on write.
+//!
+//! Start it with [`Search::start`]; see the crate README section in docs/DESIGN.md.
+
+pub mod actor;
+pub mod bench;
+pub mod embed;
+mod engine;
+pub mod error;
+pub mod knowledge;
+pub mod query;
+mod vectors;
+
+pub use actor::{Search, SearchActor, SearchConfig, SearchMsg, SearchStatus};
+pub use bench::{bench, BenchOpts};
+pub use embed::{Embedder, HashEmbedder, SharedEmbedder};
+pub use error::{Result, SearchError};
+pub use knowledge::{
+    add_knowledge, delete_knowledge, get_knowledge, update_knowledge, AddOutcome, KnowledgeEntry,
+    KnowledgeUpdate,
+};
+pub use query::{Filters, JsonScalar, Mode, SearchHit, SearchRequest, SearchResponse};

@@ -430,28 +430,28 @@ pub(crate) fn filter_sql(f: &Filters, first_param: usize) -> (String, Vec<SqlVal
         let mut c = cond.to_string();
         for v in vals {
             params.push(v);
-            c = c.replacen('?', &format!("?{}", first_param + params.len() - 1), 1);
+            c = c.replacen('@', &format!("?{}", first_param + params.len() - 1), 1);
         }
         sql.push_str(" AND ");
         sql.push_str(&c);
     };
     if let Some(c) = &f.category {
-        p(&mut sql, "k.category = ?", vec![c.clone().into()]);
+        p(&mut sql, "k.category = @", vec![c.clone().into()]);
     }
     if let Some(r) = &f.region {
-        p(&mut sql, "k.region = ?", vec![r.clone().into()]);
+        p(&mut sql, "k.region = @", vec![r.clone().into()]);
     }
     if let Some(t) = f.created_after {
-        p(&mut sql, "k.created_at > ?", vec![t.into()]);
+        p(&mut sql, "k.created_at > @", vec![t.into()]);
     }
     if let Some(t) = f.created_before {
-        p(&mut sql, "k.created_at < ?", vec![t.into()]);
+        p(&mut sql, "k.created_at < @", vec![t.into()]);
     }
     if !f.tags_any.is_empty() {
         let arr = serde_json::to_string(&f.tags_any).unwrap_or_else(|_| "[]".into());
         p(
             &mut sql,
-            "EXISTS (SELECT 1 FROM json_each(k.tags) t WHERE t.value IN (SELECT value FROM json_each(?)))",
+            "EXISTS (SELECT 1 FROM json_each(k.tags) t WHERE t.value IN (SELECT value FROM json_each(@)))",
             vec![arr.into()],
         );
     }
@@ -463,7 +463,7 @@ pub(crate) fn filter_sql(f: &Filters, first_param: usize) -> (String, Vec<SqlVal
         let arr = serde_json::to_string(&uniq).unwrap_or_else(|_| "[]".into());
         p(
             &mut sql,
-            "(SELECT COUNT(DISTINCT t.value) FROM json_each(k.tags) t WHERE t.value IN (SELECT value FROM json_each(?))) = ?",
+            "(SELECT COUNT(DISTINCT t.value) FROM json_each(k.tags) t WHERE t.value IN (SELECT value FROM json_each(@))) = @",
             vec![arr.into(), n.into()],
         );
     }
@@ -472,7 +472,7 @@ pub(crate) fn filter_sql(f: &Filters, first_param: usize) -> (String, Vec<SqlVal
         let path = json_path(path).unwrap_or_else(|_| "$.__invalid__".into());
         p(
             &mut sql,
-            "json_extract(k.metadata, ?) = ?",
+            "json_extract(k.metadata, @) = @",
             vec![path.into(), v.to_sql()],
         );
     }
@@ -562,11 +562,19 @@ mod tests {
             matches!(&e, SearchError::UnknownField { field, .. } if field == "categry"),
             "{e}"
         );
-        let e = SearchRequest::from_json(&serde_json::json!({"query": "x", "filters": {"bogus": 1}}))
-            .unwrap_err();
-        assert!(matches!(&e, SearchError::UnknownField { field, .. } if field == "bogus"), "{e}");
-        let e = SearchRequest::from_json(&serde_json::json!({"query": "x", "limt": 1})).unwrap_err();
-        assert!(matches!(&e, SearchError::UnknownField { field, .. } if field == "limt"), "{e}");
+        let e =
+            SearchRequest::from_json(&serde_json::json!({"query": "x", "filters": {"bogus": 1}}))
+                .unwrap_err();
+        assert!(
+            matches!(&e, SearchError::UnknownField { field, .. } if field == "bogus"),
+            "{e}"
+        );
+        let e =
+            SearchRequest::from_json(&serde_json::json!({"query": "x", "limt": 1})).unwrap_err();
+        assert!(
+            matches!(&e, SearchError::UnknownField { field, .. } if field == "limt"),
+            "{e}"
+        );
         let ok = SearchRequest::from_json(&serde_json::json!({
             "query": "x", "filters": {"metadata": {"a.b": 1, "c": "d", "e": true, "f": 1.5}}
         }))
@@ -585,7 +593,14 @@ mod tests {
         ] {
             assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         }
-        for bad in ["", "x", "l123", "o-1", "lzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "o😀"] {
+        for bad in [
+            "",
+            "x",
+            "l123",
+            "o-1",
+            "lzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+            "o😀",
+        ] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
         }
     }

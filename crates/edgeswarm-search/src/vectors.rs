@@ -69,10 +69,7 @@ pub(crate) async fn ensure_space(store: &Store, e: SharedEmbedder) -> Result<(Sp
         })
         .await?;
     let (slot, active) = match out {
-        OpOutput::Json(v) => (
-            v[0].as_i64().unwrap_or(0),
-            v[1].as_bool().unwrap_or(false),
-        ),
+        OpOutput::Json(v) => (v[0].as_i64().unwrap_or(0), v[1].as_bool().unwrap_or(false)),
         _ => (0, false),
     };
     Ok((
@@ -100,36 +97,9 @@ pub(crate) async fn mark_active(store: &Store, slot: i64) -> Result<()> {
     Ok(())
 }
 
-/// The slot of the active space recorded in the file, if it matches (id, dim).
-pub(crate) async fn active_slot(store: &Store) -> Result<Option<(String, i64, i64)>> {
-    let r = store
-        .read(|r| {
-            let t = r.query(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'search_embedders'",
-                vec![],
-            )?;
-            if t.rows.is_empty() {
-                return Ok(None);
-            }
-            let q = r.query(
-                "SELECT embedder_id, dim, slot FROM search_embedders WHERE active = 1 LIMIT 1",
-                vec![],
-            )?;
-            Ok(q.rows.first().map(|row| {
-                (
-                    row[0].as_str().unwrap_or_default().to_string(),
-                    row[1].as_i64().unwrap_or(0),
-                    row[2].as_i64().unwrap_or(0),
-                )
-            }))
-        })
-        .await?;
-    Ok(r)
-}
-
 /// What one sync pass did.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SyncReport {
+pub struct SyncReport {
     /// Vectors written.
     pub embedded: usize,
     /// Vectors removed (entry deleted).
@@ -272,7 +242,10 @@ async fn embed_and_write(store: &Store, space: &Space, rows: Vec<Vec<SqlValue>>)
     store
         .transact(move |ctx| {
             for (id, blob) in embedded {
-                ctx.execute(&format!("DELETE FROM {t} WHERE id = ?1"), vec![id.clone().into()])?;
+                ctx.execute(
+                    &format!("DELETE FROM {t} WHERE id = ?1"),
+                    vec![id.clone().into()],
+                )?;
                 ctx.execute(
                     &format!("INSERT INTO {t} (id, emb) VALUES (?1, ?2)"),
                     vec![id.into(), SqlValue::Blob(blob)],

@@ -3,6 +3,7 @@
 //! guard. See docs/ARCHITECTURE.md for the write path.
 
 pub mod actor;
+pub mod bench;
 pub mod conn;
 pub mod error;
 pub mod guard;

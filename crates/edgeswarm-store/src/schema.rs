@@ -30,9 +30,14 @@ CREATE TABLE IF NOT EXISTS _changes (
     seq    INTEGER PRIMARY KEY,
     tbl    TEXT    NOT NULL,
     row_id TEXT    NOT NULL,
-    hlc    INTEGER NOT NULL,
-    origin TEXT    NOT NULL
+    hlc      INTEGER NOT NULL,
+    origin   TEXT    NOT NULL,
+    -- Set for append-only tables: one entry covers the rowids a batch inserted.
+    rowid_lo INTEGER,
+    rowid_hi INTEGER
 );
+
+
 
 CREATE TABLE IF NOT EXISTS agent_metrics (
     id          TEXT PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))),
@@ -166,4 +171,15 @@ CREATE TABLE IF NOT EXISTS performance_tests (
     duration_ms    REAL,
     created_at     INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
 );
+
+-- The change log one row per changed row, whatever the entry kind: sync reads this
+-- by whole `seq` values (an append-only range shares one seq).
+CREATE VIEW IF NOT EXISTS _change_rows AS
+    SELECT seq, tbl, row_id, hlc, origin FROM _changes WHERE rowid_lo IS NULL
+    UNION ALL
+    SELECT c.seq, c.tbl, m.id, m.hlc, m.origin FROM _changes c JOIN agent_metrics m
+        ON c.tbl = 'agent_metrics' AND m.rowid BETWEEN c.rowid_lo AND c.rowid_hi
+    UNION ALL
+    SELECT c.seq, c.tbl, v.id, v.hlc, v.origin FROM _changes c JOIN conversations v
+        ON c.tbl = 'conversations' AND v.rowid BETWEEN c.rowid_lo AND c.rowid_hi;
 "#;

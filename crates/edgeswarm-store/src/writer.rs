@@ -140,8 +140,52 @@ pub struct TxCtx<'a> {
     conn: &'a mut CachedConn,
     clock: &'a HybridClock,
     origin: &'a str,
-    changes: &'a mut Vec<ChangeRef>,
-    last_seq: &'a mut i64,
+    log: &'a mut BatchLog,
+}
+
+/// Append-only tables: logged as one rowid range per batch instead of one `_changes`
+/// row per insert (a per-row log entry costs as much as the insert itself; see
+/// docs/ARCHITECTURE.md). Their rows never conflict, so the range is all sync needs.
+pub const APPEND_ONLY: [&str; 2] = ["agent_metrics", "conversations"];
+
+/// What one batch has logged so far; restored on a savepoint rollback.
+#[derive(Default)]
+pub struct BatchLog {
+    /// Rows changed, in order, for the commit event.
+    pub changes: Vec<ChangeRef>,
+    /// `_changes.seq` of the last logged entry.
+    pub last_seq: i64,
+    /// Inserted rowid range per append-only table (index into `APPEND_ONLY`).
+    pub ranges: [Option<(i64, i64)>; 2],
+    /// Highest stamp given to an append-only row in this batch.
+    pub range_hlc: Hlc,
+}
+
+impl BatchLog {
+    fn mark(&self) -> (usize, i64, [Option<(i64, i64)>; 2], Hlc) {
+        (
+            self.changes.len(),
+            self.last_seq,
+            self.ranges,
+            self.range_hlc,
+        )
+    }
+    fn restore(&mut self, m: (usize, i64, [Option<(i64, i64)>; 2], Hlc)) {
+        self.changes.truncate(m.0);
+        self.last_seq = m.1;
+        self.ranges = m.2;
+        self.range_hlc = m.3;
+    }
+    fn extend_range(&mut self, table: usize, lo: i64, hi: i64, hlc: Hlc) {
+        let r = &mut self.ranges[table];
+        *r = Some(match *r {
+            None => (lo, hi),
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+        });
+        if hlc > self.range_hlc {
+            self.range_hlc = hlc;
+        }
+    }
 }
 
 impl<'a> TxCtx<'a> {
@@ -182,14 +226,14 @@ impl<'a> TxCtx<'a> {
                 V::Text(origin.into()),
             ],
         )?;
-        *self.last_seq = self.conn.conn.last_insert_rowid();
-        self.changes.push(ChangeRef { tbl, row_id });
+        self.log.last_seq = self.conn.conn.last_insert_rowid();
+        self.log.changes.push(ChangeRef { tbl, row_id });
         Ok(())
     }
     /// Notes a change that is not logged for replication (e.g. local-only tables), so
     /// subscribers still hear about it.
     pub fn note_change(&mut self, tbl: &'static str, row_id: String) {
-        self.changes.push(ChangeRef { tbl, row_id });
+        self.log.changes.push(ChangeRef { tbl, row_id });
     }
 }
 
@@ -361,8 +405,7 @@ impl Writer {
         let _span = tracing::debug_span!("batch", ops = n).entered();
         let started = Instant::now();
         let mut results: Vec<Result<OpOutput>> = Vec::with_capacity(n);
-        let mut changes = Vec::new();
-        let mut last_seq = 0i64;
+        let mut log = BatchLog::default();
         let mut raw_sql = false;
 
         if let Err(e) = self.conn.execute("BEGIN IMMEDIATE", vec![]) {
@@ -370,6 +413,7 @@ impl Writer {
             return;
         }
 
+        // Ops move out of the slots; acks and permits are kept until after COMMIT.
         let mut acks = Vec::with_capacity(n);
         let mut permits = Vec::with_capacity(n);
         let mut fatal: Option<StoreError> = None;
@@ -388,11 +432,8 @@ impl Writer {
                 results.push(Ok(OpOutput::Unit));
                 continue;
             }
-            if let WriteOp::Sql { .. } = op {
-                raw_sql = true;
-            }
-            let r = self.apply(op, &mut changes, &mut last_seq);
-            match r {
+            raw_sql |= matches!(op, WriteOp::Sql { .. });
+            match self.apply(op, &mut log) {
                 Err(OpError::Fatal(e)) => fatal = Some(e),
                 Err(OpError::Op(e)) => results.push(Err(e)),
                 Ok(o) => results.push(Ok(o)),
@@ -402,7 +443,7 @@ impl Writer {
 
         let commit = match fatal {
             Some(e) => Err(e),
-            None => self.finish(),
+            None => self.finish(&mut log),
         };
         match commit {
             Ok(()) => {
@@ -423,10 +464,10 @@ impl Writer {
                     let _ = ack.send(r);
                 }
                 drop(permits);
-                if !changes.is_empty() || raw_sql {
+                if !log.changes.is_empty() || raw_sql {
                     let _ = self.events.send(Arc::new(CommitEvent {
-                        last_seq,
-                        changes,
+                        last_seq: log.last_seq,
+                        changes: log.changes,
                         raw_sql,
                     }));
                 }
@@ -442,7 +483,23 @@ impl Writer {
         }
     }
 
-    fn finish(&mut self) -> Result<()> {
+    /// Logs the batch's append-only ranges, persists the clock, and commits.
+    fn finish(&mut self, log: &mut BatchLog) -> Result<()> {
+        for (i, r) in log.ranges.iter().enumerate() {
+            if let Some((lo, hi)) = r {
+                self.conn.execute(
+                    "INSERT INTO _changes (tbl, row_id, hlc, origin, rowid_lo, rowid_hi) VALUES (?1, '', ?2, ?3, ?4, ?5)",
+                    vec![
+                        V::Text(APPEND_ONLY[i].into()),
+                        V::Integer(log.range_hlc.as_i64()),
+                        V::Text(self.origin.clone()),
+                        V::Integer(*lo),
+                        V::Integer(*hi),
+                    ],
+                )?;
+                log.last_seq = self.conn.conn.last_insert_rowid();
+            }
+        }
         let hw = self.clock.last();
         self.conn.execute(
             "INSERT INTO _meta (key, value) VALUES ('hlc_hwm', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -477,48 +534,39 @@ impl Writer {
         }
     }
 
-    fn apply(
-        &mut self,
-        op: WriteOp,
-        changes: &mut Vec<ChangeRef>,
-        last_seq: &mut i64,
-    ) -> Result<OpOutput, OpError> {
+    fn apply(&mut self, op: WriteOp, log: &mut BatchLog) -> Result<OpOutput, OpError> {
         match op {
-            WriteOp::Record(r) => self
-                .insert_record(r, changes, last_seq)
-                .map_err(OpError::Fatal),
-            WriteOp::Sql { sql, params } => {
-                let sql_for_ctx = sql;
-                self.in_savepoint(changes, last_seq, move |ctx| {
-                    let mut res = ctx.conn.query_once(&sql_for_ctx, conn::params(params))?;
-                    res.rows_affected = ctx.conn.conn.changes();
-                    let rowid = ctx.conn.conn.last_insert_rowid();
-                    res.last_insert_rowid = (rowid != 0).then_some(rowid);
-                    Ok(OpOutput::Sql(res))
-                })
-            }
-            WriteOp::Txn(f) => self.in_savepoint(changes, last_seq, f),
+            WriteOp::Record(r) => self.insert_record(r, log).map_err(OpError::Fatal),
+            WriteOp::Sql { sql, params } => self.in_savepoint(log, move |ctx| {
+                // Rows user SQL appends to append-only tables (the seed's agent_metrics
+                // INSERT names no hlc/origin) are stamped and logged like typed ones.
+                let before = ctx.append_only_max_rowids()?;
+                let mut res = ctx.conn.query_once(&sql, conn::params(params))?;
+                res.rows_affected = ctx.conn.conn.changes();
+                let rowid = ctx.conn.conn.last_insert_rowid();
+                res.last_insert_rowid = (rowid != 0).then_some(rowid);
+                ctx.stamp_appended(before)?;
+                Ok(OpOutput::Sql(res))
+            }),
+            WriteOp::Txn(f) => self.in_savepoint(log, f),
         }
     }
 
     fn in_savepoint(
         &mut self,
-        changes: &mut Vec<ChangeRef>,
-        last_seq: &mut i64,
+        log: &mut BatchLog,
         f: impl FnOnce(&mut TxCtx<'_>) -> Result<OpOutput>,
     ) -> Result<OpOutput, OpError> {
         self.conn
             .execute("SAVEPOINT op", vec![])
             .map_err(OpError::Fatal)?;
-        let before = changes.len();
-        let seq_before = *last_seq;
+        let mark = log.mark();
         let r = {
             let mut ctx = TxCtx {
                 conn: &mut self.conn,
                 clock: &self.clock,
                 origin: &self.origin,
-                changes,
-                last_seq,
+                log,
             };
             f(&mut ctx)
         };
@@ -530,8 +578,7 @@ impl Writer {
                 Ok(o)
             }
             Err(e) => {
-                changes.truncate(before);
-                *last_seq = seq_before;
+                log.restore(mark);
                 self.conn
                     .batch("ROLLBACK TO op; RELEASE op;")
                     .map_err(OpError::Fatal)?;
@@ -540,12 +587,7 @@ impl Writer {
         }
     }
 
-    fn insert_record(
-        &mut self,
-        r: Record,
-        changes: &mut Vec<ChangeRef>,
-        last_seq: &mut i64,
-    ) -> Result<OpOutput> {
+    fn insert_record(&mut self, r: Record, log: &mut BatchLog) -> Result<OpOutput> {
         let hlc = self.clock.now();
         let origin = V::Text(self.origin.clone());
         let (tbl, id, n) = match r {
@@ -563,7 +605,7 @@ impl Writer {
                         V::Integer(m.ts),
                         opt_json(m.extra),
                         V::Integer(hlc.as_i64()),
-                        origin.clone(),
+                        origin,
                     ],
                 )?;
                 ("agent_metrics", m.id, n)
@@ -580,7 +622,7 @@ impl Writer {
                         opt_json(m.metadata),
                         V::Integer(m.created_at),
                         V::Integer(hlc.as_i64()),
-                        origin.clone(),
+                        origin,
                     ],
                 )?;
                 ("conversations", m.id, n)
@@ -602,7 +644,7 @@ impl Writer {
                         V::Text(hash),
                         V::Integer(k.created_at),
                         V::Integer(hlc.as_i64()),
-                        origin.clone(),
+                        origin,
                     ],
                 )?;
                 ("knowledge", k.id, n)
@@ -611,18 +653,53 @@ impl Writer {
         if n == 0 {
             return Ok(OpOutput::Inserted { duplicate: true });
         }
-        self.conn.execute(
-            "INSERT INTO _changes (tbl, row_id, hlc, origin) VALUES (?1, ?2, ?3, ?4)",
-            vec![
-                V::Text(tbl.into()),
-                V::Text(id.clone()),
-                V::Integer(hlc.as_i64()),
-                origin,
-            ],
-        )?;
-        *last_seq = self.conn.conn.last_insert_rowid();
-        changes.push(ChangeRef { tbl, row_id: id });
+        match APPEND_ONLY.iter().position(|t| *t == tbl) {
+            Some(i) => {
+                let rowid = self.conn.conn.last_insert_rowid();
+                log.extend_range(i, rowid, rowid, hlc);
+                log.changes.push(ChangeRef { tbl, row_id: id });
+            }
+            None => {
+                let mut ctx = TxCtx {
+                    conn: &mut self.conn,
+                    clock: &self.clock,
+                    origin: &self.origin,
+                    log,
+                };
+                let origin = ctx.origin.to_string();
+                ctx.log_change(tbl, id, hlc, &origin)?;
+            }
+        }
         Ok(OpOutput::Inserted { duplicate: false })
+    }
+}
+
+impl TxCtx<'_> {
+    fn append_only_max_rowids(&mut self) -> Result<[i64; 2]> {
+        let mut out = [0i64; 2];
+        for (i, t) in APPEND_ONLY.iter().enumerate() {
+            let r = self
+                .conn
+                .query(&format!("SELECT COALESCE(MAX(rowid), 0) FROM {t}"), vec![])?;
+            out[i] = r.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
+        }
+        Ok(out)
+    }
+
+    /// Stamps rows appended since `before` that carry no stamp yet, and logs them.
+    fn stamp_appended(&mut self, before: [i64; 2]) -> Result<()> {
+        let after = self.append_only_max_rowids()?;
+        for i in 0..APPEND_ONLY.len() {
+            if after[i] > before[i] {
+                let hlc = self.clock.now();
+                self.conn.execute(
+                    &format!("UPDATE {} SET hlc = ?1, origin = ?2 WHERE rowid BETWEEN ?3 AND ?4 AND hlc = 0", APPEND_ONLY[i]),
+                    vec![V::Integer(hlc.as_i64()), V::Text(self.origin.to_string()), V::Integer(before[i] + 1), V::Integer(after[i])],
+                )?;
+                self.log.extend_range(i, before[i] + 1, after[i], hlc);
+            }
+        }
+        Ok(())
     }
 }
 

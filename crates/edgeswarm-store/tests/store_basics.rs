@@ -29,7 +29,7 @@ async fn publish_then_read_and_idempotent_retry() {
         .unwrap();
     assert_eq!(r.get(0, "n"), Some(&SqlValue::Integer(1)));
     let c = s
-        .read_sql("SELECT count(*) FROM _changes", vec![])
+        .read_sql("SELECT count(*) FROM _change_rows", vec![])
         .await
         .unwrap();
     assert_eq!(

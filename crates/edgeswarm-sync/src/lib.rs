@@ -1,1 +1,32 @@
-//! edgeswarm-sync
+//! edgeswarm-sync: replication of the home store to edge regions.
+//!
+//! - [`RegionLink`]: how to reach a region. [`LocalLink`] (a libSQL file behind a
+//!   simulated network with a partition switch) and [`HranaLink`] (Hrana over HTTP).
+//! - One [`SyncActor`](actor::SyncActor) per region pushes the home change log in
+//!   atomic batches (durable cursor; at-least-once delivery, exactly-once effect),
+//!   pulls other nodes' versions from the region log and applies them through the
+//!   storage actor under last-writer-wins on `(hlc, origin)`, and tracks health.
+//! - [`Router`]: nearest healthy region, failover and return.
+//! - [`SyncSystem::start`] → [`SyncHandle`]: status, consistency waits, routed reads,
+//!   partitions, user-table registration, checksums, shutdown.
+//!
+//! Semantics (for docs/runtime-semantics.md) are documented on the items: see
+//! [`actor`] for ordering and delivery, [`row`] for LWW, [`router`] for health.
+
+pub mod actor;
+pub mod bench;
+pub mod config;
+pub mod error;
+pub mod home;
+pub mod link;
+pub mod router;
+pub mod row;
+pub mod system;
+
+pub use actor::{RegionStatus, SyncActor};
+pub use config::{LinkProfile, RegionConfig, SyncConfig};
+pub use error::{Result, SyncError};
+pub use link::{HranaLink, LocalLink, RegionLink};
+pub use router::{Health, ReadTarget, Router};
+pub use row::{Conflict, Resolver, RowVersion, TableSpec};
+pub use system::{Replicated, SyncHandle, SyncStatus, SyncSystem, TableChecksum};

@@ -27,7 +27,10 @@ pub struct TaskReport {
 
 impl TaskReport {
     pub fn new(task_type: impl Into<String>, tokens_used: i64) -> Self {
-        TaskReport { task_type: Some(task_type.into()), tokens_used }
+        TaskReport {
+            task_type: Some(task_type.into()),
+            tokens_used,
+        }
     }
 }
 
@@ -38,11 +41,18 @@ pub trait Agent: Clone + Send + Sync + 'static {
     type Task: Send + 'static;
 
     /// Called once when the agent starts (and after each restart).
-    fn on_start(&mut self, _ctx: &AgentCtx) -> impl std::future::Future<Output = Result<(), BoxError>> + Send {
+    fn on_start(
+        &mut self,
+        _ctx: &AgentCtx,
+    ) -> impl std::future::Future<Output = Result<(), BoxError>> + Send {
         async { Ok(()) }
     }
     /// Handles one task. An `Err` is recorded and the agent goes on; a panic restarts it.
-    fn on_task(&mut self, ctx: &AgentCtx, task: Self::Task) -> impl std::future::Future<Output = Result<TaskReport, BoxError>> + Send;
+    fn on_task(
+        &mut self,
+        ctx: &AgentCtx,
+        task: Self::Task,
+    ) -> impl std::future::Future<Output = Result<TaskReport, BoxError>> + Send;
     /// Called when the agent stops cleanly.
     fn on_stop(&mut self, _ctx: &AgentCtx) -> impl std::future::Future<Output = ()> + Send {
         async {}
@@ -60,7 +70,10 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        RestartPolicy { max_restarts: 3, within: Duration::from_secs(10) }
+        RestartPolicy {
+            max_restarts: 3,
+            within: Duration::from_secs(10),
+        }
     }
 }
 
@@ -77,7 +90,11 @@ pub struct AgentOptions {
 
 impl Default for AgentOptions {
     fn default() -> Self {
-        AgentOptions { restart: RestartPolicy::default(), mailbox: 1024, record_task_metrics: true }
+        AgentOptions {
+            restart: RestartPolicy::default(),
+            mailbox: 1024,
+            record_task_metrics: true,
+        }
     }
 }
 
@@ -104,9 +121,18 @@ pub struct AgentCounters {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SwarmEvent {
-    AgentStarted { id: String },
-    AgentRestarted { id: String, reason: String, restarts: u64 },
-    AgentStopped { id: String, reason: String },
+    AgentStarted {
+        id: String,
+    },
+    AgentRestarted {
+        id: String,
+        reason: String,
+        restarts: u64,
+    },
+    AgentStopped {
+        id: String,
+        reason: String,
+    },
 }
 
 /// A snapshot of one agent, from `Swarm::agents`.
@@ -145,7 +171,9 @@ pub(crate) struct AgentEntry {
     pub sender: Arc<dyn std::any::Any + Send + Sync>,
     pub task_type_name: &'static str,
     /// Starts a fresh actor for this agent under the given supervisor.
-    pub respawn: Arc<dyn Fn(ActorCell) -> futures::future::BoxFuture<'static, Result<ActorCell>> + Send + Sync>,
+    pub respawn: Arc<
+        dyn Fn(ActorCell) -> futures::future::BoxFuture<'static, Result<ActorCell>> + Send + Sync,
+    >,
     /// Current actor cell (to match supervision events and to stop it).
     pub cell: std::sync::Mutex<Option<ActorCell>>,
     pub restarts: std::sync::Mutex<VecDeque<Instant>>,
@@ -169,12 +197,24 @@ impl<A: Agent> Actor for AgentActor<A> {
     type State = AgentState<A>;
     type Arguments = A;
 
-    async fn pre_start(&self, _me: ActorRef<Self::Msg>, mut behaviour: A) -> Result<AgentState<A>, ActorProcessingErr> {
-        behaviour.on_start(&self.ctx).await.map_err(|e| format!("on_start failed: {e}"))?;
+    async fn pre_start(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        mut behaviour: A,
+    ) -> Result<AgentState<A>, ActorProcessingErr> {
+        behaviour
+            .on_start(&self.ctx)
+            .await
+            .map_err(|e| format!("on_start failed: {e}"))?;
         Ok(AgentState { behaviour })
     }
 
-    async fn handle(&self, _me: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut AgentState<A>) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut AgentState<A>,
+    ) -> Result<(), ActorProcessingErr> {
         let AgentMsg::Task(task, permit) = msg;
         let started = Instant::now();
         let r = state.behaviour.on_task(&self.ctx, task).await;
@@ -183,7 +223,11 @@ impl<A: Agent> Actor for AgentActor<A> {
         let (task_type, tokens, err) = match r {
             Ok(rep) => {
                 self.counters.tasks_ok.fetch_add(1, Ordering::Relaxed);
-                (rep.task_type.unwrap_or_else(|| "task".into()), rep.tokens_used, None)
+                (
+                    rep.task_type.unwrap_or_else(|| "task".into()),
+                    rep.tokens_used,
+                    None,
+                )
             }
             Err(e) => {
                 self.counters.tasks_failed.fetch_add(1, Ordering::Relaxed);
@@ -214,7 +258,11 @@ impl<A: Agent> Actor for AgentActor<A> {
         Ok(())
     }
 
-    async fn post_stop(&self, _me: ActorRef<Self::Msg>, state: &mut AgentState<A>) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        state: &mut AgentState<A>,
+    ) -> Result<(), ActorProcessingErr> {
         state.behaviour.on_stop(&self.ctx).await;
         Ok(())
     }
@@ -234,14 +282,23 @@ impl Actor for AgentSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, me: ActorRef<()>, evt: SupervisionEvent, _: &mut ()) -> Result<(), ActorProcessingErr> {
-        let Some(swarm) = self.swarm.upgrade() else { return Ok(()) };
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<()>,
+        evt: SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(swarm) = self.swarm.upgrade() else {
+            return Ok(());
+        };
         let (cell, failure) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
             SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.filter(|_| false)),
             _ => return Ok(()),
         };
-        let Some(entry) = swarm.entry_by_cell(&cell) else { return Ok(()) };
+        let Some(entry) = swarm.entry_by_cell(&cell) else {
+            return Ok(());
+        };
         let Some(reason) = failure else {
             // Clean stop (shutdown or stop_agent).
             *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
@@ -259,7 +316,10 @@ impl Actor for AgentSupervisor {
             }
         };
         let dropped = (entry.mailbox_depth)() as u64;
-        entry.counters.tasks_dropped.fetch_add(dropped, Ordering::Relaxed);
+        entry
+            .counters
+            .tasks_dropped
+            .fetch_add(dropped, Ordering::Relaxed);
         if !allowed {
             *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
             let why = format!(
@@ -267,7 +327,10 @@ impl Actor for AgentSupervisor {
                 entry.options.restart.max_restarts, entry.options.restart.within
             );
             tracing::error!(agent = %entry.id, %why, "agent stopped");
-            swarm.emit(SwarmEvent::AgentStopped { id: entry.id.clone(), reason: why });
+            swarm.emit(SwarmEvent::AgentStopped {
+                id: entry.id.clone(),
+                reason: why,
+            });
             return Ok(());
         }
         *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Restarting;
@@ -277,11 +340,18 @@ impl Actor for AgentSupervisor {
             Ok(new_cell) => {
                 *entry.cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(new_cell);
                 *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Running;
-                swarm.emit(SwarmEvent::AgentRestarted { id: entry.id.clone(), reason, restarts: n });
+                swarm.emit(SwarmEvent::AgentRestarted {
+                    id: entry.id.clone(),
+                    reason,
+                    restarts: n,
+                });
             }
             Err(e) => {
                 *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
-                swarm.emit(SwarmEvent::AgentStopped { id: entry.id.clone(), reason: format!("restart failed: {e}") });
+                swarm.emit(SwarmEvent::AgentStopped {
+                    id: entry.id.clone(),
+                    reason: format!("restart failed: {e}"),
+                });
             }
         }
         Ok(())
@@ -294,19 +364,29 @@ impl<T: Send + 'static> TaskSender<T> {
             .permits
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Error::MailboxFull { id: id.to_string(), capacity: self.capacity })?;
+            .map_err(|_| Error::MailboxFull {
+                id: id.to_string(),
+                capacity: self.capacity,
+            })?;
         self.deliver(id, task, permit).await
     }
 
     pub(crate) async fn send_wait(&self, id: &str, task: T) -> Result<()> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| Error::AgentStopped(id.to_string()))?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::AgentStopped(id.to_string()))?;
         self.deliver(id, task, permit).await
     }
 
     async fn deliver(&self, id: &str, task: T, permit: OwnedSemaphorePermit) -> Result<()> {
         let actor = self.actor.read().await;
         match actor.as_ref() {
-            Some(a) => a.cast(AgentMsg::Task(task, permit)).map_err(|_| Error::AgentStopped(id.to_string())),
+            Some(a) => a
+                .cast(AgentMsg::Task(task, permit))
+                .map_err(|_| Error::AgentStopped(id.to_string())),
             None => Err(Error::AgentStopped(id.to_string())),
         }
     }

@@ -13,7 +13,11 @@ pub enum Error {
     #[error("agent `{id}` has {capacity} tasks waiting (its mailbox is full); retry later, use send_wait, or spawn more agents")]
     MailboxFull { id: String, capacity: usize },
     #[error("agent `{id}` takes tasks of type {expected}, not {given}")]
-    WrongTaskType { id: String, expected: &'static str, given: &'static str },
+    WrongTaskType {
+        id: String,
+        expected: &'static str,
+        given: &'static str,
+    },
     #[error("agent `{0}` is stopped (it exceeded its restart limit or was stopped)")]
     AgentStopped(String),
     #[error("the swarm is shut down; start a new one")]

@@ -54,7 +54,10 @@ impl Drop for KvWatch {
 }
 
 /// Fans commit events out to kv watchers; runs until the store's event stream closes.
-pub(crate) async fn watch_loop(inner: std::sync::Weak<SwarmInner>, mut events: tokio::sync::broadcast::Receiver<Arc<edgeswarm_store::CommitEvent>>) {
+pub(crate) async fn watch_loop(
+    inner: std::sync::Weak<SwarmInner>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<edgeswarm_store::CommitEvent>>,
+) {
     loop {
         let ev = match events.recv().await {
             Ok(ev) => ev,
@@ -69,10 +72,15 @@ pub(crate) async fn watch_loop(inner: std::sync::Weak<SwarmInner>, mut events: t
             continue;
         }
         for c in ev.changes.iter().filter(|c| c.tbl == "kv") {
-            let Some((ns, key)) = c.row_id.split_once('\u{1f}') else { continue };
+            let Some((ns, key)) = c.row_id.split_once('\u{1f}') else {
+                continue;
+            };
             for w in inner.watchers.iter() {
                 if w.namespace == ns && key.starts_with(&w.prefix) {
-                    let change = KvChange { namespace: ns.to_string(), key: key.to_string() };
+                    let change = KvChange {
+                        namespace: ns.to_string(),
+                        key: key.to_string(),
+                    };
                     if w.tx.try_send(change).is_err() {
                         w.dropped.fetch_add(1, Ordering::Relaxed);
                     }

@@ -1,7 +1,10 @@
 //! `Swarm`: the handle hosts embed. Starts the store, the agent supervisor and the
 //! background loops; spawns and addresses agents; serves memory and metrics.
 
-use crate::agent::{Agent, AgentActor, AgentCounters, AgentEntry, AgentInfo, AgentOptions, AgentStatus, AgentSupervisor, SwarmEvent, TaskSender};
+use crate::agent::{
+    Agent, AgentActor, AgentCounters, AgentEntry, AgentInfo, AgentOptions, AgentStatus,
+    AgentSupervisor, SwarmEvent, TaskSender,
+};
 use crate::ctx::AgentCtx;
 use crate::error::{Error, Result};
 use crate::memory::{watch_loop, KvWatch, Page, Watcher};
@@ -27,7 +30,11 @@ pub struct SwarmBuilder {
 
 impl Default for SwarmBuilder {
     fn default() -> Self {
-        SwarmBuilder { store: StoreConfig::default(), agent_defaults: AgentOptions::default(), kv_sweep_interval: Duration::from_secs(1) }
+        SwarmBuilder {
+            store: StoreConfig::default(),
+            agent_defaults: AgentOptions::default(),
+            kv_sweep_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -87,9 +94,15 @@ impl SwarmBuilder {
             shutting_down: AtomicBool::new(false),
             agent_defaults: self.agent_defaults.clone(),
         });
-        let (sup, _) = Actor::spawn(None, AgentSupervisor { swarm: Arc::downgrade(&inner) }, ())
-            .await
-            .map_err(|e| Error::Spawn(e.to_string()))?;
+        let (sup, _) = Actor::spawn(
+            None,
+            AgentSupervisor {
+                swarm: Arc::downgrade(&inner),
+            },
+            (),
+        )
+        .await
+        .map_err(|e| Error::Spawn(e.to_string()))?;
         *inner.supervisor.write().await = Some(sup);
         tokio::spawn(watch_loop(Arc::downgrade(&inner), inner.store.subscribe()));
         let weak = Arc::downgrade(&inner);
@@ -202,11 +215,18 @@ impl Swarm {
 
     /// Spawns an agent with the swarm's default options.
     pub async fn spawn_agent<A: Agent>(&self, id: &str, region: &str, behaviour: A) -> Result<()> {
-        self.spawn_agent_with(id, region, behaviour, self.inner.agent_defaults.clone()).await
+        self.spawn_agent_with(id, region, behaviour, self.inner.agent_defaults.clone())
+            .await
     }
 
     /// Spawns an agent with its own options (restart policy, mailbox size).
-    pub async fn spawn_agent_with<A: Agent>(&self, id: &str, region: &str, behaviour: A, options: AgentOptions) -> Result<()> {
+    pub async fn spawn_agent_with<A: Agent>(
+        &self,
+        id: &str,
+        region: &str,
+        behaviour: A,
+        options: AgentOptions,
+    ) -> Result<()> {
         self.check_open()?;
         let limits = &self.inner.store.config().limits;
         edgeswarm_core::record::name("agent id", id, limits)?;
@@ -214,8 +234,18 @@ impl Swarm {
         if options.mailbox == 0 {
             return Err(Error::Invalid("mailbox must hold at least one task".into()));
         }
-        let sup = self.inner.supervisor.read().await.clone().ok_or(Error::ShutDown)?;
-        let sender = Arc::new(TaskSender::<A::Task> { actor: RwLock::new(None), permits: Arc::new(Semaphore::new(options.mailbox)), capacity: options.mailbox });
+        let sup = self
+            .inner
+            .supervisor
+            .read()
+            .await
+            .clone()
+            .ok_or(Error::ShutDown)?;
+        let sender = Arc::new(TaskSender::<A::Task> {
+            actor: RwLock::new(None),
+            permits: Arc::new(Semaphore::new(options.mailbox)),
+            capacity: options.mailbox,
+        });
         let counters = Arc::new(AgentCounters::default());
         let weak = Arc::downgrade(&self.inner);
         let (sid, sreg) = (id.to_string(), region.to_string());
@@ -223,10 +253,24 @@ impl Swarm {
         let respawn_counters = counters.clone();
         let record = options.record_task_metrics;
         let respawn = Arc::new(move |sup: ActorCell| {
-            let (weak, sid, sreg, behaviour, sender, counters) = (weak.clone(), sid.clone(), sreg.clone(), behaviour.clone(), respawn_sender.clone(), respawn_counters.clone());
+            let (weak, sid, sreg, behaviour, sender, counters) = (
+                weak.clone(),
+                sid.clone(),
+                sreg.clone(),
+                behaviour.clone(),
+                respawn_sender.clone(),
+                respawn_counters.clone(),
+            );
             Box::pin(async move {
-                let actor = AgentActor::<A> { ctx: AgentCtx::new(&sid, &sreg, weak.clone()), counters, record_metrics: record, _p: std::marker::PhantomData };
-                let (r, _) = Actor::spawn_linked(None, actor, behaviour, sup).await.map_err(|e| Error::Spawn(e.to_string()))?;
+                let actor = AgentActor::<A> {
+                    ctx: AgentCtx::new(&sid, &sreg, weak.clone()),
+                    counters,
+                    record_metrics: record,
+                    _p: std::marker::PhantomData,
+                };
+                let (r, _) = Actor::spawn_linked(None, actor, behaviour, sup)
+                    .await
+                    .map_err(|e| Error::Spawn(e.to_string()))?;
                 if let Some(inner) = weak.upgrade() {
                     inner.by_actor.insert(r.get_id(), sid.clone());
                 }
@@ -250,7 +294,9 @@ impl Swarm {
             mailbox_depth: Box::new(move || cap - permits.available_permits()),
         });
         match self.inner.agents.entry(id.to_string()) {
-            dashmap::mapref::entry::Entry::Occupied(_) => return Err(Error::DuplicateAgent(id.to_string())),
+            dashmap::mapref::entry::Entry::Occupied(_) => {
+                return Err(Error::DuplicateAgent(id.to_string()))
+            }
             dashmap::mapref::entry::Entry::Vacant(v) => {
                 v.insert(entry.clone());
             }
@@ -258,7 +304,8 @@ impl Swarm {
         match respawn(sup.get_cell()).await {
             Ok(cell) => {
                 *entry.cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(cell);
-                self.inner.emit(SwarmEvent::AgentStarted { id: id.to_string() });
+                self.inner
+                    .emit(SwarmEvent::AgentStarted { id: id.to_string() });
                 Ok(())
             }
             Err(e) => {
@@ -270,15 +317,24 @@ impl Swarm {
 
     fn sender<T: Send + 'static>(&self, id: &str) -> Result<(Arc<AgentEntry>, Arc<TaskSender<T>>)> {
         self.check_open()?;
-        let entry = self.inner.agents.get(id).map(|e| e.clone()).ok_or_else(|| Error::UnknownAgent(id.to_string()))?;
+        let entry = self
+            .inner
+            .agents
+            .get(id)
+            .map(|e| e.clone())
+            .ok_or_else(|| Error::UnknownAgent(id.to_string()))?;
         if *entry.status.lock().unwrap_or_else(|p| p.into_inner()) == AgentStatus::Stopped {
             return Err(Error::AgentStopped(id.to_string()));
         }
-        let s = entry.sender.clone().downcast::<TaskSender<T>>().map_err(|_| Error::WrongTaskType {
-            id: id.to_string(),
-            expected: entry.task_type_name,
-            given: std::any::type_name::<T>(),
-        })?;
+        let s = entry
+            .sender
+            .clone()
+            .downcast::<TaskSender<T>>()
+            .map_err(|_| Error::WrongTaskType {
+                id: id.to_string(),
+                expected: entry.task_type_name,
+                given: std::any::type_name::<T>(),
+            })?;
         Ok((entry, s))
     }
 
@@ -296,7 +352,10 @@ impl Swarm {
 
     /// Sends a task to every running agent that takes tasks of type `T`. Returns how
     /// many received it and the errors of those that did not (e.g. full mailboxes).
-    pub async fn broadcast<T: Clone + Send + 'static>(&self, task: T) -> Result<(usize, Vec<Error>)> {
+    pub async fn broadcast<T: Clone + Send + 'static>(
+        &self,
+        task: T,
+    ) -> Result<(usize, Vec<Error>)> {
         self.check_open()?;
         let ids: Vec<String> = self.inner.agents.iter().map(|e| e.key().clone()).collect();
         let (mut ok, mut errs) = (0, Vec::new());
@@ -315,11 +374,18 @@ impl Swarm {
 
     /// Stops one agent cleanly (its `on_stop` runs) and removes it from the registry.
     pub async fn stop_agent(&self, id: &str) -> Result<()> {
-        let entry = self.inner.agents.get(id).map(|e| e.clone()).ok_or_else(|| Error::UnknownAgent(id.to_string()))?;
+        let entry = self
+            .inner
+            .agents
+            .get(id)
+            .map(|e| e.clone())
+            .ok_or_else(|| Error::UnknownAgent(id.to_string()))?;
         *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
         let cell = entry.cell.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = cell {
-            let _ = c.stop_and_wait(Some("stopped".into()), Some(Duration::from_secs(10))).await;
+            let _ = c
+                .stop_and_wait(Some("stopped".into()), Some(Duration::from_secs(10)))
+                .await;
         }
         self.inner.agents.remove(id);
         Ok(())
@@ -346,7 +412,10 @@ impl Swarm {
     }
 
     pub fn agent(&self, id: &str) -> Result<AgentInfo> {
-        self.agents().into_iter().find(|a| a.id == id).ok_or_else(|| Error::UnknownAgent(id.to_string()))
+        self.agents()
+            .into_iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| Error::UnknownAgent(id.to_string()))
     }
 
     // ---- memory ---------------------------------------------------------------------
@@ -361,14 +430,26 @@ impl Swarm {
 
     /// A session's messages in (created_at, id) order. `cursor` comes from the previous
     /// page's `next_cursor`; `limit` is capped at 1000.
-    pub async fn get_conversations(&self, session_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Message>> {
+    pub async fn get_conversations(
+        &self,
+        session_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
         edgeswarm_core::record::name("session_id", session_id, &self.inner.store.config().limits)?;
         let limit = limit.clamp(1, 1000);
         let (after_ts, after_id) = match cursor {
             None | Some("") => (i64::MIN, String::new()),
             Some(c) => {
-                let (ts, id) = c.split_once(':').ok_or_else(|| Error::Invalid(format!("cursor `{c}` is not one this server issued")))?;
-                (ts.parse::<i64>().map_err(|_| Error::Invalid(format!("cursor `{c}` is not one this server issued")))?, id.to_string())
+                let (ts, id) = c.split_once(':').ok_or_else(|| {
+                    Error::Invalid(format!("cursor `{c}` is not one this server issued"))
+                })?;
+                (
+                    ts.parse::<i64>().map_err(|_| {
+                        Error::Invalid(format!("cursor `{c}` is not one this server issued"))
+                    })?,
+                    id.to_string(),
+                )
             }
         };
         let sid = session_id.to_string();
@@ -456,8 +537,21 @@ impl Swarm {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let id = self.inner.next_watch.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
-        self.inner.watchers.insert(id, Watcher { namespace: namespace.into(), prefix: prefix.into(), tx, dropped: dropped.clone() });
-        KvWatch { rx, id, watchers: self.inner.watchers.clone(), dropped }
+        self.inner.watchers.insert(
+            id,
+            Watcher {
+                namespace: namespace.into(),
+                prefix: prefix.into(),
+                tx,
+                dropped: dropped.clone(),
+            },
+        );
+        KvWatch {
+            rx,
+            id,
+            watchers: self.inner.watchers.clone(),
+            dropped,
+        }
     }
 
     /// Task-duration aggregates, optionally only for tasks since `since_ms` (epoch ms).
@@ -484,7 +578,12 @@ impl Swarm {
         if self.inner.shutting_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let cells: Vec<ActorCell> = self.inner.agents.iter().filter_map(|e| e.cell.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect();
+        let cells: Vec<ActorCell> = self
+            .inner
+            .agents
+            .iter()
+            .filter_map(|e| e.cell.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect();
         for c in &cells {
             c.stop(Some("swarm shutdown".into()));
         }
@@ -517,25 +616,44 @@ fn summarise(q: edgeswarm_store::QueryResult) -> MetricsSummary {
         let t = r[4].as_i64().unwrap_or(0);
         all.push(d);
         for (g, col) in groups.iter_mut().zip([0, 1, 2]) {
-            let e = g.entry(r[col].as_str().unwrap_or_default().to_string()).or_default();
+            let e = g
+                .entry(r[col].as_str().unwrap_or_default().to_string())
+                .or_default();
             e.0.push(d);
             e.1 += t;
         }
     }
     let total_tokens = q.rows.iter().map(|r| r[4].as_i64().unwrap_or(0)).sum();
     let [a, t, rg] = groups;
-    let to = |m: BTreeMap<String, (Vec<f64>, i64)>| m.into_iter().map(|(k, (v, tok))| agg(k, v, tok)).collect();
-    MetricsSummary { overall: agg("all".into(), all, total_tokens), by_agent: to(a), by_task_type: to(t), by_region: to(rg) }
+    let to = |m: BTreeMap<String, (Vec<f64>, i64)>| {
+        m.into_iter().map(|(k, (v, tok))| agg(k, v, tok)).collect()
+    };
+    MetricsSummary {
+        overall: agg("all".into(), all, total_tokens),
+        by_agent: to(a),
+        by_task_type: to(t),
+        by_region: to(rg),
+    }
 }
 
 fn agg(key: String, mut v: Vec<f64>, tokens: i64) -> MetricAgg {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    let pct = |p: f64| if n == 0 { 0.0 } else { v[(((n as f64) * p).ceil() as usize).clamp(1, n) - 1] };
+    let pct = |p: f64| {
+        if n == 0 {
+            0.0
+        } else {
+            v[(((n as f64) * p).ceil() as usize).clamp(1, n) - 1]
+        }
+    };
     MetricAgg {
         key,
         count: n as u64,
-        mean_ms: if n == 0 { 0.0 } else { v.iter().sum::<f64>() / n as f64 },
+        mean_ms: if n == 0 {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / n as f64
+        },
         p50_ms: pct(0.50),
         p95_ms: pct(0.95),
         p99_ms: pct(0.99),
@@ -550,7 +668,10 @@ mod tests {
     #[test]
     fn percentiles_are_nearest_rank() {
         let a = agg("x".into(), (1..=100).map(|i| i as f64).collect(), 7);
-        assert_eq!((a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens), (100, 50.0, 95.0, 99.0, 7));
+        assert_eq!(
+            (a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens),
+            (100, 50.0, 95.0, 99.0, 7)
+        );
         assert_eq!(agg("e".into(), vec![], 0).p99_ms, 0.0);
     }
 }

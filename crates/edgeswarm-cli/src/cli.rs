@@ -1,0 +1,334 @@
+//! Command-line definitions (clap derive). Every command has `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edgeswarm",
+    version,
+    about = "edgeswarm: an agent swarm runtime whose memory lives in libSQL and replicates to edge regions",
+    long_about = "edgeswarm: an agent swarm runtime whose memory lives in libSQL and replicates to edge regions.\n\n\
+Settings come from built-in defaults, then edgeswarm.toml (--config, or ./edgeswarm.toml when present), \
+then EDGESWARM_* environment variables, then flags. Logs go to stderr; filter them with RUST_LOG."
+)]
+pub struct Cli {
+    /// Log format on stderr; filter with RUST_LOG (default level: warn).
+    #[arg(long, global = true, value_enum, env = "EDGESWARM_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Settings shared by every command that opens the home database.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DbOpts {
+    /// Config file [default: ./edgeswarm.toml when it exists].
+    #[arg(long, short = 'c', env = "EDGESWARM_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Home database file [default: ./edgeswarm.db, or `db` in the config file].
+    #[arg(long, env = "EDGESWARM_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// What an ack promises [default: full].
+    #[arg(
+        long,
+        value_enum,
+        env = "EDGESWARM_DURABILITY",
+        help_heading = "Store tuning"
+    )]
+    pub durability: Option<DurabilityArg>,
+    /// Writes that may wait in front of the writer [default: 65536].
+    #[arg(
+        long,
+        env = "EDGESWARM_QUEUE_CAPACITY",
+        value_name = "N",
+        help_heading = "Store tuning"
+    )]
+    pub queue_capacity: Option<usize>,
+    /// Read-only connections [default: 4].
+    #[arg(
+        long,
+        env = "EDGESWARM_READ_POOL_SIZE",
+        value_name = "N",
+        help_heading = "Store tuning"
+    )]
+    pub read_pool_size: Option<usize>,
+    /// Max writes per transaction [default: 4096].
+    #[arg(
+        long,
+        env = "EDGESWARM_BATCH_MAX_ROWS",
+        value_name = "N",
+        help_heading = "Store tuning"
+    )]
+    pub batch_max_rows: Option<usize>,
+    /// Max payload bytes per transaction [default: 8388608].
+    #[arg(
+        long,
+        env = "EDGESWARM_BATCH_MAX_BYTES",
+        value_name = "N",
+        help_heading = "Store tuning"
+    )]
+    pub batch_max_bytes: Option<usize>,
+    /// How long the writer waits for more writes after the first of a batch [default: 0].
+    #[arg(
+        long,
+        env = "EDGESWARM_BATCH_MAX_LINGER_MS",
+        value_name = "MS",
+        help_heading = "Store tuning"
+    )]
+    pub batch_max_linger_ms: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "EDGESWARM_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    /// synchronous=FULL: an acked write survives power loss.
+    Full,
+    /// synchronous=NORMAL: an acked write survives a process crash.
+    Normal,
+}
+
+impl From<DurabilityArg> for edgeswarm::Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Full => edgeswarm::Durability::Full,
+            DurabilityArg::Normal => edgeswarm::Durability::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the swarm simulation (the seed's four regions) and print its report.
+    Demo(DemoArgs),
+    /// Serve the runtime over MCP (stdio by default).
+    Mcp(edgeswarm_mcp::McpArgs),
+    /// Run a benchmark; `all` also writes docs/benchmarks.md.
+    Bench(BenchArgs),
+    /// Show the home database, regions, lag, agents and queue depths.
+    Status(StatusArgs),
+    /// Run one SQL statement (reads on the read pool, writes through the storage actor).
+    Sql(SqlArgs),
+    /// Interactive SQL shell with history.
+    Shell(ShellArgs),
+    /// Add, remove, partition or heal regions of a running demo.
+    Regions(RegionsArgs),
+    /// Export knowledge and conversations as JSON Lines.
+    Export(ExportArgs),
+    /// Import JSON Lines written by `export` (idempotent by id).
+    Import(ImportArgs),
+    /// Check that data is really durable and every part works; each line ok/warn/fail with a fix.
+    Doctor(DoctorArgs),
+    /// Check or show the configuration.
+    Config(ConfigArgs),
+    /// Print a shell completion script (e.g. `edgeswarm completions bash > /etc/bash_completion.d/edgeswarm`).
+    Completions {
+        /// Which shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of agents.
+    #[arg(long, default_value_t = 64)]
+    pub agents: usize,
+    /// How long the simulation runs, in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub seconds: u64,
+    /// Regions as NAME:LATENCY_MS, comma-separated [default: the seed's four regions].
+    #[arg(long, value_delimiter = ',', value_name = "NAME:MS")]
+    pub regions: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchKind {
+    /// 64 concurrent publishers into the storage actor vs plain libSQL.
+    Ingest,
+    /// Reads through the read pool vs plain libSQL.
+    Read,
+    /// Knowledge search (FTS5, vector, hybrid).
+    Search,
+    /// Replication to regions.
+    Sync,
+    /// MCP tool calls.
+    Mcp,
+    /// Every benchmark; writes docs/benchmarks.md.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[arg(value_enum)]
+    pub which: BenchKind,
+    /// Print exactly one JSON line per benchmark.
+    #[arg(long)]
+    pub json: bool,
+    /// Where `bench all` writes its table.
+    #[arg(long, default_value = "docs/benchmarks.md", value_name = "PATH")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Refresh in place until Ctrl-C.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// Refresh interval for --watch, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub interval_ms: u64,
+    /// Stop --watch after this many refreshes.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// One JSON line per refresh.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The statement, e.g. "SELECT count(*) FROM knowledge". Omit it to start the shell.
+    pub statement: Option<String>,
+    /// A positional parameter as JSON (?1, ?2, ...); repeat for more. Strings may be bare.
+    #[arg(long = "param", short = 'p', value_name = "JSON")]
+    pub params: Vec<String>,
+    /// Refuse anything SQLite does not report read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// One JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// History file [default: ~/.edgeswarm_history].
+    #[arg(long, value_name = "PATH")]
+    pub history: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct RegionsArgs {
+    #[command(subcommand)]
+    pub action: RegionAction,
+    /// One JSON line.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegionAction {
+    /// List configured regions with their health and lag.
+    List,
+    /// Add a region to the running demo.
+    Add {
+        /// Unique region name.
+        name: String,
+        /// file:<path> or http(s)://host [default: file:<db dir>/regions/<name>.db].
+        #[arg(long)]
+        url: Option<String>,
+        /// Simulated latency of a file: region, ms.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// Environment variable holding an HTTP region's token.
+        #[arg(long)]
+        token_env: Option<String>,
+    },
+    /// Remove a region from the running demo.
+    Remove { name: String },
+    /// Cut a region off (simulated network partition).
+    Partition { name: String },
+    /// Reconnect a partitioned region.
+    Heal { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportWhat {
+    Knowledge,
+    Conversations,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to export.
+    #[arg(long, value_enum, default_value = "all")]
+    pub what: ExportWhat,
+    /// Output file [default: stdout].
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSON Lines file written by `edgeswarm export` (`-` for stdin).
+    pub input: PathBuf,
+    /// Print the summary as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// One JSON line with every check.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for each region to answer.
+    #[arg(long, default_value_t = 2)]
+    pub timeout_secs: u64,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Check a config file; every problem with its line. Exit 1 on errors.
+    Check {
+        /// The file [default: --config / EDGESWARM_CONFIG, else ./edgeswarm.toml].
+        path: Option<PathBuf>,
+        /// One JSON line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbOpts,
+    },
+    /// Print the effective settings (defaults, file, environment, flags) as TOML.
+    Show {
+        #[command(flatten)]
+        db: DbOpts,
+    },
+}

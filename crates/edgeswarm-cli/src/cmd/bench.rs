@@ -1,0 +1,330 @@
+//! `edgeswarm bench`: each benchmark is a library function in its crate; the CLI only
+//! calls it and prints. `--json` prints exactly one JSON line per benchmark. `bench all`
+//! also writes docs/benchmarks.md: each figure beside the seed report's own figure and
+//! the plain-libSQL baseline measured in the same run, with the machine it ran on.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::cli::{BenchArgs, BenchKind};
+use crate::error::{CliError, Result};
+
+const ORDER: [BenchKind; 5] = [
+    BenchKind::Ingest,
+    BenchKind::Read,
+    BenchKind::Search,
+    BenchKind::Sync,
+    BenchKind::Mcp,
+];
+
+pub fn name(k: BenchKind) -> &'static str {
+    match k {
+        BenchKind::Ingest => "ingest",
+        BenchKind::Read => "read",
+        BenchKind::Search => "search",
+        BenchKind::Sync => "sync",
+        BenchKind::Mcp => "mcp",
+        BenchKind::All => "all",
+    }
+}
+
+/// Runs one benchmark through its crate's library function.
+///
+/// WIRING (lead): replace each `not_wired` arm with the call once the function exists, e.g.
+/// `BenchKind::Ingest => edgeswarm_store::bench::ingest(edgeswarm_store::bench::IngestOpts::default()).await.map_err(CliError::from)`,
+/// `BenchKind::Read => edgeswarm_store::bench::read(Default::default()).await.map_err(CliError::from)`,
+/// `BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default()).await.map_err(|e| CliError::Invalid(e.to_string()))`,
+/// `BenchKind::Sync => edgeswarm_sync::bench(Default::default()).await...`,
+/// `BenchKind::Mcp => edgeswarm_mcp::bench(Default::default()).await...`.
+pub async fn run_one(k: BenchKind) -> Result<Value> {
+    let v = match k {
+        BenchKind::Ingest => not_wired("edgeswarm_store::bench::ingest"),
+        BenchKind::Read => not_wired("edgeswarm_store::bench::read"),
+        BenchKind::Search => not_wired("edgeswarm_search::bench::bench"),
+        BenchKind::Sync => not_wired("edgeswarm_sync::bench"),
+        BenchKind::Mcp => not_wired("edgeswarm_mcp::bench"),
+        BenchKind::All => Err(CliError::Invalid("`all` is not a single benchmark".into())),
+    }?;
+    Ok(match v {
+        Value::Object(mut m) => {
+            m.entry("bench").or_insert_with(|| json!(name(k)));
+            Value::Object(m)
+        }
+        other => json!({ "bench": name(k), "result": other }),
+    })
+}
+
+fn not_wired(f: &str) -> Result<Value> {
+    Err(CliError::not_available(
+        f,
+        "the benchmark function is not in this build yet; see docs/benchmarks.md once it is",
+    ))
+}
+
+pub async fn run(a: BenchArgs) -> Result<()> {
+    if a.which != BenchKind::All {
+        let v = run_one(a.which).await?;
+        if a.json {
+            println!("{v}");
+        } else {
+            print!("{}", human(&v));
+        }
+        return Ok(());
+    }
+    let mut results = Vec::new();
+    for k in ORDER {
+        if !a.json {
+            eprintln!("running bench {} ...", name(k));
+        }
+        let r = run_one(k).await;
+        match &r {
+            Ok(v) if a.json => println!("{v}"),
+            Ok(v) => print!("{}", human(v)),
+            Err(e) if a.json => println!("{}", json!({"bench": name(k), "error": e.to_string()})),
+            Err(e) => eprintln!("bench {}: {e}", name(k)),
+        }
+        results.push((k, r));
+    }
+    let md = markdown(&results, &machine());
+    write_file(&a.out, &md)?;
+    if !a.json {
+        eprintln!("wrote {}", a.out.display());
+    }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if failed > 0 {
+        return Err(CliError::Invalid(format!(
+            "{failed} of {} benchmarks did not run (see above); {} lists them as not run",
+            results.len(),
+            a.out.display()
+        )));
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !d.is_dir() {
+            return Err(CliError::file(
+                path.display(),
+                format!(
+                    "directory {} does not exist; run from the repository root or pass --out",
+                    d.display()
+                ),
+            ));
+        }
+    }
+    std::fs::write(path, text).map_err(|e| CliError::file(path.display(), e))
+}
+
+/// Key: value lines for people.
+pub fn human(v: &Value) -> String {
+    let mut out = String::new();
+    if let Value::Object(m) = v {
+        let b = m.get("bench").and_then(Value::as_str).unwrap_or("bench");
+        out.push_str(&format!("{b}\n"));
+        for (k, val) in m.iter().filter(|(k, _)| *k != "bench") {
+            out.push_str(&format!("  {k:<24} {}\n", fmt_val(val)));
+        }
+    } else {
+        out.push_str(&format!("{v}\n"));
+    }
+    out
+}
+
+fn fmt_val(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.abs() >= 1000.0 => group(f.round() as i64),
+        Some(f) if f.fract() != 0.0 => format!("{f:.2}"),
+        Some(f) => format!("{f}"),
+        None => v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn group(n: i64) -> String {
+    let s = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// Machine description from /proc and the standard library.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb as f64 / (1 << 20) as f64))
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {n} cores (nproc), {mem} RAM, Linux {kernel}")
+}
+
+/// One row of the table: label, bench, this run's key, seed figure, baseline key.
+const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
+    (
+        "INSERT throughput, 64 publishers (rows/s)",
+        BenchKind::Ingest,
+        "rows_per_sec",
+        "8,000 ops/s",
+        "raw_rows_per_sec",
+    ),
+    (
+        "ack latency p50 (ms)",
+        BenchKind::Ingest,
+        "p50_ack_ms",
+        "~8 ms (single insert)",
+        "",
+    ),
+    (
+        "ack latency p99 (ms)",
+        BenchKind::Ingest,
+        "p99_ack_ms",
+        "—",
+        "",
+    ),
+    (
+        "single insert (ms)",
+        BenchKind::Ingest,
+        "single_insert_ms",
+        "~8 ms",
+        "raw_single_insert_ms",
+    ),
+    (
+        "bulk insert, 1000 rows (ms)",
+        BenchKind::Ingest,
+        "bulk_1000_ms",
+        "~125 ms",
+        "raw_bulk_1000_ms",
+    ),
+    (
+        "SELECT throughput (ops/s)",
+        BenchKind::Read,
+        "reads_per_sec",
+        "319,444 ops/s",
+        "raw_reads_per_sec",
+    ),
+    (
+        "knowledge search (queries/s)",
+        BenchKind::Search,
+        "queries_per_sec",
+        "—",
+        "",
+    ),
+    (
+        "knowledge search p99 (ms)",
+        BenchKind::Search,
+        "p99_ms",
+        "—",
+        "",
+    ),
+    (
+        "SYNC throughput (rows/s)",
+        BenchKind::Sync,
+        "rows_per_sec",
+        "1,428 ops/s",
+        "raw_rows_per_sec",
+    ),
+    (
+        "full replica sync, 500 records (ms)",
+        BenchKind::Sync,
+        "full_sync_500_ms",
+        "~350 ms",
+        "",
+    ),
+    (
+        "MCP tool calls (calls/s)",
+        BenchKind::Mcp,
+        "calls_per_sec",
+        "—",
+        "",
+    ),
+];
+
+/// docs/benchmarks.md.
+pub fn markdown(results: &[(BenchKind, Result<Value>)], machine: &str) -> String {
+    let get = |k: BenchKind, key: &str| -> String {
+        if key.is_empty() {
+            return "—".into();
+        }
+        match results.iter().find(|(b, _)| *b == k).map(|(_, r)| r) {
+            Some(Ok(v)) => v.get(key).map(fmt_val).unwrap_or_else(|| "—".into()),
+            Some(Err(_)) => "not run".into(),
+            None => "—".into(),
+        }
+    };
+    let mut md = String::from("# Benchmarks\n\nWritten by `edgeswarm bench all` (do not edit by hand). Each figure sits beside the seed report's own figure and the plain-libSQL baseline measured in the same run on the same machine.\n\n");
+    md.push_str(&format!("Machine: {machine}\n\n"));
+    md.push_str("| measure | edgeswarm (this run) | seed report | plain libSQL (same run) |\n|---|---:|---:|---:|\n");
+    for (label, k, key, seed, base) in ROWS {
+        md.push_str(&format!(
+            "| {label} | {} | {seed} | {} |\n",
+            get(*k, key),
+            get(*k, base)
+        ));
+    }
+    md.push_str("\n## Raw results\n\n");
+    for (k, r) in results {
+        match r {
+            Ok(v) => md.push_str(&format!("- `{}`: `{}`\n", name(*k), v)),
+            Err(e) => md.push_str(&format!("- `{}`: not run: {e}\n", name(*k))),
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_puts_figures_beside_seed_and_baseline() {
+        let r = vec![
+            (
+                BenchKind::Ingest,
+                Ok(json!({"bench":"ingest","rows_per_sec": 412345.6, "raw_rows_per_sec": 650000})),
+            ),
+            (BenchKind::Read, Err(CliError::Invalid("x".into()))),
+        ];
+        let md = markdown(&r, "test machine");
+        assert!(
+            md.contains(
+                "| INSERT throughput, 64 publishers (rows/s) | 412,346 | 8,000 ops/s | 650,000 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| SELECT throughput (ops/s) | not run | 319,444 ops/s | not run |"));
+        assert_eq!(group(-1234), "-1,234");
+    }
+}

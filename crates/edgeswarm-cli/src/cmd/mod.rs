@@ -1,0 +1,10 @@
+//! One module per command.
+
+pub mod bench;
+pub mod config_cmd;
+pub mod demo;
+pub mod doctor;
+pub mod regions;
+pub mod sql;
+pub mod status;
+pub mod transfer;

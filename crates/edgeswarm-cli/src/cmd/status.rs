@@ -1,0 +1,256 @@
+//! `edgeswarm status`: the home file, table sizes, regions and lag, running nodes (their
+//! queue depths and agents, from the heartbeat in kv `edgeswarm/status`), recent agents.
+
+use std::time::Duration;
+
+use edgeswarm::Store;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::StatusArgs;
+use crate::config;
+use crate::error::Result;
+use crate::metrics::{self, RegionRow};
+use crate::{open, table};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub db: String,
+    pub size_bytes: u64,
+    pub schema_version: i64,
+    pub journal_mode: String,
+    pub durability: String,
+    pub tables: Vec<(String, i64)>,
+    pub regions: Vec<RegionRow>,
+    /// Live heartbeats of running swarms using this file.
+    pub nodes: Vec<Value>,
+    /// Agents with a task recorded in the last 60 s.
+    pub active_agents_60s: i64,
+    pub tasks_60s: i64,
+    /// This process's own store queue (0 unless it is writing).
+    pub local_queue_depth: usize,
+}
+
+const TABLES: &[(&str, &str)] = &[
+    (
+        "knowledge",
+        "SELECT count(*) FROM knowledge WHERE deleted = 0",
+    ),
+    ("conversations", "SELECT count(*) FROM conversations"),
+    ("agent_metrics", "SELECT count(*) FROM agent_metrics"),
+    ("kv (live)", "SELECT count(*) FROM kv WHERE deleted = 0"),
+    ("_changes", "SELECT count(*) FROM _changes"),
+    ("conflicts", "SELECT count(*) FROM conflicts"),
+];
+
+pub async fn collect(store: &Store) -> Result<Status> {
+    let cfg = store.config().clone();
+    let now = edgeswarm::core::record::now_millis();
+    let (pragmas, tables, act) = store
+        .read(move |r| {
+            let jm = r.query("PRAGMA journal_mode", vec![])?;
+            let uv = r.query("PRAGMA user_version", vec![])?;
+            let mut t = Vec::new();
+            for (name, q) in TABLES {
+                let n = r
+                    .query(q, vec![])
+                    .map(|q| {
+                        q.rows
+                            .first()
+                            .and_then(|x| x.first())
+                            .and_then(|v| v.as_i64())
+                            .unwrap_or(0)
+                    })
+                    .unwrap_or(-1);
+                t.push((name.to_string(), n));
+            }
+            let act = r.query(
+                "SELECT count(DISTINCT agent_id), count(*) FROM agent_metrics WHERE ts >= ?1",
+                vec![(now - 60_000).into()],
+            )?;
+            Ok(((jm, uv), t, act))
+        })
+        .await?;
+    let first = |q: &edgeswarm::QueryResult| q.rows.first().and_then(|r| r.first()).cloned();
+    let regions = metrics::regions(store).await.unwrap_or_default();
+    let nodes = store
+        .kv_list(metrics::STATUS_NS, "node/", 100)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.value)
+        .collect();
+    Ok(Status {
+        db: cfg.path.display().to_string(),
+        size_bytes: std::fs::metadata(&cfg.path).map(|m| m.len()).unwrap_or(0),
+        schema_version: first(&pragmas.1).and_then(|v| v.as_i64()).unwrap_or(0),
+        journal_mode: first(&pragmas.0)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        durability: cfg.durability.as_str().into(),
+        tables,
+        regions,
+        nodes,
+        active_agents_60s: act.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0),
+        tasks_60s: act.rows.first().and_then(|r| r[1].as_i64()).unwrap_or(0),
+        local_queue_depth: store.stats().queue_depth,
+    })
+}
+
+fn ago(ts: Option<i64>) -> String {
+    match ts {
+        None => "never".into(),
+        Some(t) => {
+            let d = (edgeswarm::core::record::now_millis() - t).max(0);
+            if d < 1000 {
+                format!("{d} ms ago")
+            } else {
+                format!("{:.1} s ago", d as f64 / 1000.0)
+            }
+        }
+    }
+}
+
+pub fn render(s: &Status) -> String {
+    let mut out = format!(
+        "home      {}  ({:.1} MiB, schema v{}, journal {}, durability {})\n\n",
+        s.db,
+        s.size_bytes as f64 / (1 << 20) as f64,
+        s.schema_version,
+        s.journal_mode,
+        s.durability
+    );
+    out.push_str(&table::render(
+        &["table".into(), "rows".into()],
+        &s.tables
+            .iter()
+            .map(|(t, n)| vec![t.clone(), n.to_string()])
+            .collect::<Vec<_>>(),
+        40,
+    ));
+    out.push('\n');
+    if s.regions.is_empty() {
+        out.push_str(
+            "regions   none recorded in edge_replicas (no region has synced with this file)\n",
+        );
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .regions
+            .iter()
+            .map(|r| {
+                vec![
+                    r.region.clone(),
+                    r.status.clone(),
+                    r.latency_ms
+                        .map(|l| format!("{l:.1}"))
+                        .unwrap_or_else(|| "-".into()),
+                    r.lag_rows.to_string(),
+                    format!("{:.2}", r.lag_ms as f64 / 1000.0),
+                    ago(r.last_sync_at),
+                    r.errors.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table::render(
+            &[
+                "region".into(),
+                "status".into(),
+                "rtt ms".into(),
+                "lag rows".into(),
+                "lag s".into(),
+                "last sync".into(),
+                "errors".into(),
+            ],
+            &rows,
+            40,
+        ));
+    }
+    out.push('\n');
+    if s.nodes.is_empty() {
+        out.push_str("nodes     no running swarm is publishing status for this file (start one with `edgeswarm demo`)\n");
+    } else {
+        let g = |v: &Value, k: &str| {
+            v.get(k)
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        let rows: Vec<Vec<String>> = s
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    g(n, "pid"),
+                    format!("{}/{}", g(n, "queue_depth"), g(n, "queue_capacity")),
+                    g(n, "read_queue_depth"),
+                    g(n, "agents_running"),
+                    g(n, "agents_restarting"),
+                    g(n, "agents_stopped"),
+                    g(n, "agent_restarts"),
+                    g(n, "writer_restarts"),
+                    ago(n.get("ts").and_then(Value::as_i64)),
+                ]
+            })
+            .collect();
+        out.push_str(&table::render(
+            &[
+                "pid".into(),
+                "write queue".into(),
+                "read queue".into(),
+                "agents up".into(),
+                "restarting".into(),
+                "stopped".into(),
+                "agent restarts".into(),
+                "writer restarts".into(),
+                "updated".into(),
+            ],
+            &rows,
+            40,
+        ));
+    }
+    out.push_str(&format!(
+        "\nagents    {} active in the last 60 s, {} tasks recorded\n",
+        s.active_agents_60s, s.tasks_60s
+    ));
+    out
+}
+
+pub async fn run(a: StatusArgs) -> Result<()> {
+    let settings = config::load(&a.db)?;
+    let store = open::store(&settings, true).await?;
+    let r: Result<()> = async {
+        let _m = match settings.metrics_addr {
+            Some(addr) => Some(metrics::serve(addr, metrics::Source::store(store.clone())).await?),
+            None => None,
+        };
+        let mut n = 0u64;
+        loop {
+            let s = collect(&store).await?;
+            if a.json {
+                println!("{}", serde_json::to_string(&s).unwrap_or_default());
+            } else if a.watch {
+                // Clear the screen and home the cursor: refresh in place.
+                print!(
+                    "\x1b[H\x1b[2J{}\n(refreshing every {} ms; Ctrl-C to stop)\n",
+                    render(&s),
+                    a.interval_ms
+                );
+            } else {
+                print!("{}", render(&s));
+            }
+            n += 1;
+            if !a.watch || a.count.is_some_and(|c| n >= c) {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(a.interval_ms.max(50))) => {}
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let closed = store.shutdown().await;
+    r?;
+    closed?;
+    Ok(())
+}

@@ -1,0 +1,901 @@
+//! `edgeswarm.toml`: one file for everything the swarm builder takes.
+//!
+//! Precedence, lowest first: built-in defaults < `edgeswarm.toml` < `EDGESWARM_*`
+//! environment variables < command-line flags. The file is found at `--config PATH`
+//! (or `EDGESWARM_CONFIG`), else `./edgeswarm.toml` when it exists; with neither the
+//! defaults apply. Every key, its default and its meaning is in `edgeswarm.toml.example`
+//! at the repository root.
+//!
+//! Checking reports every problem with its line and column: syntax errors, unknown keys
+//! (typos), wrong types, out-of-range values, duplicate region names and bad region URLs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edgeswarm::{AgentOptions, Durability, StoreConfig, SwarmBuilder};
+use serde::{Deserialize, Serialize};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::cli::DbOpts;
+use crate::error::{CliError, Result};
+
+/// The default config file name, looked up in the current directory.
+pub const DEFAULT_CONFIG: &str = "edgeswarm.toml";
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in a config file, with where it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    /// 1-based line (0 when the problem has no position).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    pub message: String,
+}
+
+impl Problem {
+    /// `path:line:col: error: message`
+    pub fn render(&self, path: &Path) -> String {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        if self.line == 0 {
+            format!("{}: {sev}: {}", path.display(), self.message)
+        } else {
+            format!(
+                "{}:{}:{}: {sev}: {}",
+                path.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// One region as configured: plain data, validated here, run by edgeswarm-sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionSpec {
+    /// Unique name; the key in `edge_replicas`.
+    pub name: String,
+    /// `file:<path>` (a local region file) or `http(s)://host[:port]` (a Hrana server).
+    pub url: String,
+    /// Simulated round-trip latency of a `file:` region, in ms. Default 0.
+    pub latency_ms: u64,
+    /// Name of the environment variable that holds an HTTP region's bearer token. The
+    /// token itself never goes in the file and is never logged.
+    pub token_env: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines on stderr (default).
+    #[default]
+    Text,
+    /// One JSON object per line on stderr.
+    Json,
+}
+
+/// The effective settings after defaults, file, environment and flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file these came from, if any.
+    pub config_path: Option<PathBuf>,
+    pub store: StoreConfig,
+    pub agents: AgentOptions,
+    /// How often expired kv entries are deleted for good. Default 1 s.
+    pub kv_sweep_interval: Duration,
+    pub regions: Vec<RegionSpec>,
+    /// Prometheus endpoint address; none by default.
+    pub metrics_addr: Option<SocketAddr>,
+    /// From `[observability] log_format`; the `--log-format` flag wins.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            config_path: None,
+            store: StoreConfig::default(),
+            agents: AgentOptions::default(),
+            kv_sweep_interval: Duration::from_secs(1),
+            regions: Vec::new(),
+            metrics_addr: None,
+            log_format: None,
+        }
+    }
+}
+
+impl Settings {
+    /// A swarm builder with every setting applied (regions are passed separately to
+    /// the sync layer once it exists).
+    pub fn builder(&self) -> SwarmBuilder {
+        edgeswarm::Swarm::builder()
+            .store_config(self.store.clone())
+            .agent_defaults(self.agents.clone())
+            .kv_sweep_interval(self.kv_sweep_interval)
+    }
+
+    /// The effective settings as an `edgeswarm.toml` document.
+    pub fn to_toml(&self) -> String {
+        let s = &self.store;
+        let l = &s.limits;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "db = {}\n",
+            toml_str(&s.path.display().to_string())
+        ));
+        out.push_str(&format!("durability = \"{}\"\n", s.durability.as_str()));
+        out.push_str(&format!(
+            "queue_capacity = {}\nread_pool_size = {}\n",
+            s.queue_capacity, s.read_pool_size
+        ));
+        out.push_str(&format!(
+            "\n[batch]\nmax_rows = {}\nmax_bytes = {}\nmax_linger_ms = {}\n",
+            s.batch.max_rows,
+            s.batch.max_bytes,
+            s.batch.max_linger.as_millis()
+        ));
+        out.push_str(&format!(
+            "\n[limits]\nmax_content_bytes = {}\nmax_metadata_bytes = {}\nmax_name_bytes = {}\nmax_tags = {}\nmax_sql_bytes = {}\nmax_result_rows = {}\nquery_timeout_ms = {}\n",
+            l.max_content_bytes, l.max_metadata_bytes, l.max_name_bytes, l.max_tags, l.max_sql_bytes, l.max_result_rows, l.query_timeout.as_millis()
+        ));
+        out.push_str(&format!(
+            "\n[agents]\nmailbox = {}\nmax_restarts = {}\nrestart_window_ms = {}\nrecord_task_metrics = {}\nkv_sweep_interval_ms = {}\n",
+            self.agents.mailbox,
+            self.agents.restart.max_restarts,
+            self.agents.restart.within.as_millis(),
+            self.agents.record_task_metrics,
+            self.kv_sweep_interval.as_millis()
+        ));
+        out.push_str("\n[observability]\n");
+        out.push_str(&format!(
+            "log_format = \"{}\"\n",
+            match self.log_format.unwrap_or_default() {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+        ));
+        if let Some(a) = self.metrics_addr {
+            out.push_str(&format!("metrics_addr = \"{a}\"\n"));
+        }
+        for r in &self.regions {
+            out.push_str(&format!(
+                "\n[[regions]]\nname = {}\nurl = {}\nlatency_ms = {}\n",
+                toml_str(&r.name),
+                toml_str(&r.url),
+                r.latency_ms
+            ));
+            if let Some(t) = &r.token_env {
+                out.push_str(&format!("token_env = {}\n", toml_str(t)));
+            }
+        }
+        out
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+// ---- the file's shape ---------------------------------------------------------------
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    db: S<String>,
+    durability: S<String>,
+    queue_capacity: S<i64>,
+    read_pool_size: S<i64>,
+    #[serde(default)]
+    batch: BatchFile,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    agents: AgentsFile,
+    #[serde(default)]
+    observability: ObservabilityFile,
+    #[serde(default)]
+    regions: Vec<Spanned<RegionFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BatchFile {
+    max_rows: S<i64>,
+    max_bytes: S<i64>,
+    max_linger_ms: S<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LimitsFile {
+    max_content_bytes: S<i64>,
+    max_metadata_bytes: S<i64>,
+    max_name_bytes: S<i64>,
+    max_tags: S<i64>,
+    max_sql_bytes: S<i64>,
+    max_result_rows: S<i64>,
+    query_timeout_ms: S<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AgentsFile {
+    mailbox: S<i64>,
+    max_restarts: S<i64>,
+    restart_window_ms: S<i64>,
+    record_task_metrics: S<bool>,
+    kv_sweep_interval_ms: S<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ObservabilityFile {
+    log_format: S<String>,
+    metrics_addr: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RegionFile {
+    name: S<String>,
+    url: S<String>,
+    latency_ms: S<i64>,
+    token_env: S<String>,
+}
+
+/// Known keys per table, for the unknown-key (typo) check.
+const TOP_KEYS: &[&str] = &[
+    "db",
+    "durability",
+    "queue_capacity",
+    "read_pool_size",
+    "batch",
+    "limits",
+    "agents",
+    "observability",
+    "regions",
+];
+const BATCH_KEYS: &[&str] = &["max_rows", "max_bytes", "max_linger_ms"];
+const LIMITS_KEYS: &[&str] = &[
+    "max_content_bytes",
+    "max_metadata_bytes",
+    "max_name_bytes",
+    "max_tags",
+    "max_sql_bytes",
+    "max_result_rows",
+    "query_timeout_ms",
+];
+const AGENTS_KEYS: &[&str] = &[
+    "mailbox",
+    "max_restarts",
+    "restart_window_ms",
+    "record_task_metrics",
+    "kv_sweep_interval_ms",
+];
+const OBS_KEYS: &[&str] = &["log_format", "metrics_addr"];
+const REGION_KEYS: &[&str] = &["name", "url", "latency_ms", "token_env"];
+
+// ---- checking -----------------------------------------------------------------------
+
+/// Result of checking a config text.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub settings: Settings,
+    pub problems: Vec<Problem>,
+}
+
+impl Checked {
+    pub fn errors(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count()
+    }
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn at(
+        &mut self,
+        severity: Severity,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = match span {
+            Some(s) => line_col(self.text, s.start),
+            None => (0, 0),
+        };
+        self.problems.push(Problem {
+            severity,
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+    fn err(&mut self, span: std::ops::Range<usize>, m: impl Into<String>) {
+        self.at(Severity::Error, Some(span), m)
+    }
+    fn warn(&mut self, span: std::ops::Range<usize>, m: impl Into<String>) {
+        self.at(Severity::Warning, Some(span), m)
+    }
+
+    /// An integer in [min, max], or a problem at its span.
+    fn int(&mut self, v: &S<i64>, key: &str, min: i64, max: i64) -> Option<u64> {
+        let v = v.as_ref()?;
+        let n = *v.get_ref();
+        if n < min || n > max {
+            self.err(
+                v.span(),
+                format!("`{key}` = {n} is out of range; use a value from {min} to {max}"),
+            );
+            None
+        } else {
+            Some(n as u64)
+        }
+    }
+}
+
+/// 1-based (line, column) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map(|i| before[i + 1..].chars().count())
+        .unwrap_or_else(|| before.chars().count())
+        + 1;
+    (line, col)
+}
+
+/// Checks a config text and builds settings from it (defaults where keys are absent).
+pub fn check_str(text: &str) -> Checked {
+    let mut cx = Ctx {
+        text,
+        problems: Vec::new(),
+    };
+    // 1. Syntax: every error the parser can recover from.
+    let (table, errors) = DeTable::parse_recoverable(text);
+    for e in &errors {
+        cx.at(
+            Severity::Error,
+            e.span(),
+            format!("TOML syntax: {}", e.message().trim()),
+        );
+    }
+    if !errors.is_empty() {
+        return Checked {
+            settings: Settings::default(),
+            problems: cx.problems,
+        };
+    }
+    // 2. Unknown keys (typos) everywhere.
+    unknown_keys(&mut cx, table.get_ref());
+    // 3. Types.
+    let file: FileConfig = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            cx.at(Severity::Error, e.span(), format!("{}", e.message().trim()));
+            return Checked {
+                settings: Settings::default(),
+                problems: cx.problems,
+            };
+        }
+    };
+    // 4. Values.
+    let settings = apply_file(&mut cx, file);
+    cx.problems.sort_by_key(|p| (p.line, p.column));
+    Checked {
+        settings,
+        problems: cx.problems,
+    }
+}
+
+fn unknown_keys(cx: &mut Ctx<'_>, table: &DeTable<'_>) {
+    fn walk(cx: &mut Ctx<'_>, t: &DeTable<'_>, known: &[&str], section: &str) {
+        for (k, v) in t.iter() {
+            let name = k.get_ref().as_ref();
+            if !known.contains(&name) {
+                let hint = if name == "token" || name.ends_with("_token") || name == "password" {
+                    " Never put secrets in the file: set `token_env` to the name of an environment variable that holds the token.".to_string()
+                } else {
+                    match closest(name, known) {
+                        Some(c) => format!(" Did you mean `{c}`?"),
+                        None => format!(" Known keys here: {}.", known.join(", ")),
+                    }
+                };
+                cx.err(
+                    k.span(),
+                    format!(
+                        "unknown key `{name}`{}.{hint}",
+                        if section.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" in [{section}]")
+                        }
+                    ),
+                );
+                continue;
+            }
+            let sub = |n: &str| -> Option<&[&str]> {
+                Some(match (section, n) {
+                    ("", "batch") => BATCH_KEYS,
+                    ("", "limits") => LIMITS_KEYS,
+                    ("", "agents") => AGENTS_KEYS,
+                    ("", "observability") => OBS_KEYS,
+                    _ => return None,
+                })
+            };
+            match v.get_ref() {
+                DeValue::Table(inner) => {
+                    if let Some(keys) = sub(name) {
+                        walk(cx, inner, keys, name);
+                    }
+                }
+                DeValue::Array(items) if section.is_empty() && name == "regions" => {
+                    for it in items.iter() {
+                        if let DeValue::Table(inner) = it.get_ref() {
+                            walk(cx, inner, REGION_KEYS, "[regions]");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    walk(cx, table, TOP_KEYS, "");
+}
+
+/// The known key within edit distance 2, if any.
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    fn dist(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let c = if ca == *cb { prev[j] } else { prev[j] + 1 };
+                cur.push(c.min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (dist(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+const MAX_USIZE: i64 = i64::MAX;
+
+fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
+    let mut s = Settings::default();
+    if let Some(db) = &f.db {
+        if db.get_ref().trim().is_empty() {
+            cx.err(
+                db.span(),
+                "`db` is empty; give a file path such as \"./edgeswarm.db\"",
+            );
+        } else if db.get_ref() == ":memory:" {
+            cx.err(db.span(), "`db` = \":memory:\" is not durable and other processes cannot see it; give a file path");
+        } else {
+            let p = PathBuf::from(db.get_ref());
+            if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !parent.is_dir() {
+                    cx.warn(db.span(), format!("the directory {} does not exist yet; create it before starting (mkdir -p {})", parent.display(), parent.display()));
+                }
+            }
+            s.store.path = p;
+        }
+    }
+    if let Some(d) = &f.durability {
+        match parse_durability(d.get_ref()) {
+            Some(v) => s.store.durability = v,
+            None => cx.err(d.span(), format!("`durability` = \"{}\" is not one of \"full\" (acks survive power loss; the default) or \"normal\" (acks survive a process crash)", d.get_ref())),
+        }
+        if d.get_ref() == "normal" {
+            cx.warn(d.span(), "durability \"normal\": an acked write can be lost on power loss; use \"full\" unless you measured that you need the speed");
+        }
+    }
+    if let Some(n) = cx.int(&f.queue_capacity, "queue_capacity", 1, 1 << 24) {
+        s.store.queue_capacity = n as usize;
+    }
+    if let Some(n) = cx.int(&f.read_pool_size, "read_pool_size", 1, 64) {
+        s.store.read_pool_size = n as usize;
+    }
+    let b = &f.batch;
+    if let Some(n) = cx.int(&b.max_rows, "batch.max_rows", 1, 1_000_000) {
+        s.store.batch.max_rows = n as usize;
+    }
+    if let Some(n) = cx.int(&b.max_bytes, "batch.max_bytes", 1024, 1 << 30) {
+        s.store.batch.max_bytes = n as usize;
+    }
+    if let Some(n) = cx.int(&b.max_linger_ms, "batch.max_linger_ms", 0, 10_000) {
+        if n > 100 {
+            if let Some(v) = &b.max_linger_ms {
+                cx.warn(v.span(), format!("batch.max_linger_ms = {n} adds up to {n} ms to every ack when the queue is quiet; 0 to 10 is usual"));
+            }
+        }
+        s.store.batch.max_linger = Duration::from_millis(n);
+    }
+    let l = &f.limits;
+    let lim = &mut s.store.limits;
+    if let Some(n) = cx.int(&l.max_content_bytes, "limits.max_content_bytes", 1, 1 << 30) {
+        lim.max_content_bytes = n as usize;
+    }
+    if let Some(n) = cx.int(
+        &l.max_metadata_bytes,
+        "limits.max_metadata_bytes",
+        2,
+        1 << 30,
+    ) {
+        lim.max_metadata_bytes = n as usize;
+    }
+    if let Some(n) = cx.int(&l.max_name_bytes, "limits.max_name_bytes", 1, 1 << 20) {
+        lim.max_name_bytes = n as usize;
+    }
+    if let Some(n) = cx.int(&l.max_tags, "limits.max_tags", 0, 1 << 20) {
+        lim.max_tags = n as usize;
+    }
+    if let Some(n) = cx.int(&l.max_sql_bytes, "limits.max_sql_bytes", 16, 1 << 30) {
+        lim.max_sql_bytes = n as usize;
+    }
+    if let Some(n) = cx.int(&l.max_result_rows, "limits.max_result_rows", 1, MAX_USIZE) {
+        lim.max_result_rows = n as usize;
+    }
+    if let Some(n) = cx.int(&l.query_timeout_ms, "limits.query_timeout_ms", 1, 3_600_000) {
+        lim.query_timeout = Duration::from_millis(n);
+    }
+    let a = &f.agents;
+    if let Some(n) = cx.int(&a.mailbox, "agents.mailbox", 1, 1 << 24) {
+        s.agents.mailbox = n as usize;
+    }
+    if let Some(n) = cx.int(&a.max_restarts, "agents.max_restarts", 0, 1_000_000) {
+        s.agents.restart.max_restarts = n as usize;
+    }
+    if let Some(n) = cx.int(
+        &a.restart_window_ms,
+        "agents.restart_window_ms",
+        1,
+        86_400_000,
+    ) {
+        s.agents.restart.within = Duration::from_millis(n);
+    }
+    if let Some(v) = &a.record_task_metrics {
+        s.agents.record_task_metrics = *v.get_ref();
+    }
+    if let Some(n) = cx.int(
+        &a.kv_sweep_interval_ms,
+        "agents.kv_sweep_interval_ms",
+        10,
+        3_600_000,
+    ) {
+        s.kv_sweep_interval = Duration::from_millis(n);
+    }
+    let o = &f.observability;
+    if let Some(v) = &o.log_format {
+        match v.get_ref().as_str() {
+            "text" => s.log_format = Some(LogFormat::Text),
+            "json" => s.log_format = Some(LogFormat::Json),
+            other => cx.err(
+                v.span(),
+                format!("`observability.log_format` = \"{other}\" is not \"text\" or \"json\""),
+            ),
+        }
+    }
+    if let Some(v) = &o.metrics_addr {
+        match v.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => {
+                if !addr.ip().is_loopback() {
+                    cx.warn(v.span(), format!("metrics_addr {addr} is reachable from other machines; use 127.0.0.1 unless a scraper elsewhere needs it"));
+                }
+                s.metrics_addr = Some(addr);
+            }
+            Err(_) => cx.err(v.span(), format!("`observability.metrics_addr` = \"{}\" is not an IP:PORT address such as \"127.0.0.1:9464\"", v.get_ref())),
+        }
+    }
+    s.regions = check_regions(cx, &f.regions);
+    s
+}
+
+fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<RegionSpec> {
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in regions {
+        let whole = r.span();
+        let r = r.get_ref();
+        let Some(name) = &r.name else {
+            cx.err(
+                whole,
+                "a [[regions]] entry has no `name`; add name = \"us-west-2\" (unique)",
+            );
+            continue;
+        };
+        let n = name.get_ref().trim().to_string();
+        if n.is_empty() {
+            cx.err(name.span(), "region `name` is empty");
+            continue;
+        }
+        if !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            cx.err(
+                name.span(),
+                format!("region name `{n}` may use only letters, digits, '-', '_' and '.'"),
+            );
+        }
+        let line = line_col(cx.text, name.span().start).0;
+        if let Some(first) = seen.get(&n) {
+            cx.err(
+                name.span(),
+                format!(
+                    "region name `{n}` appears twice (first on line {first}); names must be unique"
+                ),
+            );
+            continue;
+        }
+        seen.insert(n.clone(), line);
+        let Some(url) = &r.url else {
+            cx.err(
+                whole,
+                format!(
+                    "region `{n}` has no `url`; use \"file:regions/{n}.db\" or \"https://<host>\""
+                ),
+            );
+            continue;
+        };
+        let u = url.get_ref().trim();
+        let is_file = u.starts_with("file:");
+        let is_http = u.starts_with("http://") || u.starts_with("https://");
+        if !is_file && !is_http {
+            let hint = if u.starts_with("libsql://") {
+                " (for Turso Cloud, write https:// instead of libsql://)"
+            } else {
+                ""
+            };
+            cx.err(
+                url.span(),
+                format!("region `{n}`: url `{u}` must start with file:, http:// or https://{hint}"),
+            );
+            continue;
+        }
+        if is_file && u.len() == 5 {
+            cx.err(
+                url.span(),
+                format!("region `{n}`: `file:` needs a path, e.g. \"file:regions/{n}.db\""),
+            );
+            continue;
+        }
+        if is_http
+            && u.split_once("://")
+                .map(|(_, h)| h.trim_matches('/').is_empty())
+                .unwrap_or(true)
+        {
+            cx.err(url.span(), format!("region `{n}`: url `{u}` has no host"));
+            continue;
+        }
+        let latency_ms = cx.int(&r.latency_ms, "latency_ms", 0, 60_000).unwrap_or(0);
+        if is_http {
+            if let Some(l) = &r.latency_ms {
+                cx.warn(l.span(), format!("region `{n}`: latency_ms is only simulated for file: regions; an HTTP region's latency is measured"));
+            }
+        }
+        let token_env = r.token_env.as_ref().map(|t| t.get_ref().clone());
+        if let Some(t) = &r.token_env {
+            let te = t.get_ref();
+            if te.is_empty() || !te.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                cx.err(
+                    t.span(),
+                    format!("region `{n}`: token_env `{te}` is not an environment variable name"),
+                );
+            } else if is_file {
+                cx.warn(
+                    t.span(),
+                    format!("region `{n}`: token_env is ignored for file: regions"),
+                );
+            } else if std::env::var_os(te).is_none() {
+                cx.warn(t.span(), format!("region `{n}`: environment variable {te} is not set; the region will be refused with 401 until it is"));
+            }
+        } else if u.starts_with("https://") {
+            cx.warn(url.span(), format!("region `{n}` is remote but has no token_env; Turso Cloud and most sqld deployments need a bearer token"));
+        }
+        out.push(RegionSpec {
+            name: n,
+            url: u.to_string(),
+            latency_ms,
+            token_env,
+        });
+    }
+    out
+}
+
+pub fn parse_durability(s: &str) -> Option<Durability> {
+    match s {
+        "full" => Some(Durability::Full),
+        "normal" => Some(Durability::Normal),
+        _ => None,
+    }
+}
+
+/// Which config file applies: `--config`, else `./edgeswarm.toml` when it exists.
+pub fn resolve_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let p = PathBuf::from(DEFAULT_CONFIG);
+            p.is_file().then_some(p)
+        }
+    }
+}
+
+/// Reads a config file.
+pub fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| CliError::ConfigRead {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Loads settings: defaults < file < environment (via clap) < flags. Refuses a file with
+/// errors; warnings are logged.
+pub fn load(opts: &DbOpts) -> Result<Settings> {
+    let mut settings = match resolve_path(opts.config.as_deref()) {
+        Some(path) => {
+            let text = read(&path)?;
+            let checked = check_str(&text);
+            if checked.errors() > 0 {
+                return Err(CliError::Config {
+                    path,
+                    problems: checked
+                        .problems
+                        .into_iter()
+                        .filter(|p| p.severity == Severity::Error)
+                        .collect(),
+                });
+            }
+            for p in &checked.problems {
+                tracing::warn!("{}", p.render(&path));
+            }
+            let mut s = checked.settings;
+            s.config_path = Some(path);
+            s
+        }
+        None => Settings::default(),
+    };
+    apply_flags(&mut settings, opts)?;
+    Ok(settings)
+}
+
+/// Applies flags and `EDGESWARM_*` variables (clap has merged them) over the file.
+pub fn apply_flags(s: &mut Settings, o: &DbOpts) -> Result<()> {
+    if let Some(db) = &o.db {
+        if db.as_os_str().is_empty() {
+            return Err(CliError::Setting {
+                name: "--db / EDGESWARM_DB".into(),
+                reason: "empty path".into(),
+            });
+        }
+        s.store.path = db.clone();
+    }
+    if let Some(d) = o.durability {
+        s.store.durability = d.into();
+    }
+    let pos = |name: &str, v: usize| -> Result<usize> {
+        if v == 0 {
+            Err(CliError::Setting {
+                name: name.into(),
+                reason: "must be at least 1".into(),
+            })
+        } else {
+            Ok(v)
+        }
+    };
+    if let Some(n) = o.queue_capacity {
+        s.store.queue_capacity = pos("--queue-capacity / EDGESWARM_QUEUE_CAPACITY", n)?;
+    }
+    if let Some(n) = o.read_pool_size {
+        s.store.read_pool_size = pos("--read-pool-size / EDGESWARM_READ_POOL_SIZE", n)?;
+    }
+    if let Some(n) = o.batch_max_rows {
+        s.store.batch.max_rows = pos("--batch-max-rows / EDGESWARM_BATCH_MAX_ROWS", n)?;
+    }
+    if let Some(n) = o.batch_max_bytes {
+        s.store.batch.max_bytes = pos("--batch-max-bytes / EDGESWARM_BATCH_MAX_BYTES", n)?;
+    }
+    if let Some(n) = o.batch_max_linger_ms {
+        s.store.batch.max_linger = Duration::from_millis(n);
+    }
+    if let Some(a) = o.metrics_addr {
+        s.metrics_addr = Some(a);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_from_empty_file() {
+        let c = check_str("");
+        assert_eq!(c.errors(), 0);
+        assert_eq!(
+            c.settings.store.queue_capacity,
+            StoreConfig::default().queue_capacity
+        );
+    }
+
+    #[test]
+    fn every_problem_has_its_line() {
+        let text = "durability = \"fast\"\nqueue_capacity = 0\n[batch]\nmax_rowz = 5\n[[regions]]\nname = \"a\"\nurl = \"file:a.db\"\n[[regions]]\nname = \"a\"\nurl = \"ftp://x\"\n";
+        let c = check_str(text);
+        let lines: Vec<usize> = c
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.line)
+            .collect();
+        assert_eq!(lines, vec![1, 2, 4, 9], "{:?}", c.problems);
+        assert!(c.problems.iter().any(|p| p.message.contains("max_rows")));
+        assert!(c
+            .problems
+            .iter()
+            .any(|p| p.message.contains("first on line 6")));
+    }
+
+    #[test]
+    fn syntax_and_type_errors_have_lines() {
+        let c = check_str("db = \"x.db\"\nqueue_capacity = \"many\"\n");
+        assert_eq!(c.errors(), 1);
+        assert_eq!(c.problems[0].line, 2);
+        let c = check_str("db = \n");
+        assert!(c.errors() >= 1);
+        assert_eq!(c.problems[0].line, 1);
+    }
+
+    #[test]
+    fn regions_parse_and_secrets_are_refused() {
+        let c = check_str("[[regions]]\nname = \"eu\"\nurl = \"file:eu.db\"\nlatency_ms = 45\n[[regions]]\nname = \"cloud\"\nurl = \"http://127.0.0.1:8080\"\ntoken = \"abc\"\n");
+        assert_eq!(c.errors(), 1);
+        assert!(c.problems[0].message.contains("token_env"));
+        let c = check_str("[[regions]]\nname = \"eu\"\nurl = \"file:eu.db\"\nlatency_ms = 45\n");
+        assert_eq!(
+            c.settings.regions,
+            vec![RegionSpec {
+                name: "eu".into(),
+                url: "file:eu.db".into(),
+                latency_ms: 45,
+                token_env: None
+            }]
+        );
+    }
+
+    #[test]
+    fn settings_round_trip_through_toml() {
+        let c = check_str("durability = \"normal\"\n[batch]\nmax_rows = 10\n[[regions]]\nname = \"eu\"\nurl = \"file:eu.db\"\n");
+        let again = check_str(&c.settings.to_toml());
+        assert_eq!(again.errors(), 0, "{:?}", again.problems);
+        assert_eq!(again.settings.store.batch.max_rows, 10);
+        assert_eq!(again.settings.regions.len(), 1);
+    }
+}

@@ -1,0 +1,822 @@
+//! The MCP tools over one `Swarm` handle. Every tool validates its arguments, calls the
+//! runtime, and answers with a JSON object (`structuredContent`) that is also sent as
+//! text. Failures are MCP errors (see `errors`).
+
+use crate::args::*;
+use crate::errors::{self, invalid};
+use edgeswarm::{CasOutcome, Knowledge, Message, Metric, QueryResult, SqlValue, Swarm};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    Implementation, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Every tool this server serves, in the order the README lists them.
+pub const TOOL_NAMES: &[&str] = &[
+    "execute_read_only_query",
+    "execute_query",
+    "list_databases",
+    "get_database_info",
+    "list_tables",
+    "describe_table",
+    "setup_memory_tables",
+    "add_conversation",
+    "get_conversations",
+    "add_knowledge",
+    "search_knowledge",
+    "record_metric",
+    "get_metrics",
+    "sync_status",
+    "kv_get",
+    "kv_set",
+    "kv_cas",
+    "kv_delete",
+];
+
+/// Tables `setup_memory_tables` reports (created by the store's migrations).
+const MEMORY_TABLES: &[&str] = &[
+    "conversations",
+    "knowledge",
+    "knowledge_fts",
+    "agent_metrics",
+    "kv",
+];
+
+/// Longest knowledge content returned inline in a search hit.
+const HIT_CONTENT_BYTES: usize = 4096;
+
+/// Text results larger than this are sent compact instead of pretty-printed.
+const PRETTY_TEXT_MAX: usize = 64 * 1024;
+
+const INSTRUCTIONS: &str = "edgeswarm: persistent memory for agents on a libSQL database. \
+Store and page through conversations (add_conversation / get_conversations), keep and search a \
+knowledge base (add_knowledge / search_knowledge), record task metrics (record_metric / get_metrics), \
+share state with versions and compare-and-swap (kv_get / kv_set / kv_cas / kv_delete), and run SQL \
+(execute_read_only_query for reads, execute_query for writes; one statement per call, values as `params`). \
+list_tables / describe_table show the schema; sync_status and list_databases show regions.";
+
+struct Shared {
+    swarm: Swarm,
+    path: PathBuf,
+    home_stem: String,
+}
+
+/// The MCP server: cheap to clone (one per HTTP session).
+#[derive(Clone)]
+pub struct EdgeswarmMcp {
+    shared: Arc<Shared>,
+    tool_router: ToolRouter<Self>,
+}
+
+type ToolResult = Result<CallToolResult, ErrorData>;
+
+/// A successful result: `value` as structured content and as JSON text.
+pub fn ok(value: Value) -> ToolResult {
+    let text = match serde_json::to_string_pretty(&value) {
+        Ok(t) if t.len() <= PRETTY_TEXT_MAX => t,
+        _ => value.to_string(),
+    };
+    let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+    r.structured_content = Some(value);
+    Ok(r)
+}
+
+/// A query result as JSON: column names, rows as objects keyed by column, typed values.
+pub fn query_json(q: &QueryResult) -> Value {
+    json!({
+        "columns": q.columns,
+        "rows": q.rows_as_objects(),
+        "row_count": q.rows.len(),
+        "truncated": q.truncated,
+        "rows_affected": q.rows_affected,
+        "last_insert_rowid": q.last_insert_rowid,
+    })
+}
+
+impl EdgeswarmMcp {
+    /// A server over `swarm`, whose home file is `path`.
+    pub fn new(swarm: Swarm, path: PathBuf) -> Self {
+        let home_stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "home".into());
+        EdgeswarmMcp {
+            shared: Arc::new(Shared {
+                swarm,
+                path,
+                home_stem,
+            }),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    pub fn swarm(&self) -> &Swarm {
+        &self.shared.swarm
+    }
+
+    /// Refuses a `database` that is not the home one, saying why.
+    async fn check_database(&self, database: Option<&str>) -> Result<(), ErrorData> {
+        if is_home(database, &self.shared.home_stem) {
+            return Ok(());
+        }
+        let name = database.unwrap_or_default().to_string();
+        let regions = self.regions().await?;
+        if regions
+            .iter()
+            .any(|r| r.get("region").and_then(Value::as_str) == Some(name.as_str()))
+        {
+            return Err(invalid(
+                "database_not_served",
+                format!("database `{name}` is a region replica; this server answers tool calls from the home database only (sync keeps regions in step with it). Omit `database` or pass \"home\"; sync_status shows the region's lag"),
+            ));
+        }
+        Err(invalid("unknown_database", format!("no database named `{name}`; list_databases lists them (omit `database` for the home database)")))
+    }
+
+    /// Trusted internal read on the read pool.
+    async fn read(
+        &self,
+        sql: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<QueryResult, ErrorData> {
+        self.shared
+            .swarm
+            .store()
+            .read(move |r| r.query(sql, params))
+            .await
+            .map_err(errors::store)
+    }
+
+    /// Rows of `edge_replicas` (the regions), with pending change counts.
+    async fn regions(&self) -> Result<Vec<Value>, ErrorData> {
+        let q = self
+            .read(
+                "SELECT e.region, e.url, e.status, e.avg_latency_ms, e.performance_tier, e.lag_rows, e.lag_ms, e.last_sync_at, e.errors, \
+                 c.push_seq, c.pull_seq, (SELECT COALESCE(MAX(seq), 0) FROM _changes) AS head_seq \
+                 FROM edge_replicas e LEFT JOIN _sync_cursors c ON c.region = e.region ORDER BY e.avg_latency_ms IS NULL, e.avg_latency_ms, e.region",
+                vec![],
+            )
+            .await?;
+        Ok(q.rows_as_objects()
+            .into_iter()
+            .map(|mut o| {
+                let head = o["head_seq"].as_i64().unwrap_or(0);
+                let pushed = o["push_seq"].as_i64().unwrap_or(0);
+                if let Some(m) = o.as_object_mut() {
+                    m.insert("pending_push_changes".into(), json!((head - pushed).max(0)));
+                    m.remove("head_seq");
+                }
+                o
+            })
+            .collect())
+    }
+
+    fn file_sizes(&self) -> (u64, u64) {
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.shared.path.clone().into_os_string();
+        wal.push("-wal");
+        (size(&self.shared.path), size(std::path::Path::new(&wal)))
+    }
+
+    /// Tables of the home database: (name, type) with internal ones flagged.
+    async fn tables(
+        &self,
+        include_internal: bool,
+    ) -> Result<Vec<(String, String, i64)>, ErrorData> {
+        let q = self.read("SELECT name, type, ncol FROM pragma_table_list WHERE schema = 'main' ORDER BY name", vec![]).await?;
+        Ok(q.rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r[0].as_str()?.to_string(),
+                    r[1].as_str()?.to_string(),
+                    r[2].as_i64().unwrap_or(0),
+                ))
+            })
+            .filter(|(name, ty, _)| {
+                include_internal
+                    || !(name.starts_with('_') || name.starts_with("sqlite_") || ty == "shadow")
+            })
+            .collect())
+    }
+
+    async fn row_count(&self, table: &str) -> Result<i64, ErrorData> {
+        let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
+        let q = self
+            .shared
+            .swarm
+            .store()
+            .read(move |r| r.query(&sql, vec![]))
+            .await
+            .map_err(errors::store)?;
+        Ok(q.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+    }
+
+    /// The one place search is dispatched; the richer search actor plugs in here.
+    async fn run_search(
+        &self,
+        a: &SearchKnowledgeArgs,
+        limit: usize,
+    ) -> Result<(Vec<Value>, &'static str, Option<String>), ErrorData> {
+        let mode = a.mode.unwrap_or_default();
+        let note = (mode != SearchMode::Lexical).then(|| {
+            format!(
+                "mode `{}` is not available in this build yet; ranked lexically (BM25) instead",
+                mode.as_str()
+            )
+        });
+        let filtered = a.category.is_some()
+            || a.region.is_some()
+            || a.tags.as_ref().is_some_and(|t| !t.is_empty());
+        let fetch = if filtered {
+            MAX_SEARCH_LIMIT as usize
+        } else {
+            limit
+        };
+        let hits = self
+            .shared
+            .swarm
+            .search_knowledge(&a.query, fetch)
+            .await
+            .map_err(errors::swarm)?;
+        let mut out = Vec::new();
+        for h in hits {
+            let row = self
+                .read("SELECT content, tags, metadata, region, created_at FROM knowledge WHERE id = ?1", vec![h.id.clone().into()])
+                .await?;
+            let Some(r) = row.rows.first() else { continue };
+            let tags: Vec<String> = r[1]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default();
+            let region = r[3].as_str().map(str::to_string);
+            if a.category.as_deref().is_some_and(|c| c != h.category)
+                || a.region
+                    .as_deref()
+                    .is_some_and(|want| region.as_deref() != Some(want))
+                || a.tags
+                    .as_ref()
+                    .is_some_and(|want| !want.iter().all(|t| tags.contains(t)))
+            {
+                continue;
+            }
+            let (content, cut) = clip(r[0].as_str().unwrap_or_default(), HIT_CONTENT_BYTES);
+            out.push(json!({
+                "id": h.id, "category": h.category, "topic": h.topic, "snippet": h.snippet, "score": h.score,
+                "content": content, "content_truncated": cut, "tags": tags,
+                "metadata": r[2].as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()),
+                "region": region, "created_at": r[4].as_i64(),
+            }));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok((out, "lexical", note))
+    }
+}
+
+fn obj(m: Option<Map<String, Value>>) -> Option<Value> {
+    m.map(Value::Object)
+}
+
+#[tool_router]
+impl EdgeswarmMcp {
+    #[tool(
+        description = "Run ONE read-only SQL statement (SELECT, WITH ... SELECT, read-only PRAGMA) on the database and get rows back as objects keyed by column name. SQLite itself checks the statement cannot write: writes in any form, multiple statements, ATTACH and PRAGMA setters are refused. Results are capped (`truncated` is true when more rows existed) and a statement running past the time limit is interrupted. Use `?` placeholders with `params` for values.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn execute_read_only_query(&self, Parameters(a): Parameters<QueryArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let limits = &self.shared.swarm.store().config().limits;
+        check_query(&a.query, limits.max_sql_bytes).map_err(|m| invalid("invalid_argument", m))?;
+        let params =
+            check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
+        let q = self
+            .shared
+            .swarm
+            .store()
+            .read_sql(a.query, params)
+            .await
+            .map_err(errors::store)?;
+        ok(query_json(&q))
+    }
+
+    #[tool(
+        description = "Run ONE SQL statement of any kind (INSERT, UPDATE, DELETE, CREATE TABLE, or a read) on the database; writes are committed before this returns and replicate like every other write. Pass values as `params` (a JSON array for the `?` placeholders), e.g. query \"INSERT INTO agent_metrics (agent_id, task_type, duration_ms, tokens_used) VALUES (?, ?, ?, ?)\" with params [\"agent-123\", \"code-analysis\", 1250, 3500]. Returns rows_affected and last_insert_rowid (and rows for reads). Transactions, ATTACH and writes to the runtime's internal `_` tables are refused.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn execute_query(&self, Parameters(a): Parameters<QueryArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let limits = &self.shared.swarm.store().config().limits;
+        check_query(&a.query, limits.max_sql_bytes).map_err(|m| invalid("invalid_argument", m))?;
+        let params =
+            check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
+        let q = self
+            .shared
+            .swarm
+            .store()
+            .execute_sql(a.query, params)
+            .await
+            .map_err(errors::store)?;
+        ok(query_json(&q))
+    }
+
+    #[tool(
+        description = "List the databases this server knows: the home database (where every tool call runs) and every region replica with its sync status. Use a name as the `database` argument of other tools.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_databases(&self) -> ToolResult {
+        let (size, wal) = self.file_sizes();
+        let mut dbs = vec![json!({
+            "name": "home", "role": "home", "path": self.shared.path.display().to_string(),
+            "size_bytes": size, "wal_bytes": wal, "origin": self.shared.swarm.store().origin(),
+        })];
+        for r in self.regions().await? {
+            dbs.push(json!({
+                "name": r["region"], "role": "region", "url": r["url"], "status": r["status"],
+                "avg_latency_ms": r["avg_latency_ms"], "performance_tier": r["performance_tier"],
+                "pending_push_changes": r["pending_push_changes"], "last_sync_at": r["last_sync_at"],
+            }));
+        }
+        ok(json!({ "databases": dbs }))
+    }
+
+    #[tool(
+        description = "Describe a database: file size, page count and size, journal mode, schema version, every table with its row count, and the sync status of each region.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_database_info(&self, Parameters(a): Parameters<DatabaseArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let p = self
+            .read(
+                "SELECT (SELECT page_count FROM pragma_page_count), (SELECT page_size FROM pragma_page_size), \
+                 (SELECT freelist_count FROM pragma_freelist_count), (SELECT journal_mode FROM pragma_journal_mode), \
+                 (SELECT user_version FROM pragma_user_version)",
+                vec![],
+            )
+            .await?;
+        let r = p.rows.first().cloned().unwrap_or_default();
+        let get = |i: usize| r.get(i).map(SqlValue::to_json).unwrap_or(Value::Null);
+        let mut tables = Vec::new();
+        for (name, ty, _) in self.tables(false).await? {
+            let rows = self.row_count(&name).await?;
+            tables.push(json!({ "name": name, "type": ty, "rows": rows }));
+        }
+        let (size, wal) = self.file_sizes();
+        ok(json!({
+            "name": "home",
+            "path": self.shared.path.display().to_string(),
+            "size_bytes": size,
+            "wal_bytes": wal,
+            "page_count": get(0),
+            "page_size": get(1),
+            "freelist_count": get(2),
+            "journal_mode": get(3),
+            "schema_version": get(4),
+            "origin": self.shared.swarm.store().origin(),
+            "tables": tables,
+            "sync": self.regions().await?,
+        }))
+    }
+
+    #[tool(
+        description = "List the tables and views of a database with their column and row counts. Internal runtime tables (names starting with `_`) and full-text shadow tables are hidden unless include_internal is true.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_tables(&self, Parameters(a): Parameters<ListTablesArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let mut tables = Vec::new();
+        for (name, ty, ncol) in self.tables(a.include_internal).await? {
+            let rows = if ty == "table" || ty == "virtual" {
+                Some(self.row_count(&name).await?)
+            } else {
+                None
+            };
+            tables.push(json!({ "name": name, "type": ty, "columns": ncol, "rows": rows }));
+        }
+        ok(json!({ "tables": tables }))
+    }
+
+    #[tool(
+        description = "Describe one table: its columns (name, declared type, NOT NULL, default, primary-key position), primary key, indexes (with their columns and uniqueness), foreign keys, and the CREATE statement.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn describe_table(&self, Parameters(a): Parameters<DescribeTableArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let t = a.table.trim().to_string();
+        if t.is_empty() {
+            return Err(invalid(
+                "invalid_argument",
+                "`table` is empty; list_tables lists the tables",
+            ));
+        }
+        let cols = self.read("SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1)", vec![t.clone().into()]).await?;
+        if cols.rows.is_empty() {
+            return Err(invalid("not_found", format!("no table or view named `{t}`; list_tables lists them (names are case-sensitive here)")));
+        }
+        let columns: Vec<Value> = cols
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r[1].to_json(), "type": r[2].to_json(), "not_null": r[3].as_i64() == Some(1),
+                    "default": r[4].to_json(), "primary_key_position": r[5].as_i64().filter(|p| *p > 0),
+                    "hidden": r[6].as_i64().unwrap_or(0) != 0,
+                })
+            })
+            .collect();
+        let mut pk: Vec<(i64, Value)> = cols
+            .rows
+            .iter()
+            .filter(|r| r[5].as_i64().unwrap_or(0) > 0)
+            .map(|r| (r[5].as_i64().unwrap_or(0), r[1].to_json()))
+            .collect();
+        pk.sort_by_key(|(p, _)| *p);
+        let idx = self
+            .read(
+                "SELECT name, \"unique\", origin, partial FROM pragma_index_list(?1) ORDER BY name",
+                vec![t.clone().into()],
+            )
+            .await?;
+        let mut indexes = Vec::new();
+        for r in &idx.rows {
+            let name = r[0].as_str().unwrap_or_default().to_string();
+            let ic = self
+                .read(
+                    "SELECT name FROM pragma_index_info(?1) ORDER BY seqno",
+                    vec![name.clone().into()],
+                )
+                .await?;
+            let origin = match r[2].as_str() {
+                Some("pk") => "primary key",
+                Some("u") => "UNIQUE constraint",
+                _ => "CREATE INDEX",
+            };
+            indexes.push(json!({
+                "name": name, "unique": r[1].as_i64() == Some(1), "origin": origin, "partial": r[3].as_i64() == Some(1),
+                "columns": ic.rows.iter().map(|c| c[0].to_json()).collect::<Vec<_>>(),
+            }));
+        }
+        let fk = self.read("SELECT \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1)", vec![t.clone().into()]).await?;
+        let sql = self
+            .read(
+                "SELECT type, sql FROM sqlite_schema WHERE name = ?1",
+                vec![t.clone().into()],
+            )
+            .await?;
+        ok(json!({
+            "table": t,
+            "type": sql.rows.first().map(|r| r[0].to_json()),
+            "columns": columns,
+            "primary_key": pk.into_iter().map(|(_, n)| n).collect::<Vec<_>>(),
+            "indexes": indexes,
+            "foreign_keys": fk.rows_as_objects(),
+            "sql": sql.rows.first().map(|r| r[1].to_json()),
+        }))
+    }
+
+    #[tool(
+        description = "Make sure the memory tables (conversations, knowledge with its full-text index, agent_metrics, kv) exist. Idempotent: the schema is created and migrated when the database opens, so this reports what is there and changes nothing.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn setup_memory_tables(&self, Parameters(a): Parameters<DatabaseArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let present: Vec<String> = self
+            .tables(true)
+            .await?
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
+        let missing: Vec<&str> = MEMORY_TABLES
+            .iter()
+            .copied()
+            .filter(|t| !present.iter().any(|p| p == t))
+            .collect();
+        if !missing.is_empty() {
+            return Err(errors::internal(
+                "schema_incomplete",
+                format!("memory tables missing: {missing:?}; the database was not migrated by this build (open it with `edgeswarm mcp --db PATH` on a fresh file)"),
+                false,
+            ));
+        }
+        let v = self
+            .read("SELECT user_version FROM pragma_user_version", vec![])
+            .await?;
+        ok(json!({
+            "ok": true,
+            "created": [],
+            "already_present": MEMORY_TABLES,
+            "schema_version": v.rows.first().map(|r| r[0].to_json()),
+            "note": "the schema is created and migrated when the database opens; nothing needed creating",
+        }))
+    }
+
+    #[tool(
+        description = "Append a message to a conversation (session). Example: session_id \"global-session-123\", role \"user\", content \"Query from edge location\", metadata {\"region\": \"us-west-2\", \"latency\": 25}. Returns the message id once it is committed.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn add_conversation(&self, Parameters(a): Parameters<AddConversationArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let mut m = Message::new(a.session_id, a.role, a.content);
+        m.metadata = obj(a.metadata);
+        m.validate(&self.shared.swarm.store().config().limits)
+            .map_err(errors::validation)?;
+        let (session, created_at) = (m.session_id.clone(), m.created_at);
+        let id = self
+            .shared
+            .swarm
+            .add_conversation(m)
+            .await
+            .map_err(errors::swarm)?;
+        ok(json!({ "id": id, "session_id": session, "created_at": created_at }))
+    }
+
+    #[tool(
+        description = "Read a session's messages oldest first, one page at a time. Pass the returned `next_cursor` as `cursor` to get the next page; it is null on the last page.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_conversations(
+        &self,
+        Parameters(a): Parameters<GetConversationsArgs>,
+    ) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let limit = check_page_limit(a.limit).map_err(|m| invalid("invalid_argument", m))?;
+        let page = self
+            .shared
+            .swarm
+            .get_conversations(&a.session_id, a.cursor.as_deref(), limit)
+            .await
+            .map_err(errors::swarm)?;
+        ok(json!({
+            "session_id": a.session_id,
+            "count": page.items.len(),
+            "messages": page.items,
+            "next_cursor": page.next_cursor,
+        }))
+    }
+
+    #[tool(
+        description = "Add an entry to the shared knowledge base (indexed for search at once). Example: category \"edge-computing\", topic \"latency-optimization\", content \"Best practices for edge deployment\", tags [\"performance\", \"edge\", \"distributed\"], metadata {\"regions\": [\"us-west-2\", \"eu-central-1\"]}. Returns the entry id once committed.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn add_knowledge(&self, Parameters(a): Parameters<AddKnowledgeArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let mut k = Knowledge::new(a.category, a.topic, a.content).tags(a.tags.unwrap_or_default());
+        k.metadata = obj(a.metadata);
+        k.region = a.region;
+        k.validate(&self.shared.swarm.store().config().limits)
+            .map_err(errors::validation)?;
+        let (category, topic) = (k.category.clone(), k.topic.clone());
+        let id = self
+            .shared
+            .swarm
+            .add_knowledge(k)
+            .await
+            .map_err(errors::swarm)?;
+        ok(json!({ "id": id, "category": category, "topic": topic }))
+    }
+
+    #[tool(
+        description = "Search the knowledge base. Any text works as `query` (words are matched, best first, with a highlighted snippet). Optional filters: category, tags (all must match), region. `mode` is lexical (default), vector or hybrid; the result says which mode ranked it.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_knowledge(&self, Parameters(a): Parameters<SearchKnowledgeArgs>) -> ToolResult {
+        self.check_database(a.database.as_deref()).await?;
+        let limit = check_search_limit(a.limit).map_err(|m| invalid("invalid_argument", m))?;
+        let max = self.shared.swarm.store().config().limits.max_content_bytes;
+        check_query(&a.query, max).map_err(|m| invalid("invalid_argument", m))?;
+        let (hits, mode_used, note) = self.run_search(&a, limit).await?;
+        ok(json!({
+            "query": a.query,
+            "mode": a.mode.unwrap_or_default().as_str(),
+            "mode_used": mode_used,
+            "note": note,
+            "count": hits.len(),
+            "hits": hits,
+        }))
+    }
+
+    #[tool(
+        description = "Record one agent task measurement (a row of agent_metrics): agent_id, task_type, duration_ms, optional tokens_used, region and extra (JSON object). get_metrics aggregates them.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn record_metric(&self, Parameters(a): Parameters<RecordMetricArgs>) -> ToolResult {
+        let mut m = Metric::new(
+            a.agent_id,
+            a.task_type,
+            a.duration_ms,
+            a.tokens_used.unwrap_or(0),
+        );
+        m.region = a.region;
+        m.extra = obj(a.extra);
+        m.validate(&self.shared.swarm.store().config().limits)
+            .map_err(errors::validation)?;
+        let id = m.id.clone();
+        self.shared
+            .swarm
+            .store()
+            .publish(m)
+            .await
+            .map_err(errors::store)?;
+        ok(json!({ "id": id }))
+    }
+
+    #[tool(
+        description = "Aggregate task metrics: count, mean, p50/p95/p99 duration (ms) and tokens, overall and by agent, task type and region; optionally only since `since_ms` (epoch milliseconds).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_metrics(&self, Parameters(a): Parameters<GetMetricsArgs>) -> ToolResult {
+        let s = self
+            .shared
+            .swarm
+            .metrics(a.since_ms)
+            .await
+            .map_err(errors::swarm)?;
+        ok(serde_json::to_value(s)
+            .map_err(|e| errors::internal("serialize", e.to_string(), false))?)
+    }
+
+    #[tool(
+        description = "Sync status of each region replica: status, latency, lag (rows and ms), last sync time, errors and changes not yet pushed. Optionally one `region`.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn sync_status(&self, Parameters(a): Parameters<SyncStatusArgs>) -> ToolResult {
+        let mut regions = self.regions().await?;
+        if let Some(want) = a.region.as_deref() {
+            regions.retain(|r| r["region"].as_str() == Some(want));
+            if regions.is_empty() {
+                return Err(invalid(
+                    "not_found",
+                    format!("no region named `{want}`; sync_status without `region` lists them"),
+                ));
+            }
+        }
+        ok(json!({ "home_origin": self.shared.swarm.store().origin(), "regions": regions }))
+    }
+
+    #[tool(
+        description = "Read a shared-memory entry by namespace (default \"default\") and key. Returns found=false if it is missing, deleted or expired; otherwise the value and its version (use the version with kv_cas).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn kv_get(&self, Parameters(a): Parameters<KvKeyArgs>) -> ToolResult {
+        let ns = namespace(a.namespace.as_deref());
+        match self
+            .shared
+            .swarm
+            .store()
+            .kv_get(ns, &a.key)
+            .await
+            .map_err(errors::store)?
+        {
+            Some(e) => ok(
+                json!({ "found": true, "namespace": e.namespace, "key": e.key, "value": e.value, "version": e.version, "expires_at": e.expires_at, "updated_at": e.updated_at }),
+            ),
+            None => ok(json!({ "found": false, "namespace": ns, "key": a.key })),
+        }
+    }
+
+    #[tool(
+        description = "Set a shared-memory entry (any JSON value) under namespace (default \"default\") and key, optionally expiring after ttl_ms. Returns the entry's new version.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn kv_set(&self, Parameters(a): Parameters<KvSetArgs>) -> ToolResult {
+        let ns = namespace(a.namespace.as_deref()).to_string();
+        let ttl = check_ttl(a.ttl_ms).map_err(|m| invalid("invalid_argument", m))?;
+        let v = self
+            .shared
+            .swarm
+            .store()
+            .kv_set(&ns, &a.key, a.value, ttl)
+            .await
+            .map_err(errors::store)?;
+        ok(json!({ "namespace": ns, "key": a.key, "version": v }))
+    }
+
+    #[tool(
+        description = "Compare-and-swap a shared-memory entry: writes `value` only if the entry's current version equals expected_version (null/omitted: only if the key does not exist). Returns swapped=true with the new version, or swapped=false with the current version so you can re-read and retry. Exactly one of several concurrent swaps from the same version wins.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn kv_cas(&self, Parameters(a): Parameters<KvCasArgs>) -> ToolResult {
+        let ns = namespace(a.namespace.as_deref()).to_string();
+        let ttl = check_ttl(a.ttl_ms).map_err(|m| invalid("invalid_argument", m))?;
+        match self
+            .shared
+            .swarm
+            .store()
+            .kv_cas(&ns, &a.key, a.expected_version, a.value, ttl)
+            .await
+            .map_err(errors::store)?
+        {
+            CasOutcome::Swapped { version } => {
+                ok(json!({ "swapped": true, "namespace": ns, "key": a.key, "version": version }))
+            }
+            CasOutcome::Conflict { current } => ok(
+                json!({ "swapped": false, "namespace": ns, "key": a.key, "current_version": current, "expected_version": a.expected_version }),
+            ),
+        }
+    }
+
+    #[tool(
+        description = "Delete a shared-memory entry (namespace default \"default\"). Returns deleted=true if it existed.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn kv_delete(&self, Parameters(a): Parameters<KvKeyArgs>) -> ToolResult {
+        let ns = namespace(a.namespace.as_deref()).to_string();
+        let deleted = self
+            .shared
+            .swarm
+            .store()
+            .kv_delete(&ns, &a.key)
+            .await
+            .map_err(errors::store)?;
+        ok(json!({ "deleted": deleted, "namespace": ns, "key": a.key }))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for EdgeswarmMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("edgeswarm", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let name = request.name.to_string();
+        if !self.tool_router.has_route(&name) {
+            return Err(ErrorData::new(
+                ErrorCode::INVALID_PARAMS,
+                format!(
+                    "unknown tool `{name}`; this server has: {}",
+                    TOOL_NAMES.join(", ")
+                ),
+                Some(json!({"kind": "unknown_tool"})),
+            ));
+        }
+        let tcc = ToolCallContext::new(self, request, context);
+        match self.tool_router.call(tcc).await? {
+            // rmcp reports arguments that do not deserialize as an error result; make it an
+            // invalid-params error like every other bad argument, naming the tool.
+            CallToolResponse::Complete(r) if r.is_error == Some(true) => {
+                let text = r
+                    .content
+                    .iter()
+                    .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let text = text
+                    .strip_prefix("failed to deserialize parameters: ")
+                    .unwrap_or(&text)
+                    .to_string();
+                Err(invalid("invalid_argument", format!("{name}: invalid arguments: {text} (tools/list shows this tool's inputSchema)")))
+            }
+            other => Ok(other),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Home-side replication work: reading pushed batches from `_changes`, applying pulled
+//! versions under LWW (through the storage actor), conflict records, and the triggers
+//! that log raw-SQL writes to replicated tables.
+
+use crate::error::{Result, SyncError};
+use crate::row::{quote, Conflict, Registry, RowVersion, TableSpec};
+use edgeswarm_core::Hlc;
+use edgeswarm_store::{Reader, SqlValue, StoreError, TxCtx};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Built-in replicated tables whose rows never change after insert.
+pub const APPEND_ONLY: &[&str] = &["agent_metrics", "conversations"];
+
+/// `_meta` key listing user tables registered for replication (JSON array).
+pub const USER_TABLES_KEY: &str = "sync_user_tables";
+
+/// Interns a table name as `&'static str` (the change log API wants one). Bounded by
+/// the number of replicated tables.
+pub fn intern(name: &str) -> &'static str {
+    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut s = SET
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(x) = s.get(name) {
+        return x;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    s.insert(leaked);
+    leaked
+}
+
+/// A batch read from the change log.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// Latest version of every row changed in the range (deduplicated).
+    pub rows: Vec<RowVersion>,
+    /// Wall-clock ms (from the hlc) of every change in the range, for lag statistics.
+    pub change_millis: Vec<u64>,
+}
+
+/// Reads `_changes` entries in `(from, to]` and the current version of each row.
+pub fn read_batch(r: &mut Reader, reg: &Registry, from: i64, to: i64) -> Result<ReadBatch> {
+    let sql = if reg.use_change_rows_view() {
+        // One row per changed row, whether logged per row or as an append-only range.
+        "SELECT tbl, row_id, hlc FROM _change_rows WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+    } else {
+        "SELECT tbl, row_id, hlc FROM _changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+    };
+    let ch = r.query(sql, vec![from.into(), to.into()])?;
+    let mut out = ReadBatch::default();
+    let mut seen: HashMap<(String, String), ()> = HashMap::new();
+    let mut keys = Vec::new();
+    for row in &ch.rows {
+        let (Some(t), Some(id)) = (row[0].as_str(), row[1].as_str()) else {
+            continue;
+        };
+        if let Some(h) = row[2].as_i64() {
+            out.change_millis.push(Hlc::from_i64(h).millis());
+        }
+        if seen.insert((t.to_string(), id.to_string()), ()).is_none() {
+            keys.push((t.to_string(), id.to_string()));
+        }
+    }
+    let mut sqls: HashMap<String, (Arc<TableSpec>, String)> = HashMap::new();
+    for (t, id) in keys {
+        let Some(spec) = reg.get(&t) else { continue };
+        let (spec, sql) = sqls
+            .entry(t.clone())
+            .or_insert_with(|| {
+                let s = spec.select_by_pk();
+                (spec, s)
+            })
+            .clone();
+        let Some(params) = spec.pk_params(&id) else {
+            continue;
+        };
+        let res = r.query(&sql, params)?;
+        if let Some(vals) = res.rows.into_iter().next() {
+            if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals)
+            {
+                out.rows.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What applying pulled versions did.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct ApplyStats {
+    /// Versions that won and were written (and logged, so they relay on).
+    pub applied: usize,
+    /// Versions already held (redelivery).
+    pub duplicates: usize,
+    /// Versions that lost to a newer one.
+    pub stale: usize,
+    /// Conflicts recorded (a version from another node with different content lost).
+    pub conflicts: usize,
+    /// Versions refused because their stamp is too far in the future.
+    pub rejected: usize,
+    /// New versions written by a host resolver.
+    pub resolved: usize,
+}
+
+fn store_err(e: StoreError) -> SyncError {
+    SyncError::Store(e)
+}
+
+/// Applies versions under LWW inside the storage actor's transaction.
+pub fn apply_remote(
+    ctx: &mut TxCtx<'_>,
+    reg: &Registry,
+    versions: &[RowVersion],
+) -> std::result::Result<ApplyStats, StoreError> {
+    let mut st = ApplyStats::default();
+    let now = edgeswarm_core::record::now_millis();
+    for v in versions {
+        let Some(spec) = reg.get(&v.tbl) else {
+            continue;
+        };
+        if let Err(e) = ctx.clock().observe(Hlc::from_i64(v.hlc)) {
+            tracing::warn!(table = %v.tbl, row = %v.row_id, origin = %v.origin, error = %e, "refusing a remote version");
+            st.rejected += 1;
+            continue;
+        }
+        let Some(pk) = spec.pk_params(&v.row_id) else {
+            continue;
+        };
+        let existing = ctx.query(&spec.select_by_pk(), pk)?;
+        let existing = existing.rows.into_iter().next().and_then(|vals| {
+            RowVersion::from_row(
+                spec.name.clone(),
+                v.row_id.clone(),
+                spec.columns.clone(),
+                vals,
+            )
+        });
+        let conflict = match &existing {
+            None => {
+                write_version(ctx, &spec, v)?;
+                st.applied += 1;
+                None
+            }
+            Some(ex) => match v.key().cmp(&ex.key()) {
+                std::cmp::Ordering::Equal => {
+                    st.duplicates += 1;
+                    None
+                }
+                std::cmp::Ordering::Greater => {
+                    write_version(ctx, &spec, v)?;
+                    st.applied += 1;
+                    (!spec.append_only && ex.origin != v.origin && !ex.same_content(v)).then(|| {
+                        Conflict {
+                            winner: v.clone(),
+                            loser: ex.clone(),
+                        }
+                    })
+                }
+                std::cmp::Ordering::Less => {
+                    st.stale += 1;
+                    (!spec.append_only && ex.origin != v.origin && !ex.same_content(v)).then(|| {
+                        Conflict {
+                            winner: ex.clone(),
+                            loser: v.clone(),
+                        }
+                    })
+                }
+            },
+        };
+        if let Some(c) = conflict {
+            if record_conflict(ctx, &c, now)? {
+                st.conflicts += 1;
+                if let Some(resolve) = reg.resolver(&spec.name) {
+                    if let Some(mut vals) = resolve(&c) {
+                        if vals.len() == spec.columns.len() {
+                            let hlc = ctx.stamp();
+                            let origin = ctx.origin().to_string();
+                            if let (Some(hi), Some(oi)) = (spec.col("hlc"), spec.col("origin")) {
+                                vals[hi] = SqlValue::Integer(hlc.as_i64());
+                                vals[oi] = SqlValue::Text(origin.clone());
+                            }
+                            if let Some(nv) = RowVersion::from_row(
+                                spec.name.clone(),
+                                v.row_id.clone(),
+                                spec.columns.clone(),
+                                vals,
+                            ) {
+                                write_version(ctx, &spec, &nv)?;
+                                st.resolved += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(st)
+}
+
+fn write_version(
+    ctx: &mut TxCtx<'_>,
+    spec: &TableSpec,
+    v: &RowVersion,
+) -> std::result::Result<(), StoreError> {
+    ctx.execute(&spec.upsert(), v.values.clone())?;
+    ctx.log_change(
+        intern(&spec.name),
+        v.row_id.clone(),
+        Hlc::from_i64(v.hlc),
+        &v.origin,
+    )
+}
+
+/// Records the losing version once (a redelivered loser is not recorded again).
+fn record_conflict(
+    ctx: &mut TxCtx<'_>,
+    c: &Conflict,
+    now: i64,
+) -> std::result::Result<bool, StoreError> {
+    let n = ctx.execute(
+        "INSERT INTO conflicts (tbl, row_id, winner, loser, winner_hlc, loser_hlc, winner_origin, loser_origin, resolved_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS \
+         (SELECT 1 FROM conflicts WHERE tbl = ?1 AND row_id = ?2 AND loser_hlc = ?6 AND loser_origin = ?8)",
+        vec![
+            c.winner.tbl.to_string().into(),
+            c.winner.row_id.clone().into(),
+            c.winner.to_json().into(),
+            c.loser.to_json().into(),
+            c.winner.hlc.into(),
+            c.loser.hlc.into(),
+            c.winner.origin.clone().into(),
+            c.loser.origin.clone().into(),
+            now.into(),
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// SQL computing a fresh stamp inside a trigger: after the last logged stamp and not
+/// behind the wall clock.
+const TRIGGER_STAMP: &str = "MAX(COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) + 1, CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
+const TRIGGER_ORIGIN: &str = "(SELECT value FROM _meta WHERE key = 'node_id')";
+
+/// Trigger DDL that stamps and logs raw-SQL writes to a replicated table. Typed writes
+/// and replication applies set `hlc` themselves, so the triggers leave them alone:
+/// an insert is stamped when it arrives with `hlc = 0`, an update when it left the
+/// stamp unchanged. A raw DELETE on a table with a `deleted` column (except kv, whose
+/// expiry sweep really deletes) is turned into a tombstone so it replicates.
+pub fn trigger_ddl(spec: &TableSpec) -> Vec<String> {
+    let t = quote(&spec.name);
+    let tn = spec.name.replace('"', "");
+    let lit = spec.name.replace('\'', "''");
+    let by_pk = |p: &str| {
+        spec.pk
+            .iter()
+            .map(|c| format!("{0} = {p}.{0}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let body = |p: &str| {
+        format!(
+            "UPDATE {t} SET hlc = {TRIGGER_STAMP}, origin = {TRIGGER_ORIGIN} WHERE {w}; \
+             INSERT INTO _changes (tbl, row_id, hlc, origin) SELECT '{lit}', {rid}, hlc, origin FROM {t} WHERE {w};",
+            w = by_pk(p),
+            rid = spec.row_id_expr(p)
+        )
+    };
+    let mut v = vec![
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS \"_sync_{tn}_ai\" AFTER INSERT ON {t} WHEN new.hlc = 0 BEGIN {} END",
+            body("new")
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS \"_sync_{tn}_au\" AFTER UPDATE ON {t} WHEN new.hlc = old.hlc AND new.origin = old.origin BEGIN {} END",
+            body("new")
+        ),
+    ];
+    if spec.col("deleted").is_some() && &*spec.name != "kv" {
+        let cols = spec
+            .columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let vals = spec
+            .columns
+            .iter()
+            .map(|c| match c.as_str() {
+                "deleted" => "1".to_string(),
+                "hlc" => TRIGGER_STAMP.to_string(),
+                "origin" => TRIGGER_ORIGIN.to_string(),
+                other => format!("old.{}", quote(other)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        v.push(format!(
+            "CREATE TRIGGER IF NOT EXISTS \"_sync_{tn}_ad\" AFTER DELETE ON {t} WHEN old.deleted = 0 BEGIN \
+             INSERT INTO {t} ({cols}) VALUES ({vals}); \
+             INSERT INTO _changes (tbl, row_id, hlc, origin) SELECT '{lit}', {rid}, hlc, origin FROM {t} WHERE {w}; END",
+            rid = spec.row_id_expr("old"),
+            w = by_pk("old"),
+        ));
+    }
+    v
+}
+
+/// Reads a table's spec on a reader thread.
+pub fn load_spec(r: &mut Reader, name: &str, append_only: bool) -> Result<Option<TableSpec>> {
+    let info = r
+        .query(&format!("PRAGMA table_info({})", quote(name)), vec![])
+        .map_err(store_err)?;
+    Ok(TableSpec::from_table_info(name, &info, append_only))
+}

@@ -1,0 +1,364 @@
+//! `HranaLink`: a region behind a Hrana-over-HTTP server (Turso Cloud, sqld,
+//! `tursodb --sync-server`).
+//!
+//! Every request is one POST to `<url>/v2/pipeline` with a single `batch` request whose
+//! steps are `BEGIN`, the statements (each conditioned on the previous step), `COMMIT`,
+//! and a `ROLLBACK` that runs only if `COMMIT` did not — so a shipped batch is atomic.
+//! No baton is kept (each pipeline is its own stream): `tursodb --sync-server` 0.6.0
+//! does not implement `close` and ignores batons, and stateless requests need nothing
+//! more. Requests of one link are serialised (one in flight) because a server may
+//! serve all pipelines on one connection. Transient failures (connect errors, time
+//! outs, 5xx) are retried with exponential backoff; 401/403 are not.
+
+use super::{LogEntry, PushAck, PushBatch, RegionLink};
+use crate::error::{Result, SyncError};
+use crate::row::{TableSpec, REGION_LOG_DDL, REGION_LOG_PULL};
+use async_trait::async_trait;
+use edgeswarm_store::{QueryResult, SqlValue};
+use libsql_hrana::proto::{
+    Batch, BatchResult, BatchStreamReq, ExecuteStreamReq, PipelineReqBody, PipelineRespBody, Stmt,
+    StmtResult, StreamRequest, StreamResponse, StreamResult, Value,
+};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A region served over Hrana HTTP.
+pub struct HranaLink {
+    /// Region name (errors and logs).
+    region: String,
+    /// Base url, without a trailing slash.
+    url: String,
+    /// `<url>/v2/pipeline`.
+    endpoint: String,
+    /// Bearer token, if the region has one.
+    token: Option<String>,
+    /// Where the token came from, to name it in a 401 error.
+    token_env: String,
+    /// HTTP client with the request timeout.
+    client: reqwest::Client,
+    /// Attempts per request on transient errors.
+    attempts: u32,
+    /// Serialises requests (one pipeline in flight per link).
+    gate: tokio::sync::Mutex<()>,
+    /// Tables already created on the server.
+    ensured: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for HranaLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HranaLink")
+            .field("region", &self.region)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+fn to_hrana(v: SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(i) => Value::Integer { value: i },
+        SqlValue::Real(f) => Value::Float { value: f },
+        SqlValue::Text(s) => Value::Text { value: s.into() },
+        SqlValue::Blob(b) => Value::Blob { value: b.into() },
+    }
+}
+
+fn from_hrana(v: Value) -> SqlValue {
+    match v {
+        Value::None | Value::Null => SqlValue::Null,
+        Value::Integer { value } => SqlValue::Integer(value),
+        Value::Float { value } => SqlValue::Real(value),
+        Value::Text { value } => SqlValue::Text(value.to_string()),
+        Value::Blob { value } => SqlValue::Blob(value.to_vec()),
+    }
+}
+
+fn stmt(sql: &str, params: Vec<SqlValue>, want_rows: bool) -> Stmt {
+    let mut s = Stmt::new(sql, want_rows);
+    for p in params {
+        s.bind(to_hrana(p));
+    }
+    s
+}
+
+fn to_result(r: StmtResult) -> QueryResult {
+    QueryResult {
+        columns: r
+            .cols
+            .into_iter()
+            .map(|c| c.name.unwrap_or_default())
+            .collect(),
+        rows: r
+            .rows
+            .into_iter()
+            .map(|row| row.values.into_iter().map(from_hrana).collect())
+            .collect(),
+        truncated: false,
+        rows_affected: r.affected_row_count,
+        last_insert_rowid: r.last_insert_rowid,
+    }
+}
+
+impl HranaLink {
+    /// A link to `url` (http:// or https://). `token_env` names the environment variable
+    /// with the bearer token; it is read now.
+    pub fn new(
+        region: &str,
+        url: &str,
+        token_env: Option<&str>,
+        timeout: Duration,
+        attempts: u32,
+    ) -> Result<Self> {
+        let token = match token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                SyncError::Config(format!(
+                    "region `{region}`: environment variable `{var}` (token_env) is not set"
+                ))
+            })?),
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| SyncError::Config(format!("region `{region}`: HTTP client: {e}")))?;
+        let base = url.trim_end_matches('/').to_string();
+        Ok(HranaLink {
+            region: region.to_string(),
+            endpoint: format!("{base}/v2/pipeline"),
+            url: base,
+            token,
+            token_env: token_env.unwrap_or("(no token_env configured)").to_string(),
+            client,
+            attempts: attempts.max(1),
+            gate: tokio::sync::Mutex::new(()),
+            ensured: Mutex::new(HashSet::new()),
+        })
+    }
+
+    async fn post_once(&self, body: &PipelineReqBody) -> Result<PipelineRespBody> {
+        let mut req = self.client.post(&self.endpoint).json(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| SyncError::Unreachable {
+            region: self.region.clone(),
+            url: self.url.clone(),
+            reason: if e.is_timeout() {
+                "request timed out".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| SyncError::Unreachable {
+            region: self.region.clone(),
+            url: self.url.clone(),
+            reason: format!("reading the reply: {e}"),
+        })?;
+        if status == 401 || status == 403 {
+            return Err(SyncError::Unauthorized {
+                region: self.region.clone(),
+                status,
+                token_env: self.token_env.clone(),
+            });
+        }
+        if !(200..300).contains(&status) {
+            let body: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+            return Err(SyncError::Http {
+                region: self.region.clone(),
+                status,
+                body,
+            });
+        }
+        serde_json::from_slice::<PipelineRespBody>(&bytes).map_err(|e| SyncError::MalformedReply {
+            region: self.region.clone(),
+            reason: format!(
+                "{e}; reply starts with {:?}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
+            ),
+        })
+    }
+
+    /// Sends one request with retries; returns its response.
+    async fn request(&self, r: StreamRequest) -> Result<StreamResponse> {
+        let body = PipelineReqBody {
+            baton: None,
+            requests: vec![r],
+        };
+        let _g = self.gate.lock().await;
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 1;
+        let resp = loop {
+            match self.post_once(&body).await {
+                Ok(r) => break r,
+                Err(e) if e.is_transient() && attempt < self.attempts => {
+                    tracing::debug!(region = %self.region, attempt, error = %e, "retrying Hrana request");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let malformed = |reason: &str| SyncError::MalformedReply {
+            region: self.region.clone(),
+            reason: reason.into(),
+        };
+        match resp.results.into_iter().next() {
+            Some(StreamResult::Ok { response }) => Ok(response),
+            Some(StreamResult::Error { error }) => Err(SyncError::RegionSql {
+                region: self.region.clone(),
+                message: format!("{} ({})", error.message, error.code),
+            }),
+            _ => Err(malformed("the reply has no result for the request")),
+        }
+    }
+
+    async fn execute(&self, s: Stmt) -> Result<QueryResult> {
+        match self
+            .request(StreamRequest::Execute(ExecuteStreamReq { stmt: s }))
+            .await?
+        {
+            StreamResponse::Execute(r) => Ok(to_result(r.result)),
+            _ => Err(SyncError::MalformedReply {
+                region: self.region.clone(),
+                reason: "expected an execute result".into(),
+            }),
+        }
+    }
+
+    /// Runs statements in one transactional batch; fails if any step failed or COMMIT
+    /// did not run.
+    async fn transaction(&self, stmts: Vec<Stmt>) -> Result<BatchResult> {
+        let n = stmts.len();
+        let batch = Batch::transactional(stmts);
+        let res = match self
+            .request(StreamRequest::Batch(BatchStreamReq { batch }))
+            .await?
+        {
+            StreamResponse::Batch(b) => b.result,
+            _ => {
+                return Err(SyncError::MalformedReply {
+                    region: self.region.clone(),
+                    reason: "expected a batch result".into(),
+                })
+            }
+        };
+        if let Some(e) = res.step_errors.iter().flatten().next() {
+            return Err(SyncError::RegionSql {
+                region: self.region.clone(),
+                message: format!("{} ({}); the batch was rolled back", e.message, e.code),
+            });
+        }
+        // Steps: BEGIN, n statements, COMMIT, ROLLBACK. COMMIT must have a result.
+        let committed = res
+            .step_results
+            .get(n + 1)
+            .map(|r| r.is_some())
+            .unwrap_or(false);
+        if !committed {
+            return Err(SyncError::MalformedReply {
+                region: self.region.clone(),
+                reason: format!(
+                    "batch reply has {} step results, COMMIT (step {}) missing",
+                    res.step_results.len(),
+                    n + 1
+                ),
+            });
+        }
+        Ok(res)
+    }
+
+    async fn ensure_inner(&self, tables: &[Arc<TableSpec>]) -> Result<()> {
+        let missing: Vec<Arc<TableSpec>> = {
+            let e = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
+            tables
+                .iter()
+                .filter(|t| !e.contains(&*t.name))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut stmts = vec![Stmt::new(REGION_LOG_DDL, false)];
+        stmts.extend(
+            missing
+                .iter()
+                .map(|t| Stmt::new(t.create_region_table(), false)),
+        );
+        self.transaction(stmts).await?;
+        let mut e = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
+        for t in missing {
+            e.insert(t.name.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RegionLink for HranaLink {
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn ensure_tables(&self, tables: &[Arc<TableSpec>]) -> Result<()> {
+        self.ensure_inner(tables).await
+    }
+
+    async fn push(&self, batch: &PushBatch) -> Result<PushAck> {
+        let tables: Vec<_> = batch.tables.values().cloned().collect();
+        self.ensure_inner(&tables).await?;
+        let stmts = batch
+            .statements()
+            .into_iter()
+            .map(|(sql, p)| stmt(&sql, p, false))
+            .collect();
+        self.transaction(stmts).await?;
+        Ok(PushAck { applied: None })
+    }
+
+    async fn pull(&self, after: i64, me: &str, limit: usize) -> Result<Vec<LogEntry>> {
+        self.ensure_inner(&[]).await?;
+        let r = match self
+            .execute(stmt(
+                REGION_LOG_PULL,
+                vec![after.into(), me.into(), (limit as i64).into()],
+                true,
+            ))
+            .await
+        {
+            Ok(r) => r,
+            // A fresh server has no log yet: nothing to pull.
+            Err(SyncError::RegionSql { message, .. }) if message.contains("no such table") => {
+                return Ok(vec![])
+            }
+            Err(e) => return Err(e),
+        };
+        r.rows
+            .iter()
+            .map(|row| {
+                LogEntry::from_row(row).ok_or_else(|| SyncError::MalformedReply {
+                    region: self.region.clone(),
+                    reason: format!("log row has unexpected shape: {row:?}"),
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.execute(Stmt::new("SELECT 1", true)).await.map(|_| ())
+    }
+
+    async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
+        self.execute(stmt(sql, params, true)).await
+    }
+}

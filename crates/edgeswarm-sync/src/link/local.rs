@@ -1,0 +1,332 @@
+//! `LocalLink`: a region that is a libSQL file on this machine, behind a simulated
+//! network (latency, jitter, loss, duplication, bandwidth cap, partition switch).
+//!
+//! libSQL local calls block, so the file is owned by a dedicated OS thread fed by a
+//! bounded, named channel; the async side only sleeps (tokio time, so tests may pause
+//! it) and waits for replies.
+
+use super::{LogEntry, PushAck, PushBatch, RegionLink};
+use crate::config::LinkProfile;
+use crate::error::{Result, SyncError};
+use crate::row::{TableSpec, REGION_LOG_DDL, REGION_LOG_PULL};
+use async_trait::async_trait;
+use edgeswarm_core::Durability;
+use edgeswarm_store::conn::{self, CachedConn};
+use edgeswarm_store::{QueryResult, SqlValue, StoreError};
+use rand::Rng;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Capacity of the request channel in front of a region thread. Pipelined pushes,
+/// pulls and probes of one actor fit comfortably (window + 2).
+const CHANNEL_CAPACITY: usize = 128;
+
+type Job = Box<dyn FnOnce(&mut RegionDb) + Send>;
+
+/// The region file, opened lazily (and reopened after a failure) on its thread.
+struct RegionDb {
+    region: String,
+    path: PathBuf,
+    conn: Option<CachedConn>,
+}
+
+impl RegionDb {
+    fn get(&mut self) -> Result<&mut CachedConn> {
+        if self.conn.is_none() {
+            if let Some(dir) = self.path.parent() {
+                if !dir.as_os_str().is_empty() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+            }
+            let open_err = |e: StoreError| SyncError::RegionOpen {
+                region: self.region.clone(),
+                path: self.path.display().to_string(),
+                reason: match e {
+                    StoreError::Open { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            };
+            let (db, c) = conn::open_writer(&self.path, Durability::Normal).map_err(open_err)?;
+            let cc = CachedConn::new(db, c);
+            cc.batch(REGION_LOG_DDL).map_err(open_err)?;
+            self.conn = Some(cc);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| SyncError::Internal("region connection vanished".into()))
+    }
+
+    fn sql_err(&self, e: impl std::fmt::Display) -> SyncError {
+        SyncError::RegionSql {
+            region: self.region.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Runs statements in one transaction; returns rows changed by log appends.
+    fn apply(&mut self, stmts: &[(Arc<str>, Vec<SqlValue>)]) -> Result<usize> {
+        let region = self.region.clone();
+        let c = self.get()?;
+        let err = |e: StoreError| SyncError::RegionSql {
+            region: region.clone(),
+            message: e.to_string(),
+        };
+        c.batch("BEGIN IMMEDIATE").map_err(err)?;
+        let mut logged = 0usize;
+        let run = (|| {
+            for (sql, params) in stmts {
+                let n = c.execute(sql, conn::params(params.clone()))?;
+                if sql.starts_with("INSERT INTO _region_log") {
+                    logged += n as usize;
+                }
+            }
+            c.batch("COMMIT")
+        })();
+        match run {
+            Ok(()) => Ok(logged),
+            Err(e) => {
+                let _ = c.batch("ROLLBACK");
+                Err(err(e))
+            }
+        }
+    }
+
+    fn query(&mut self, sql: &str, params: Vec<SqlValue>, read_only: bool) -> Result<QueryResult> {
+        let c = self.get()?;
+        if read_only {
+            c.batch("PRAGMA query_only = 1")
+                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            let r = c.query_once(sql, conn::params(params));
+            let _ = c.batch("PRAGMA query_only = 0");
+            r.map_err(|e| self.sql_err(e))
+        } else {
+            c.query(sql, conn::params(params))
+                .map_err(|e| self.sql_err(e))
+        }
+    }
+}
+
+/// A region stored in a local libSQL file, behind a simulated network.
+pub struct LocalLink {
+    /// Region name (errors and logs).
+    region: String,
+    /// The configured url (`file:...`).
+    url: String,
+    /// What the simulated network does to each request.
+    profile: LinkProfile,
+    /// When true, every request fails as unreachable (flip at run time).
+    partitioned: Arc<AtomicBool>,
+    /// Bounded request channel to the region thread.
+    tx: mpsc::Sender<Job>,
+    /// Tables already created in the region file.
+    ensured: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for LocalLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLink")
+            .field("region", &self.region)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl LocalLink {
+    /// Starts the region thread for `path`. The file is opened (created if missing) on
+    /// first use; a file that is not a database makes every request fail with
+    /// [`SyncError::RegionOpen`], and is retried on each request.
+    pub fn open(region: &str, path: impl AsRef<Path>, profile: LinkProfile) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let (tx, mut rx) = mpsc::channel::<Job>(CHANNEL_CAPACITY);
+        let mut db = RegionDb {
+            region: region.to_string(),
+            path: path.clone(),
+            conn: None,
+        };
+        std::thread::Builder::new()
+            .name(format!("edgeswarm-region-{region}"))
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut db)));
+                }
+            })
+            .map_err(|e| SyncError::Internal(format!("cannot start region thread: {e}")))?;
+        Ok(LocalLink {
+            region: region.to_string(),
+            url: format!("file:{}", path.display()),
+            profile,
+            partitioned: Arc::new(AtomicBool::new(false)),
+            tx,
+            ensured: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The partition switch: store `true` to cut the region off, `false` to heal.
+    pub fn partition_switch(&self) -> Arc<AtomicBool> {
+        self.partitioned.clone()
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RegionDb) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |db| {
+            let _ = reply.send(f(db));
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| SyncError::Internal("region thread stopped".into()))?;
+        rx.await
+            .map_err(|_| SyncError::Internal("region job panicked".into()))?
+    }
+
+    fn check_partition(&self) -> Result<()> {
+        if self.partitioned.load(Ordering::SeqCst) {
+            return Err(SyncError::Partitioned {
+                region: self.region.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Half the RTT plus jitter and transfer time; then checks the partition switch.
+    async fn travel(&self, bytes: usize) -> Result<()> {
+        let (jitter, lost) = {
+            let mut rng = rand::rng();
+            let j = if self.profile.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                self.profile.jitter.mul_f64(rng.random::<f64>())
+            };
+            let lost =
+                self.profile.loss_rate > 0.0 && rng.random::<f64>() < self.profile.loss_rate / 2.0;
+            (j, lost)
+        };
+        let transfer = match self.profile.bandwidth_bytes_per_sec {
+            Some(bw) if bw > 0 => Duration::from_secs_f64(bytes as f64 / bw as f64),
+            _ => Duration::ZERO,
+        };
+        let d = self.profile.latency / 2 + jitter + transfer;
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+        self.check_partition()?;
+        if lost {
+            return Err(SyncError::Lost {
+                region: self.region.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn ensure_inner(&self, tables: &[Arc<TableSpec>]) -> Result<()> {
+        let missing: Vec<String> = {
+            let e = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
+            tables
+                .iter()
+                .filter(|t| !e.contains(&*t.name))
+                .map(|t| t.create_region_table())
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let sql = missing.join(";\n");
+        self.call(move |db| {
+            let region = db.region.clone();
+            db.get()?.batch(&sql).map_err(|e| SyncError::RegionSql {
+                region,
+                message: e.to_string(),
+            })
+        })
+        .await?;
+        let mut e = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tables {
+            e.insert(t.name.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RegionLink for LocalLink {
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn ensure_tables(&self, tables: &[Arc<TableSpec>]) -> Result<()> {
+        self.travel(0).await?;
+        self.ensure_inner(tables).await?;
+        self.travel(0).await
+    }
+
+    async fn push(&self, batch: &PushBatch) -> Result<PushAck> {
+        let tables: Vec<_> = batch.tables.values().cloned().collect();
+        self.travel(batch.approx_bytes()).await?;
+        self.ensure_inner(&tables).await?;
+        let stmts = batch.statements();
+        let dup = self.profile.duplicate_rate > 0.0
+            && rand::rng().random::<f64>() < self.profile.duplicate_rate;
+        let applied = self
+            .call(move |db| {
+                let n = db.apply(&stmts)?;
+                if dup {
+                    db.apply(&stmts)?;
+                }
+                Ok(n)
+            })
+            .await?;
+        self.travel(0).await?;
+        Ok(PushAck {
+            applied: Some(applied),
+        })
+    }
+
+    async fn pull(&self, after: i64, me: &str, limit: usize) -> Result<Vec<LogEntry>> {
+        self.travel(0).await?;
+        let me = me.to_string();
+        let res = self
+            .call(move |db| {
+                db.query(
+                    REGION_LOG_PULL,
+                    vec![after.into(), me.into(), (limit as i64).into()],
+                    false,
+                )
+            })
+            .await?;
+        let entries: Vec<LogEntry> = res
+            .rows
+            .iter()
+            .filter_map(|r| LogEntry::from_row(r))
+            .collect();
+        let bytes: usize = entries
+            .iter()
+            .map(|e| e.data.as_ref().map(|d| d.len()).unwrap_or(0) + 64)
+            .sum();
+        self.travel(bytes).await?;
+        Ok(entries)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.travel(0).await?;
+        self.call(|db| db.get().map(|_| ())).await?;
+        self.travel(0).await
+    }
+
+    async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
+        self.travel(sql.len()).await?;
+        let sql = sql.to_string();
+        let r = self.call(move |db| db.query(&sql, params, true)).await?;
+        self.travel(0).await?;
+        Ok(r)
+    }
+}

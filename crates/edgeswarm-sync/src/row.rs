@@ -1,0 +1,488 @@
+//! Row versions, replicated-table descriptions and the SQL that applies a version.
+//!
+//! A *row version* is the full content of one row plus its `(hlc, origin)` stamp. Every
+//! replica (home file or region) keeps, per row, the version with the greatest
+//! `(hlc, origin)` — last writer wins. Deletes are versions too (`deleted = 1`), so a
+//! delete wins or loses like any write. The rule is deterministic, commutative and
+//! idempotent: replicas converge whatever the order or repetition of deliveries.
+
+use edgeswarm_store::{QueryResult, SqlValue};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Separator between primary-key parts in `_changes.row_id` (ASCII unit separator).
+pub const KEY_SEP: char = '\u{1f}';
+
+/// How a replicated table is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Table name, as in the schema.
+    pub name: Arc<str>,
+    /// All columns in schema order (including `hlc` and `origin`).
+    pub columns: Arc<[String]>,
+    /// Declared type of each column (for creating the table in a region).
+    pub types: Arc<[String]>,
+    /// Primary-key columns in key order; `_changes.row_id` joins them with [`KEY_SEP`].
+    pub pk: Arc<[String]>,
+    /// Rows never change after insert (metrics, messages): no conflicts are recorded.
+    pub append_only: bool,
+}
+
+impl TableSpec {
+    /// Index of column `c`.
+    pub fn col(&self, c: &str) -> Option<usize> {
+        self.columns.iter().position(|x| x == c)
+    }
+
+    /// Builds a spec from `PRAGMA table_info` rows (cid, name, type, notnull, dflt, pk).
+    pub fn from_table_info(name: &str, info: &QueryResult, append_only: bool) -> Option<Self> {
+        let mut cols = Vec::new();
+        let mut types = Vec::new();
+        let mut pk: Vec<(i64, String)> = Vec::new();
+        for r in &info.rows {
+            let c = r.get(1)?.as_str()?.to_string();
+            let t = r.get(2).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            let p = r.get(5).and_then(|v| v.as_i64()).unwrap_or(0);
+            if p > 0 {
+                pk.push((p, c.clone()));
+            }
+            cols.push(c);
+            types.push(t);
+        }
+        pk.sort();
+        if cols.is_empty() {
+            return None;
+        }
+        Some(TableSpec {
+            name: name.into(),
+            columns: cols.into(),
+            types: types.into(),
+            pk: pk.into_iter().map(|(_, c)| c).collect::<Vec<_>>().into(),
+            append_only,
+        })
+    }
+
+    /// `"c1", "c2", ...`
+    fn col_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `SELECT cols FROM t WHERE pk1 = ?1 AND ...` (point read of one row).
+    pub fn select_by_pk(&self) -> String {
+        let w = self
+            .pk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "SELECT {} FROM {} WHERE {w}",
+            self.col_list(),
+            quote(&self.name)
+        )
+    }
+
+    /// Every row in primary-key order (for checksums).
+    pub fn select_all_ordered(&self) -> String {
+        let o = self
+            .pk
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {} FROM {} ORDER BY {o}",
+            self.col_list(),
+            quote(&self.name)
+        )
+    }
+
+    /// Plain upsert of a full row (home side; the LWW decision was made in Rust).
+    pub fn upsert(&self) -> String {
+        self.upsert_inner(false)
+    }
+
+    /// Upsert that only replaces the stored row if the new one has a greater
+    /// `(hlc, origin)` (region side: the LWW decision is made by SQL, so it works over
+    /// Hrana in one round trip).
+    pub fn upsert_lww(&self) -> String {
+        self.upsert_inner(true)
+    }
+
+    fn upsert_inner(&self, lww: bool) -> String {
+        let t = quote(&self.name);
+        let params = (1..=self.columns.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pk = self
+            .pk
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let set = self
+            .columns
+            .iter()
+            .filter(|c| !self.pk.contains(c))
+            .map(|c| format!("{0} = excluded.{0}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cond = if lww {
+            format!(" WHERE (excluded.hlc, excluded.origin) > ({t}.hlc, {t}.origin)")
+        } else {
+            String::new()
+        };
+        format!(
+            "INSERT INTO {t} ({}) VALUES ({params}) ON CONFLICT({pk}) DO UPDATE SET {set}{cond}",
+            self.col_list()
+        )
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for a region copy: same columns and key, no defaults
+    /// or constraints (every column is always shipped).
+    pub fn create_region_table(&self) -> String {
+        let cols = self
+            .columns
+            .iter()
+            .zip(self.types.iter())
+            .map(|(c, t)| format!("{} {}", quote(c), t))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pk = self
+            .pk
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({cols}, PRIMARY KEY ({pk}))",
+            quote(&self.name)
+        )
+    }
+
+    /// The SQL expression for `_changes.row_id` over trigger row `prefix` (`new`/`old`).
+    pub fn row_id_expr(&self, prefix: &str) -> String {
+        self.pk
+            .iter()
+            .map(|c| format!("CAST({prefix}.{} AS TEXT)", quote(c)))
+            .collect::<Vec<_>>()
+            .join(" || char(31) || ")
+    }
+
+    /// Splits a `row_id` into primary-key parameters.
+    pub fn pk_params(&self, row_id: &str) -> Option<Vec<SqlValue>> {
+        let parts: Vec<SqlValue> = if self.pk.len() == 1 {
+            vec![SqlValue::Text(row_id.to_string())]
+        } else {
+            row_id
+                .split(KEY_SEP)
+                .map(|s| SqlValue::Text(s.to_string()))
+                .collect()
+        };
+        (parts.len() == self.pk.len()).then_some(parts)
+    }
+}
+
+/// Quotes an identifier.
+pub fn quote(id: &str) -> String {
+    format!("\"{}\"", id.replace('"', "\"\""))
+}
+
+/// Region-side log table: every version a region accepted, in acceptance order. Pulls
+/// read it after a cursor.
+pub const REGION_LOG_DDL: &str = "CREATE TABLE IF NOT EXISTS _region_log (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row_id TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, pusher TEXT NOT NULL, data TEXT NOT NULL)";
+
+/// Appends a log entry only if the statement before it changed a row (the version was
+/// new to the region); duplicates and losing versions leave no trace.
+pub const REGION_LOG_APPEND: &str = "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE changes() > 0";
+
+/// Reads log entries after a cursor; data is omitted for entries pushed by the reader
+/// (it has them), so the cursor still moves past them cheaply.
+pub const REGION_LOG_PULL: &str = "SELECT seq, tbl, row_id, hlc, origin, pusher, CASE WHEN pusher = ?2 OR origin = ?2 THEN NULL ELSE data END FROM _region_log WHERE seq > ?1 ORDER BY seq LIMIT ?3";
+
+/// One version of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowVersion {
+    /// Table name.
+    pub tbl: Arc<str>,
+    /// `_changes.row_id` form of the primary key.
+    pub row_id: String,
+    /// The version's hybrid-clock stamp (first half of the LWW key).
+    pub hlc: i64,
+    /// Node that wrote the version (second half of the LWW key, tie-breaker).
+    pub origin: String,
+    /// Column names, in the order of `values`.
+    pub columns: Arc<[String]>,
+    /// Full row content.
+    pub values: Vec<SqlValue>,
+}
+
+impl RowVersion {
+    /// Builds a version from a full row read with `columns`.
+    pub fn from_row(
+        tbl: Arc<str>,
+        row_id: String,
+        columns: Arc<[String]>,
+        values: Vec<SqlValue>,
+    ) -> Option<Self> {
+        let hi = columns.iter().position(|c| c == "hlc")?;
+        let oi = columns.iter().position(|c| c == "origin")?;
+        let hlc = values.get(hi)?.as_i64()?;
+        let origin = values.get(oi)?.as_str()?.to_string();
+        Some(RowVersion {
+            tbl,
+            row_id,
+            hlc,
+            origin,
+            columns,
+            values,
+        })
+    }
+
+    /// The LWW key.
+    pub fn key(&self) -> (i64, &str) {
+        (self.hlc, self.origin.as_str())
+    }
+
+    /// Row content as a JSON object (the region log's `data`).
+    pub fn to_json(&self) -> String {
+        let mut m = serde_json::Map::with_capacity(self.columns.len());
+        for (c, v) in self.columns.iter().zip(&self.values) {
+            m.insert(c.clone(), v.to_json());
+        }
+        Json::Object(m).to_string()
+    }
+
+    /// Rebuilds a version from a region log entry, laid out as `spec`'s columns (missing
+    /// columns become NULL, unknown ones are dropped).
+    pub fn from_json(spec: &TableSpec, row_id: String, data: &str) -> Option<Self> {
+        let obj: serde_json::Map<String, Json> = serde_json::from_str(data).ok()?;
+        let values = spec
+            .columns
+            .iter()
+            .map(|c| obj.get(c).map(json_to_sql).unwrap_or(SqlValue::Null))
+            .collect();
+        RowVersion::from_row(spec.name.clone(), row_id, spec.columns.clone(), values)
+    }
+
+    /// Content without the stamp, to tell a real conflict from a redelivery.
+    pub fn same_content(&self, other: &RowVersion) -> bool {
+        self.columns
+            .iter()
+            .zip(self.values.iter().zip(&other.values))
+            .all(|(c, (a, b))| c == "hlc" || c == "origin" || a == b)
+    }
+}
+
+/// JSON (as written by `SqlValue::to_json`) back to a SQL value.
+pub fn json_to_sql(v: &Json) -> SqlValue {
+    match v {
+        Json::Null => SqlValue::Null,
+        Json::Bool(b) => SqlValue::Integer(*b as i64),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) if !n.is_f64() => SqlValue::Integer(i),
+            _ => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => SqlValue::Text(s.clone()),
+        Json::Object(o) => match o.get("blob_hex").and_then(|h| h.as_str()) {
+            Some(h) => SqlValue::Blob(
+                (0..h.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
+                    .collect(),
+            ),
+            None => SqlValue::Text(v.to_string()),
+        },
+        Json::Array(_) => SqlValue::Text(v.to_string()),
+    }
+}
+
+/// Canonical 64-bit FNV-1a hash of a result set (type-tagged values, row by row).
+pub fn content_hash(rows: &[Vec<SqlValue>]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut eat = |b: &[u8]| {
+        for x in b {
+            h ^= *x as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    };
+    for r in rows {
+        for v in r {
+            match v {
+                SqlValue::Null => eat(b"n"),
+                SqlValue::Integer(i) => {
+                    eat(b"i");
+                    eat(&i.to_le_bytes())
+                }
+                SqlValue::Real(f) => {
+                    eat(b"r");
+                    eat(&f.to_bits().to_le_bytes())
+                }
+                SqlValue::Text(s) => {
+                    eat(b"t");
+                    eat(&(s.len() as u64).to_le_bytes());
+                    eat(s.as_bytes())
+                }
+                SqlValue::Blob(b) => {
+                    eat(b"b");
+                    eat(&(b.len() as u64).to_le_bytes());
+                    eat(b)
+                }
+            }
+        }
+        eat(b"\n");
+    }
+    h
+}
+
+/// A host's per-table conflict hook. Called at the home node after LWW picked a winner;
+/// returning `Some(values)` (full row, same columns) writes a *new* version with a
+/// fresh stamp from this node, which then replicates and wins everywhere. Return `None`
+/// to keep the LWW winner. It must be deterministic and return `None` when the winner
+/// already equals what it would produce, or two nodes may keep re-resolving.
+pub type Resolver = Arc<dyn Fn(&Conflict) -> Option<Vec<SqlValue>> + Send + Sync>;
+
+/// A conflict, as shown to a [`Resolver`] and recorded in `conflicts`.
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    /// The version LWW kept.
+    pub winner: RowVersion,
+    /// The version LWW discarded (also written to `conflicts.loser`).
+    pub loser: RowVersion,
+}
+
+/// The replicated tables and their resolvers, shared by every actor.
+#[derive(Default)]
+pub struct Registry {
+    use_view: std::sync::atomic::AtomicBool,
+    tables: RwLock<HashMap<String, Arc<TableSpec>>>,
+    resolvers: RwLock<HashMap<String, Resolver>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("tables", &self.names())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Read the change log through the store's `_change_rows` view (which expands
+    /// append-only rowid-range entries into one row per changed row).
+    pub fn set_use_change_rows_view(&self, on: bool) {
+        self.use_view.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// See [`Registry::set_use_change_rows_view`].
+    pub fn use_change_rows_view(&self) -> bool {
+        self.use_view.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Adds or replaces a table.
+    pub fn insert(&self, spec: TableSpec) {
+        self.tables
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.name.to_string(), Arc::new(spec));
+    }
+    /// The spec of a table, if replicated.
+    pub fn get(&self, name: &str) -> Option<Arc<TableSpec>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+    /// Every replicated table, sorted by name.
+    pub fn all(&self) -> Vec<Arc<TableSpec>> {
+        let mut v: Vec<_> = self
+            .tables
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+    /// Names of the replicated tables.
+    pub fn names(&self) -> Vec<String> {
+        self.all().iter().map(|t| t.name.to_string()).collect()
+    }
+    /// Sets a table's resolver.
+    pub fn set_resolver(&self, table: &str, r: Resolver) {
+        self.resolvers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(table.to_string(), r);
+    }
+    /// A table's resolver.
+    pub fn resolver(&self, table: &str) -> Option<Resolver> {
+        self.resolvers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(table)
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TableSpec {
+        TableSpec {
+            name: "kv".into(),
+            columns: vec!["namespace", "key", "value", "hlc", "origin"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .into(),
+            types: vec!["TEXT"; 5]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .into(),
+            pk: vec!["namespace".to_string(), "key".to_string()].into(),
+            append_only: false,
+        }
+    }
+
+    #[test]
+    fn json_round_trip_keeps_types() {
+        let s = spec();
+        let v = RowVersion::from_row(
+            s.name.clone(),
+            "a\u{1f}b".into(),
+            s.columns.clone(),
+            vec![
+                SqlValue::Text("a".into()),
+                SqlValue::Text("5".into()),
+                SqlValue::Real(5.0),
+                SqlValue::Integer(7),
+                SqlValue::Text("n1".into()),
+            ],
+        )
+        .unwrap();
+        let back = RowVersion::from_json(&s, v.row_id.clone(), &v.to_json()).unwrap();
+        assert_eq!(v, back);
+        assert_eq!(s.pk_params(&v.row_id).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn upsert_sql_has_lww_guard() {
+        let s = spec();
+        assert!(s
+            .upsert_lww()
+            .contains("(excluded.hlc, excluded.origin) > (\"kv\".hlc"));
+        assert!(!s.upsert().contains("WHERE"));
+        assert!(s
+            .create_region_table()
+            .contains("PRIMARY KEY (\"namespace\", \"key\")"));
+    }
+}
