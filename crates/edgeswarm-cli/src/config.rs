@@ -391,7 +391,7 @@ pub fn check_str(text: &str) -> Checked {
     let file: FileConfig = match toml::from_str(text) {
         Ok(f) => f,
         Err(e) => {
-            cx.at(Severity::Error, e.span(), format!("{}", e.message().trim()));
+            cx.at(Severity::Error, e.span(), e.message().trim().to_string());
             return Checked {
                 settings: Settings::default(),
                 problems: cx.problems,

@@ -79,14 +79,15 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, g.max_body_bytes).await {
+    let bytes = match read_body(body, g.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(BodyError::TooLarge) => {
             return parse_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is larger than {} bytes (--max-body-bytes); send less content per call", g.max_body_bytes),
             )
         }
+        Err(BodyError::Read(e)) => return parse_error(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
     };
     if let Err(e) = std::str::from_utf8(&bytes) {
         return parse_error(
@@ -96,6 +97,36 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// Past the limit the body is still read (and dropped) up to this many bytes, so a client
+/// that sends the whole body before reading the reply sees the 413 instead of a reset.
+const DRAIN_CAP: usize = 64 << 20;
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        seen += chunk.len();
+        if seen > DRAIN_CAP {
+            return Err(BodyError::TooLarge);
+        }
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(buf.into())
 }
 
 /// Serves `server` at `http://ADDR/mcp` until ctrl-c.

@@ -94,28 +94,45 @@ fn lexical_ids(
         .collect())
 }
 
-/// Fetches display fields and a highlighted snippet for lexical hits, in order.
+/// Fetches display fields and a highlighted snippet for lexical hits, in order. One
+/// statement for the whole page: the MATCH runs once and snippets are computed only for
+/// the page's rows.
 fn hydrate_lexical(r: &mut Reader, fts: &str, ids: &[(i64, f64)]) -> Result<Vec<SearchHit>> {
-    let sql = format!(
-        "SELECT k.id, k.category, k.topic, snippet(knowledge_fts, -1, '[', ']', '…', {SNIPPET_TOKENS}), k.created_at \
-         FROM knowledge_fts JOIN knowledge k ON k.rowid = knowledge_fts.rowid \
-         WHERE knowledge_fts MATCH ?1 AND knowledge_fts.rowid = ?2"
-    );
-    let mut out = Vec::with_capacity(ids.len());
-    for (rowid, rank) in ids {
-        let res = r.query(&sql, vec![fts.into(), (*rowid).into()])?;
-        if let Some(row) = res.rows.first() {
-            out.push(SearchHit {
-                id: text(&row[0]),
-                category: text(&row[1]),
-                topic: text(&row[2]),
-                snippet: text(&row[3]),
-                score: -rank,
-                created_at: row[4].as_i64().unwrap_or(0),
-            });
-        }
+    if ids.is_empty() {
+        return Ok(vec![]);
     }
-    Ok(out)
+    let sql = format!(
+        "SELECT knowledge_fts.rowid, k.id, k.category, k.topic, snippet(knowledge_fts, -1, '[', ']', '…', {SNIPPET_TOKENS}), k.created_at \
+         FROM knowledge_fts JOIN knowledge k ON k.rowid = knowledge_fts.rowid \
+         WHERE knowledge_fts MATCH ?1 AND knowledge_fts.rowid IN (SELECT value FROM json_each(?2))"
+    );
+    let list = format!(
+        "[{}]",
+        ids.iter()
+            .map(|(rowid, _)| rowid.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let res = r.query(&sql, vec![fts.into(), list.into()])?;
+    let mut by_rowid: HashMap<i64, Vec<SqlValue>> = res
+        .rows
+        .into_iter()
+        .filter_map(|row| Some((row[0].as_i64()?, row)))
+        .collect();
+    Ok(ids
+        .iter()
+        .filter_map(|(rowid, rank)| {
+            let row = by_rowid.remove(rowid)?;
+            Some(SearchHit {
+                id: text(&row[1]),
+                category: text(&row[2]),
+                topic: text(&row[3]),
+                snippet: text(&row[4]),
+                score: -rank,
+                created_at: row[5].as_i64().unwrap_or(0),
+            })
+        })
+        .collect())
 }
 
 /// Nearest neighbours (cosine similarity, best first), filtered, up to `k` of them.
@@ -157,8 +174,26 @@ fn vector_hits(
         .collect())
 }
 
+thread_local! {
+    /// Whether this read-pool thread's connection got the search tuning pragmas.
+    static TUNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Memory-maps the database on this reader connection (once per thread): FTS ranking
+/// does many random B-tree lookups (doc sizes, content rows); with mmap they are memory
+/// reads shared by all readers instead of `pread` calls into per-connection caches.
+/// Should move into the store's `open_reader`.
+fn tune(r: &mut Reader) {
+    if !TUNED.with(|t| t.replace(true)) {
+        if let Err(e) = r.conn.batch("PRAGMA mmap_size = 1073741824") {
+            tracing::debug!(error = %e, "mmap_size not applied");
+        }
+    }
+}
+
 /// Runs a plan. Blocking: call only on a read-pool thread.
 pub(crate) fn run(r: &mut Reader, plan: &Plan) -> Result<Found> {
+    tune(r);
     match plan.mode {
         Mode::Lexical => lexical(r, plan),
         Mode::Vector | Mode::Hybrid => match fused(r, plan) {

@@ -27,6 +27,7 @@ pub mod agent;
 pub mod ctx;
 pub mod error;
 pub mod memory;
+pub mod sim;
 pub mod swarm;
 
 pub use agent::{

@@ -36,14 +36,16 @@ pub fn name(k: BenchKind) -> &'static str {
 /// `BenchKind::Read => edgeswarm_store::bench::read(Default::default()).await.map_err(CliError::from)`,
 /// `BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default()).await.map_err(|e| CliError::Invalid(e.to_string()))`,
 /// `BenchKind::Sync => edgeswarm_sync::bench(Default::default()).await...`,
-/// `BenchKind::Mcp => edgeswarm_mcp::bench(Default::default()).await...`.
+/// (`mcp` is wired: edgeswarm-mcp is already a dependency.)
 pub async fn run_one(k: BenchKind) -> Result<Value> {
     let v = match k {
         BenchKind::Ingest => not_wired("edgeswarm_store::bench::ingest"),
         BenchKind::Read => not_wired("edgeswarm_store::bench::read"),
         BenchKind::Search => not_wired("edgeswarm_search::bench::bench"),
         BenchKind::Sync => not_wired("edgeswarm_sync::bench"),
-        BenchKind::Mcp => not_wired("edgeswarm_mcp::bench"),
+        BenchKind::Mcp => edgeswarm_mcp::bench(edgeswarm_mcp::BenchOpts::default())
+            .await
+            .map_err(|e| CliError::Invalid(format!("bench mcp: {e}"))),
         BenchKind::All => Err(CliError::Invalid("`all` is not a single benchmark".into())),
     }?;
     Ok(match v {
@@ -149,7 +151,7 @@ pub fn group(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && matches!((s.len() - i) % 3, 0) {
             out.push(',');
         }
         out.push(c);
@@ -201,6 +203,13 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "raw_rows_per_sec",
     ),
     (
+        "ingest ratio to plain libSQL",
+        BenchKind::Ingest,
+        "ratio",
+        "—",
+        "",
+    ),
+    (
         "ack latency p50 (ms)",
         BenchKind::Ingest,
         "p50_ack_ms",
@@ -215,13 +224,6 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "",
     ),
     (
-        "single insert (ms)",
-        BenchKind::Ingest,
-        "single_insert_ms",
-        "~8 ms",
-        "raw_single_insert_ms",
-    ),
-    (
         "bulk insert, 1000 rows (ms)",
         BenchKind::Ingest,
         "bulk_1000_ms",
@@ -229,18 +231,19 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "raw_bulk_1000_ms",
     ),
     (
-        "SELECT throughput (ops/s)",
+        "SELECT throughput (queries/s)",
         BenchKind::Read,
-        "reads_per_sec",
+        "qps",
         "319,444 ops/s",
-        "raw_reads_per_sec",
+        "raw_qps_one_connection",
     ),
+    ("SELECT p99 (ms)", BenchKind::Read, "p99_ms", "—", ""),
     (
-        "knowledge search (queries/s)",
+        "knowledge search, FTS5 (queries/s; baseline: LIKE scan)",
         BenchKind::Search,
-        "queries_per_sec",
+        "qps",
         "—",
-        "",
+        "like_qps",
     ),
     (
         "knowledge search p99 (ms)",
@@ -254,7 +257,14 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         BenchKind::Sync,
         "rows_per_sec",
         "1,428 ops/s",
-        "raw_rows_per_sec",
+        "",
+    ),
+    (
+        "SYNC over Hrana HTTP (rows/s)",
+        BenchKind::Sync,
+        "hrana_rows_per_sec",
+        "1,428 ops/s",
+        "",
     ),
     (
         "full replica sync, 500 records (ms)",
@@ -264,13 +274,34 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "",
     ),
     (
-        "MCP tool calls (calls/s)",
+        "MCP add_knowledge (calls/s)",
         BenchKind::Mcp,
-        "calls_per_sec",
+        "add_knowledge.calls_per_sec",
+        "—",
+        "",
+    ),
+    (
+        "MCP search_knowledge (calls/s)",
+        BenchKind::Mcp,
+        "search_knowledge.calls_per_sec",
+        "—",
+        "",
+    ),
+    (
+        "MCP search_knowledge p99 (ms)",
+        BenchKind::Mcp,
+        "search_knowledge.p99_ms",
         "—",
         "",
     ),
 ];
+
+/// A value at a dotted path (`a.b`).
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(v, |v, k| v.get(k))
+        .filter(|v| !v.is_null())
+}
 
 /// docs/benchmarks.md.
 pub fn markdown(results: &[(BenchKind, Result<Value>)], machine: &str) -> String {
@@ -279,7 +310,7 @@ pub fn markdown(results: &[(BenchKind, Result<Value>)], machine: &str) -> String
             return "—".into();
         }
         match results.iter().find(|(b, _)| *b == k).map(|(_, r)| r) {
-            Some(Ok(v)) => v.get(key).map(fmt_val).unwrap_or_else(|| "—".into()),
+            Some(Ok(v)) => at(v, key).map(fmt_val).unwrap_or_else(|| "—".into()),
             Some(Err(_)) => "not run".into(),
             None => "—".into(),
         }
@@ -324,7 +355,10 @@ mod tests {
             ),
             "{md}"
         );
-        assert!(md.contains("| SELECT throughput (ops/s) | not run | 319,444 ops/s | not run |"));
+        assert!(
+            md.contains("| SELECT throughput (queries/s) | not run | 319,444 ops/s | not run |"),
+            "{md}"
+        );
         assert_eq!(group(-1234), "-1,234");
     }
 }

@@ -73,7 +73,8 @@ pub async fn run(a: RegionsArgs) -> Result<()> {
             RegionAction::Add { name, url, latency_ms, token_env } => {
                 valid_name(name)?;
                 let url = url.clone().unwrap_or_else(|| format!("file:regions/{name}.db"));
-                if !(url.starts_with("file:") && url.len() > 5) && !url.starts_with("http://") && !url.starts_with("https://") {
+                let url_ok = (url.starts_with("file:") && url.len() > 5) || url.starts_with("http://") || url.starts_with("https://");
+                if !url_ok {
                     return Err(CliError::Invalid(format!("--url `{url}` must start with file:<path>, http:// or https://")));
                 }
                 if store.kv_get(REGIONS_NS, name).await?.is_some() {

@@ -1,0 +1,859 @@
+//! End-to-end tests of the `edgeswarm` binary: every command's happy path and its errors
+//! (missing db directory, unreadable config, unknown flag, bad SQL, a port in use).
+//! Each test works in its own temporary directory; no test needs another crate's
+//! unfinished parts, the network beyond loopback, or more than a few seconds.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_edgeswarm")
+}
+
+/// A command run in `dir` with a clean environment (no EDGESWARM_* from the caller).
+fn cmd(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("EDGESWARM_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    cmd(dir).args(args).output().expect("run edgeswarm")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        out(o),
+        err(o)
+    );
+    out(o)
+}
+
+#[track_caller]
+fn fails(o: &Output, code: i32, needle: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        out(o),
+        err(o)
+    );
+    let all = format!("{}{}", out(o), err(o));
+    assert!(
+        all.contains(needle),
+        "expected `{needle}` in output:\n{all}"
+    );
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn db(dir: &Path) -> String {
+    dir.join("home.db").display().to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// A database with one metric, one knowledge entry and one conversation message.
+fn seeded(dir: &Path) -> String {
+    let d = db(dir);
+    ok(&run(dir, &["sql", "--db", &d, "INSERT INTO agent_metrics (agent_id, task_type, duration_ms, tokens_used) VALUES ('agent-1', 'code-analysis', 12.5, 100)"]));
+    ok(&run(dir, &["sql", "--db", &d, "INSERT INTO knowledge (id, category, topic, content, tags) VALUES ('k1', 'code', 'lifetimes', 'borrow checker notes', '[\"rust\"]')"]));
+    ok(&run(dir, &["sql", "--db", &d, "INSERT INTO conversations (id, session_id, role, content, metadata) VALUES ('m1', 's1', 'user', 'hello', '{\"region\":\"us-west-2\"}')"]));
+    d
+}
+
+#[test]
+fn every_command_has_help() {
+    let d = tmp();
+    let top = ok(&run(d.path(), &["--help"]));
+    let cmds = [
+        "demo",
+        "mcp",
+        "bench",
+        "status",
+        "sql",
+        "shell",
+        "regions",
+        "export",
+        "import",
+        "doctor",
+        "config",
+        "completions",
+    ];
+    for c in cmds {
+        assert!(top.contains(c), "top-level help lists {c}");
+        let h = ok(&run(d.path(), &[c, "--help"]));
+        assert!(h.contains("Usage: edgeswarm"), "{c} --help:\n{h}");
+    }
+    for sub in [
+        ["regions", "add"],
+        ["regions", "remove"],
+        ["regions", "partition"],
+        ["regions", "heal"],
+        ["regions", "list"],
+        ["config", "check"],
+        ["config", "show"],
+    ] {
+        ok(&run(d.path(), &[sub[0], sub[1], "--help"]));
+    }
+    assert!(ok(&run(d.path(), &["--version"])).starts_with("edgeswarm "));
+}
+
+#[test]
+fn unknown_flag_and_bad_values_are_usage_errors() {
+    let d = tmp();
+    fails(
+        &run(d.path(), &["status", "--no-such-flag"]),
+        2,
+        "unexpected argument '--no-such-flag'",
+    );
+    fails(
+        &run(d.path(), &["bench", "nonsense"]),
+        2,
+        "invalid value 'nonsense'",
+    );
+    fails(
+        &run(d.path(), &["sql", "--durability", "sometimes", "SELECT 1"]),
+        2,
+        "invalid value 'sometimes'",
+    );
+    fails(
+        &run(d.path(), &["frobnicate"]),
+        2,
+        "unrecognized subcommand",
+    );
+}
+
+#[test]
+fn sql_reads_writes_and_prints_tables_or_json() {
+    let d = tmp();
+    let db = seeded(d.path());
+    let t = ok(&run(
+        d.path(),
+        &[
+            "sql",
+            "--db",
+            &db,
+            "SELECT agent_id, task_type, duration_ms, tokens_used FROM agent_metrics",
+        ],
+    ));
+    assert!(t.contains("agent_id | task_type"), "{t}");
+    assert!(
+        t.contains("agent-1  | code-analysis | 12.5        | 100"),
+        "{t}"
+    );
+    assert!(t.contains("(1 row)"));
+    let j = ok(&run(
+        d.path(),
+        &[
+            "sql",
+            "--db",
+            &db,
+            "--json",
+            "-p",
+            "agent-1",
+            "SELECT count(*) AS n FROM agent_metrics WHERE agent_id = ?1",
+        ],
+    ));
+    assert_eq!(j.lines().count(), 1, "exactly one JSON line: {j}");
+    let v: serde_json::Value = serde_json::from_str(&j).expect("json");
+    assert_eq!(v["rows"][0]["n"], 1);
+    // The seed's analytics query runs as written.
+    ok(&run(d.path(), &["sql", "--db", &db, "SELECT er.region, er.status, AVG(dt.latency_ms) as avg_latency FROM edge_replicas er LEFT JOIN distributed_transactions dt ON er.region = dt.source_region GROUP BY er.region, er.status"]));
+    // --read-only refuses writes.
+    fails(
+        &run(
+            d.path(),
+            &[
+                "sql",
+                "--db",
+                &db,
+                "--read-only",
+                "DELETE FROM agent_metrics",
+            ],
+        ),
+        1,
+        "refused",
+    );
+}
+
+#[test]
+fn bad_sql_is_an_error_and_writes_nothing() {
+    let d = tmp();
+    let db = seeded(d.path());
+    fails(
+        &run(d.path(), &["sql", "--db", &db, "SELEC 1"]),
+        1,
+        "syntax error",
+    );
+    fails(
+        &run(
+            d.path(),
+            &["sql", "--db", &db, "SELECT * FROM no_such_table"],
+        ),
+        1,
+        "no such table",
+    );
+    fails(
+        &run(d.path(), &["sql", "--db", &db, "  ;  "]),
+        1,
+        "empty statement",
+    );
+    let n = ok(&run(
+        d.path(),
+        &[
+            "sql",
+            "--db",
+            &db,
+            "--json",
+            "SELECT count(*) AS n FROM agent_metrics",
+        ],
+    ));
+    assert!(n.contains("\"n\":1"), "{n}");
+}
+
+#[test]
+fn missing_db_directory_is_explained() {
+    let d = tmp();
+    let missing = d.path().join("nope/sub/home.db").display().to_string();
+    for args in [
+        vec!["sql", "--db", &missing, "SELECT 1"],
+        vec!["status", "--db", &missing],
+        vec!["import", "--db", &missing, "x.jsonl"],
+        vec!["regions", "--db", &missing, "list"],
+    ] {
+        let o = run(d.path(), &args);
+        if args[0] == "import" {
+            // import checks its input file first.
+            fails(&o, 1, "x.jsonl");
+        } else {
+            fails(&o, 1, "does not exist; create it (mkdir -p");
+        }
+    }
+    assert!(!d.path().join("nope").exists(), "nothing was created");
+    let doc = run(d.path(), &["doctor", "--db", &missing]);
+    fails(&doc, 1, "FAIL  database file");
+}
+
+#[test]
+fn read_commands_need_an_existing_database() {
+    let d = tmp();
+    let db = db(d.path());
+    fails(
+        &run(d.path(), &["status", "--db", &db]),
+        1,
+        "no database at",
+    );
+    fails(
+        &run(d.path(), &["export", "--db", &db]),
+        1,
+        "no database at",
+    );
+    assert!(!Path::new(&db).exists());
+}
+
+#[test]
+fn unreadable_config_is_an_error() {
+    let d = tmp();
+    fails(
+        &run(d.path(), &["status", "--config", "missing.toml"]),
+        1,
+        "cannot read config file missing.toml",
+    );
+    std::fs::create_dir(d.path().join("dir.toml")).expect("mkdir");
+    fails(
+        &run(d.path(), &["config", "check", "dir.toml"]),
+        1,
+        "cannot read config file dir.toml",
+    );
+    fails(&run(d.path(), &["config", "check"]), 1, "no config file");
+    // Via the environment too.
+    let o = cmd(d.path())
+        .args(["sql", "SELECT 1"])
+        .env("EDGESWARM_CONFIG", "gone.toml")
+        .output()
+        .expect("run");
+    fails(&o, 1, "cannot read config file gone.toml");
+}
+
+#[test]
+fn config_check_reports_each_problem_with_its_line() {
+    let d = tmp();
+    let bad = "db = \"./home.db\"\ndurability = \"fast\"\nqueue_capacity = 0\n\n[batch]\nmax_rowz = 5\n\n[[regions]]\nname = \"us-west-2\"\nurl = \"file:regions/us.db\"\n\n[[regions]]\nname = \"us-west-2\"\nurl = \"ftp://example\"\n\n[[regions]]\nname = \"cloud\"\nurl = \"https://db.example\"\ntoken = \"secret-value\"\n";
+    std::fs::write(d.path().join("bad.toml"), bad).expect("write");
+    let o = run(d.path(), &["config", "check", "bad.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(
+        s.contains("bad.toml:2:14: error: `durability` = \"fast\""),
+        "{s}"
+    );
+    assert!(
+        s.contains("bad.toml:3:18: error: `queue_capacity` = 0 is out of range"),
+        "{s}"
+    );
+    assert!(
+        s.contains(
+            "bad.toml:6:1: error: unknown key `max_rowz` in [batch]. Did you mean `max_rows`?"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("bad.toml:13:8: error: region name `us-west-2` appears twice (first on line 9)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("bad.toml:19:1: error: unknown key `token`"),
+        "{s}"
+    );
+    assert!(s.contains("token_env"), "{s}");
+    assert!(
+        !format!("{s}{}", err(&o)).contains("secret-value"),
+        "secrets are never echoed"
+    );
+    // JSON form.
+    let j = out(&run(d.path(), &["config", "check", "--json", "bad.toml"]));
+    let v: serde_json::Value = serde_json::from_str(j.trim()).expect("json");
+    assert_eq!(v["ok"], false);
+    assert!(v["errors"].as_u64().unwrap_or(0) >= 5);
+    // Syntax errors have lines too.
+    std::fs::write(
+        d.path().join("syntax.toml"),
+        "db = \"a.db\"\n[batch\nmax_rows = 1\n",
+    )
+    .expect("write");
+    let o = run(d.path(), &["config", "check", "syntax.toml"]);
+    fails(&o, 1, "syntax.toml:2:");
+    // A command refuses to run on a bad config.
+    fails(
+        &run(d.path(), &["status", "--config", "bad.toml"]),
+        1,
+        "config file bad.toml has",
+    );
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let d = tmp();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../edgeswarm.toml.example");
+    let o = run(
+        d.path(),
+        &["config", "check", &example.display().to_string()],
+    );
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains(": ok ("));
+}
+
+#[test]
+fn config_layers_file_env_then_flags() {
+    let d = tmp();
+    std::fs::write(d.path().join("edgeswarm.toml"), "db = \"from-file.db\"\ndurability = \"normal\"\nqueue_capacity = 1000\n[batch]\nmax_rows = 77\n").expect("write");
+    let s = ok(&run(d.path(), &["config", "show"]));
+    assert!(
+        s.contains("db = \"from-file.db\"")
+            && s.contains("durability = \"normal\"")
+            && s.contains("max_rows = 77"),
+        "{s}"
+    );
+    let s = out(&cmd(d.path())
+        .args(["config", "show"])
+        .env("EDGESWARM_QUEUE_CAPACITY", "2000")
+        .env("EDGESWARM_DB", "from-env.db")
+        .output()
+        .expect("run"));
+    assert!(
+        s.contains("queue_capacity = 2000") && s.contains("db = \"from-env.db\""),
+        "{s}"
+    );
+    let s = out(&cmd(d.path())
+        .args([
+            "config",
+            "show",
+            "--queue-capacity",
+            "3000",
+            "--durability",
+            "full",
+        ])
+        .env("EDGESWARM_QUEUE_CAPACITY", "2000")
+        .output()
+        .expect("run"));
+    assert!(
+        s.contains("queue_capacity = 3000") && s.contains("durability = \"full\""),
+        "{s}"
+    );
+    fails(
+        &cmd(d.path())
+            .args(["config", "show"])
+            .env("EDGESWARM_QUEUE_CAPACITY", "0")
+            .output()
+            .expect("run"),
+        1,
+        "must be at least 1",
+    );
+}
+
+#[test]
+fn status_shows_tables_regions_and_json() {
+    let d = tmp();
+    let db = seeded(d.path());
+    ok(&run(d.path(), &["sql", "--db", &db, "INSERT INTO edge_replicas (region, status, avg_latency_ms, lag_rows, lag_ms) VALUES ('eu-central-1', 'healthy', 45.0, 3, 120)"]));
+    let s = ok(&run(d.path(), &["status", "--db", &db]));
+    assert!(s.contains("schema v") && s.contains("journal wal"), "{s}");
+    assert!(
+        s.contains("knowledge") && s.contains("eu-central-1") && s.contains("healthy"),
+        "{s}"
+    );
+    assert!(s.contains("1 active in the last 60 s"), "{s}");
+    let j = ok(&run(d.path(), &["status", "--db", &db, "--json"]));
+    assert_eq!(j.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&j).expect("json");
+    assert_eq!(v["regions"][0]["lag_rows"], 3);
+    // --watch refreshes in place (clear-screen) and stops after --count.
+    let w = ok(&run(
+        d.path(),
+        &[
+            "status",
+            "--db",
+            &db,
+            "--watch",
+            "--count",
+            "2",
+            "--interval-ms",
+            "50",
+        ],
+    ));
+    assert_eq!(w.matches("\x1b[H\x1b[2J").count(), 2);
+}
+
+#[test]
+fn prometheus_endpoint_serves_metrics() {
+    let d = tmp();
+    let db = seeded(d.path());
+    ok(&run(d.path(), &["sql", "--db", &db, "INSERT INTO edge_replicas (region, status, lag_rows, lag_ms) VALUES ('us-west-2', 'healthy', 5, 250)"]));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = cmd(d.path())
+        .args([
+            "status",
+            "--db",
+            &db,
+            "--watch",
+            "--interval-ms",
+            "100",
+            "--count",
+            "300",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let t = Instant::now();
+    let mut body = None;
+    while t.elapsed() < Duration::from_secs(20) {
+        if let Some(b) = http_get(port, "/metrics") {
+            body = Some(b);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = body.expect("metrics endpoint answered");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("text/plain; version=0.0.4"), "{body}");
+    for m in [
+        "edgeswarm_write_batch_size_bucket{le=\"1\"}",
+        "edgeswarm_commit_latency_seconds_count",
+        "edgeswarm_write_queue_depth",
+        "edgeswarm_writer_restarts_total",
+        "edgeswarm_region_lag_rows{region=\"us-west-2\"} 5",
+        "edgeswarm_region_lag_seconds{region=\"us-west-2\"} 0.25",
+        "edgeswarm_region_up{region=\"us-west-2\"} 1",
+    ] {
+        assert!(body.contains(m), "missing {m} in:\n{body}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_reported() {
+    let d = tmp();
+    let db = seeded(d.path());
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    fails(
+        &run(
+            d.path(),
+            &["sql", "--db", &db, "--metrics-addr", &addr, "SELECT 1"],
+        ),
+        1,
+        "already in use",
+    );
+    fails(
+        &run(d.path(), &["status", "--db", &db, "--metrics-addr", &addr]),
+        1,
+        &format!("cannot listen on {addr}"),
+    );
+    fails(
+        &run(d.path(), &["demo", "--db", &db, "--metrics-addr", &addr]),
+        1,
+        &format!("cannot listen on {addr}"),
+    );
+    fails(
+        &run(
+            d.path(),
+            &["sql", "--metrics-addr", "not-an-addr", "SELECT 1"],
+        ),
+        2,
+        "invalid value",
+    );
+}
+
+#[test]
+fn export_then_import_is_idempotent_by_id() {
+    let d = tmp();
+    let src = seeded(d.path());
+    let file = d.path().join("dump.jsonl").display().to_string();
+    ok(&run(d.path(), &["export", "--db", &src, "-o", &file]));
+    let text = std::fs::read_to_string(&file).expect("dump");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("\"type\":\"knowledge\"") && text.contains("\"type\":\"conversation\""),
+        "{text}"
+    );
+    // stdout export is the same.
+    assert_eq!(ok(&run(d.path(), &["export", "--db", &src])), text);
+    let only_k = ok(&run(
+        d.path(),
+        &["export", "--db", &src, "--what", "knowledge"],
+    ));
+    assert_eq!(only_k.lines().count(), 1);
+
+    let dst = d.path().join("copy.db").display().to_string();
+    let first = ok(&run(d.path(), &["import", "--db", &dst, &file]));
+    assert!(
+        first.contains(
+            "imported 1 knowledge entries and 1 conversation messages; 0 already present"
+        ),
+        "{first}"
+    );
+    let again = ok(&run(d.path(), &["import", "--db", &dst, "--json", &file]));
+    let v: serde_json::Value = serde_json::from_str(again.trim()).expect("json");
+    assert_eq!(
+        (v["knowledge"].as_u64(), v["already_present"].as_u64()),
+        (Some(0), Some(2))
+    );
+    let n = ok(&run(d.path(), &["sql", "--db", &dst, "--json", "SELECT (SELECT count(*) FROM knowledge) AS k, (SELECT count(*) FROM conversations) AS c"]));
+    assert!(n.contains("\"k\":1") && n.contains("\"c\":1"), "{n}");
+    // The imported entry is searchable (FTS triggers ran).
+    let hit = ok(&run(
+        d.path(),
+        &[
+            "sql",
+            "--db",
+            &dst,
+            "SELECT topic FROM knowledge_fts WHERE knowledge_fts MATCH 'borrow'",
+        ],
+    ));
+    assert!(hit.contains("lifetimes"), "{hit}");
+}
+
+#[test]
+fn import_refuses_bad_lines_and_writes_nothing() {
+    let d = tmp();
+    let dst = db(d.path());
+    let good = r#"{"type":"conversation","id":"m9","session_id":"s","role":"user","content":"hi","metadata":null,"created_at":1}"#;
+    std::fs::write(
+        d.path().join("bad.jsonl"),
+        format!("{good}\n{{\"type\":\"knowledge\",\"id\":\"\"}}\n"),
+    )
+    .expect("write");
+    fails(
+        &run(d.path(), &["import", "--db", &dst, "bad.jsonl"]),
+        1,
+        "bad.jsonl:2:",
+    );
+    std::fs::write(d.path().join("empty-id.jsonl"), r#"{"type":"conversation","id":"","session_id":"s","role":"user","content":"hi","metadata":null,"created_at":1}"#).expect("write");
+    fails(
+        &run(d.path(), &["import", "--db", &dst, "empty-id.jsonl"]),
+        1,
+        "empty-id.jsonl:1:",
+    );
+    fails(
+        &run(d.path(), &["import", "--db", &dst, "missing.jsonl"]),
+        1,
+        "missing.jsonl",
+    );
+    if Path::new(&dst).exists() {
+        let n = ok(&run(
+            d.path(),
+            &[
+                "sql",
+                "--db",
+                &dst,
+                "--json",
+                "SELECT count(*) AS n FROM conversations",
+            ],
+        ));
+        assert!(n.contains("\"n\":0"), "{n}");
+    }
+}
+
+#[test]
+fn doctor_says_whether_data_is_durable() {
+    let d = tmp();
+    let db = seeded(d.path());
+    let s = ok(&run(d.path(), &["doctor", "--db", &db]));
+    for line in [
+        "ok    journal mode",
+        "ok    synchronous",
+        "ok    schema version",
+        "ok    fts5",
+        "ok    vectors",
+        "ok    integrity",
+        "free space",
+        "embedder",
+        "durable: yes",
+    ] {
+        assert!(s.contains(line), "missing `{line}` in:\n{s}");
+    }
+    let s = ok(&run(
+        d.path(),
+        &["doctor", "--db", &db, "--durability", "normal"],
+    ));
+    assert!(
+        s.contains("warn  synchronous")
+            && s.contains("fix:")
+            && s.contains("durable: against process crashes only"),
+        "{s}"
+    );
+    let j = ok(&run(d.path(), &["doctor", "--db", &db, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(j.trim()).expect("json");
+    assert_eq!(v["failed"], 0);
+    // Regions from the config: a file region that exists, and an HTTP one that is down.
+    let port = free_port();
+    std::fs::write(d.path().join("r.toml"), format!("[[regions]]\nname = \"near\"\nurl = \"file:{db}\"\nlatency_ms = 5\n\n[[regions]]\nname = \"far\"\nurl = \"http://127.0.0.1:{port}\"\n")).expect("write");
+    let o = run(
+        d.path(),
+        &[
+            "doctor",
+            "--db",
+            &db,
+            "--config",
+            "r.toml",
+            "--timeout-secs",
+            "1",
+        ],
+    );
+    fails(&o, 1, "ok    region near");
+    assert!(out(&o).contains("FAIL  region far"), "{}", out(&o));
+}
+
+#[test]
+fn regions_control_plane() {
+    let d = tmp();
+    let db = seeded(d.path());
+    ok(&run(
+        d.path(),
+        &[
+            "regions",
+            "--db",
+            &db,
+            "add",
+            "eu-central-1",
+            "--latency-ms",
+            "45",
+        ],
+    ));
+    fails(
+        &run(d.path(), &["regions", "--db", &db, "add", "eu-central-1"]),
+        1,
+        "already exists",
+    );
+    fails(
+        &run(d.path(), &["regions", "--db", &db, "add", "bad name!"]),
+        1,
+        "must be 1-64 letters",
+    );
+    fails(
+        &run(
+            d.path(),
+            &["regions", "--db", &db, "add", "x", "--url", "ftp://y"],
+        ),
+        1,
+        "must start with file:",
+    );
+    ok(&run(
+        d.path(),
+        &["regions", "--db", &db, "partition", "eu-central-1"],
+    ));
+    let l = ok(&run(d.path(), &["regions", "--db", &db, "--json", "list"]));
+    let v: serde_json::Value = serde_json::from_str(l.trim()).expect("json");
+    assert_eq!(v["regions"][0]["partitioned"], true, "{l}");
+    ok(&run(
+        d.path(),
+        &["regions", "--db", &db, "heal", "eu-central-1"],
+    ));
+    let l = ok(&run(d.path(), &["regions", "--db", &db, "list"]));
+    assert!(
+        l.contains("eu-central-1 | 45") && l.contains("false"),
+        "{l}"
+    );
+    ok(&run(
+        d.path(),
+        &["regions", "--db", &db, "remove", "eu-central-1"],
+    ));
+    fails(
+        &run(
+            d.path(),
+            &["regions", "--db", &db, "remove", "eu-central-1"],
+        ),
+        1,
+        "no region `eu-central-1`",
+    );
+    fails(
+        &run(d.path(), &["regions", "--db", &db, "heal", "nowhere"]),
+        1,
+        "no region `nowhere`",
+    );
+}
+
+#[test]
+fn shell_reads_piped_statements() {
+    let d = tmp();
+    let db = seeded(d.path());
+    let mut c = cmd(d.path())
+        .args(["shell", "--db", &db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b".tables\nSELECT agent_id\n  FROM agent_metrics;\n.json\nSELECT 40 + 2 AS answer;\n",
+        )
+        .expect("write");
+    let o = c.wait_with_output().expect("wait");
+    let s = ok(&o);
+    assert!(
+        s.contains("agent_metrics") && s.contains("agent-1") && s.contains("\"answer\":42"),
+        "{s}"
+    );
+    // Bad SQL stops a piped run with exit 1.
+    let mut c = cmd(d.path())
+        .args(["sql", "--db", &db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"SELEC 1;\nSELECT 2;\n")
+        .expect("write");
+    let o = c.wait_with_output().expect("wait");
+    fails(&o, 1, "syntax error");
+}
+
+#[test]
+fn completions_are_printed() {
+    let d = tmp();
+    assert!(ok(&run(d.path(), &["completions", "bash"])).contains("_edgeswarm()"));
+    assert!(ok(&run(d.path(), &["completions", "zsh"])).contains("#compdef edgeswarm"));
+    fails(&run(d.path(), &["completions", "tcsh"]), 2, "invalid value");
+}
+
+#[test]
+fn json_logs_on_request() {
+    let d = tmp();
+    let db = seeded(d.path());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let o = cmd(d.path())
+        .args([
+            "--log-format",
+            "json",
+            "sql",
+            "--db",
+            &db,
+            "--metrics-addr",
+            &addr,
+            "SELECT 1",
+        ])
+        .env("RUST_LOG", "edgeswarm_cli=info")
+        .output()
+        .expect("run");
+    ok(&o);
+    let line = err(&o)
+        .lines()
+        .find(|l| l.contains("Prometheus"))
+        .map(str::to_string)
+        .expect("a log line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+    assert_eq!(v["level"], "INFO");
+}
+
+#[test]
+fn demo_and_bench_validate_their_arguments() {
+    let d = tmp();
+    fails(
+        &run(d.path(), &["demo", "--agents", "0"]),
+        1,
+        "--agents 0 is out of range",
+    );
+    fails(
+        &run(d.path(), &["demo", "--regions", "us-west-2"]),
+        1,
+        "NAME:LATENCY_MS",
+    );
+    let missing = d.path().join("no/dir/x.db").display().to_string();
+    fails(
+        &run(d.path(), &["demo", "--db", &missing]),
+        1,
+        "does not exist; create it",
+    );
+    fails(&run(d.path(), &["bench"]), 2, "<WHICH>");
+}
