@@ -7,10 +7,7 @@ use serde_json::json;
 async fn main() -> edgeswarm::Result<()> {
     let dir = std::env::temp_dir().join(format!("edgeswarm-sessions-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| edgeswarm::Error::Invalid(e.to_string()))?;
-    let swarm = Swarm::builder()
-        .path(dir.join("sessions.db"))
-        .start()
-        .await?;
+    let swarm = Swarm::builder().path(dir.join("sessions.db")).start().await?;
     // Exactly the seed's add_conversation call.
     swarm
         .add_conversation(
@@ -19,15 +16,9 @@ async fn main() -> edgeswarm::Result<()> {
         )
         .await?;
     swarm
-        .add_conversation(Message::new(
-            "global-session-123",
-            "assistant",
-            "Served from the nearest region",
-        ))
+        .add_conversation(Message::new("global-session-123", "assistant", "Served from the nearest region"))
         .await?;
-    let page = swarm
-        .get_conversations("global-session-123", None, 10)
-        .await?;
+    let page = swarm.get_conversations("global-session-123", None, 10).await?;
     for m in page.items {
         println!(
             "{:>9}: {}  {}",

@@ -11,20 +11,13 @@ async fn main() -> edgeswarm::Result<()> {
     // Exactly the seed's add_knowledge call.
     swarm
         .add_knowledge(
-            Knowledge::new(
-                "edge-computing",
-                "latency-optimization",
-                "Best practices for edge deployment",
-            )
-            .tags(["performance", "edge", "distributed"])
-            .metadata(json!({ "regions": ["us-west-2", "eu-central-1"] })),
+            Knowledge::new("edge-computing", "latency-optimization", "Best practices for edge deployment")
+                .tags(["performance", "edge", "distributed"])
+                .metadata(json!({ "regions": ["us-west-2", "eu-central-1"] })),
         )
         .await?;
     for hit in swarm.search_knowledge("edge deployment", 5).await? {
-        println!(
-            "{} [{}] {} — {}",
-            hit.id, hit.category, hit.topic, hit.snippet
-        );
+        println!("{} [{}] {} — {}", hit.id, hit.category, hit.topic, hit.snippet);
     }
     swarm.shutdown().await
 }

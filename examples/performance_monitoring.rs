@@ -11,7 +11,12 @@ async fn main() -> edgeswarm::Result<()> {
         .store()
         .execute_sql(
             "INSERT INTO agent_metrics \n          (agent_id, task_type, duration_ms, tokens_used) \n          VALUES (?, ?, ?, ?)",
-            vec!["agent-123".into(), "code-analysis".into(), SqlValue::Integer(1250), SqlValue::Integer(3500)],
+            vec![
+                "agent-123".into(),
+                "code-analysis".into(),
+                SqlValue::Integer(1250),
+                SqlValue::Integer(3500),
+            ],
         )
         .await?;
     let m = swarm.metrics(None).await?;

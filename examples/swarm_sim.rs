@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    about = "Simulate an edgeswarm agent swarm and print the seed's tables from measured numbers"
-)]
+#[command(about = "Simulate an edgeswarm agent swarm and print the seed's tables from measured numbers")]
 struct Args {
     /// Number of agents (spread over the regions).
     #[arg(long, default_value_t = 64)]
@@ -49,8 +47,7 @@ async fn main() {
     let progress = Arc::new(SimProgress::default());
     let bar = ProgressBar::new(opts.seconds * 1000);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {pos:>5}/{len} ms  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos:>5}/{len} ms  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (p, b) = (progress.clone(), bar.clone());
     let ticker = tokio::spawn(async move {

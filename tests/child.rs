@@ -33,8 +33,7 @@ async fn write(db: &str) {
         tokio::spawn(async move {
             let mut i = 0u64;
             loop {
-                let m =
-                    edgeswarm_core::Metric::new(format!("child-{p}"), "crash-test", i as f64, 1);
+                let m = edgeswarm_core::Metric::new(format!("child-{p}"), "crash-test", i as f64, 1);
                 let id = m.id.clone();
                 if s.publish(m).await.is_ok() {
                     let _ = tx.send(id);
@@ -59,26 +58,16 @@ async fn read(db: &str, seconds: u64) {
             .await
             .expect("open");
         let conn = db.connect().expect("connect");
-        conn.busy_timeout(Duration::from_secs(10))
-            .expect("busy timeout");
+        conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
         let end = Instant::now() + Duration::from_secs(seconds);
         while Instant::now() < end {
-            match conn
-                .query("SELECT count(*), max(ts) FROM agent_metrics", ())
-                .await
-            {
+            match conn.query("SELECT count(*), max(ts) FROM agent_metrics", ()).await {
                 Ok(mut rows) => match rows.next().await {
                     Ok(_) => reads += 1,
-                    Err(e)
-                        if e.to_string().contains("locked") || e.to_string().contains("busy") =>
-                    {
-                        locks += 1
-                    }
+                    Err(e) if e.to_string().contains("locked") || e.to_string().contains("busy") => locks += 1,
                     Err(_) => other += 1,
                 },
-                Err(e) if e.to_string().contains("locked") || e.to_string().contains("busy") => {
-                    locks += 1
-                }
+                Err(e) if e.to_string().contains("locked") || e.to_string().contains("busy") => locks += 1,
                 Err(e) => {
                     eprintln!("{e}");
                     other += 1

@@ -33,34 +33,17 @@ async fn every_acked_write_survives_sigkill() {
     unsafe_kill(child.id());
     let _ = child.wait();
     let acked = reader.join().unwrap();
-    assert!(
-        acked.len() > 100,
-        "the child acked only {} writes before the kill",
-        acked.len()
-    );
+    assert!(acked.len() > 100, "the child acked only {} writes before the kill", acked.len());
 
-    let store = edgeswarm_store::Store::open(edgeswarm_core::StoreConfig::at(&db))
-        .await
-        .unwrap();
+    let store = edgeswarm_store::Store::open(edgeswarm_core::StoreConfig::at(&db)).await.unwrap();
     let mut missing = Vec::new();
     for chunk in acked.chunks(500) {
-        let list = chunk
-            .iter()
-            .map(|id| format!("'{id}'"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
         let r = store
-            .read_sql(
-                format!("SELECT id FROM agent_metrics WHERE id IN ({list})"),
-                vec![],
-            )
+            .read_sql(format!("SELECT id FROM agent_metrics WHERE id IN ({list})"), vec![])
             .await
             .unwrap();
-        let found: std::collections::HashSet<String> = r
-            .rows
-            .iter()
-            .filter_map(|r| r[0].as_str().map(String::from))
-            .collect();
+        let found: std::collections::HashSet<String> = r.rows.iter().filter_map(|r| r[0].as_str().map(String::from)).collect();
         missing.extend(chunk.iter().filter(|id| !found.contains(*id)).cloned());
     }
     assert!(
@@ -69,18 +52,12 @@ async fn every_acked_write_survives_sigkill() {
         missing.len(),
         &missing[..missing.len().min(3)]
     );
-    let integrity = store
-        .read_sql("PRAGMA integrity_check", vec![])
-        .await
-        .unwrap();
+    let integrity = store.read_sql("PRAGMA integrity_check", vec![]).await.unwrap();
     assert_eq!(integrity.rows[0][0].as_str(), Some("ok"));
     store.shutdown().await.unwrap();
 }
 
 fn unsafe_kill(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
+    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
     assert!(status.success());
 }

@@ -10,10 +10,7 @@ async fn many_publishers_readers_and_another_process_see_no_lock_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("busy.db");
     let store = Store::open(StoreConfig::at(&db)).await.unwrap();
-    store
-        .publish(Metric::new("seed", "t", 1.0, 1))
-        .await
-        .unwrap();
+    store.publish(Metric::new("seed", "t", 1.0, 1)).await.unwrap();
 
     let child = Command::new(env!("CARGO_BIN_EXE_edgeswarm-test-child"))
         .args(["read", db.to_str().unwrap(), "4"])
@@ -26,10 +23,7 @@ async fn many_publishers_readers_and_another_process_see_no_lock_errors() {
         tasks.push(tokio::spawn(async move {
             let mut errs = Vec::new();
             for i in 0..40 {
-                if let Err(e) = s
-                    .publish(Metric::new(format!("p{p}"), "lock", i as f64, 1))
-                    .await
-                {
+                if let Err(e) = s.publish(Metric::new(format!("p{p}"), "lock", i as f64, 1)).await {
                     errs.push(e);
                 }
             }
@@ -58,16 +52,8 @@ async fn many_publishers_readers_and_another_process_see_no_lock_errors() {
     for t in tasks {
         errors.extend(t.await.unwrap());
     }
-    assert!(
-        errors.is_empty(),
-        "errors under contention: {:?}",
-        &errors[..errors.len().min(3)]
-    );
-    let n = store
-        .read_sql("SELECT count(*) FROM agent_metrics", vec![])
-        .await
-        .unwrap()
-        .rows[0][0]
+    assert!(errors.is_empty(), "errors under contention: {:?}", &errors[..errors.len().min(3)]);
+    let n = store.read_sql("SELECT count(*) FROM agent_metrics", vec![]).await.unwrap().rows[0][0]
         .as_i64()
         .unwrap();
     assert_eq!(n, 1 + 256 * 40);
@@ -78,10 +64,7 @@ async fn many_publishers_readers_and_another_process_see_no_lock_errors() {
         "child failed: {text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        text.contains("lock_errors=0 other_errors=0"),
-        "second process saw errors: {text}"
-    );
+    assert!(text.contains("lock_errors=0 other_errors=0"), "second process saw errors: {text}");
     let reads: u64 = text
         .split_whitespace()
         .next()

@@ -9,14 +9,9 @@ use std::sync::atomic::Ordering;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_panic_mid_batch_fails_or_acks_every_write_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("home.db")))
-        .await
-        .unwrap();
+    let store = Store::open(StoreConfig::at(dir.path().join("home.db"))).await.unwrap();
     // Warm up, then arm a panic 37 ops into some later batch.
-    store
-        .publish(Metric::new("warm", "t", 1.0, 1))
-        .await
-        .unwrap();
+    store.publish(Metric::new("warm", "t", 1.0, 1)).await.unwrap();
     store.faults().panic_after_ops.store(37, Ordering::SeqCst);
 
     let mut tasks = Vec::new();
@@ -44,67 +39,41 @@ async fn writer_panic_mid_batch_fails_or_acks_every_write_and_restarts() {
         acked.extend(a);
         failed.extend(f);
     }
-    assert!(
-        !failed.is_empty(),
-        "the injected panic must fail some in-flight writes"
-    );
+    assert!(!failed.is_empty(), "the injected panic must fail some in-flight writes");
     assert_eq!(acked.len() + failed.len(), 800);
-    assert_eq!(
-        store.stats().writer_restarts,
-        1,
-        "the supervisor restarted the writer once"
-    );
+    assert_eq!(store.stats().writer_restarts, 1, "the supervisor restarted the writer once");
 
     // Every acked id is present exactly once.
     for id in &acked {
         let r = store
-            .read_sql(
-                "SELECT count(*) FROM agent_metrics WHERE id = ?1",
-                vec![SqlValue::Text(id.clone())],
-            )
+            .read_sql("SELECT count(*) FROM agent_metrics WHERE id = ?1", vec![SqlValue::Text(id.clone())])
             .await
             .unwrap();
-        assert_eq!(
-            r.rows[0][0],
-            SqlValue::Integer(1),
-            "acked write {id} must be stored once"
-        );
+        assert_eq!(r.rows[0][0], SqlValue::Integer(1), "acked write {id} must be stored once");
     }
     // Failed writes were not stored (their batch rolled back)...
     let failed_ids: HashSet<String> = failed.iter().map(|m| m.id.clone()).collect();
     let mut present_failed = 0;
     for id in &failed_ids {
         let r = store
-            .read_sql(
-                "SELECT count(*) FROM agent_metrics WHERE id = ?1",
-                vec![SqlValue::Text(id.clone())],
-            )
+            .read_sql("SELECT count(*) FROM agent_metrics WHERE id = ?1", vec![SqlValue::Text(id.clone())])
             .await
             .unwrap();
         present_failed += r.rows[0][0].as_i64().unwrap();
     }
-    assert_eq!(
-        present_failed, 0,
-        "a write reported failed must not be on disk"
-    );
+    assert_eq!(present_failed, 0, "a write reported failed must not be on disk");
     // ...and retrying them (same ids) stores each exactly once, even retried twice.
     for m in &failed {
         store.publish(m.clone()).await.unwrap();
         store.publish(m.clone()).await.unwrap();
     }
     let total = store
-        .read_sql(
-            "SELECT count(*) FROM agent_metrics WHERE task_type = 'fault'",
-            vec![],
-        )
+        .read_sql("SELECT count(*) FROM agent_metrics WHERE task_type = 'fault'", vec![])
         .await
         .unwrap();
     assert_eq!(total.rows[0][0], SqlValue::Integer(800));
     let changes = store
-        .read_sql(
-            "SELECT count(*), count(DISTINCT row_id) FROM _change_rows",
-            vec![],
-        )
+        .read_sql("SELECT count(*), count(DISTINCT row_id) FROM _change_rows", vec![])
         .await
         .unwrap();
     assert_eq!(
@@ -118,21 +87,11 @@ async fn writer_panic_mid_batch_fails_or_acks_every_write_and_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_commit_fails_every_sender_in_the_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("home.db")))
-        .await
-        .unwrap();
-    store
-        .faults()
-        .fail_next_commit
-        .store(true, Ordering::SeqCst);
+    let store = Store::open(StoreConfig::at(dir.path().join("home.db"))).await.unwrap();
+    store.faults().fail_next_commit.store(true, Ordering::SeqCst);
     let mut acks = Vec::new();
     for i in 0..100 {
-        acks.push(
-            store
-                .enqueue_record(Metric::new("a", "commit-fail", i as f64, 1))
-                .await
-                .unwrap(),
-        );
+        acks.push(store.enqueue_record(Metric::new("a", "commit-fail", i as f64, 1)).await.unwrap());
     }
     let mut ok = 0;
     let mut failed = 0;
@@ -147,11 +106,7 @@ async fn failed_commit_fails_every_sender_in_the_batch() {
         }
     }
     assert!(failed >= 1);
-    let stored = store
-        .read_sql("SELECT count(*) FROM agent_metrics", vec![])
-        .await
-        .unwrap()
-        .rows[0][0]
+    let stored = store.read_sql("SELECT count(*) FROM agent_metrics", vec![]).await.unwrap().rows[0][0]
         .as_i64()
         .unwrap();
     assert_eq!(stored, ok, "exactly the acked writes are stored");
@@ -182,14 +137,8 @@ async fn full_queue_backpressure_and_overloaded() {
             Err(e) => panic!("{e:?}"),
         }
     }
-    assert!(
-        overloaded,
-        "try_publish must report Overloaded when the queue is full"
-    );
-    assert!(
-        store.stats().queue_depth <= 8,
-        "the queue never holds more than its capacity"
-    );
+    assert!(overloaded, "try_publish must report Overloaded when the queue is full");
+    assert!(store.stats().queue_depth <= 8, "the queue never holds more than its capacity");
     // The waiting variant still gets through.
     store.publish(Metric::new("a", "bp", 0.0, 1)).await.unwrap();
     for a in acks {

@@ -1,20 +1,13 @@
 //! The swarm runtime: agents, supervision, shared memory, shutdown.
 
-use edgeswarm::{
-    Agent, AgentCtx, AgentOptions, BoxError, CasOutcome, Error, RestartPolicy, Swarm, SwarmEvent,
-    TaskReport,
-};
+use edgeswarm::{Agent, AgentCtx, AgentOptions, BoxError, CasOutcome, Error, RestartPolicy, Swarm, SwarmEvent, TaskReport};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 async fn swarm(dir: &tempfile::TempDir) -> Swarm {
-    Swarm::builder()
-        .path(dir.path().join("swarm.db"))
-        .start()
-        .await
-        .unwrap()
+    Swarm::builder().path(dir.path().join("swarm.db")).start().await.unwrap()
 }
 
 #[derive(Clone)]
@@ -33,13 +26,9 @@ async fn five_hundred_agents_spawn_work_and_stop_cleanly() {
     let s = swarm(&dir).await;
     let n = Arc::new(AtomicUsize::new(0));
     for i in 0..500 {
-        s.spawn_agent(
-            &format!("a{i}"),
-            ["us-west-2", "eu-central-1"][i % 2],
-            Counter(n.clone()),
-        )
-        .await
-        .unwrap();
+        s.spawn_agent(&format!("a{i}"), ["us-west-2", "eu-central-1"][i % 2], Counter(n.clone()))
+            .await
+            .unwrap();
     }
     assert_eq!(s.agents().len(), 500);
     let (ok, errs) = s.broadcast(1u32).await.unwrap();
@@ -52,20 +41,11 @@ async fn five_hundred_agents_spawn_work_and_stop_cleanly() {
     }
     assert_eq!(n.load(Ordering::SeqCst), 500);
     s.shutdown().await.unwrap();
-    assert!(s
-        .agents()
-        .iter()
-        .all(|a| a.status == edgeswarm::AgentStatus::Stopped));
+    assert!(s.agents().iter().all(|a| a.status == edgeswarm::AgentStatus::Stopped));
     // Automatic task metrics were flushed by shutdown.
     let s2 = swarm(&dir).await;
     let m = s2.metrics(None).await.unwrap();
-    assert_eq!(
-        m.by_task_type
-            .iter()
-            .find(|a| a.key == "count")
-            .map(|a| a.count),
-        Some(500)
-    );
+    assert_eq!(m.by_task_type.iter().find(|a| a.key == "count").map(|a| a.count), Some(500));
     assert_eq!(m.by_region.len(), 2);
     s2.shutdown().await.unwrap();
 }
@@ -94,19 +74,13 @@ async fn panicking_agent_is_restarted_within_limits_then_stopped() {
         },
         ..Default::default()
     };
-    s.spawn_agent_with("crashy", "us-west-2", Crashy, opts)
-        .await
-        .unwrap();
+    s.spawn_agent_with("crashy", "us-west-2", Crashy, opts).await.unwrap();
     let mut restarts = 0;
     let mut stopped = None;
     for _ in 0..3 {
         s.send("crashy", true).await.unwrap();
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), events.recv())
-                .await
-                .unwrap()
-                .unwrap()
-            {
+            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
                 SwarmEvent::AgentRestarted { .. } => {
                     restarts += 1;
                     break;
@@ -126,10 +100,7 @@ async fn panicking_agent_is_restarted_within_limits_then_stopped() {
     assert_eq!(restarts, 2);
     let reason = stopped.expect("stopped past its limit");
     assert!(reason.contains("more than 2 times"), "{reason}");
-    assert!(matches!(
-        s.send("crashy", false).await,
-        Err(Error::AgentStopped(_))
-    ));
+    assert!(matches!(s.send("crashy", false).await, Err(Error::AgentStopped(_))));
     assert_eq!(s.agent("crashy").unwrap().restarts, 2);
     s.shutdown().await.unwrap();
 }
@@ -170,18 +141,11 @@ async fn shutdown_under_load_loses_no_acked_write() {
         .rows[0][0]
         .as_i64()
         .unwrap();
-    assert!(
-        n as usize >= acked.len(),
-        "stored {n} < acked {}",
-        acked.len()
-    );
+    assert!(n as usize >= acked.len(), "stored {n} < acked {}", acked.len());
     for id in acked.iter().step_by(97) {
         let r = s2
             .store()
-            .read_sql(
-                "SELECT count(*) FROM conversations WHERE id = ?1",
-                vec![id.clone().into()],
-            )
+            .read_sql("SELECT count(*) FROM conversations WHERE id = ?1", vec![id.clone().into()])
             .await
             .unwrap();
         assert_eq!(r.rows[0][0].as_i64(), Some(1), "acked {id} missing");
@@ -198,16 +162,7 @@ struct Claimer(Arc<AtomicUsize>);
 impl Agent for Claimer {
     type Task = u32;
     async fn on_task(&mut self, ctx: &AgentCtx, task: u32) -> Result<TaskReport, BoxError> {
-        if let CasOutcome::Swapped { .. } = ctx
-            .kv_cas(
-                "claims",
-                &format!("task-{task}"),
-                None,
-                json!(ctx.id()),
-                None,
-            )
-            .await?
-        {
+        if let CasOutcome::Swapped { .. } = ctx.kv_cas("claims", &format!("task-{task}"), None, json!(ctx.id()), None).await? {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
         Ok(TaskReport::new("claim", 0))
@@ -236,11 +191,7 @@ async fn cas_under_contention_gives_each_claim_to_exactly_one_agent() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        wins.load(Ordering::SeqCst),
-        20,
-        "each of 20 tasks claimed exactly once"
-    );
+    assert_eq!(wins.load(Ordering::SeqCst), 20, "each of 20 tasks claimed exactly once");
     let owners = s.store().kv_list("claims", "task-", 100).await.unwrap();
     assert_eq!(owners.len(), 20);
     assert!(owners.iter().all(|e| e.version == 1));
@@ -258,22 +209,11 @@ async fn ttl_expiry_and_watch() {
         .unwrap();
     let mut w = s.watch("jobs", "job-");
     s.store()
-        .kv_set(
-            "jobs",
-            "job-1",
-            json!({"state": "new"}),
-            Some(Duration::from_millis(100)),
-        )
+        .kv_set("jobs", "job-1", json!({"state": "new"}), Some(Duration::from_millis(100)))
         .await
         .unwrap();
-    s.store()
-        .kv_set("jobs", "other", json!(1), None)
-        .await
-        .unwrap();
-    let ch = tokio::time::timeout(Duration::from_secs(2), w.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    s.store().kv_set("jobs", "other", json!(1), None).await.unwrap();
+    let ch = tokio::time::timeout(Duration::from_secs(2), w.recv()).await.unwrap().unwrap();
     assert_eq!(ch.key, "job-1");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(s.store().kv_get("jobs", "job-1").await.unwrap().is_none());
@@ -282,25 +222,12 @@ async fn ttl_expiry_and_watch() {
         .read_sql("SELECT count(*) FROM kv WHERE key = 'job-1'", vec![])
         .await
         .unwrap();
-    assert_eq!(
-        raw.rows[0][0].as_i64(),
-        Some(0),
-        "the sweeper deleted the expired row for good"
-    );
-    let bad = s
-        .store()
-        .kv_set("jobs", "x", json!(1), Some(Duration::ZERO))
-        .await
-        .unwrap_err();
+    assert_eq!(raw.rows[0][0].as_i64(), Some(0), "the sweeper deleted the expired row for good");
+    let bad = s.store().kv_set("jobs", "x", json!(1), Some(Duration::ZERO)).await.unwrap_err();
     assert!(bad.to_string().contains("TTL of zero"), "{bad}");
     let huge = s
         .store()
-        .kv_set(
-            "jobs",
-            "x",
-            json!(1),
-            Some(Duration::from_secs(u64::MAX / 4)),
-        )
+        .kv_set("jobs", "x", json!(1), Some(Duration::from_secs(u64::MAX / 4)))
         .await
         .unwrap_err();
     assert!(huge.to_string().contains("10-year"), "{huge}");
@@ -333,9 +260,7 @@ async fn slow_agent_never_blocks_others_and_bad_input_is_typed() {
     )
     .await
     .unwrap();
-    s.spawn_agent("fast", "us-west-2", Counter(n.clone()))
-        .await
-        .unwrap();
+    s.spawn_agent("fast", "us-west-2", Counter(n.clone())).await.unwrap();
     let mut full = None;
     for i in 0..10u32 {
         if let Err(e) = s.send("slow", i).await {
@@ -343,10 +268,7 @@ async fn slow_agent_never_blocks_others_and_bad_input_is_typed() {
             break;
         }
     }
-    assert!(
-        matches!(full, Some(Error::MailboxFull { capacity: 4, .. })),
-        "{full:?}"
-    );
+    assert!(matches!(full, Some(Error::MailboxFull { capacity: 4, .. })), "{full:?}");
     for i in 0..100u32 {
         s.send("fast", i).await.unwrap();
     }
@@ -358,25 +280,16 @@ async fn slow_agent_never_blocks_others_and_bad_input_is_typed() {
     }
     assert_eq!(n.load(Ordering::SeqCst), 100, "the fast agent kept working");
 
-    assert!(matches!(
-        s.send("ghost", 1u32).await,
-        Err(Error::UnknownAgent(_))
-    ));
+    assert!(matches!(s.send("ghost", 1u32).await, Err(Error::UnknownAgent(_))));
     assert!(matches!(
         s.spawn_agent("fast", "us-west-2", Counter(n.clone())).await,
         Err(Error::DuplicateAgent(_))
     ));
-    assert!(matches!(
-        s.send("fast", "wrong type").await,
-        Err(Error::WrongTaskType { .. })
-    ));
+    assert!(matches!(s.send("fast", "wrong type").await, Err(Error::WrongTaskType { .. })));
     assert!(s.spawn_agent("", "r", Slow).await.is_err());
     s.stop_agent("slow").await.unwrap();
     s.shutdown().await.unwrap();
-    assert!(matches!(
-        s.spawn_agent("late", "r", Slow).await,
-        Err(Error::ShutDown)
-    ));
+    assert!(matches!(s.spawn_agent("late", "r", Slow).await, Err(Error::ShutDown)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,10 +308,7 @@ async fn global_sessions_are_ordered_and_paginated() {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = s
-            .get_conversations("global-session-123", cursor.as_deref(), 10)
-            .await
-            .unwrap();
+        let page = s.get_conversations("global-session-123", cursor.as_deref(), 10).await.unwrap();
         seen.extend(page.items.iter().map(|m| m.content.clone()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -407,9 +317,6 @@ async fn global_sessions_are_ordered_and_paginated() {
     }
     let expected: Vec<String> = (0..25).map(|i| format!("m{i:02}")).collect();
     assert_eq!(seen, expected);
-    assert!(s
-        .get_conversations("global-session-123", Some("garbage"), 10)
-        .await
-        .is_err());
+    assert!(s.get_conversations("global-session-123", Some("garbage"), 10).await.is_err());
     s.shutdown().await.unwrap();
 }

@@ -34,52 +34,22 @@ pub struct DbOpts {
     #[arg(long, env = "EDGESWARM_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// What an ack promises [default: full].
-    #[arg(
-        long,
-        value_enum,
-        env = "EDGESWARM_DURABILITY",
-        help_heading = "Store tuning"
-    )]
+    #[arg(long, value_enum, env = "EDGESWARM_DURABILITY", help_heading = "Store tuning")]
     pub durability: Option<DurabilityArg>,
     /// Writes that may wait in front of the writer [default: 65536].
-    #[arg(
-        long,
-        env = "EDGESWARM_QUEUE_CAPACITY",
-        value_name = "N",
-        help_heading = "Store tuning"
-    )]
+    #[arg(long, env = "EDGESWARM_QUEUE_CAPACITY", value_name = "N", help_heading = "Store tuning")]
     pub queue_capacity: Option<usize>,
     /// Read-only connections [default: 4].
-    #[arg(
-        long,
-        env = "EDGESWARM_READ_POOL_SIZE",
-        value_name = "N",
-        help_heading = "Store tuning"
-    )]
+    #[arg(long, env = "EDGESWARM_READ_POOL_SIZE", value_name = "N", help_heading = "Store tuning")]
     pub read_pool_size: Option<usize>,
     /// Max writes per transaction [default: 4096].
-    #[arg(
-        long,
-        env = "EDGESWARM_BATCH_MAX_ROWS",
-        value_name = "N",
-        help_heading = "Store tuning"
-    )]
+    #[arg(long, env = "EDGESWARM_BATCH_MAX_ROWS", value_name = "N", help_heading = "Store tuning")]
     pub batch_max_rows: Option<usize>,
     /// Max payload bytes per transaction [default: 8388608].
-    #[arg(
-        long,
-        env = "EDGESWARM_BATCH_MAX_BYTES",
-        value_name = "N",
-        help_heading = "Store tuning"
-    )]
+    #[arg(long, env = "EDGESWARM_BATCH_MAX_BYTES", value_name = "N", help_heading = "Store tuning")]
     pub batch_max_bytes: Option<usize>,
     /// How long the writer waits for more writes after the first of a batch [default: 0].
-    #[arg(
-        long,
-        env = "EDGESWARM_BATCH_MAX_LINGER_MS",
-        value_name = "MS",
-        help_heading = "Store tuning"
-    )]
+    #[arg(long, env = "EDGESWARM_BATCH_MAX_LINGER_MS", value_name = "MS", help_heading = "Store tuning")]
     pub batch_max_linger_ms: Option<u64>,
     /// Serve Prometheus metrics at http://ADDR/metrics while the command runs (e.g. 127.0.0.1:9464).
     #[arg(long, env = "EDGESWARM_METRICS_ADDR", value_name = "ADDR")]

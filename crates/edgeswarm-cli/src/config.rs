@@ -54,13 +54,7 @@ impl Problem {
         if self.line == 0 {
             format!("{}: {sev}: {}", path.display(), self.message)
         } else {
-            format!(
-                "{}:{}:{}: {sev}: {}",
-                path.display(),
-                self.line,
-                self.column,
-                self.message
-            )
+            format!("{}:{}:{}: {sev}: {}", path.display(), self.line, self.column, self.message)
         }
     }
 }
@@ -135,10 +129,7 @@ impl Settings {
         let s = &self.store;
         let l = &s.limits;
         let mut out = String::new();
-        out.push_str(&format!(
-            "db = {}\n",
-            toml_str(&s.path.display().to_string())
-        ));
+        out.push_str(&format!("db = {}\n", toml_str(&s.path.display().to_string())));
         out.push_str(&format!("durability = \"{}\"\n", s.durability.as_str()));
         out.push_str(&format!(
             "queue_capacity = {}\nread_pool_size = {}\n",
@@ -298,10 +289,7 @@ pub struct Checked {
 
 impl Checked {
     pub fn errors(&self) -> usize {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-            .count()
+        self.problems.iter().filter(|p| p.severity == Severity::Error).count()
     }
 }
 
@@ -311,12 +299,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn at(
-        &mut self,
-        severity: Severity,
-        span: Option<std::ops::Range<usize>>,
-        message: impl Into<String>,
-    ) {
+    fn at(&mut self, severity: Severity, span: Option<std::ops::Range<usize>>, message: impl Into<String>) {
         let (line, column) = match span {
             Some(s) => line_col(self.text, s.start),
             None => (0, 0),
@@ -340,10 +323,7 @@ impl Ctx<'_> {
         let v = v.as_ref()?;
         let n = *v.get_ref();
         if n < min || n > max {
-            self.err(
-                v.span(),
-                format!("`{key}` = {n} is out of range; use a value from {min} to {max}"),
-            );
+            self.err(v.span(), format!("`{key}` = {n} is out of range; use a value from {min} to {max}"));
             None
         } else {
             Some(n as u64)
@@ -373,11 +353,7 @@ pub fn check_str(text: &str) -> Checked {
     // 1. Syntax: every error the parser can recover from.
     let (table, errors) = DeTable::parse_recoverable(text);
     for e in &errors {
-        cx.at(
-            Severity::Error,
-            e.span(),
-            format!("TOML syntax: {}", e.message().trim()),
-        );
+        cx.at(Severity::Error, e.span(), format!("TOML syntax: {}", e.message().trim()));
     }
     if !errors.is_empty() {
         return Checked {
@@ -413,7 +389,8 @@ fn unknown_keys(cx: &mut Ctx<'_>, table: &DeTable<'_>) {
             let name = k.get_ref().as_ref();
             if !known.contains(&name) {
                 let hint = if name == "token" || name.ends_with("_token") || name == "password" {
-                    " Never put secrets in the file: set `token_env` to the name of an environment variable that holds the token.".to_string()
+                    " Never put secrets in the file: set `token_env` to the name of an environment variable that holds the token."
+                        .to_string()
                 } else {
                     match closest(name, known) {
                         Some(c) => format!(" Did you mean `{c}`?"),
@@ -491,17 +468,24 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     let mut s = Settings::default();
     if let Some(db) = &f.db {
         if db.get_ref().trim().is_empty() {
+            cx.err(db.span(), "`db` is empty; give a file path such as \"./edgeswarm.db\"");
+        } else if db.get_ref() == ":memory:" {
             cx.err(
                 db.span(),
-                "`db` is empty; give a file path such as \"./edgeswarm.db\"",
+                "`db` = \":memory:\" is not durable and other processes cannot see it; give a file path",
             );
-        } else if db.get_ref() == ":memory:" {
-            cx.err(db.span(), "`db` = \":memory:\" is not durable and other processes cannot see it; give a file path");
         } else {
             let p = PathBuf::from(db.get_ref());
             if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 if !parent.is_dir() {
-                    cx.warn(db.span(), format!("the directory {} does not exist yet; create it before starting (mkdir -p {})", parent.display(), parent.display()));
+                    cx.warn(
+                        db.span(),
+                        format!(
+                            "the directory {} does not exist yet; create it before starting (mkdir -p {})",
+                            parent.display(),
+                            parent.display()
+                        ),
+                    );
                 }
             }
             s.store.path = p;
@@ -513,7 +497,10 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
             None => cx.err(d.span(), format!("`durability` = \"{}\" is not one of \"full\" (acks survive power loss; the default) or \"normal\" (acks survive a process crash)", d.get_ref())),
         }
         if d.get_ref() == "normal" {
-            cx.warn(d.span(), "durability \"normal\": an acked write can be lost on power loss; use \"full\" unless you measured that you need the speed");
+            cx.warn(
+                d.span(),
+                "durability \"normal\": an acked write can be lost on power loss; use \"full\" unless you measured that you need the speed",
+            );
         }
     }
     if let Some(n) = cx.int(&f.queue_capacity, "queue_capacity", 1, 1 << 24) {
@@ -532,7 +519,10 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     if let Some(n) = cx.int(&b.max_linger_ms, "batch.max_linger_ms", 0, 10_000) {
         if n > 100 {
             if let Some(v) = &b.max_linger_ms {
-                cx.warn(v.span(), format!("batch.max_linger_ms = {n} adds up to {n} ms to every ack when the queue is quiet; 0 to 10 is usual"));
+                cx.warn(
+                    v.span(),
+                    format!("batch.max_linger_ms = {n} adds up to {n} ms to every ack when the queue is quiet; 0 to 10 is usual"),
+                );
             }
         }
         s.store.batch.max_linger = Duration::from_millis(n);
@@ -542,12 +532,7 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     if let Some(n) = cx.int(&l.max_content_bytes, "limits.max_content_bytes", 1, 1 << 30) {
         lim.max_content_bytes = n as usize;
     }
-    if let Some(n) = cx.int(
-        &l.max_metadata_bytes,
-        "limits.max_metadata_bytes",
-        2,
-        1 << 30,
-    ) {
+    if let Some(n) = cx.int(&l.max_metadata_bytes, "limits.max_metadata_bytes", 2, 1 << 30) {
         lim.max_metadata_bytes = n as usize;
     }
     if let Some(n) = cx.int(&l.max_name_bytes, "limits.max_name_bytes", 1, 1 << 20) {
@@ -572,23 +557,13 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     if let Some(n) = cx.int(&a.max_restarts, "agents.max_restarts", 0, 1_000_000) {
         s.agents.restart.max_restarts = n as usize;
     }
-    if let Some(n) = cx.int(
-        &a.restart_window_ms,
-        "agents.restart_window_ms",
-        1,
-        86_400_000,
-    ) {
+    if let Some(n) = cx.int(&a.restart_window_ms, "agents.restart_window_ms", 1, 86_400_000) {
         s.agents.restart.within = Duration::from_millis(n);
     }
     if let Some(v) = &a.record_task_metrics {
         s.agents.record_task_metrics = *v.get_ref();
     }
-    if let Some(n) = cx.int(
-        &a.kv_sweep_interval_ms,
-        "agents.kv_sweep_interval_ms",
-        10,
-        3_600_000,
-    ) {
+    if let Some(n) = cx.int(&a.kv_sweep_interval_ms, "agents.kv_sweep_interval_ms", 10, 3_600_000) {
         s.kv_sweep_interval = Duration::from_millis(n);
     }
     let o = &f.observability;
@@ -606,11 +581,20 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
         match v.get_ref().parse::<SocketAddr>() {
             Ok(addr) => {
                 if !addr.ip().is_loopback() {
-                    cx.warn(v.span(), format!("metrics_addr {addr} is reachable from other machines; use 127.0.0.1 unless a scraper elsewhere needs it"));
+                    cx.warn(
+                        v.span(),
+                        format!("metrics_addr {addr} is reachable from other machines; use 127.0.0.1 unless a scraper elsewhere needs it"),
+                    );
                 }
                 s.metrics_addr = Some(addr);
             }
-            Err(_) => cx.err(v.span(), format!("`observability.metrics_addr` = \"{}\" is not an IP:PORT address such as \"127.0.0.1:9464\"", v.get_ref())),
+            Err(_) => cx.err(
+                v.span(),
+                format!(
+                    "`observability.metrics_addr` = \"{}\" is not an IP:PORT address such as \"127.0.0.1:9464\"",
+                    v.get_ref()
+                ),
+            ),
         }
     }
     s.regions = check_regions(cx, &f.regions);
@@ -624,10 +608,7 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
         let whole = r.span();
         let r = r.get_ref();
         let Some(name) = &r.name else {
-            cx.err(
-                whole,
-                "a [[regions]] entry has no `name`; add name = \"us-west-2\" (unique)",
-            );
+            cx.err(whole, "a [[regions]] entry has no `name`; add name = \"us-west-2\" (unique)");
             continue;
         };
         let n = name.get_ref().trim().to_string();
@@ -635,10 +616,7 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
             cx.err(name.span(), "region `name` is empty");
             continue;
         }
-        if !n
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
+        if !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
             cx.err(
                 name.span(),
                 format!("region name `{n}` may use only letters, digits, '-', '_' and '.'"),
@@ -648,9 +626,7 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
         if let Some(first) = seen.get(&n) {
             cx.err(
                 name.span(),
-                format!(
-                    "region name `{n}` appears twice (first on line {first}); names must be unique"
-                ),
+                format!("region name `{n}` appears twice (first on line {first}); names must be unique"),
             );
             continue;
         }
@@ -658,9 +634,7 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
         let Some(url) = &r.url else {
             cx.err(
                 whole,
-                format!(
-                    "region `{n}` has no `url`; use \"file:regions/{n}.db\" or \"https://<host>\""
-                ),
+                format!("region `{n}` has no `url`; use \"file:regions/{n}.db\" or \"https://<host>\""),
             );
             continue;
         };
@@ -686,18 +660,17 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
             );
             continue;
         }
-        if is_http
-            && u.split_once("://")
-                .map(|(_, h)| h.trim_matches('/').is_empty())
-                .unwrap_or(true)
-        {
+        if is_http && u.split_once("://").map(|(_, h)| h.trim_matches('/').is_empty()).unwrap_or(true) {
             cx.err(url.span(), format!("region `{n}`: url `{u}` has no host"));
             continue;
         }
         let latency_ms = cx.int(&r.latency_ms, "latency_ms", 0, 60_000).unwrap_or(0);
         if is_http {
             if let Some(l) = &r.latency_ms {
-                cx.warn(l.span(), format!("region `{n}`: latency_ms is only simulated for file: regions; an HTTP region's latency is measured"));
+                cx.warn(
+                    l.span(),
+                    format!("region `{n}`: latency_ms is only simulated for file: regions; an HTTP region's latency is measured"),
+                );
             }
         }
         let token_env = r.token_env.as_ref().map(|t| t.get_ref().clone());
@@ -709,15 +682,18 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
                     format!("region `{n}`: token_env `{te}` is not an environment variable name"),
                 );
             } else if is_file {
+                cx.warn(t.span(), format!("region `{n}`: token_env is ignored for file: regions"));
+            } else if std::env::var_os(te).is_none() {
                 cx.warn(
                     t.span(),
-                    format!("region `{n}`: token_env is ignored for file: regions"),
+                    format!("region `{n}`: environment variable {te} is not set; the region will be refused with 401 until it is"),
                 );
-            } else if std::env::var_os(te).is_none() {
-                cx.warn(t.span(), format!("region `{n}`: environment variable {te} is not set; the region will be refused with 401 until it is"));
             }
         } else if u.starts_with("https://") {
-            cx.warn(url.span(), format!("region `{n}` is remote but has no token_env; Turso Cloud and most sqld deployments need a bearer token"));
+            cx.warn(
+                url.span(),
+                format!("region `{n}` is remote but has no token_env; Turso Cloud and most sqld deployments need a bearer token"),
+            );
         }
         out.push(RegionSpec {
             name: n,
@@ -766,11 +742,7 @@ pub fn load(opts: &DbOpts) -> Result<Settings> {
             if checked.errors() > 0 {
                 return Err(CliError::Config {
                     path,
-                    problems: checked
-                        .problems
-                        .into_iter()
-                        .filter(|p| p.severity == Severity::Error)
-                        .collect(),
+                    problems: checked.problems.into_iter().filter(|p| p.severity == Severity::Error).collect(),
                 });
             }
             for p in &checked.problems {
@@ -839,10 +811,7 @@ mod tests {
     fn defaults_from_empty_file() {
         let c = check_str("");
         assert_eq!(c.errors(), 0);
-        assert_eq!(
-            c.settings.store.queue_capacity,
-            StoreConfig::default().queue_capacity
-        );
+        assert_eq!(c.settings.store.queue_capacity, StoreConfig::default().queue_capacity);
     }
 
     #[test]
@@ -857,10 +826,7 @@ mod tests {
             .collect();
         assert_eq!(lines, vec![1, 2, 4, 9], "{:?}", c.problems);
         assert!(c.problems.iter().any(|p| p.message.contains("max_rows")));
-        assert!(c
-            .problems
-            .iter()
-            .any(|p| p.message.contains("first on line 6")));
+        assert!(c.problems.iter().any(|p| p.message.contains("first on line 6")));
     }
 
     #[test]

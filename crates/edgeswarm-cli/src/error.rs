@@ -12,10 +12,7 @@ pub enum CliError {
     ConfigRead { path: PathBuf, reason: String },
     /// The config file has problems; each is listed with its line.
     #[error("config file {path} has {} problem(s):\n{}\nrun `edgeswarm config check` for details", problems.len(), render_problems(path, problems))]
-    Config {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
+    Config { path: PathBuf, problems: Vec<Problem> },
     /// A flag or environment variable has a bad value.
     #[error("invalid setting {name}: {reason}")]
     Setting { name: String, reason: String },
@@ -23,9 +20,7 @@ pub enum CliError {
     #[error("the directory {dir} for database {db} does not exist; create it (mkdir -p {dir}) or pass another --db")]
     DbDirMissing { db: PathBuf, dir: PathBuf },
     /// A command that only reads needs an existing database.
-    #[error(
-        "no database at {0}; run `edgeswarm demo` (or any write) to create it, or pass --db PATH"
-    )]
+    #[error("no database at {0}; run `edgeswarm demo` (or any write) to create it, or pass --db PATH")]
     DbMissing(PathBuf),
     /// Store errors (SQL, refused statements, open failures...).
     #[error(transparent)]

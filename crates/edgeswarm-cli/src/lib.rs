@@ -18,11 +18,8 @@ use config::LogFormat;
 
 /// Sets up tracing on stderr: `RUST_LOG` filters (default `warn`), text or JSON lines.
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Text => b.try_init(),
@@ -32,9 +29,7 @@ pub fn init_tracing(format: LogFormat) {
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Mcp(args) => edgeswarm_mcp::run(args)
-            .await
-            .map_err(|e| CliError::Invalid(e.to_string())),
+        Cmd::Mcp(args) => edgeswarm_mcp::run(args).await.map_err(|e| CliError::Invalid(e.to_string())),
         Cmd::Demo(a) => cmd::demo::run(a).await,
         Cmd::Bench(a) => cmd::bench::run(a).await,
         Cmd::Status(a) => cmd::status::run(a).await,

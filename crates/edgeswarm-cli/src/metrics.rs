@@ -63,16 +63,11 @@ impl Source {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(
-        out,
-        "# HELP edgeswarm_{name} {help}\n# TYPE edgeswarm_{name} {kind}"
-    );
+    let _ = writeln!(out, "# HELP edgeswarm_{name} {help}\n# TYPE edgeswarm_{name} {kind}");
 }
 
 fn scalar(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
@@ -89,11 +84,7 @@ fn hist(out: &mut String, name: &str, help: &str, h: &Pow2Hist, scale: f64) {
         cum += n;
         let upper = (1u64 << i.min(62)) as f64;
         est += *n as f64 * if i == 0 { upper } else { upper * 0.75 };
-        let _ = writeln!(
-            out,
-            "edgeswarm_{name}_bucket{{le=\"{}\"}} {cum}",
-            upper * scale
-        );
+        let _ = writeln!(out, "edgeswarm_{name}_bucket{{le=\"{}\"}} {cum}", upper * scale);
     }
     let _ = writeln!(out, "edgeswarm_{name}_bucket{{le=\"+Inf\"}} {cum}");
     let _ = writeln!(out, "edgeswarm_{name}_sum {}", h.sum.unwrap_or(est) * scale);
@@ -114,7 +105,16 @@ pub async fn render(src: &Source) -> String {
         },
         1.0,
     );
-    hist(&mut out, "commit_latency_seconds", "Time to commit one storage batch (ack latency of its writes minus queueing); sum estimated from buckets.", &Pow2Hist { buckets: st.commit_us_hist.clone(), sum: None }, 1e-6);
+    hist(
+        &mut out,
+        "commit_latency_seconds",
+        "Time to commit one storage batch (ack latency of its writes minus queueing); sum estimated from buckets.",
+        &Pow2Hist {
+            buckets: st.commit_us_hist.clone(),
+            sum: None,
+        },
+        1e-6,
+    );
     scalar(
         &mut out,
         "write_queue_depth",
@@ -143,13 +143,7 @@ pub async fn render(src: &Source) -> String {
         "Committed storage batches.",
         st.batches as f64,
     );
-    scalar(
-        &mut out,
-        "write_ops_total",
-        "counter",
-        "Writes committed.",
-        st.ops as f64,
-    );
+    scalar(&mut out, "write_ops_total", "counter", "Writes committed.", st.ops as f64);
     scalar(
         &mut out,
         "write_failed_batches_total",
@@ -180,13 +174,7 @@ pub async fn render(src: &Source) -> String {
     );
 
     if let Some(f) = &src.search_us {
-        hist(
-            &mut out,
-            "search_latency_seconds",
-            "Knowledge search latency.",
-            &f(),
-            1e-6,
-        );
+        hist(&mut out, "search_latency_seconds", "Knowledge search latency.", &f(), 1e-6);
     }
 
     if let Some(sw) = &src.swarm {
@@ -211,12 +199,7 @@ pub async fn render(src: &Source) -> String {
                 a.restarts
             );
         }
-        head(
-            &mut out,
-            "agent_tasks_total",
-            "counter",
-            "Tasks each agent finished, by outcome.",
-        );
+        head(&mut out, "agent_tasks_total", "counter", "Tasks each agent finished, by outcome.");
         for a in &agents {
             let _ = writeln!(
                 out,
@@ -231,19 +214,9 @@ pub async fn render(src: &Source) -> String {
                 a.tasks_failed
             );
         }
-        head(
-            &mut out,
-            "agent_mailbox_depth",
-            "gauge",
-            "Tasks waiting in each agent's mailbox.",
-        );
+        head(&mut out, "agent_mailbox_depth", "gauge", "Tasks waiting in each agent's mailbox.");
         for a in &agents {
-            let _ = writeln!(
-                out,
-                "edgeswarm_agent_mailbox_depth{{agent=\"{}\"}} {}",
-                esc(&a.id),
-                a.mailbox_depth
-            );
+            let _ = writeln!(out, "edgeswarm_agent_mailbox_depth{{agent=\"{}\"}} {}", esc(&a.id), a.mailbox_depth);
         }
         let restarts: u64 = agents.iter().map(|a| a.restarts).sum();
         scalar(
@@ -265,18 +238,9 @@ pub async fn render(src: &Source) -> String {
             );
             for r in &rows {
                 let up = matches!(r.status.as_str(), "healthy" | "degraded") as u8;
-                let _ = writeln!(
-                    out,
-                    "edgeswarm_region_up{{region=\"{}\"}} {up}",
-                    esc(&r.region)
-                );
+                let _ = writeln!(out, "edgeswarm_region_up{{region=\"{}\"}} {up}", esc(&r.region));
             }
-            head(
-                &mut out,
-                "region_status",
-                "gauge",
-                "1 for the region's current health state.",
-            );
+            head(&mut out, "region_status", "gauge", "1 for the region's current health state.");
             for r in &rows {
                 for s in ["healthy", "degraded", "down", "partitioned", "unknown"] {
                     let _ = writeln!(
@@ -287,19 +251,9 @@ pub async fn render(src: &Source) -> String {
                     );
                 }
             }
-            head(
-                &mut out,
-                "region_lag_rows",
-                "gauge",
-                "Changes not yet acknowledged by the region.",
-            );
+            head(&mut out, "region_lag_rows", "gauge", "Changes not yet acknowledged by the region.");
             for r in &rows {
-                let _ = writeln!(
-                    out,
-                    "edgeswarm_region_lag_rows{{region=\"{}\"}} {}",
-                    esc(&r.region),
-                    r.lag_rows
-                );
+                let _ = writeln!(out, "edgeswarm_region_lag_rows{{region=\"{}\"}} {}", esc(&r.region), r.lag_rows);
             }
             head(
                 &mut out,
@@ -329,19 +283,9 @@ pub async fn render(src: &Source) -> String {
                     r.latency_ms.unwrap_or(0.0) / 1000.0
                 );
             }
-            head(
-                &mut out,
-                "region_errors_total",
-                "counter",
-                "Errors talking to the region.",
-            );
+            head(&mut out, "region_errors_total", "counter", "Errors talking to the region.");
             for r in &rows {
-                let _ = writeln!(
-                    out,
-                    "edgeswarm_region_errors_total{{region=\"{}\"}} {}",
-                    esc(&r.region),
-                    r.errors
-                );
+                let _ = writeln!(out, "edgeswarm_region_errors_total{{region=\"{}\"}} {}", esc(&r.region), r.errors);
             }
         }
         Err(e) => tracing::debug!(error = %e, "edge_replicas unreadable for metrics"),
@@ -372,7 +316,12 @@ pub struct RegionRow {
 /// Reads `edge_replicas` (URLs are left out: they may carry credentials).
 pub async fn regions(store: &Store) -> Result<Vec<RegionRow>> {
     let q = store
-        .read(|r| r.query("SELECT region, status, avg_latency_ms, lag_rows, lag_ms, last_sync_at, errors FROM edge_replicas ORDER BY region", vec![]))
+        .read(|r| {
+            r.query(
+                "SELECT region, status, avg_latency_ms, lag_rows, lag_ms, last_sync_at, errors FROM edge_replicas ORDER BY region",
+                vec![],
+            )
+        })
         .await?;
     Ok(q.rows
         .iter()
@@ -408,20 +357,14 @@ pub async fn serve(addr: SocketAddr, src: Source) -> Result<tokio::task::JoinHan
                     let src = src.clone();
                     async move {
                         (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            )],
+                            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
                             render(&src).await,
                         )
                     }
                 }
             }),
         )
-        .route(
-            "/",
-            axum::routing::get(|| async { "edgeswarm: metrics at /metrics\n" }),
-        );
+        .route("/", axum::routing::get(|| async { "edgeswarm: metrics at /metrics\n" }));
     tracing::info!(%addr, "serving Prometheus metrics at /metrics");
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -458,11 +401,7 @@ pub fn spawn_heartbeat(swarm: Swarm, every: Duration) -> tokio::task::JoinHandle
                 "ts": edgeswarm::core::record::now_millis(),
             });
             let key = format!("node/{}", swarm.store().origin());
-            if let Err(e) = swarm
-                .store()
-                .kv_set(STATUS_NS, &key, v, Some(every * 3))
-                .await
-            {
+            if let Err(e) = swarm.store().kv_set(STATUS_NS, &key, v, Some(every * 3)).await {
                 tracing::debug!(error = %e, "status heartbeat stopped");
                 return;
             }

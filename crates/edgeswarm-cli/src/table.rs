@@ -24,10 +24,7 @@ pub fn render(headers: &[String], rows: &[Vec<String>], max_width: usize) -> Str
             s.to_string()
         }
     };
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| cut(c)).collect())
-        .collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cut(c)).collect()).collect();
     let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -47,12 +44,7 @@ pub fn render(headers: &[String], rows: &[Vec<String>], max_width: usize) -> Str
     let mut out = String::new();
     out.push_str(&line(headers));
     out.push('\n');
-    out.push_str(
-        &w.iter()
-            .map(|n| "-".repeat(*n))
-            .collect::<Vec<_>>()
-            .join("-+-"),
-    );
+    out.push_str(&w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("-+-"));
     out.push('\n');
     for r in &rows {
         out.push_str(&line(r));
@@ -71,21 +63,13 @@ pub fn render_result(r: &QueryResult) -> String {
         s.push('\n');
         return s;
     }
-    let rows: Vec<Vec<String>> = r
-        .rows
-        .iter()
-        .map(|row| row.iter().map(cell).collect())
-        .collect();
+    let rows: Vec<Vec<String>> = r.rows.iter().map(|row| row.iter().map(cell).collect()).collect();
     let mut out = render(&r.columns, &rows, 60);
     out.push_str(&format!(
         "({} row{}{})\n",
         r.rows.len(),
         if r.rows.len() == 1 { "" } else { "s" },
-        if r.truncated {
-            ", truncated at the row limit"
-        } else {
-            ""
-        }
+        if r.truncated { ", truncated at the row limit" } else { "" }
     ));
     out
 }
@@ -108,11 +92,7 @@ mod tests {
 
     #[test]
     fn pads_and_cuts() {
-        let t = render(
-            &["a".into(), "bb".into()],
-            &[vec!["xxx".into(), "y".repeat(10)]],
-            5,
-        );
+        let t = render(&["a".into(), "bb".into()], &[vec!["xxx".into(), "y".repeat(10)]], 5);
         assert_eq!(t, "a   | bb\n----+------\nxxx | yyyy…\n");
     }
 }

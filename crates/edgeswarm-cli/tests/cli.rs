@@ -50,18 +50,9 @@ fn ok(o: &Output) -> String {
 
 #[track_caller]
 fn fails(o: &Output, code: i32, needle: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        out(o),
-        err(o)
-    );
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", out(o), err(o));
     let all = format!("{}{}", out(o), err(o));
-    assert!(
-        all.contains(needle),
-        "expected `{needle}` in output:\n{all}"
-    );
+    assert!(all.contains(needle), "expected `{needle}` in output:\n{all}");
 }
 
 fn tmp() -> tempfile::TempDir {
@@ -82,11 +73,7 @@ fn free_port() -> u16 {
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
@@ -95,7 +82,15 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 /// A database with one metric, one knowledge entry and one conversation message.
 fn seeded(dir: &Path) -> String {
     let d = db(dir);
-    ok(&run(dir, &["sql", "--db", &d, "INSERT INTO agent_metrics (agent_id, task_type, duration_ms, tokens_used) VALUES ('agent-1', 'code-analysis', 12.5, 100)"]));
+    ok(&run(
+        dir,
+        &[
+            "sql",
+            "--db",
+            &d,
+            "INSERT INTO agent_metrics (agent_id, task_type, duration_ms, tokens_used) VALUES ('agent-1', 'code-analysis', 12.5, 100)",
+        ],
+    ));
     ok(&run(dir, &["sql", "--db", &d, "INSERT INTO knowledge (id, category, topic, content, tags) VALUES ('k1', 'code', 'lifetimes', 'borrow checker notes', '[\"rust\"]')"]));
     ok(&run(dir, &["sql", "--db", &d, "INSERT INTO conversations (id, session_id, role, content, metadata) VALUES ('m1', 's1', 'user', 'hello', '{\"region\":\"us-west-2\"}')"]));
     d
@@ -146,21 +141,13 @@ fn unknown_flag_and_bad_values_are_usage_errors() {
         2,
         "unexpected argument '--no-such-flag'",
     );
-    fails(
-        &run(d.path(), &["bench", "nonsense"]),
-        2,
-        "invalid value 'nonsense'",
-    );
+    fails(&run(d.path(), &["bench", "nonsense"]), 2, "invalid value 'nonsense'");
     fails(
         &run(d.path(), &["sql", "--durability", "sometimes", "SELECT 1"]),
         2,
         "invalid value 'sometimes'",
     );
-    fails(
-        &run(d.path(), &["frobnicate"]),
-        2,
-        "unrecognized subcommand",
-    );
+    fails(&run(d.path(), &["frobnicate"]), 2, "unrecognized subcommand");
 }
 
 #[test]
@@ -177,10 +164,7 @@ fn sql_reads_writes_and_prints_tables_or_json() {
         ],
     ));
     assert!(t.contains("agent_id | task_type"), "{t}");
-    assert!(
-        t.contains("agent-1  | code-analysis | 12.5        | 100"),
-        "{t}"
-    );
+    assert!(t.contains("agent-1  | code-analysis | 12.5        | 100"), "{t}");
     assert!(t.contains("(1 row)"));
     let j = ok(&run(
         d.path(),
@@ -201,16 +185,7 @@ fn sql_reads_writes_and_prints_tables_or_json() {
     ok(&run(d.path(), &["sql", "--db", &db, "SELECT er.region, er.status, AVG(dt.latency_ms) as avg_latency FROM edge_replicas er LEFT JOIN distributed_transactions dt ON er.region = dt.source_region GROUP BY er.region, er.status"]));
     // --read-only refuses writes.
     fails(
-        &run(
-            d.path(),
-            &[
-                "sql",
-                "--db",
-                &db,
-                "--read-only",
-                "DELETE FROM agent_metrics",
-            ],
-        ),
+        &run(d.path(), &["sql", "--db", &db, "--read-only", "DELETE FROM agent_metrics"]),
         1,
         "refused",
     );
@@ -220,33 +195,16 @@ fn sql_reads_writes_and_prints_tables_or_json() {
 fn bad_sql_is_an_error_and_writes_nothing() {
     let d = tmp();
     let db = seeded(d.path());
+    fails(&run(d.path(), &["sql", "--db", &db, "SELEC 1"]), 1, "syntax error");
     fails(
-        &run(d.path(), &["sql", "--db", &db, "SELEC 1"]),
-        1,
-        "syntax error",
-    );
-    fails(
-        &run(
-            d.path(),
-            &["sql", "--db", &db, "SELECT * FROM no_such_table"],
-        ),
+        &run(d.path(), &["sql", "--db", &db, "SELECT * FROM no_such_table"]),
         1,
         "no such table",
     );
-    fails(
-        &run(d.path(), &["sql", "--db", &db, "  ;  "]),
-        1,
-        "empty statement",
-    );
+    fails(&run(d.path(), &["sql", "--db", &db, "  ;  "]), 1, "empty statement");
     let n = ok(&run(
         d.path(),
-        &[
-            "sql",
-            "--db",
-            &db,
-            "--json",
-            "SELECT count(*) AS n FROM agent_metrics",
-        ],
+        &["sql", "--db", &db, "--json", "SELECT count(*) AS n FROM agent_metrics"],
     ));
     assert!(n.contains("\"n\":1"), "{n}");
 }
@@ -278,16 +236,8 @@ fn missing_db_directory_is_explained() {
 fn read_commands_need_an_existing_database() {
     let d = tmp();
     let db = db(d.path());
-    fails(
-        &run(d.path(), &["status", "--db", &db]),
-        1,
-        "no database at",
-    );
-    fails(
-        &run(d.path(), &["export", "--db", &db]),
-        1,
-        "no database at",
-    );
+    fails(&run(d.path(), &["status", "--db", &db]), 1, "no database at");
+    fails(&run(d.path(), &["export", "--db", &db]), 1, "no database at");
     assert!(!Path::new(&db).exists());
 }
 
@@ -323,62 +273,37 @@ fn config_check_reports_each_problem_with_its_line() {
     let o = run(d.path(), &["config", "check", "bad.toml"]);
     assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
     let s = out(&o);
+    assert!(s.contains("bad.toml:2:14: error: `durability` = \"fast\""), "{s}");
+    assert!(s.contains("bad.toml:3:18: error: `queue_capacity` = 0 is out of range"), "{s}");
     assert!(
-        s.contains("bad.toml:2:14: error: `durability` = \"fast\""),
-        "{s}"
-    );
-    assert!(
-        s.contains("bad.toml:3:18: error: `queue_capacity` = 0 is out of range"),
-        "{s}"
-    );
-    assert!(
-        s.contains(
-            "bad.toml:6:1: error: unknown key `max_rowz` in [batch]. Did you mean `max_rows`?"
-        ),
+        s.contains("bad.toml:6:1: error: unknown key `max_rowz` in [batch]. Did you mean `max_rows`?"),
         "{s}"
     );
     assert!(
         s.contains("bad.toml:13:8: error: region name `us-west-2` appears twice (first on line 9)"),
         "{s}"
     );
-    assert!(
-        s.contains("bad.toml:19:1: error: unknown key `token`"),
-        "{s}"
-    );
+    assert!(s.contains("bad.toml:19:1: error: unknown key `token`"), "{s}");
     assert!(s.contains("token_env"), "{s}");
-    assert!(
-        !format!("{s}{}", err(&o)).contains("secret-value"),
-        "secrets are never echoed"
-    );
+    assert!(!format!("{s}{}", err(&o)).contains("secret-value"), "secrets are never echoed");
     // JSON form.
     let j = out(&run(d.path(), &["config", "check", "--json", "bad.toml"]));
     let v: serde_json::Value = serde_json::from_str(j.trim()).expect("json");
     assert_eq!(v["ok"], false);
     assert!(v["errors"].as_u64().unwrap_or(0) >= 5);
     // Syntax errors have lines too.
-    std::fs::write(
-        d.path().join("syntax.toml"),
-        "db = \"a.db\"\n[batch\nmax_rows = 1\n",
-    )
-    .expect("write");
+    std::fs::write(d.path().join("syntax.toml"), "db = \"a.db\"\n[batch\nmax_rows = 1\n").expect("write");
     let o = run(d.path(), &["config", "check", "syntax.toml"]);
     fails(&o, 1, "syntax.toml:2:");
     // A command refuses to run on a bad config.
-    fails(
-        &run(d.path(), &["status", "--config", "bad.toml"]),
-        1,
-        "config file bad.toml has",
-    );
+    fails(&run(d.path(), &["status", "--config", "bad.toml"]), 1, "config file bad.toml has");
 }
 
 #[test]
 fn the_example_config_is_valid() {
     let d = tmp();
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../edgeswarm.toml.example");
-    let o = run(
-        d.path(),
-        &["config", "check", &example.display().to_string()],
-    );
+    let o = run(d.path(), &["config", "check", &example.display().to_string()]);
     assert!(o.status.success(), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains(": ok ("));
 }
@@ -386,12 +311,14 @@ fn the_example_config_is_valid() {
 #[test]
 fn config_layers_file_env_then_flags() {
     let d = tmp();
-    std::fs::write(d.path().join("edgeswarm.toml"), "db = \"from-file.db\"\ndurability = \"normal\"\nqueue_capacity = 1000\n[batch]\nmax_rows = 77\n").expect("write");
+    std::fs::write(
+        d.path().join("edgeswarm.toml"),
+        "db = \"from-file.db\"\ndurability = \"normal\"\nqueue_capacity = 1000\n[batch]\nmax_rows = 77\n",
+    )
+    .expect("write");
     let s = ok(&run(d.path(), &["config", "show"]));
     assert!(
-        s.contains("db = \"from-file.db\"")
-            && s.contains("durability = \"normal\"")
-            && s.contains("max_rows = 77"),
+        s.contains("db = \"from-file.db\"") && s.contains("durability = \"normal\"") && s.contains("max_rows = 77"),
         "{s}"
     );
     let s = out(&cmd(d.path())
@@ -400,26 +327,13 @@ fn config_layers_file_env_then_flags() {
         .env("EDGESWARM_DB", "from-env.db")
         .output()
         .expect("run"));
-    assert!(
-        s.contains("queue_capacity = 2000") && s.contains("db = \"from-env.db\""),
-        "{s}"
-    );
+    assert!(s.contains("queue_capacity = 2000") && s.contains("db = \"from-env.db\""), "{s}");
     let s = out(&cmd(d.path())
-        .args([
-            "config",
-            "show",
-            "--queue-capacity",
-            "3000",
-            "--durability",
-            "full",
-        ])
+        .args(["config", "show", "--queue-capacity", "3000", "--durability", "full"])
         .env("EDGESWARM_QUEUE_CAPACITY", "2000")
         .output()
         .expect("run"));
-    assert!(
-        s.contains("queue_capacity = 3000") && s.contains("durability = \"full\""),
-        "{s}"
-    );
+    assert!(s.contains("queue_capacity = 3000") && s.contains("durability = \"full\""), "{s}");
     fails(
         &cmd(d.path())
             .args(["config", "show"])
@@ -435,7 +349,15 @@ fn config_layers_file_env_then_flags() {
 fn status_shows_tables_regions_and_json() {
     let d = tmp();
     let db = seeded(d.path());
-    ok(&run(d.path(), &["sql", "--db", &db, "INSERT INTO edge_replicas (region, status, avg_latency_ms, lag_rows, lag_ms) VALUES ('eu-central-1', 'healthy', 45.0, 3, 120)"]));
+    ok(&run(
+        d.path(),
+        &[
+            "sql",
+            "--db",
+            &db,
+            "INSERT INTO edge_replicas (region, status, avg_latency_ms, lag_rows, lag_ms) VALUES ('eu-central-1', 'healthy', 45.0, 3, 120)",
+        ],
+    ));
     let s = ok(&run(d.path(), &["status", "--db", &db]));
     assert!(s.contains("schema v") && s.contains("journal wal"), "{s}");
     assert!(
@@ -450,16 +372,7 @@ fn status_shows_tables_regions_and_json() {
     // --watch refreshes in place (clear-screen) and stops after --count.
     let w = ok(&run(
         d.path(),
-        &[
-            "status",
-            "--db",
-            &db,
-            "--watch",
-            "--count",
-            "2",
-            "--interval-ms",
-            "50",
-        ],
+        &["status", "--db", &db, "--watch", "--count", "2", "--interval-ms", "50"],
     ));
     assert_eq!(w.matches("\x1b[H\x1b[2J").count(), 2);
 }
@@ -468,7 +381,15 @@ fn status_shows_tables_regions_and_json() {
 fn prometheus_endpoint_serves_metrics() {
     let d = tmp();
     let db = seeded(d.path());
-    ok(&run(d.path(), &["sql", "--db", &db, "INSERT INTO edge_replicas (region, status, lag_rows, lag_ms) VALUES ('us-west-2', 'healthy', 5, 250)"]));
+    ok(&run(
+        d.path(),
+        &[
+            "sql",
+            "--db",
+            &db,
+            "INSERT INTO edge_replicas (region, status, lag_rows, lag_ms) VALUES ('us-west-2', 'healthy', 5, 250)",
+        ],
+    ));
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = cmd(d.path())
@@ -522,10 +443,7 @@ fn a_port_in_use_is_reported() {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr").to_string();
     fails(
-        &run(
-            d.path(),
-            &["sql", "--db", &db, "--metrics-addr", &addr, "SELECT 1"],
-        ),
+        &run(d.path(), &["sql", "--db", &db, "--metrics-addr", &addr, "SELECT 1"]),
         1,
         "already in use",
     );
@@ -540,10 +458,7 @@ fn a_port_in_use_is_reported() {
         &format!("cannot listen on {addr}"),
     );
     fails(
-        &run(
-            d.path(),
-            &["sql", "--metrics-addr", "not-an-addr", "SELECT 1"],
-        ),
+        &run(d.path(), &["sql", "--metrics-addr", "not-an-addr", "SELECT 1"]),
         2,
         "invalid value",
     );
@@ -563,27 +478,28 @@ fn export_then_import_is_idempotent_by_id() {
     );
     // stdout export is the same.
     assert_eq!(ok(&run(d.path(), &["export", "--db", &src])), text);
-    let only_k = ok(&run(
-        d.path(),
-        &["export", "--db", &src, "--what", "knowledge"],
-    ));
+    let only_k = ok(&run(d.path(), &["export", "--db", &src, "--what", "knowledge"]));
     assert_eq!(only_k.lines().count(), 1);
 
     let dst = d.path().join("copy.db").display().to_string();
     let first = ok(&run(d.path(), &["import", "--db", &dst, &file]));
     assert!(
-        first.contains(
-            "imported 1 knowledge entries and 1 conversation messages; 0 already present"
-        ),
+        first.contains("imported 1 knowledge entries and 1 conversation messages; 0 already present"),
         "{first}"
     );
     let again = ok(&run(d.path(), &["import", "--db", &dst, "--json", &file]));
     let v: serde_json::Value = serde_json::from_str(again.trim()).expect("json");
-    assert_eq!(
-        (v["knowledge"].as_u64(), v["already_present"].as_u64()),
-        (Some(0), Some(2))
-    );
-    let n = ok(&run(d.path(), &["sql", "--db", &dst, "--json", "SELECT (SELECT count(*) FROM knowledge) AS k, (SELECT count(*) FROM conversations) AS c"]));
+    assert_eq!((v["knowledge"].as_u64(), v["already_present"].as_u64()), (Some(0), Some(2)));
+    let n = ok(&run(
+        d.path(),
+        &[
+            "sql",
+            "--db",
+            &dst,
+            "--json",
+            "SELECT (SELECT count(*) FROM knowledge) AS k, (SELECT count(*) FROM conversations) AS c",
+        ],
+    ));
     assert!(n.contains("\"k\":1") && n.contains("\"c\":1"), "{n}");
     // The imported entry is searchable (FTS triggers ran).
     let hit = ok(&run(
@@ -608,32 +524,18 @@ fn import_refuses_bad_lines_and_writes_nothing() {
         format!("{good}\n{{\"type\":\"knowledge\",\"id\":\"\"}}\n"),
     )
     .expect("write");
-    fails(
-        &run(d.path(), &["import", "--db", &dst, "bad.jsonl"]),
-        1,
-        "bad.jsonl:2:",
-    );
-    std::fs::write(d.path().join("empty-id.jsonl"), r#"{"type":"conversation","id":"","session_id":"s","role":"user","content":"hi","metadata":null,"created_at":1}"#).expect("write");
-    fails(
-        &run(d.path(), &["import", "--db", &dst, "empty-id.jsonl"]),
-        1,
-        "empty-id.jsonl:1:",
-    );
-    fails(
-        &run(d.path(), &["import", "--db", &dst, "missing.jsonl"]),
-        1,
-        "missing.jsonl",
-    );
+    fails(&run(d.path(), &["import", "--db", &dst, "bad.jsonl"]), 1, "bad.jsonl:2:");
+    std::fs::write(
+        d.path().join("empty-id.jsonl"),
+        r#"{"type":"conversation","id":"","session_id":"s","role":"user","content":"hi","metadata":null,"created_at":1}"#,
+    )
+    .expect("write");
+    fails(&run(d.path(), &["import", "--db", &dst, "empty-id.jsonl"]), 1, "empty-id.jsonl:1:");
+    fails(&run(d.path(), &["import", "--db", &dst, "missing.jsonl"]), 1, "missing.jsonl");
     if Path::new(&dst).exists() {
         let n = ok(&run(
             d.path(),
-            &[
-                "sql",
-                "--db",
-                &dst,
-                "--json",
-                "SELECT count(*) AS n FROM conversations",
-            ],
+            &["sql", "--db", &dst, "--json", "SELECT count(*) AS n FROM conversations"],
         ));
         assert!(n.contains("\"n\":0"), "{n}");
     }
@@ -657,14 +559,9 @@ fn doctor_says_whether_data_is_durable() {
     ] {
         assert!(s.contains(line), "missing `{line}` in:\n{s}");
     }
-    let s = ok(&run(
-        d.path(),
-        &["doctor", "--db", &db, "--durability", "normal"],
-    ));
+    let s = ok(&run(d.path(), &["doctor", "--db", &db, "--durability", "normal"]));
     assert!(
-        s.contains("warn  synchronous")
-            && s.contains("fix:")
-            && s.contains("durable: against process crashes only"),
+        s.contains("warn  synchronous") && s.contains("fix:") && s.contains("durable: against process crashes only"),
         "{s}"
     );
     let j = ok(&run(d.path(), &["doctor", "--db", &db, "--json"]));
@@ -673,18 +570,7 @@ fn doctor_says_whether_data_is_durable() {
     // Regions from the config: a file region that exists, and an HTTP one that is down.
     let port = free_port();
     std::fs::write(d.path().join("r.toml"), format!("[[regions]]\nname = \"near\"\nurl = \"file:{db}\"\nlatency_ms = 5\n\n[[regions]]\nname = \"far\"\nurl = \"http://127.0.0.1:{port}\"\n")).expect("write");
-    let o = run(
-        d.path(),
-        &[
-            "doctor",
-            "--db",
-            &db,
-            "--config",
-            "r.toml",
-            "--timeout-secs",
-            "1",
-        ],
-    );
+    let o = run(d.path(), &["doctor", "--db", &db, "--config", "r.toml", "--timeout-secs", "1"]);
     fails(&o, 1, "ok    region near");
     assert!(out(&o).contains("FAIL  region far"), "{}", out(&o));
 }
@@ -695,15 +581,7 @@ fn regions_control_plane() {
     let db = seeded(d.path());
     ok(&run(
         d.path(),
-        &[
-            "regions",
-            "--db",
-            &db,
-            "add",
-            "eu-central-1",
-            "--latency-ms",
-            "45",
-        ],
+        &["regions", "--db", &db, "add", "eu-central-1", "--latency-ms", "45"],
     ));
     fails(
         &run(d.path(), &["regions", "--db", &db, "add", "eu-central-1"]),
@@ -716,38 +594,20 @@ fn regions_control_plane() {
         "must be 1-64 letters",
     );
     fails(
-        &run(
-            d.path(),
-            &["regions", "--db", &db, "add", "x", "--url", "ftp://y"],
-        ),
+        &run(d.path(), &["regions", "--db", &db, "add", "x", "--url", "ftp://y"]),
         1,
         "must start with file:",
     );
-    ok(&run(
-        d.path(),
-        &["regions", "--db", &db, "partition", "eu-central-1"],
-    ));
+    ok(&run(d.path(), &["regions", "--db", &db, "partition", "eu-central-1"]));
     let l = ok(&run(d.path(), &["regions", "--db", &db, "--json", "list"]));
     let v: serde_json::Value = serde_json::from_str(l.trim()).expect("json");
     assert_eq!(v["regions"][0]["partitioned"], true, "{l}");
-    ok(&run(
-        d.path(),
-        &["regions", "--db", &db, "heal", "eu-central-1"],
-    ));
+    ok(&run(d.path(), &["regions", "--db", &db, "heal", "eu-central-1"]));
     let l = ok(&run(d.path(), &["regions", "--db", &db, "list"]));
-    assert!(
-        l.contains("eu-central-1 | 45") && l.contains("false"),
-        "{l}"
-    );
-    ok(&run(
-        d.path(),
-        &["regions", "--db", &db, "remove", "eu-central-1"],
-    ));
+    assert!(l.contains("eu-central-1 | 45") && l.contains("false"), "{l}");
+    ok(&run(d.path(), &["regions", "--db", &db, "remove", "eu-central-1"]));
     fails(
-        &run(
-            d.path(),
-            &["regions", "--db", &db, "remove", "eu-central-1"],
-        ),
+        &run(d.path(), &["regions", "--db", &db, "remove", "eu-central-1"]),
         1,
         "no region `eu-central-1`",
     );
@@ -772,9 +632,7 @@ fn shell_reads_piped_statements() {
     c.stdin
         .take()
         .expect("stdin")
-        .write_all(
-            b".tables\nSELECT agent_id\n  FROM agent_metrics;\n.json\nSELECT 40 + 2 AS answer;\n",
-        )
+        .write_all(b".tables\nSELECT agent_id\n  FROM agent_metrics;\n.json\nSELECT 40 + 2 AS answer;\n")
         .expect("write");
     let o = c.wait_with_output().expect("wait");
     let s = ok(&o);
@@ -790,11 +648,7 @@ fn shell_reads_piped_statements() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"SELEC 1;\nSELECT 2;\n")
-        .expect("write");
+    c.stdin.take().expect("stdin").write_all(b"SELEC 1;\nSELECT 2;\n").expect("write");
     let o = c.wait_with_output().expect("wait");
     fails(&o, 1, "syntax error");
 }
@@ -813,16 +667,7 @@ fn json_logs_on_request() {
     let db = seeded(d.path());
     let addr = format!("127.0.0.1:{}", free_port());
     let o = cmd(d.path())
-        .args([
-            "--log-format",
-            "json",
-            "sql",
-            "--db",
-            &db,
-            "--metrics-addr",
-            &addr,
-            "SELECT 1",
-        ])
+        .args(["--log-format", "json", "sql", "--db", &db, "--metrics-addr", &addr, "SELECT 1"])
         .env("RUST_LOG", "edgeswarm_cli=info")
         .output()
         .expect("run");
@@ -839,21 +684,9 @@ fn json_logs_on_request() {
 #[test]
 fn demo_and_bench_validate_their_arguments() {
     let d = tmp();
-    fails(
-        &run(d.path(), &["demo", "--agents", "0"]),
-        1,
-        "--agents 0 is out of range",
-    );
-    fails(
-        &run(d.path(), &["demo", "--regions", "us-west-2"]),
-        1,
-        "NAME:LATENCY_MS",
-    );
+    fails(&run(d.path(), &["demo", "--agents", "0"]), 1, "--agents 0 is out of range");
+    fails(&run(d.path(), &["demo", "--regions", "us-west-2"]), 1, "NAME:LATENCY_MS");
     let missing = d.path().join("no/dir/x.db").display().to_string();
-    fails(
-        &run(d.path(), &["demo", "--db", &missing]),
-        1,
-        "does not exist; create it",
-    );
+    fails(&run(d.path(), &["demo", "--db", &missing]), 1, "does not exist; create it");
     fails(&run(d.path(), &["bench"]), 2, "<WHICH>");
 }

@@ -18,10 +18,7 @@ pub enum ValidationError {
     #[error("`{field}` is not valid JSON: {reason}")]
     InvalidJson { field: &'static str, reason: String },
     #[error("`{field}` must be a JSON object, got {got}")]
-    NotAnObject {
-        field: &'static str,
-        got: &'static str,
-    },
+    NotAnObject { field: &'static str, got: &'static str },
     #[error("`{field}` is out of range: {reason}")]
     OutOfRange { field: &'static str, reason: String },
     #[error("{0}")]

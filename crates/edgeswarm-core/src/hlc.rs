@@ -170,10 +170,7 @@ mod tests {
     fn observe_rejects_far_future_and_merges_near() {
         let c = HybridClock::new(Hlc(0));
         let far = Hlc::new(system_millis() + 3_600_000, 0);
-        assert!(matches!(
-            c.observe(far),
-            Err(ClockError::TooFarAhead { .. })
-        ));
+        assert!(matches!(c.observe(far), Err(ClockError::TooFarAhead { .. })));
         let near = Hlc::new(system_millis() + 1_000, 3);
         c.observe(near).unwrap();
         assert!(c.now() > near);

@@ -32,12 +32,7 @@ pub struct Metric {
 }
 
 impl Metric {
-    pub fn new(
-        agent_id: impl Into<String>,
-        task_type: impl Into<String>,
-        duration_ms: f64,
-        tokens_used: i64,
-    ) -> Self {
+    pub fn new(agent_id: impl Into<String>, task_type: impl Into<String>, duration_ms: f64, tokens_used: i64) -> Self {
         Metric {
             id: new_id(),
             agent_id: agent_id.into(),
@@ -90,11 +85,7 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(
-        session_id: impl Into<String>,
-        role: impl Into<String>,
-        content: impl Into<String>,
-    ) -> Self {
+    pub fn new(session_id: impl Into<String>, role: impl Into<String>, content: impl Into<String>) -> Self {
         Message {
             id: new_id(),
             session_id: session_id.into(),
@@ -138,11 +129,7 @@ pub struct Knowledge {
 }
 
 impl Knowledge {
-    pub fn new(
-        category: impl Into<String>,
-        topic: impl Into<String>,
-        content: impl Into<String>,
-    ) -> Self {
+    pub fn new(category: impl Into<String>, topic: impl Into<String>, content: impl Into<String>) -> Self {
         Knowledge {
             id: new_id(),
             category: category.into(),
@@ -237,9 +224,7 @@ impl Record {
         let meta = |v: &Option<Value>| v.as_ref().map(|v| v.to_string().len()).unwrap_or(0);
         match self {
             Record::Metric(m) => 96 + m.agent_id.len() + m.task_type.len() + meta(&m.extra),
-            Record::Message(m) => {
-                96 + m.session_id.len() + m.role.len() + m.content.len() + meta(&m.metadata)
-            }
+            Record::Message(m) => 96 + m.session_id.len() + m.role.len() + m.content.len() + meta(&m.metadata),
             Record::Knowledge(k) => {
                 128 + k.category.len()
                     + k.topic.len()
@@ -310,38 +295,14 @@ fn no_nul(field: &'static str, v: &str) -> Result<(), ValidationError> {
 }
 
 /// Optional JSON metadata: an object, at most `max_metadata_bytes` serialised.
-pub fn json_object(
-    field: &'static str,
-    v: Option<&Value>,
-    l: &Limits,
-) -> Result<(), ValidationError> {
+pub fn json_object(field: &'static str, v: Option<&Value>, l: &Limits) -> Result<(), ValidationError> {
     let Some(v) = v else { return Ok(()) };
     match v {
         Value::Object(_) | Value::Null => {}
-        Value::Array(_) => {
-            return Err(ValidationError::NotAnObject {
-                field,
-                got: "an array",
-            })
-        }
-        Value::String(_) => {
-            return Err(ValidationError::NotAnObject {
-                field,
-                got: "a string",
-            })
-        }
-        Value::Number(_) => {
-            return Err(ValidationError::NotAnObject {
-                field,
-                got: "a number",
-            })
-        }
-        Value::Bool(_) => {
-            return Err(ValidationError::NotAnObject {
-                field,
-                got: "a boolean",
-            })
-        }
+        Value::Array(_) => return Err(ValidationError::NotAnObject { field, got: "an array" }),
+        Value::String(_) => return Err(ValidationError::NotAnObject { field, got: "a string" }),
+        Value::Number(_) => return Err(ValidationError::NotAnObject { field, got: "a number" }),
+        Value::Bool(_) => return Err(ValidationError::NotAnObject { field, got: "a boolean" }),
     }
     let len = v.to_string().len();
     if len > l.max_metadata_bytes {
@@ -365,10 +326,7 @@ pub fn parse_object(field: &'static str, s: &str) -> Result<Value, ValidationErr
         reason: e.to_string(),
     })?;
     if !v.is_object() {
-        return Err(ValidationError::NotAnObject {
-            field,
-            got: kind(&v),
-        });
+        return Err(ValidationError::NotAnObject { field, got: kind(&v) });
     }
     Ok(v)
 }
@@ -397,20 +355,9 @@ mod tests {
     fn refuses_bad_input_with_clear_errors() {
         let l = Limits::default();
         let m = Message::new("", "user", "hi");
-        assert_eq!(
-            m.validate(&l),
-            Err(ValidationError::Empty {
-                field: "session_id"
-            })
-        );
+        assert_eq!(m.validate(&l), Err(ValidationError::Empty { field: "session_id" }));
         let m = Message::new("s", "user", "a\0b");
-        assert!(matches!(
-            m.validate(&l),
-            Err(ValidationError::NulByte {
-                field: "content",
-                at: 1
-            })
-        ));
+        assert!(matches!(m.validate(&l), Err(ValidationError::NulByte { field: "content", at: 1 })));
         let big = "x".repeat(l.max_content_bytes + 1);
         let k = Knowledge::new("c", "t", big);
         let e = k.validate(&l).unwrap_err();

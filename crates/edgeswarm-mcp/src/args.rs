@@ -265,7 +265,9 @@ pub fn check_page_limit(limit: Option<u32>) -> Result<usize, String> {
     match limit {
         None => Ok(50),
         Some(0) => Err("`limit` must be at least 1".into()),
-        Some(n) if n > MAX_PAGE => Err(format!("`limit` is {n}; the most one page returns is {MAX_PAGE}; follow `next_cursor` for more")),
+        Some(n) if n > MAX_PAGE => Err(format!(
+            "`limit` is {n}; the most one page returns is {MAX_PAGE}; follow `next_cursor` for more"
+        )),
         Some(n) => Ok(n as usize),
     }
 }
@@ -275,9 +277,7 @@ pub fn check_search_limit(limit: Option<u32>) -> Result<usize, String> {
     match limit {
         None => Ok(10),
         Some(0) => Err("`limit` must be at least 1".into()),
-        Some(n) if n > MAX_SEARCH_LIMIT => Err(format!(
-            "`limit` is {n}; search returns at most {MAX_SEARCH_LIMIT} hits"
-        )),
+        Some(n) if n > MAX_SEARCH_LIMIT => Err(format!("`limit` is {n}; search returns at most {MAX_SEARCH_LIMIT} hits")),
         Some(n) => Ok(n as usize),
     }
 }
@@ -288,7 +288,10 @@ pub fn check_query(query: &str, max_bytes: usize) -> Result<(), String> {
         return Err("`query` is empty; give one SQL statement".into());
     }
     if query.len() > max_bytes {
-        return Err(format!("`query` is {} bytes; the limit is {max_bytes} bytes (--max-sql-bytes); shorten it or pass values as `params`", query.len()));
+        return Err(format!(
+            "`query` is {} bytes; the limit is {max_bytes} bytes (--max-sql-bytes); shorten it or pass values as `params`",
+            query.len()
+        ));
     }
     Ok(())
 }
@@ -297,10 +300,7 @@ pub fn check_query(query: &str, max_bytes: usize) -> Result<(), String> {
 pub fn check_params(params: Option<&[Value]>) -> Result<Vec<edgeswarm::SqlValue>, String> {
     let p = params.unwrap_or_default();
     if p.len() > MAX_PARAMS {
-        return Err(format!(
-            "`params` has {} values; a statement takes at most {MAX_PARAMS}",
-            p.len()
-        ));
+        return Err(format!("`params` has {} values; a statement takes at most {MAX_PARAMS}", p.len()));
     }
     Ok(p.iter().map(edgeswarm::SqlValue::from_json).collect())
 }
@@ -393,25 +393,16 @@ mod tests {
     fn missing_mistyped_and_unknown_arguments_are_refused() {
         let e = parse::<AddConversationArgs>(json!({"role": "user", "content": "x"})).unwrap_err();
         assert!(e.contains("missing field `session_id`"), "{e}");
-        let e = parse::<AddConversationArgs>(
-            json!({"session_id": "s", "role": "user", "content": "x", "metadata": "not an object"}),
-        )
-        .unwrap_err();
+        let e = parse::<AddConversationArgs>(json!({"session_id": "s", "role": "user", "content": "x", "metadata": "not an object"}))
+            .unwrap_err();
         assert!(e.contains("invalid type"), "{e}");
-        let e = parse::<AddConversationArgs>(
-            json!({"sessionId": "s", "session_id": "s", "role": "u", "content": "x"}),
-        )
-        .unwrap_err();
+        let e = parse::<AddConversationArgs>(json!({"sessionId": "s", "session_id": "s", "role": "u", "content": "x"})).unwrap_err();
         assert!(e.contains("unknown field `sessionId`"), "{e}");
         let e = parse::<QueryArgs>(json!({"query": "SELECT 1", "params": "a"})).unwrap_err();
         assert!(e.contains("invalid type"), "{e}");
-        let e = parse::<AddKnowledgeArgs>(
-            json!({"category": "c", "topic": "t", "content": "x", "tags": "edge"}),
-        )
-        .unwrap_err();
+        let e = parse::<AddKnowledgeArgs>(json!({"category": "c", "topic": "t", "content": "x", "tags": "edge"})).unwrap_err();
         assert!(e.contains("invalid type"), "{e}");
-        let e =
-            parse::<SearchKnowledgeArgs>(json!({"query": "x", "mode": "semantic"})).unwrap_err();
+        let e = parse::<SearchKnowledgeArgs>(json!({"query": "x", "mode": "semantic"})).unwrap_err();
         assert!(e.contains("unknown variant `semantic`"), "{e}");
         let e = parse::<KvSetArgs>(json!({"key": "k"})).unwrap_err();
         assert!(e.contains("missing field `value`"), "{e}");
@@ -429,30 +420,17 @@ mod tests {
     fn range_checks() {
         assert_eq!(check_page_limit(None), Ok(50));
         assert!(check_page_limit(Some(0)).is_err());
-        assert!(check_page_limit(Some(1001))
-            .unwrap_err()
-            .contains("next_cursor"));
+        assert!(check_page_limit(Some(1001)).unwrap_err().contains("next_cursor"));
         assert_eq!(check_search_limit(Some(100)), Ok(100));
         assert!(check_search_limit(Some(101)).is_err());
         assert!(check_query("  ", 10).is_err());
-        assert!(check_query("SELECT 1", 4)
-            .unwrap_err()
-            .contains("--max-sql-bytes"));
+        assert!(check_query("SELECT 1", 4).unwrap_err().contains("--max-sql-bytes"));
         assert!(check_query("SELECT 1", 100).is_ok());
         assert!(check_ttl(Some(0)).is_err());
-        assert_eq!(
-            check_ttl(Some(5)).unwrap(),
-            Some(std::time::Duration::from_millis(5))
-        );
+        assert_eq!(check_ttl(Some(5)).unwrap(), Some(std::time::Duration::from_millis(5)));
         assert!(check_params(Some(&vec![json!(1); MAX_PARAMS + 1])).is_err());
         assert_eq!(
-            check_params(Some(&[
-                json!(true),
-                json!(null),
-                json!(1.5),
-                json!({"a":1})
-            ]))
-            .unwrap(),
+            check_params(Some(&[json!(true), json!(null), json!(1.5), json!({"a":1})])).unwrap(),
             vec![
                 edgeswarm::SqlValue::Integer(1),
                 edgeswarm::SqlValue::Null,
@@ -479,12 +457,7 @@ mod tests {
         let s = serde_json::to_value(schemars::schema_for!(AddConversationArgs)).unwrap();
         assert_eq!(s["type"], "object");
         assert_eq!(s["additionalProperties"], false);
-        let req: Vec<&str> = s["required"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let req: Vec<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(req, ["session_id", "role", "content"]);
         let s = serde_json::to_value(schemars::schema_for!(SearchKnowledgeArgs)).unwrap();
         assert!(s.to_string().contains("hybrid"));

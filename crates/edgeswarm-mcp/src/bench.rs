@@ -58,8 +58,7 @@ impl Rpc {
                 .await
                 .map_err(|_| format!("no reply to {method} within 30 s"))??
                 .ok_or("the server closed its stdout")?;
-            let v: Value = serde_json::from_str(&line)
-                .map_err(|e| format!("server sent a line that is not JSON ({e}): {line}"))?;
+            let v: Value = serde_json::from_str(&line).map_err(|e| format!("server sent a line that is not JSON ({e}): {line}"))?;
             if v.get("id") != Some(&json!(id)) {
                 continue; // a notification or a request from the server
             }
@@ -71,9 +70,7 @@ impl Rpc {
     }
 
     async fn tool(&mut self, name: &str, args: Value) -> Result<Value, BoxError> {
-        let r = self
-            .call("tools/call", json!({"name": name, "arguments": args}))
-            .await?;
+        let r = self.call("tools/call", json!({"name": name, "arguments": args})).await?;
         if r.get("isError") == Some(&json!(true)) {
             return Err(format!("{name} returned an error: {r}").into());
         }
@@ -103,8 +100,7 @@ fn summary(mut lat_ms: Vec<f64>, wall: Duration) -> Value {
 }
 
 const WORDS: &[&str] = &[
-    "edge", "latency", "replica", "region", "sync", "conflict", "cache", "agent", "swarm",
-    "vector", "index", "query",
+    "edge", "latency", "replica", "region", "sync", "conflict", "cache", "agent", "swarm", "vector", "index", "query",
 ];
 
 fn knowledge_args(i: usize) -> Value {
@@ -120,11 +116,7 @@ fn knowledge_args(i: usize) -> Value {
 
 /// Runs the bench and returns one JSON object (what `edgeswarm bench mcp --json` prints).
 pub async fn bench(opts: BenchOpts) -> Result<Value, BoxError> {
-    let exe = match opts
-        .exe
-        .clone()
-        .or_else(|| std::env::var_os("EDGESWARM_BIN").map(PathBuf::from))
-    {
+    let exe = match opts.exe.clone().or_else(|| std::env::var_os("EDGESWARM_BIN").map(PathBuf::from)) {
         Some(p) => p,
         None => std::env::current_exe()?,
     };
@@ -132,10 +124,7 @@ pub async fn bench(opts: BenchOpts) -> Result<Value, BoxError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "edgeswarm-mcp-bench-{}-{nanos}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("edgeswarm-mcp-bench-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("bench.db");
     let result = run(&exe, &db, &opts).await;
@@ -143,11 +132,7 @@ pub async fn bench(opts: BenchOpts) -> Result<Value, BoxError> {
     result
 }
 
-async fn run(
-    exe: &std::path::Path,
-    db: &std::path::Path,
-    opts: &BenchOpts,
-) -> Result<Value, BoxError> {
+async fn run(exe: &std::path::Path, db: &std::path::Path, opts: &BenchOpts) -> Result<Value, BoxError> {
     let mut child = tokio::process::Command::new(exe)
         .arg("mcp")
         .arg("--db")
@@ -170,14 +155,12 @@ async fn run(
     let init = rpc
         .call("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "edgeswarm-bench", "version": env!("CARGO_PKG_VERSION")}}))
         .await?;
-    rpc.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .await?;
+    rpc.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
     let init_ms = t.elapsed().as_secs_f64() * 1000.0;
 
     let calls = opts.calls.max(1);
     for i in 0..opts.warmup {
-        rpc.tool("add_knowledge", knowledge_args(1_000_000 + i))
-            .await?;
+        rpc.tool("add_knowledge", knowledge_args(1_000_000 + i)).await?;
     }
     let mut lat = Vec::with_capacity(calls);
     let t0 = Instant::now();
@@ -188,25 +171,16 @@ async fn run(
     }
     let add = summary(lat, t0.elapsed());
 
-    let query = |i: usize| {
-        format!(
-            "{} {}",
-            WORDS[i % WORDS.len()],
-            WORDS[(i * 5 + 1) % WORDS.len()]
-        )
-    };
+    let query = |i: usize| format!("{} {}", WORDS[i % WORDS.len()], WORDS[(i * 5 + 1) % WORDS.len()]);
     for i in 0..opts.warmup {
-        rpc.tool("search_knowledge", json!({"query": query(i), "limit": 10}))
-            .await?;
+        rpc.tool("search_knowledge", json!({"query": query(i), "limit": 10})).await?;
     }
     let mut lat = Vec::with_capacity(calls);
     let mut hits = 0u64;
     let t0 = Instant::now();
     for i in 0..calls {
         let t = Instant::now();
-        let r = rpc
-            .tool("search_knowledge", json!({"query": query(i), "limit": 10}))
-            .await?;
+        let r = rpc.tool("search_knowledge", json!({"query": query(i), "limit": 10})).await?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         hits += r["structuredContent"]["count"].as_u64().unwrap_or(0);
     }
@@ -234,10 +208,7 @@ mod tests {
 
     #[test]
     fn percentiles_and_rates() {
-        let s = summary(
-            (1..=100).map(|i| i as f64).collect(),
-            Duration::from_secs(2),
-        );
+        let s = summary((1..=100).map(|i| i as f64).collect(), Duration::from_secs(2));
         assert_eq!(s["calls"], 100);
         assert_eq!(s["calls_per_sec"], 50.0);
         assert_eq!(s["p50_ms"], 50.0);

@@ -10,18 +10,12 @@ use serde_json::json;
 
 /// An `invalid_params` error with `kind` in its data.
 pub fn invalid(kind: &str, message: impl Into<String>) -> ErrorData {
-    ErrorData::invalid_params(
-        message.into(),
-        Some(json!({"kind": kind, "retryable": false})),
-    )
+    ErrorData::invalid_params(message.into(), Some(json!({"kind": kind, "retryable": false})))
 }
 
 /// An `internal_error` with `kind` in its data.
 pub fn internal(kind: &str, message: impl Into<String>, retryable: bool) -> ErrorData {
-    ErrorData::internal_error(
-        message.into(),
-        Some(json!({"kind": kind, "retryable": retryable})),
-    )
+    ErrorData::internal_error(message.into(), Some(json!({"kind": kind, "retryable": retryable})))
 }
 
 /// Maps a store error.
@@ -65,9 +59,7 @@ mod tests {
 
     #[test]
     fn caller_errors_are_invalid_params_and_server_errors_internal() {
-        let e = store(StoreError::Refused(
-            "only one SQL statement per call is allowed".into(),
-        ));
+        let e = store(StoreError::Refused("only one SQL statement per call is allowed".into()));
         assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
         assert!(e.message.contains("only one SQL statement"));
         assert_eq!(e.data.unwrap()["kind"], "sql_refused");

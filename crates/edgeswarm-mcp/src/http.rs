@@ -22,19 +22,11 @@ pub struct Guard {
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 fn unauthorized(msg: &str) -> Response {
-    let mut r = json_response(
-        StatusCode::UNAUTHORIZED,
-        json!({"error": "unauthorized", "message": msg}),
-    );
+    let mut r = json_response(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized", "message": msg}));
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer realm=\"edgeswarm\""),
@@ -63,14 +55,16 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         let Some(h) = req.headers().get(header::AUTHORIZATION) else {
             return unauthorized("missing bearer token: send the header `Authorization: Bearer <token>` with the token the server was started with (--token or EDGESWARM_MCP_TOKEN)");
         };
-        let given = h.to_str().ok().and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        let given = h
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         match given {
             None => return unauthorized("the Authorization header is not of the form `Bearer <token>`"),
             Some(t) if !same(t.trim().as_bytes(), token.as_bytes()) => {
-                return unauthorized("wrong bearer token: it does not match the token the server was started with (--token or EDGESWARM_MCP_TOKEN)")
+                return unauthorized(
+                    "wrong bearer token: it does not match the token the server was started with (--token or EDGESWARM_MCP_TOKEN)",
+                )
             }
             Some(_) => {}
         }
@@ -84,7 +78,10 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         Err(BodyError::TooLarge) => {
             return parse_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {} bytes (--max-body-bytes); send less content per call", g.max_body_bytes),
+                format!(
+                    "request body is larger than {} bytes (--max-body-bytes); send less content per call",
+                    g.max_body_bytes
+                ),
             )
         }
         Err(BodyError::Read(e)) => return parse_error(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
@@ -92,11 +89,13 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     if let Err(e) = std::str::from_utf8(&bytes) {
         return parse_error(
             StatusCode::BAD_REQUEST,
-            format!("Parse error: request body is not valid UTF-8 (invalid byte at offset {}); JSON-RPC bodies must be UTF-8 JSON", e.valid_up_to()),
+            format!(
+                "Parse error: request body is not valid UTF-8 (invalid byte at offset {}); JSON-RPC bodies must be UTF-8 JSON",
+                e.valid_up_to()
+            ),
         );
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// Past the limit the body is still read (and dropped) up to this many bytes, so a client
@@ -130,27 +129,15 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyEr
 }
 
 /// Serves `server` at `http://ADDR/mcp` until ctrl-c.
-pub async fn serve(
-    server: EdgeswarmMcp,
-    addr: SocketAddr,
-    g: Guard,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut hosts = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
+pub async fn serve(server: EdgeswarmMcp, addr: SocketAddr, g: Guard) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     hosts.push(addr.ip().to_string());
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_max_request_body_bytes(g.max_body_bytes);
     let ct = config.cancellation_token.clone();
     let s = server.clone();
-    let service = StreamableHttpService::new(
-        move || Ok(s.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    let service = StreamableHttpService::new(move || Ok(s.clone()), Arc::new(LocalSessionManager::default()), config);
     let app = axum::Router::new()
         .nest_service("/mcp", service)
         .route(

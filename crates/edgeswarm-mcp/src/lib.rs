@@ -111,15 +111,14 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
         }
         None => {
             if token.is_some() {
-                eprintln!("edgeswarm mcp: --token applies to --http only; stdio is not authenticated (the host that starts the process owns it)");
+                eprintln!(
+                    "edgeswarm mcp: --token applies to --http only; stdio is not authenticated (the host that starts the process owns it)"
+                );
             }
             serve_stdio(server).await
         }
     };
-    let closed = swarm
-        .shutdown()
-        .await
-        .map_err(|e| format!("shutdown: {e}").into());
+    let closed = swarm.shutdown().await.map_err(|e| format!("shutdown: {e}").into());
     served.and(closed)
 }
 

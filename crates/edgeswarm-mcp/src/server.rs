@@ -9,8 +9,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-    Implementation, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
@@ -41,13 +40,7 @@ pub const TOOL_NAMES: &[&str] = &[
 ];
 
 /// Tables `setup_memory_tables` reports (created by the store's migrations).
-const MEMORY_TABLES: &[&str] = &[
-    "conversations",
-    "knowledge",
-    "knowledge_fts",
-    "agent_metrics",
-    "kv",
-];
+const MEMORY_TABLES: &[&str] = &["conversations", "knowledge", "knowledge_fts", "agent_metrics", "kv"];
 
 /// Longest knowledge content returned inline in a search hit.
 const HIT_CONTENT_BYTES: usize = 4096;
@@ -108,11 +101,7 @@ impl EdgeswarmMcp {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "home".into());
         EdgeswarmMcp {
-            shared: Arc::new(Shared {
-                swarm,
-                path,
-                home_stem,
-            }),
+            shared: Arc::new(Shared { swarm, path, home_stem }),
             tool_router: Self::tool_router(),
         }
     }
@@ -137,15 +126,14 @@ impl EdgeswarmMcp {
                 format!("database `{name}` is a region replica; this server answers tool calls from the home database only (sync keeps regions in step with it). Omit `database` or pass \"home\"; sync_status shows the region's lag"),
             ));
         }
-        Err(invalid("unknown_database", format!("no database named `{name}`; list_databases lists them (omit `database` for the home database)")))
+        Err(invalid(
+            "unknown_database",
+            format!("no database named `{name}`; list_databases lists them (omit `database` for the home database)"),
+        ))
     }
 
     /// Trusted internal read on the read pool.
-    async fn read(
-        &self,
-        sql: &'static str,
-        params: Vec<SqlValue>,
-    ) -> Result<QueryResult, ErrorData> {
+    async fn read(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<QueryResult, ErrorData> {
         self.shared
             .swarm
             .store()
@@ -186,24 +174,17 @@ impl EdgeswarmMcp {
     }
 
     /// Tables of the home database: (name, type) with internal ones flagged.
-    async fn tables(
-        &self,
-        include_internal: bool,
-    ) -> Result<Vec<(String, String, i64)>, ErrorData> {
-        let q = self.read("SELECT name, type, ncol FROM pragma_table_list WHERE schema = 'main' ORDER BY name", vec![]).await?;
+    async fn tables(&self, include_internal: bool) -> Result<Vec<(String, String, i64)>, ErrorData> {
+        let q = self
+            .read(
+                "SELECT name, type, ncol FROM pragma_table_list WHERE schema = 'main' ORDER BY name",
+                vec![],
+            )
+            .await?;
         Ok(q.rows
             .iter()
-            .filter_map(|r| {
-                Some((
-                    r[0].as_str()?.to_string(),
-                    r[1].as_str()?.to_string(),
-                    r[2].as_i64().unwrap_or(0),
-                ))
-            })
-            .filter(|(name, ty, _)| {
-                include_internal
-                    || !(name.starts_with('_') || name.starts_with("sqlite_") || ty == "shadow")
-            })
+            .filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_str()?.to_string(), r[2].as_i64().unwrap_or(0))))
+            .filter(|(name, ty, _)| include_internal || !(name.starts_with('_') || name.starts_with("sqlite_") || ty == "shadow"))
             .collect())
     }
 
@@ -220,11 +201,7 @@ impl EdgeswarmMcp {
     }
 
     /// The one place search is dispatched; the richer search actor plugs in here.
-    async fn run_search(
-        &self,
-        a: &SearchKnowledgeArgs,
-        limit: usize,
-    ) -> Result<(Vec<Value>, &'static str, Option<String>), ErrorData> {
+    async fn run_search(&self, a: &SearchKnowledgeArgs, limit: usize) -> Result<(Vec<Value>, &'static str, Option<String>), ErrorData> {
         let mode = a.mode.unwrap_or_default();
         let note = (mode != SearchMode::Lexical).then(|| {
             format!(
@@ -232,38 +209,23 @@ impl EdgeswarmMcp {
                 mode.as_str()
             )
         });
-        let filtered = a.category.is_some()
-            || a.region.is_some()
-            || a.tags.as_ref().is_some_and(|t| !t.is_empty());
-        let fetch = if filtered {
-            MAX_SEARCH_LIMIT as usize
-        } else {
-            limit
-        };
-        let hits = self
-            .shared
-            .swarm
-            .search_knowledge(&a.query, fetch)
-            .await
-            .map_err(errors::swarm)?;
+        let filtered = a.category.is_some() || a.region.is_some() || a.tags.as_ref().is_some_and(|t| !t.is_empty());
+        let fetch = if filtered { MAX_SEARCH_LIMIT as usize } else { limit };
+        let hits = self.shared.swarm.search_knowledge(&a.query, fetch).await.map_err(errors::swarm)?;
         let mut out = Vec::new();
         for h in hits {
             let row = self
-                .read("SELECT content, tags, metadata, region, created_at FROM knowledge WHERE id = ?1", vec![h.id.clone().into()])
+                .read(
+                    "SELECT content, tags, metadata, region, created_at FROM knowledge WHERE id = ?1",
+                    vec![h.id.clone().into()],
+                )
                 .await?;
             let Some(r) = row.rows.first() else { continue };
-            let tags: Vec<String> = r[1]
-                .as_str()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default();
+            let tags: Vec<String> = r[1].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
             let region = r[3].as_str().map(str::to_string);
             if a.category.as_deref().is_some_and(|c| c != h.category)
-                || a.region
-                    .as_deref()
-                    .is_some_and(|want| region.as_deref() != Some(want))
-                || a.tags
-                    .as_ref()
-                    .is_some_and(|want| !want.iter().all(|t| tags.contains(t)))
+                || a.region.as_deref().is_some_and(|want| region.as_deref() != Some(want))
+                || a.tags.as_ref().is_some_and(|want| !want.iter().all(|t| tags.contains(t)))
             {
                 continue;
             }
@@ -296,32 +258,20 @@ impl EdgeswarmMcp {
         self.check_database(a.database.as_deref()).await?;
         let limits = &self.shared.swarm.store().config().limits;
         check_query(&a.query, limits.max_sql_bytes).map_err(|m| invalid("invalid_argument", m))?;
-        let params =
-            check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
-        let q = self
-            .shared
-            .swarm
-            .store()
-            .read_sql(a.query, params)
-            .await
-            .map_err(errors::store)?;
+        let params = check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
+        let q = self.shared.swarm.store().read_sql(a.query, params).await.map_err(errors::store)?;
         ok(query_json(&q))
     }
 
     #[tool(
         description = "Run ONE SQL statement of any kind (INSERT, UPDATE, DELETE, CREATE TABLE, or a read) on the database; writes are committed before this returns and replicate like every other write. Pass values as `params` (a JSON array for the `?` placeholders), e.g. query \"INSERT INTO agent_metrics (agent_id, task_type, duration_ms, tokens_used) VALUES (?, ?, ?, ?)\" with params [\"agent-123\", \"code-analysis\", 1250, 3500]. Returns rows_affected and last_insert_rowid (and rows for reads). Transactions, ATTACH and writes to the runtime's internal `_` tables are refused.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = true,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = true, open_world_hint = false)
     )]
     async fn execute_query(&self, Parameters(a): Parameters<QueryArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
         let limits = &self.shared.swarm.store().config().limits;
         check_query(&a.query, limits.max_sql_bytes).map_err(|m| invalid("invalid_argument", m))?;
-        let params =
-            check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
+        let params = check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
         let q = self
             .shared
             .swarm
@@ -416,14 +366,19 @@ impl EdgeswarmMcp {
         self.check_database(a.database.as_deref()).await?;
         let t = a.table.trim().to_string();
         if t.is_empty() {
-            return Err(invalid(
-                "invalid_argument",
-                "`table` is empty; list_tables lists the tables",
-            ));
+            return Err(invalid("invalid_argument", "`table` is empty; list_tables lists the tables"));
         }
-        let cols = self.read("SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1)", vec![t.clone().into()]).await?;
+        let cols = self
+            .read(
+                "SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1)",
+                vec![t.clone().into()],
+            )
+            .await?;
         if cols.rows.is_empty() {
-            return Err(invalid("not_found", format!("no table or view named `{t}`; list_tables lists them (names are case-sensitive here)")));
+            return Err(invalid(
+                "not_found",
+                format!("no table or view named `{t}`; list_tables lists them (names are case-sensitive here)"),
+            ));
         }
         let columns: Vec<Value> = cols
             .rows
@@ -453,10 +408,7 @@ impl EdgeswarmMcp {
         for r in &idx.rows {
             let name = r[0].as_str().unwrap_or_default().to_string();
             let ic = self
-                .read(
-                    "SELECT name FROM pragma_index_info(?1) ORDER BY seqno",
-                    vec![name.clone().into()],
-                )
+                .read("SELECT name FROM pragma_index_info(?1) ORDER BY seqno", vec![name.clone().into()])
                 .await?;
             let origin = match r[2].as_str() {
                 Some("pk") => "primary key",
@@ -468,12 +420,14 @@ impl EdgeswarmMcp {
                 "columns": ic.rows.iter().map(|c| c[0].to_json()).collect::<Vec<_>>(),
             }));
         }
-        let fk = self.read("SELECT \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1)", vec![t.clone().into()]).await?;
-        let sql = self
+        let fk = self
             .read(
-                "SELECT type, sql FROM sqlite_schema WHERE name = ?1",
+                "SELECT \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1)",
                 vec![t.clone().into()],
             )
+            .await?;
+        let sql = self
+            .read("SELECT type, sql FROM sqlite_schema WHERE name = ?1", vec![t.clone().into()])
             .await?;
         ok(json!({
             "table": t,
@@ -488,26 +442,12 @@ impl EdgeswarmMcp {
 
     #[tool(
         description = "Make sure the memory tables (conversations, knowledge with its full-text index, agent_metrics, kv) exist. Idempotent: the schema is created and migrated when the database opens, so this reports what is there and changes nothing.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn setup_memory_tables(&self, Parameters(a): Parameters<DatabaseArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
-        let present: Vec<String> = self
-            .tables(true)
-            .await?
-            .into_iter()
-            .map(|(n, _, _)| n)
-            .collect();
-        let missing: Vec<&str> = MEMORY_TABLES
-            .iter()
-            .copied()
-            .filter(|t| !present.iter().any(|p| p == t))
-            .collect();
+        let present: Vec<String> = self.tables(true).await?.into_iter().map(|(n, _, _)| n).collect();
+        let missing: Vec<&str> = MEMORY_TABLES.iter().copied().filter(|t| !present.iter().any(|p| p == t)).collect();
         if !missing.is_empty() {
             return Err(errors::internal(
                 "schema_incomplete",
@@ -515,9 +455,7 @@ impl EdgeswarmMcp {
                 false,
             ));
         }
-        let v = self
-            .read("SELECT user_version FROM pragma_user_version", vec![])
-            .await?;
+        let v = self.read("SELECT user_version FROM pragma_user_version", vec![]).await?;
         ok(json!({
             "ok": true,
             "created": [],
@@ -529,25 +467,15 @@ impl EdgeswarmMcp {
 
     #[tool(
         description = "Append a message to a conversation (session). Example: session_id \"global-session-123\", role \"user\", content \"Query from edge location\", metadata {\"region\": \"us-west-2\", \"latency\": 25}. Returns the message id once it is committed.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = false, open_world_hint = false)
     )]
     async fn add_conversation(&self, Parameters(a): Parameters<AddConversationArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
         let mut m = Message::new(a.session_id, a.role, a.content);
         m.metadata = obj(a.metadata);
-        m.validate(&self.shared.swarm.store().config().limits)
-            .map_err(errors::validation)?;
+        m.validate(&self.shared.swarm.store().config().limits).map_err(errors::validation)?;
         let (session, created_at) = (m.session_id.clone(), m.created_at);
-        let id = self
-            .shared
-            .swarm
-            .add_conversation(m)
-            .await
-            .map_err(errors::swarm)?;
+        let id = self.shared.swarm.add_conversation(m).await.map_err(errors::swarm)?;
         ok(json!({ "id": id, "session_id": session, "created_at": created_at }))
     }
 
@@ -555,10 +483,7 @@ impl EdgeswarmMcp {
         description = "Read a session's messages oldest first, one page at a time. Pass the returned `next_cursor` as `cursor` to get the next page; it is null on the last page.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    async fn get_conversations(
-        &self,
-        Parameters(a): Parameters<GetConversationsArgs>,
-    ) -> ToolResult {
+    async fn get_conversations(&self, Parameters(a): Parameters<GetConversationsArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
         let limit = check_page_limit(a.limit).map_err(|m| invalid("invalid_argument", m))?;
         let page = self
@@ -577,26 +502,16 @@ impl EdgeswarmMcp {
 
     #[tool(
         description = "Add an entry to the shared knowledge base (indexed for search at once). Example: category \"edge-computing\", topic \"latency-optimization\", content \"Best practices for edge deployment\", tags [\"performance\", \"edge\", \"distributed\"], metadata {\"regions\": [\"us-west-2\", \"eu-central-1\"]}. Returns the entry id once committed.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = false, open_world_hint = false)
     )]
     async fn add_knowledge(&self, Parameters(a): Parameters<AddKnowledgeArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
         let mut k = Knowledge::new(a.category, a.topic, a.content).tags(a.tags.unwrap_or_default());
         k.metadata = obj(a.metadata);
         k.region = a.region;
-        k.validate(&self.shared.swarm.store().config().limits)
-            .map_err(errors::validation)?;
+        k.validate(&self.shared.swarm.store().config().limits).map_err(errors::validation)?;
         let (category, topic) = (k.category.clone(), k.topic.clone());
-        let id = self
-            .shared
-            .swarm
-            .add_knowledge(k)
-            .await
-            .map_err(errors::swarm)?;
+        let id = self.shared.swarm.add_knowledge(k).await.map_err(errors::swarm)?;
         ok(json!({ "id": id, "category": category, "topic": topic }))
     }
 
@@ -622,30 +537,15 @@ impl EdgeswarmMcp {
 
     #[tool(
         description = "Record one agent task measurement (a row of agent_metrics): agent_id, task_type, duration_ms, optional tokens_used, region and extra (JSON object). get_metrics aggregates them.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = false, open_world_hint = false)
     )]
     async fn record_metric(&self, Parameters(a): Parameters<RecordMetricArgs>) -> ToolResult {
-        let mut m = Metric::new(
-            a.agent_id,
-            a.task_type,
-            a.duration_ms,
-            a.tokens_used.unwrap_or(0),
-        );
+        let mut m = Metric::new(a.agent_id, a.task_type, a.duration_ms, a.tokens_used.unwrap_or(0));
         m.region = a.region;
         m.extra = obj(a.extra);
-        m.validate(&self.shared.swarm.store().config().limits)
-            .map_err(errors::validation)?;
+        m.validate(&self.shared.swarm.store().config().limits).map_err(errors::validation)?;
         let id = m.id.clone();
-        self.shared
-            .swarm
-            .store()
-            .publish(m)
-            .await
-            .map_err(errors::store)?;
+        self.shared.swarm.store().publish(m).await.map_err(errors::store)?;
         ok(json!({ "id": id }))
     }
 
@@ -654,14 +554,8 @@ impl EdgeswarmMcp {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_metrics(&self, Parameters(a): Parameters<GetMetricsArgs>) -> ToolResult {
-        let s = self
-            .shared
-            .swarm
-            .metrics(a.since_ms)
-            .await
-            .map_err(errors::swarm)?;
-        ok(serde_json::to_value(s)
-            .map_err(|e| errors::internal("serialize", e.to_string(), false))?)
+        let s = self.shared.swarm.metrics(a.since_ms).await.map_err(errors::swarm)?;
+        ok(serde_json::to_value(s).map_err(|e| errors::internal("serialize", e.to_string(), false))?)
     }
 
     #[tool(
@@ -688,14 +582,7 @@ impl EdgeswarmMcp {
     )]
     async fn kv_get(&self, Parameters(a): Parameters<KvKeyArgs>) -> ToolResult {
         let ns = namespace(a.namespace.as_deref());
-        match self
-            .shared
-            .swarm
-            .store()
-            .kv_get(ns, &a.key)
-            .await
-            .map_err(errors::store)?
-        {
+        match self.shared.swarm.store().kv_get(ns, &a.key).await.map_err(errors::store)? {
             Some(e) => ok(
                 json!({ "found": true, "namespace": e.namespace, "key": e.key, "value": e.value, "version": e.version, "expires_at": e.expires_at, "updated_at": e.updated_at }),
             ),
@@ -705,12 +592,7 @@ impl EdgeswarmMcp {
 
     #[tool(
         description = "Set a shared-memory entry (any JSON value) under namespace (default \"default\") and key, optionally expiring after ttl_ms. Returns the entry's new version.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = true,
-            idempotent_hint = false,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]
     async fn kv_set(&self, Parameters(a): Parameters<KvSetArgs>) -> ToolResult {
         let ns = namespace(a.namespace.as_deref()).to_string();
@@ -727,11 +609,7 @@ impl EdgeswarmMcp {
 
     #[tool(
         description = "Compare-and-swap a shared-memory entry: writes `value` only if the entry's current version equals expected_version (null/omitted: only if the key does not exist). Returns swapped=true with the new version, or swapped=false with the current version so you can re-read and retry. Exactly one of several concurrent swaps from the same version wins.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = true,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = true, open_world_hint = false)
     )]
     async fn kv_cas(&self, Parameters(a): Parameters<KvCasArgs>) -> ToolResult {
         let ns = namespace(a.namespace.as_deref()).to_string();
@@ -744,9 +622,7 @@ impl EdgeswarmMcp {
             .await
             .map_err(errors::store)?
         {
-            CasOutcome::Swapped { version } => {
-                ok(json!({ "swapped": true, "namespace": ns, "key": a.key, "version": version }))
-            }
+            CasOutcome::Swapped { version } => ok(json!({ "swapped": true, "namespace": ns, "key": a.key, "version": version })),
             CasOutcome::Conflict { current } => ok(
                 json!({ "swapped": false, "namespace": ns, "key": a.key, "current_version": current, "expected_version": a.expected_version }),
             ),
@@ -755,22 +631,11 @@ impl EdgeswarmMcp {
 
     #[tool(
         description = "Delete a shared-memory entry (namespace default \"default\"). Returns deleted=true if it existed.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = true,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn kv_delete(&self, Parameters(a): Parameters<KvKeyArgs>) -> ToolResult {
         let ns = namespace(a.namespace.as_deref()).to_string();
-        let deleted = self
-            .shared
-            .swarm
-            .store()
-            .kv_delete(&ns, &a.key)
-            .await
-            .map_err(errors::store)?;
+        let deleted = self.shared.swarm.store().kv_delete(&ns, &a.key).await.map_err(errors::store)?;
         ok(json!({ "deleted": deleted, "namespace": ns, "key": a.key }))
     }
 }
@@ -783,19 +648,12 @@ impl ServerHandler for EdgeswarmMcp {
             .with_instructions(INSTRUCTIONS)
     }
 
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
+    async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         if !self.tool_router.has_route(&name) {
             return Err(ErrorData::new(
                 ErrorCode::INVALID_PARAMS,
-                format!(
-                    "unknown tool `{name}`; this server has: {}",
-                    TOOL_NAMES.join(", ")
-                ),
+                format!("unknown tool `{name}`; this server has: {}", TOOL_NAMES.join(", ")),
                 Some(json!({"kind": "unknown_tool"})),
             ));
         }
@@ -810,11 +668,11 @@ impl ServerHandler for EdgeswarmMcp {
                     .filter_map(|c| c.as_text().map(|t| t.text.clone()))
                     .collect::<Vec<_>>()
                     .join("; ");
-                let text = text
-                    .strip_prefix("failed to deserialize parameters: ")
-                    .unwrap_or(&text)
-                    .to_string();
-                Err(invalid("invalid_argument", format!("{name}: invalid arguments: {text} (tools/list shows this tool's inputSchema)")))
+                let text = text.strip_prefix("failed to deserialize parameters: ").unwrap_or(&text).to_string();
+                Err(invalid(
+                    "invalid_argument",
+                    format!("{name}: invalid arguments: {text} (tools/list shows this tool's inputSchema)"),
+                ))
             }
             other => Ok(other),
         }

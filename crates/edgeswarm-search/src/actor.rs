@@ -114,9 +114,7 @@ pub enum SearchMsg {
         switched_to: Option<i64>,
     },
     /// Report status.
-    Status {
-        reply: oneshot::Sender<SearchStatus>,
-    },
+    Status { reply: oneshot::Sender<SearchStatus> },
 }
 
 /// The actor: read-only configuration only; everything mutable is in [`SearchState`].
@@ -192,12 +190,7 @@ impl SearchActor {
         if st.syncing {
             return;
         }
-        let spaces: Vec<Space> = st
-            .active
-            .iter()
-            .chain(st.building.iter())
-            .cloned()
-            .collect();
+        let spaces: Vec<Space> = st.active.iter().chain(st.building.iter()).cloned().collect();
         if spaces.is_empty() {
             st.pending.clear();
             st.need_fill = false;
@@ -232,19 +225,11 @@ impl SearchActor {
                 }
                 results.push((s.slot, r));
             }
-            let _ = me.cast(SearchMsg::SyncDone {
-                results,
-                switched_to,
-            });
+            let _ = me.cast(SearchMsg::SyncDone { results, switched_to });
         });
     }
 
-    fn query(
-        &self,
-        myself: &ActorRef<SearchMsg>,
-        st: &mut SearchState,
-        req: SearchRequest,
-    ) -> Option<Task> {
+    fn query(&self, myself: &ActorRef<SearchMsg>, st: &mut SearchState, req: SearchRequest) -> Option<Task> {
         let checked = match query::check(&req) {
             Ok(c) => c,
             Err(e) => {
@@ -256,11 +241,7 @@ impl SearchActor {
             Err(e) => return Some(Task::Reply(Err(e))),
         };
         let vectors_possible = st.active.is_some() || st.building.is_some();
-        let wanted = req.mode.unwrap_or(if vectors_possible {
-            Mode::Hybrid
-        } else {
-            Mode::Lexical
-        });
+        let wanted = req.mode.unwrap_or(if vectors_possible { Mode::Hybrid } else { Mode::Lexical });
         let mut fallback = None;
         let mode = match (wanted, &st.active) {
             (Mode::Lexical, _) => Mode::Lexical,
@@ -290,18 +271,9 @@ impl SearchActor {
         if fts_all.is_none() {
             notes.push("the query has no searchable words (only punctuation or symbols)".into());
         }
-        let fts_any = if parsed.terms.len() > 1 {
-            parsed.fts(true)
-        } else {
-            None
-        };
-        let space = if mode == Mode::Lexical {
-            None
-        } else {
-            st.active.clone()
-        };
-        let key = serde_json::to_string(&(&req, mode, space.as_ref().map(|s| s.slot)))
-            .unwrap_or_default();
+        let fts_any = if parsed.terms.len() > 1 { parsed.fts(true) } else { None };
+        let space = if mode == Mode::Lexical { None } else { st.active.clone() };
+        let key = serde_json::to_string(&(&req, mode, space.as_ref().map(|s| s.slot))).unwrap_or_default();
         if let Some(c) = &mut st.cache {
             if let Some(hit) = c.get(&key) {
                 let mut r = hit.clone();
@@ -379,10 +351,7 @@ async fn run_query(
                 plan.mode = Mode::Lexical;
             }
             Err(e) => {
-                fallback = Some(format!(
-                    "embedder {} failed on the query ({e}); answered lexically",
-                    label(s)
-                ));
+                fallback = Some(format!("embedder {} failed on the query ({e}); answered lexically", label(s)));
                 plan.mode = Mode::Lexical;
             }
         }
@@ -403,17 +372,13 @@ async fn run_query(
         })
     });
     let found = found.await.map_err(|e| match e {
-        edgeswarm_store::StoreError::Refused(m) if m.starts_with("invalid pagination cursor") => {
-            SearchError::BadCursor(m)
-        }
+        edgeswarm_store::StoreError::Refused(m) if m.starts_with("invalid pagination cursor") => SearchError::BadCursor(m),
         other => SearchError::Store(other),
     })?;
     let mut final_mode = mode;
     if let Some(err) = found.vector_error {
         final_mode = Mode::Lexical;
-        fallback = Some(format!(
-            "the vector search failed ({err}); answered lexically"
-        ));
+        fallback = Some(format!("the vector search failed ({err}); answered lexically"));
     }
     if found.relaxed {
         notes.push("no entry has every word; showing entries with any of them".into());
@@ -444,11 +409,7 @@ impl Actor for SearchActor {
     type State = SearchState;
     type Arguments = SearchArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<SearchMsg>,
-        args: SearchArgs,
-    ) -> Result<SearchState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<SearchMsg>, args: SearchArgs) -> Result<SearchState, ActorProcessingErr> {
         let events = self.store.subscribe();
         let mut fwd = self.store.subscribe();
         let me = myself.clone();
@@ -498,21 +459,12 @@ impl Actor for SearchActor {
         Ok(st)
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<SearchMsg>,
-        st: &mut SearchState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<SearchMsg>, st: &mut SearchState) -> Result<(), ActorProcessingErr> {
         st.forwarder.abort();
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<SearchMsg>,
-        msg: SearchMsg,
-        st: &mut SearchState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<SearchMsg>, msg: SearchMsg, st: &mut SearchState) -> Result<(), ActorProcessingErr> {
         st.drain();
         match msg {
             SearchMsg::Query { req, reply } => match self.query(&myself, st, req) {
@@ -545,11 +497,7 @@ impl Actor for SearchActor {
                 }
                 None => {}
             },
-            SearchMsg::CachePut {
-                generation,
-                key,
-                resp,
-            } => {
+            SearchMsg::CachePut { generation, key, resp } => {
                 if generation == st.generation {
                     if let Some(c) = &mut st.cache {
                         c.put(key, resp);
@@ -590,10 +538,7 @@ impl Actor for SearchActor {
                 };
                 let _ = reply.send(r);
             }
-            SearchMsg::SyncDone {
-                results,
-                switched_to,
-            } => {
+            SearchMsg::SyncDone { results, switched_to } => {
                 st.syncing = false;
                 st.last_error = None;
                 for (slot, r) in results {
@@ -603,9 +548,7 @@ impl Actor for SearchActor {
                                 .building
                                 .as_ref()
                                 .map(|b| b.slot == slot)
-                                .unwrap_or_else(|| {
-                                    st.active.as_ref().is_some_and(|a| a.slot == slot)
-                                });
+                                .unwrap_or_else(|| st.active.as_ref().is_some_and(|a| a.slot == slot));
                             if is_target {
                                 st.missing = rep.missing;
                             }
@@ -663,9 +606,7 @@ pub struct Search {
 
 impl std::fmt::Debug for Search {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Search")
-            .field("store", &self.store)
-            .finish()
+        f.debug_struct("Search").field("store", &self.store).finish()
     }
 }
 
@@ -677,15 +618,9 @@ impl Search {
             store: store.clone(),
             cache_capacity: cfg.cache_capacity,
         };
-        let (actor, _join) = Actor::spawn(
-            None,
-            actor,
-            SearchArgs {
-                embedder: cfg.embedder,
-            },
-        )
-        .await
-        .map_err(|e| SearchError::ActorGone(format!("could not start: {e}")))?;
+        let (actor, _join) = Actor::spawn(None, actor, SearchArgs { embedder: cfg.embedder })
+            .await
+            .map_err(|e| SearchError::ActorGone(format!("could not start: {e}")))?;
         Ok(Search { actor, store })
     }
 
@@ -696,11 +631,8 @@ impl Search {
 
     async fn call<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> SearchMsg) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.actor
-            .cast(f(tx))
-            .map_err(|e| SearchError::ActorGone(e.to_string()))?;
-        rx.await
-            .map_err(|_| SearchError::ActorGone("it dropped the request".into()))
+        self.actor.cast(f(tx)).map_err(|e| SearchError::ActorGone(e.to_string()))?;
+        rx.await.map_err(|_| SearchError::ActorGone("it dropped the request".into()))
     }
 
     /// Runs a search.
@@ -747,8 +679,7 @@ impl Search {
     /// Switches embedder. Search keeps serving the current vectors while the new ones are
     /// built in the background, then switches. `None` turns vector search off.
     pub async fn set_embedder(&self, embedder: Option<SharedEmbedder>) -> Result<()> {
-        self.call(|reply| SearchMsg::SetEmbedder { embedder, reply })
-            .await?
+        self.call(|reply| SearchMsg::SetEmbedder { embedder, reply }).await?
     }
 
     /// What the actor is doing (active / building embedder, backlog, cache size).

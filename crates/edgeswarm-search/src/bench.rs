@@ -89,8 +89,8 @@ struct Corpus {
 impl Corpus {
     fn new(seed: u64) -> Corpus {
         let syll = [
-            "ka", "lo", "mi", "ne", "ru", "ta", "shi", "vo", "pe", "da", "zu", "qui", "ber", "lan",
-            "tor", "mex", "sa", "fi", "gon", "dre", "ul", "ax", "em", "io",
+            "ka", "lo", "mi", "ne", "ru", "ta", "shi", "vo", "pe", "da", "zu", "qui", "ber", "lan", "tor", "mex", "sa", "fi", "gon", "dre",
+            "ul", "ax", "em", "io",
         ];
         let mut rng = Rng(seed ^ 0x5eed);
         let mut words = Vec::with_capacity(VOCAB);
@@ -130,25 +130,14 @@ impl Corpus {
         s
     }
     fn entry(&self, rng: &mut Rng, i: usize) -> Knowledge {
-        const CATS: [&str; 8] = [
-            "architecture",
-            "ops",
-            "research",
-            "bugs",
-            "howto",
-            "design",
-            "data",
-            "security",
-        ];
+        const CATS: [&str; 8] = ["architecture", "ops", "research", "bugs", "howto", "design", "data", "security"];
         const REGIONS: [&str; 4] = ["eu", "us", "ap", "sa"];
         let topic_len = 3 + rng.below(4);
         let content_len = 20 + rng.below(41);
         let topic = self.sentence(rng, topic_len);
         let content = self.sentence(rng, content_len);
         let ntags = 1 + rng.below(3);
-        let tags: Vec<String> = (0..ntags)
-            .map(|_| format!("tag{}", rng.below(50)))
-            .collect();
+        let tags: Vec<String> = (0..ntags).map(|_| format!("tag{}", rng.below(50))).collect();
         let mut k = Knowledge::new(CATS[rng.below(CATS.len())], topic, content)
             .tags(tags)
             .region(REGIONS[rng.below(REGIONS.len())]);
@@ -197,9 +186,7 @@ async fn open(path: &Path) -> Result<Store> {
 /// Inserts entries `from..to` through the typed write path; returns rows/s.
 async fn ingest(store: &Store, corpus: &Corpus, seed: u64, from: usize, to: usize) -> Result<f64> {
     let started = Instant::now();
-    let mut rng = Rng(seed
-        .wrapping_add(from as u64)
-        .wrapping_mul(0x2545f4914f6cdd1d));
+    let mut rng = Rng(seed.wrapping_add(from as u64).wrapping_mul(0x2545f4914f6cdd1d));
     let mut acks: Vec<PendingAck> = Vec::with_capacity(4096);
     for i in from..to {
         acks.push(store.enqueue_record(corpus.entry(&mut rng, i)).await?);
@@ -239,10 +226,7 @@ async fn measure(search: &Search, queries: Vec<String>, threads: usize) -> Resul
     let all = tokio::task::spawn_blocking(move || {
         let mut all = Vec::new();
         for j in joins {
-            all.extend(
-                j.join()
-                    .map_err(|_| bench_err("a query thread panicked"))??,
-            );
+            all.extend(j.join().map_err(|_| bench_err("a query thread panicked"))??);
         }
         Ok::<_, SearchError>(all)
     })
@@ -287,13 +271,7 @@ async fn measure_like(store: &Store, terms: Vec<String>, threads: usize) -> Resu
     Ok((all.len() as f64 / secs, percentile(&all, 0.5)))
 }
 
-async fn ingest_run(
-    dir: &Path,
-    name: &str,
-    corpus: &Corpus,
-    opts: &BenchOpts,
-    fts: bool,
-) -> Result<f64> {
+async fn ingest_run(dir: &Path, name: &str, corpus: &Corpus, opts: &BenchOpts, fts: bool) -> Result<f64> {
     let store = open(&dir.join(name)).await?;
     if !fts {
         store
@@ -322,8 +300,7 @@ pub async fn bench(opts: BenchOpts) -> Result<Value> {
                 .unwrap_or(0)
         )),
     };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| bench_err(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| bench_err(format!("cannot create {}: {e}", dir.display())))?;
     let out = run(&opts, &dir).instrument(span).await;
     if opts.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -357,10 +334,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
         have = p;
         let _ = store
             .transact(|ctx| {
-                ctx.execute(
-                    "INSERT INTO knowledge_fts(knowledge_fts) VALUES ('optimize')",
-                    vec![],
-                )?;
+                ctx.execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES ('optimize')", vec![])?;
                 Ok(OpOutput::Unit)
             })
             .await;
@@ -386,25 +360,14 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
                 "like_p50_ms": round3(like_p50),
                 "speedup": round3(qps / like_qps.max(1e-9)),
             }));
-            scale.insert(
-                format!("p50_ms_at_{p}"),
-                json!(round3(percentile(&lat, 0.5))),
-            );
+            scale.insert(format!("p50_ms_at_{p}"), json!(round3(percentile(&lat, 0.5))));
         } else {
-            let queries: Vec<String> = (0..opts.scale_queries)
-                .map(|_| corpus.query(&mut qrng))
-                .collect();
+            let queries: Vec<String> = (0..opts.scale_queries).map(|_| corpus.query(&mut qrng)).collect();
             let warm: Vec<String> = queries.iter().take(100).cloned().collect();
             measure(&search, warm, opts.threads).await?;
             let (_, lat) = measure(&search, queries, opts.threads).await?;
-            scale.insert(
-                format!("p50_ms_at_{p}"),
-                json!(round3(percentile(&lat, 0.5))),
-            );
-            scale.insert(
-                format!("p99_ms_at_{p}"),
-                json!(round3(percentile(&lat, 0.99))),
-            );
+            scale.insert(format!("p50_ms_at_{p}"), json!(round3(percentile(&lat, 0.5))));
+            scale.insert(format!("p99_ms_at_{p}"), json!(round3(percentile(&lat, 0.99))));
         }
     }
     search.stop();
@@ -422,14 +385,8 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
         o.insert("ingest_rows_per_sec_fts_off".into(), json!(round3(fts_off)));
         o.insert("ingest_rows".into(), json!(opts.ingest_rows));
         o.insert("seed".into(), json!(opts.seed));
-        o.insert(
-            "targets".into(),
-            json!({"p99_ms_max": 2.0, "speedup_min": 50.0}),
-        );
-        o.insert(
-            "elapsed_s".into(),
-            json!(round3(total.elapsed().as_secs_f64())),
-        );
+        o.insert("targets".into(), json!({"p99_ms_max": 2.0, "speedup_min": 50.0}));
+        o.insert("elapsed_s".into(), json!(round3(total.elapsed().as_secs_f64())));
         o.insert(
             "notes".into(),
             json!(format!(

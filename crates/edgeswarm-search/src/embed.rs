@@ -53,15 +53,9 @@ impl HashEmbedder {
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0f32; self.dim];
         let lower = text.to_lowercase();
-        for word in lower
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
+        for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
             self.add(&mut v, word.as_bytes(), 1.0);
-            let padded: Vec<char> = std::iter::once('<')
-                .chain(word.chars())
-                .chain(std::iter::once('>'))
-                .collect();
+            let padded: Vec<char> = std::iter::once('<').chain(word.chars()).chain(std::iter::once('>')).collect();
             if padded.len() >= 3 {
                 for w in padded.windows(3) {
                     let s: String = w.iter().collect();
@@ -131,11 +125,7 @@ pub fn entry_text(topic: &str, tags: &str, content: &str) -> String {
     s.push('\n');
     // Long contents are cut: the start carries most of the signal, and embedding cost
     // stays bounded.
-    let cut = content
-        .char_indices()
-        .nth(8192)
-        .map(|(i, _)| i)
-        .unwrap_or(content.len());
+    let cut = content.char_indices().nth(8192).map(|(i, _)| i).unwrap_or(content.len());
     s.push_str(&content[..cut]);
     s
 }

@@ -73,12 +73,7 @@ fn lexical_ids(
         sql.push_str(" AND k.deleted = 0");
         sql.push_str(&fsql);
     }
-    let mut params: Vec<SqlValue> = vec![
-        fts.into(),
-        BM25_WEIGHTS.into(),
-        (limit as i64).into(),
-        (offset as i64).into(),
-    ];
+    let mut params: Vec<SqlValue> = vec![fts.into(), BM25_WEIGHTS.into(), (limit as i64).into(), (offset as i64).into()];
     if let Some((rank, rowid)) = after {
         sql.push_str(" AND (knowledge_fts.rank, knowledge_fts.rowid) > (?5, ?6)");
         params.push(rank.into());
@@ -106,19 +101,9 @@ fn hydrate_lexical(r: &mut Reader, fts: &str, ids: &[(i64, f64)]) -> Result<Vec<
          FROM knowledge_fts JOIN knowledge k ON k.rowid = knowledge_fts.rowid \
          WHERE knowledge_fts MATCH ?1 AND knowledge_fts.rowid IN (SELECT value FROM json_each(?2))"
     );
-    let list = format!(
-        "[{}]",
-        ids.iter()
-            .map(|(rowid, _)| rowid.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let list = format!("[{}]", ids.iter().map(|(rowid, _)| rowid.to_string()).collect::<Vec<_>>().join(","));
     let res = r.query(&sql, vec![fts.into(), list.into()])?;
-    let mut by_rowid: HashMap<i64, Vec<SqlValue>> = res
-        .rows
-        .into_iter()
-        .filter_map(|row| Some((row[0].as_i64()?, row)))
-        .collect();
+    let mut by_rowid: HashMap<i64, Vec<SqlValue>> = res.rows.into_iter().filter_map(|row| Some((row[0].as_i64()?, row))).collect();
     Ok(ids
         .iter()
         .filter_map(|(rowid, rank)| {
@@ -136,12 +121,7 @@ fn hydrate_lexical(r: &mut Reader, fts: &str, ids: &[(i64, f64)]) -> Result<Vec<
 }
 
 /// Nearest neighbours (cosine similarity, best first), filtered, up to `k` of them.
-fn vector_hits(
-    r: &mut Reader,
-    vq: &VectorQuery,
-    filters: &Filters,
-    k: usize,
-) -> Result<Vec<SearchHit>> {
+fn vector_hits(r: &mut Reader, vq: &VectorQuery, filters: &Filters, k: usize) -> Result<Vec<SearchHit>> {
     let (fsql, fparams) = filter_sql(filters, 4);
     // Over-fetch neighbours so filters still leave a full page.
     let fetch = if fsql.is_empty() { k } else { (k * 4).max(100) };
@@ -153,11 +133,7 @@ fn vector_hits(
         idx = vq.index,
         tbl = vq.table
     );
-    let mut params: Vec<SqlValue> = vec![
-        SqlValue::Blob(vq.blob.clone()),
-        (fetch as i64).into(),
-        (k as i64).into(),
-    ];
+    let mut params: Vec<SqlValue> = vec![SqlValue::Blob(vq.blob.clone()), (fetch as i64).into(), (k as i64).into()];
     params.extend(fparams);
     let res = r.query(&sql, params)?;
     Ok(res
@@ -257,13 +233,10 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
 }
 
 fn fused(r: &mut Reader, plan: &Plan) -> Result<Found> {
-    let vq = plan
-        .vector
-        .as_ref()
-        .ok_or_else(|| SearchError::InvalidArgument {
-            field: "mode",
-            reason: "no vectors are available".into(),
-        })?;
+    let vq = plan.vector.as_ref().ok_or_else(|| SearchError::InvalidArgument {
+        field: "mode",
+        reason: "no vectors are available".into(),
+    })?;
     let start = match plan.cursor {
         Some(Cursor::Offset(n)) => n,
         Some(Cursor::After { .. }) => {
@@ -323,10 +296,7 @@ pub(crate) fn rrf(lexical: Vec<SearchHit>, vector: Vec<SearchHit>) -> Vec<Search
             }
         }
     }
-    let mut out: Vec<SearchHit> = order
-        .into_iter()
-        .filter_map(|id| by_id.remove(&id))
-        .collect();
+    let mut out: Vec<SearchHit> = order.into_iter().filter_map(|id| by_id.remove(&id)).collect();
     out.sort_by(|a, b| {
         b.score
             .partial_cmp(&a.score)
@@ -353,10 +323,7 @@ mod tests {
 
     #[test]
     fn rrf_rewards_agreement() {
-        let out = rrf(
-            vec![hit("a"), hit("b"), hit("c")],
-            vec![hit("c"), hit("d"), hit("a")],
-        );
+        let out = rrf(vec![hit("a"), hit("b"), hit("c")], vec![hit("c"), hit("d"), hit("a")]);
         let ids: Vec<&str> = out.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids[0], "a");
         assert_eq!(ids[1], "c");

@@ -119,13 +119,11 @@ struct Row {
     created_at: i64,
 }
 
-fn load_live(
-    ctx: &mut TxCtx<'_>,
-    sql_where: &str,
-    params: Vec<SqlValue>,
-) -> edgeswarm_store::Result<Option<Row>> {
+fn load_live(ctx: &mut TxCtx<'_>, sql_where: &str, params: Vec<SqlValue>) -> edgeswarm_store::Result<Option<Row>> {
     let q = ctx.query(
-        &format!("SELECT rowid, id, category, topic, content, tags, metadata, region, content_hash, created_at FROM knowledge WHERE {sql_where}"),
+        &format!(
+            "SELECT rowid, id, category, topic, content, tags, metadata, region, content_hash, created_at FROM knowledge WHERE {sql_where}"
+        ),
         params,
     )?;
     Ok(q.rows.into_iter().next().map(|mut r| {
@@ -156,10 +154,7 @@ fn load_live(
 fn rewrite(ctx: &mut TxCtx<'_>, row: Row) -> edgeswarm_store::Result<()> {
     let hlc = ctx.stamp();
     let origin = ctx.origin().to_string();
-    ctx.execute(
-        "DELETE FROM knowledge WHERE rowid = ?1",
-        vec![row.rowid.into()],
-    )?;
+    ctx.execute("DELETE FROM knowledge WHERE rowid = ?1", vec![row.rowid.into()])?;
     ctx.execute(
         "INSERT INTO knowledge (rowid, id, category, topic, content, tags, metadata, region, content_hash, created_at, updated_at, deleted, hlc, origin) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13)",
@@ -188,24 +183,14 @@ pub async fn add_knowledge(store: &Store, k: Knowledge) -> Result<AddOutcome> {
     k.validate(&store.config().limits)?;
     let max_tags = store.config().limits.max_tags;
     let span = tracing::debug_span!("add_knowledge", category = %k.category);
-    let out = store
-        .transact(move |ctx| add_in_tx(ctx, k, max_tags))
-        .instrument(span)
-        .await?;
+    let out = store.transact(move |ctx| add_in_tx(ctx, k, max_tags)).instrument(span).await?;
     match out {
-        OpOutput::Json(v) => serde_json::from_value(v)
-            .map_err(|e| SearchError::Store(StoreError::Sql(format!("bad add reply: {e}")))),
-        other => Err(SearchError::Store(StoreError::Sql(format!(
-            "unexpected writer reply {other:?}"
-        )))),
+        OpOutput::Json(v) => serde_json::from_value(v).map_err(|e| SearchError::Store(StoreError::Sql(format!("bad add reply: {e}")))),
+        other => Err(SearchError::Store(StoreError::Sql(format!("unexpected writer reply {other:?}")))),
     }
 }
 
-fn add_in_tx(
-    ctx: &mut TxCtx<'_>,
-    k: Knowledge,
-    max_tags: usize,
-) -> edgeswarm_store::Result<OpOutput> {
+fn add_in_tx(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_store::Result<OpOutput> {
     let hash = content_hash(&k.content);
     let hlc = ctx.stamp();
     let origin = ctx.origin().to_string();
@@ -286,8 +271,7 @@ pub async fn update_knowledge(store: &Store, id: &str, upd: KnowledgeUpdate) -> 
     let id2 = id.clone();
     let r = store
         .transact(move |ctx| {
-            let Some(mut row) = load_live(ctx, "id = ?1 AND deleted = 0", vec![id.clone().into()])?
-            else {
+            let Some(mut row) = load_live(ctx, "id = ?1 AND deleted = 0", vec![id.clone().into()])? else {
                 return Err(StoreError::NotFound(id));
             };
             if let Some(c) = upd.category {
@@ -330,12 +314,7 @@ pub async fn delete_knowledge(store: &Store, id: &str) -> Result<bool> {
             let origin = ctx.origin().to_string();
             let n = ctx.execute(
                 "UPDATE knowledge SET deleted = 1, updated_at = ?2, hlc = ?3, origin = ?4 WHERE id = ?1 AND deleted = 0",
-                vec![
-                    id.clone().into(),
-                    now_millis().into(),
-                    hlc.as_i64().into(),
-                    origin.clone().into(),
-                ],
+                vec![id.clone().into(), now_millis().into(), hlc.as_i64().into(), origin.clone().into()],
             )?;
             if n > 0 {
                 ctx.log_change("knowledge", id, hlc, &origin)?;
@@ -380,10 +359,7 @@ mod tests {
 
     #[test]
     fn merges_tags_and_metadata() {
-        assert_eq!(
-            merge_tags("[\"a\",\"b\"]", &["b".into(), "c".into()], 64),
-            "[\"a\",\"b\",\"c\"]"
-        );
+        assert_eq!(merge_tags("[\"a\",\"b\"]", &["b".into(), "c".into()], 64), "[\"a\",\"b\",\"c\"]");
         assert_eq!(merge_tags("[\"a\"]", &["b".into()], 1), "[\"a\"]");
         let m = merge_metadata(Some("{\"x\":1,\"y\":2}"), Some(&json!({"y": 3, "z": 4})));
         assert_eq!(m, SqlValue::Text("{\"x\":1,\"y\":3,\"z\":4}".into()));

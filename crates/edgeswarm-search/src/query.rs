@@ -94,8 +94,7 @@ impl JsonScalar {
     }
 }
 
-const FILTER_FIELDS: &str =
-    "category, tags_any, tags_all, created_after, created_before, region, metadata";
+const FILTER_FIELDS: &str = "category, tags_any, tags_all, created_after, created_before, region, metadata";
 const REQUEST_FIELDS: &str = "query, mode, filters, limit, offset, cursor";
 
 /// One search request. Build it with [`SearchRequest::new`] and the builder methods, or
@@ -260,10 +259,7 @@ pub(crate) fn parse(text: &str) -> ParsedQuery {
         if i % 2 == 1 && i != last {
             let w = words_of(seg);
             if !w.is_empty() {
-                terms.push(Term {
-                    words: w,
-                    prefix: false,
-                });
+                terms.push(Term { words: w, prefix: false });
             }
             continue;
         }
@@ -382,28 +378,17 @@ pub(crate) fn check(req: &SearchRequest) -> Result<Checked> {
     if f.metadata.len() > MAX_METADATA_FILTERS {
         return Err(SearchError::InvalidArgument {
             field: "metadata",
-            reason: format!(
-                "{} metadata filters; the limit is {MAX_METADATA_FILTERS}",
-                f.metadata.len()
-            ),
+            reason: format!("{} metadata filters; the limit is {MAX_METADATA_FILTERS}", f.metadata.len()),
         });
     }
     for p in f.metadata.keys() {
         json_path(p)?;
     }
-    Ok(Checked {
-        limit,
-        offset,
-        notes,
-    })
+    Ok(Checked { limit, offset, notes })
 }
 
 fn json_path(p: &str) -> Result<String> {
-    let path = if p.starts_with('$') {
-        p.to_string()
-    } else {
-        format!("$.{p}")
-    };
+    let path = if p.starts_with('$') { p.to_string() } else { format!("$.{p}") };
     let ok = path.len() > 1
         && path.len() <= 256
         && path[1..]
@@ -413,9 +398,7 @@ fn json_path(p: &str) -> Result<String> {
     if !ok {
         return Err(SearchError::InvalidArgument {
             field: "metadata",
-            reason: format!(
-                "`{p}` is not a supported JSON path; use dotted keys like `a.b` or `$.a.b[0]`"
-            ),
+            reason: format!("`{p}` is not a supported JSON path; use dotted keys like `a.b` or `$.a.b[0]`"),
         });
     }
     Ok(path)
@@ -470,11 +453,7 @@ pub(crate) fn filter_sql(f: &Filters, first_param: usize) -> (String, Vec<SqlVal
     for (path, v) in &f.metadata {
         // check() validated the path already.
         let path = json_path(path).unwrap_or_else(|_| "$.__invalid__".into());
-        p(
-            &mut sql,
-            "json_extract(k.metadata, @) = @",
-            vec![path.into(), v.to_sql()],
-        );
+        p(&mut sql, "json_extract(k.metadata, @) = @", vec![path.into(), v.to_sql()]);
     }
     (sql, params)
 }
@@ -510,10 +489,7 @@ impl Cursor {
             if !rank.is_finite() {
                 return Err(bad());
             }
-            return Ok(Cursor::After {
-                rank,
-                rowid: id as i64,
-            });
+            return Ok(Cursor::After { rank, rowid: id as i64 });
         }
         if let Some(h) = s.strip_prefix('o') {
             let n = usize::from_str_radix(h, 16).map_err(|_| bad())?;
@@ -533,10 +509,7 @@ mod tests {
     #[test]
     fn any_text_becomes_a_safe_expression() {
         let p = parse("hello world");
-        assert_eq!(
-            p.fts(false).unwrap(),
-            "(\"hello\" AND \"world\") OR \"hello world\""
-        );
+        assert_eq!(p.fts(false).unwrap(), "(\"hello\" AND \"world\") OR \"hello world\"");
         let p = parse("\"exact phrase\" other");
         assert_eq!(p.terms.len(), 2);
         assert_eq!(p.terms[0].words, vec!["exact", "phrase"]);
@@ -558,23 +531,11 @@ mod tests {
     #[test]
     fn unknown_filter_fields_are_named() {
         let e = Filters::from_json(&serde_json::json!({"categry": "x"})).unwrap_err();
-        assert!(
-            matches!(&e, SearchError::UnknownField { field, .. } if field == "categry"),
-            "{e}"
-        );
-        let e =
-            SearchRequest::from_json(&serde_json::json!({"query": "x", "filters": {"bogus": 1}}))
-                .unwrap_err();
-        assert!(
-            matches!(&e, SearchError::UnknownField { field, .. } if field == "bogus"),
-            "{e}"
-        );
-        let e =
-            SearchRequest::from_json(&serde_json::json!({"query": "x", "limt": 1})).unwrap_err();
-        assert!(
-            matches!(&e, SearchError::UnknownField { field, .. } if field == "limt"),
-            "{e}"
-        );
+        assert!(matches!(&e, SearchError::UnknownField { field, .. } if field == "categry"), "{e}");
+        let e = SearchRequest::from_json(&serde_json::json!({"query": "x", "filters": {"bogus": 1}})).unwrap_err();
+        assert!(matches!(&e, SearchError::UnknownField { field, .. } if field == "bogus"), "{e}");
+        let e = SearchRequest::from_json(&serde_json::json!({"query": "x", "limt": 1})).unwrap_err();
+        assert!(matches!(&e, SearchError::UnknownField { field, .. } if field == "limt"), "{e}");
         let ok = SearchRequest::from_json(&serde_json::json!({
             "query": "x", "filters": {"metadata": {"a.b": 1, "c": "d", "e": true, "f": 1.5}}
         }))
@@ -584,33 +545,17 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        for c in [
-            Cursor::After {
-                rank: -3.25,
-                rowid: 42,
-            },
-            Cursor::Offset(30),
-        ] {
+        for c in [Cursor::After { rank: -3.25, rowid: 42 }, Cursor::Offset(30)] {
             assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         }
-        for bad in [
-            "",
-            "x",
-            "l123",
-            "o-1",
-            "lzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
-            "o😀",
-        ] {
+        for bad in ["", "x", "l123", "o-1", "lzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "o😀"] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn bad_numbers_are_clear_errors() {
-        assert!(matches!(
-            check(&SearchRequest::new("  ")),
-            Err(SearchError::EmptyQuery)
-        ));
+        assert!(matches!(check(&SearchRequest::new("  ")), Err(SearchError::EmptyQuery)));
         assert!(check(&SearchRequest::new("x").offset(-1)).is_err());
         assert!(check(&SearchRequest::new("x").limit(0)).is_err());
         let c = check(&SearchRequest::new("x").limit(i64::MAX)).unwrap();

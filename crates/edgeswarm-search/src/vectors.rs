@@ -112,13 +112,7 @@ pub struct SyncReport {
 /// entry is gone), then fills up to `max_batches` batches of entries that have no vector,
 /// and (when `purge`) drops vectors of deleted entries. Embedding runs on a blocking
 /// thread; reads on the read pool; writes through the store writer.
-pub(crate) async fn sync(
-    store: &Store,
-    space: &Space,
-    changed: Vec<String>,
-    max_batches: usize,
-    purge: bool,
-) -> Result<SyncReport> {
+pub(crate) async fn sync(store: &Store, space: &Space, changed: Vec<String>, max_batches: usize, purge: bool) -> Result<SyncReport> {
     let mut rep = SyncReport::default();
     let table = space.table.clone();
     if purge {
@@ -242,10 +236,7 @@ async fn embed_and_write(store: &Store, space: &Space, rows: Vec<Vec<SqlValue>>)
     store
         .transact(move |ctx| {
             for (id, blob) in embedded {
-                ctx.execute(
-                    &format!("DELETE FROM {t} WHERE id = ?1"),
-                    vec![id.clone().into()],
-                )?;
+                ctx.execute(&format!("DELETE FROM {t} WHERE id = ?1"), vec![id.clone().into()])?;
                 ctx.execute(
                     &format!("INSERT INTO {t} (id, emb) VALUES (?1, ?2)"),
                     vec![id.into(), SqlValue::Blob(blob)],

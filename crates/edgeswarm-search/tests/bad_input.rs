@@ -8,19 +8,11 @@ use serde_json::json;
 
 async fn setup() -> (tempfile::TempDir, Search) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("s.db")))
-        .await
-        .unwrap();
+    let store = Store::open(StoreConfig::at(dir.path().join("s.db"))).await.unwrap();
     let s = Search::start(store, SearchConfig::new()).await.unwrap();
     for (t, c) in [
-        (
-            "NEAR operators",
-            "The NEAR keyword and AND OR NOT are just words here.",
-        ),
-        (
-            "Quotes",
-            "She said \"hello\" and left; c++ and c# are languages.",
-        ),
+        ("NEAR operators", "The NEAR keyword and AND OR NOT are just words here."),
+        ("Quotes", "She said \"hello\" and left; c++ and c# are languages."),
         ("Emoji", "Deploy 🚀 rockets and café crème in 日本語 text."),
     ] {
         s.add_knowledge(Knowledge::new("t", t, c)).await.unwrap();
@@ -32,14 +24,9 @@ async fn setup() -> (tempfile::TempDir, Search) {
 async fn empty_and_punctuation() {
     let (_d, s) = setup().await;
     for q in ["", "   ", "\n\t"] {
-        assert!(matches!(
-            s.search(SearchRequest::new(q)).await,
-            Err(SearchError::EmptyQuery)
-        ));
+        assert!(matches!(s.search(SearchRequest::new(q)).await, Err(SearchError::EmptyQuery)));
     }
-    for q in [
-        "!!!", "\"\"", "***", "-", "()", "😀", "^", ":", "\"", "* * *",
-    ] {
+    for q in ["!!!", "\"\"", "***", "-", "()", "😀", "^", ":", "\"", "* * *"] {
         let r = s.search(SearchRequest::new(q)).await.unwrap();
         assert!(r.hits.is_empty(), "{q}: {r:?}");
         assert!(!r.notes.is_empty(), "{q}");
@@ -97,10 +84,7 @@ async fn fts_operators_are_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbers_cursors_and_unknown_fields() {
     let (_d, s) = setup().await;
-    let r = s
-        .search(SearchRequest::new("deploy").limit(1_000_000))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("deploy").limit(1_000_000)).await.unwrap();
     assert!(r.notes.iter().any(|n| n.contains("capped")));
     assert!(matches!(
         s.search(SearchRequest::new("deploy").limit(0)).await,
@@ -112,27 +96,16 @@ async fn numbers_cursors_and_unknown_fields() {
     ));
     assert!(matches!(
         s.search(SearchRequest::new("deploy").offset(-1)).await,
-        Err(SearchError::InvalidArgument {
-            field: "offset",
-            ..
-        })
+        Err(SearchError::InvalidArgument { field: "offset", .. })
     ));
     assert!(matches!(
-        s.search(SearchRequest::new("deploy").offset(i64::MAX))
-            .await,
-        Err(SearchError::InvalidArgument {
-            field: "offset",
-            ..
-        })
+        s.search(SearchRequest::new("deploy").offset(i64::MAX)).await,
+        Err(SearchError::InvalidArgument { field: "offset", .. })
     ));
-    let r = s
-        .search(SearchRequest::new("deploy").offset(50))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("deploy").offset(50)).await.unwrap();
     assert!(r.hits.is_empty());
     assert!(matches!(
-        s.search(SearchRequest::new("deploy").cursor("garbage"))
-            .await,
+        s.search(SearchRequest::new("deploy").cursor("garbage")).await,
         Err(SearchError::BadCursor(_))
     ));
     assert!(matches!(
@@ -145,29 +118,15 @@ async fn numbers_cursors_and_unknown_fields() {
         .unwrap_err();
     assert!(matches!(&e, SearchError::UnknownField { field, .. } if field == "colour"));
     assert!(e.to_string().contains("category"), "{e}");
-    let e = s
-        .search_json(&json!({"query": "deploy", "limit": "ten"}))
-        .await
-        .unwrap_err();
+    let e = s.search_json(&json!({"query": "deploy", "limit": "ten"})).await.unwrap_err();
     assert!(matches!(e, SearchError::InvalidRequest(_)), "{e}");
     let e = s
         .search_json(&json!({"query": "deploy", "filters": {"metadata": {"a b": 1}}}))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            SearchError::InvalidArgument {
-                field: "metadata",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, SearchError::InvalidArgument { field: "metadata", .. }), "{e}");
     let e = s
-        .search_json(
-            &json!({"query": "deploy", "filters": {"created_after": 10, "created_before": 5}}),
-        )
+        .search_json(&json!({"query": "deploy", "filters": {"created_after": 10, "created_before": 5}}))
         .await
         .unwrap_err();
     assert!(matches!(e, SearchError::InvalidArgument { .. }), "{e}");

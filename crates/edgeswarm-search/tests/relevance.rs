@@ -2,9 +2,7 @@
 //! vectors and hybrid.
 
 use edgeswarm_core::{Knowledge, StoreConfig};
-use edgeswarm_search::{
-    Filters, HashEmbedder, KnowledgeUpdate, Mode, Search, SearchConfig, SearchRequest,
-};
+use edgeswarm_search::{Filters, HashEmbedder, KnowledgeUpdate, Mode, Search, SearchConfig, SearchRequest};
 use edgeswarm_store::{SqlValue, Store};
 use serde_json::json;
 use std::sync::Arc;
@@ -12,9 +10,7 @@ use std::time::Duration;
 
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("s.db")))
-        .await
-        .unwrap();
+    let store = Store::open(StoreConfig::at(dir.path().join("s.db"))).await.unwrap();
     (dir, store)
 }
 
@@ -78,10 +74,7 @@ async fn corpus(s: &Search) -> Vec<String> {
     ];
     let mut ids = Vec::new();
     for (cat, topic, content, tags, region, created, meta) in rows {
-        let mut k = Knowledge::new(cat, topic, content)
-            .tags(tags)
-            .region(region)
-            .metadata(meta);
+        let mut k = Knowledge::new(cat, topic, content).tags(tags).region(region).metadata(meta);
         k.created_at = created;
         ids.push(s.add_knowledge(k).await.unwrap().id);
     }
@@ -95,9 +88,7 @@ fn ids(r: &edgeswarm_search::SearchResponse) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_phrase_beats_scattered_words_and_snippets_highlight() {
     let (_d, store) = open().await;
-    let s = Search::start(store.clone(), SearchConfig::new())
-        .await
-        .unwrap();
+    let s = Search::start(store.clone(), SearchConfig::new()).await.unwrap();
     let c = corpus(&s).await;
     let r = s.search(SearchRequest::new("vector index")).await.unwrap();
     assert_eq!(r.mode, Mode::Lexical);
@@ -106,10 +97,7 @@ async fn exact_phrase_beats_scattered_words_and_snippets_highlight() {
     assert!(ids(&r).contains(&c[1].as_str()));
     assert!(r.hits[0].snippet.contains('['), "{:?}", r.hits[0].snippet);
     // Quoted phrase: only the exact phrase.
-    let r = s
-        .search(SearchRequest::new("\"vector index\""))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("\"vector index\"")).await.unwrap();
     assert_eq!(ids(&r), vec![c[0].as_str()]);
     // Prefix.
     let r = s.search(SearchRequest::new("embed*")).await.unwrap();
@@ -126,9 +114,7 @@ async fn exact_phrase_beats_scattered_words_and_snippets_highlight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_exclude_and_pagination_is_stable() {
     let (_d, store) = open().await;
-    let s = Search::start(store.clone(), SearchConfig::new())
-        .await
-        .unwrap();
+    let s = Search::start(store.clone(), SearchConfig::new()).await.unwrap();
     let c = corpus(&s).await;
     let q = |f: Filters| SearchRequest::new("vectors OR libsql OR ops OR index OR text").filters(f);
     // tag filter excludes
@@ -170,16 +156,10 @@ async fn filters_exclude_and_pagination_is_stable() {
         assert!(h.created_at > 2_500);
     }
     let f = Filters::from_json(&json!({"metadata": {"team.name": "core"}})).unwrap();
-    let r = s
-        .search(SearchRequest::new("vectors").filters(f))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("vectors").filters(f)).await.unwrap();
     assert_eq!(ids(&r), vec![c[4].as_str()]);
     let f = Filters::from_json(&json!({"metadata": {"$.level": "advanced", "v": 2}})).unwrap();
-    let r = s
-        .search(SearchRequest::new("vector").filters(f))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("vector").filters(f)).await.unwrap();
     assert_eq!(ids(&r), vec![c[0].as_str()]);
 
     // Pagination: pages of 1 via cursor equal one page of 10.
@@ -199,47 +179,23 @@ async fn filters_exclude_and_pagination_is_stable() {
             None => break,
         }
     }
-    assert_eq!(
-        paged,
-        all.hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>()
-    );
-    let r2 = s
-        .search(SearchRequest::new("the").offset(1).limit(1))
-        .await
-        .unwrap();
+    assert_eq!(paged, all.hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>());
+    let r2 = s.search(SearchRequest::new("the").offset(1).limit(1)).await.unwrap();
     assert_eq!(r2.hits[0].id, all.hits[1].id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_deletes_replicated_rows_and_dedup() {
     let (_d, store) = open().await;
-    let s = Search::start(store.clone(), SearchConfig::new())
-        .await
-        .unwrap();
+    let s = Search::start(store.clone(), SearchConfig::new()).await.unwrap();
     let c = corpus(&s).await;
     // Warm the cache with the queries we will repeat after writes.
-    assert_eq!(
-        s.search(SearchRequest::new("backups"))
-            .await
-            .unwrap()
-            .hits
-            .len(),
-        1
-    );
-    assert!(s
-        .search(SearchRequest::new("snapshots"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert_eq!(s.search(SearchRequest::new("backups")).await.unwrap().hits.len(), 1);
+    assert!(s.search(SearchRequest::new("snapshots")).await.unwrap().hits.is_empty());
     // (The first answer may race the last corpus commit event; a repeat is cached.)
     let mut cached = false;
     for _ in 0..3 {
-        cached |= s
-            .search(SearchRequest::new("backups"))
-            .await
-            .unwrap()
-            .cached;
+        cached |= s.search(SearchRequest::new("backups")).await.unwrap().cached;
     }
     assert!(cached);
 
@@ -256,21 +212,11 @@ async fn updates_deletes_replicated_rows_and_dedup() {
     let r = s.search(SearchRequest::new("snapshots")).await.unwrap();
     assert_eq!(ids(&r), vec![c[2].as_str()]);
     assert!(!r.cached);
-    assert!(s
-        .search(SearchRequest::new("hourly"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(s.search(SearchRequest::new("hourly")).await.unwrap().hits.is_empty());
 
     assert!(s.delete_knowledge(&c[2]).await.unwrap());
     assert!(!s.delete_knowledge(&c[2]).await.unwrap());
-    assert!(s
-        .search(SearchRequest::new("snapshots"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(s.search(SearchRequest::new("snapshots")).await.unwrap().hits.is_empty());
     assert!(s.get_knowledge(&c[2]).await.unwrap().is_none());
     assert!(matches!(
         s.update_knowledge(&c[2], KnowledgeUpdate::default()).await,
@@ -279,12 +225,7 @@ async fn updates_deletes_replicated_rows_and_dedup() {
 
     // A row that arrives like replication does (raw SQL, no typed path) is found,
     // even when the query was cached as empty just before.
-    assert!(s
-        .search(SearchRequest::new("gossip"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(s.search(SearchRequest::new("gossip")).await.unwrap().hits.is_empty());
     store
         .execute_sql(
             "INSERT INTO knowledge (id, category, topic, content, tags, hlc, origin) VALUES (?1, 'net', 'Gossip', 'Replicas gossip membership every second', '[\"net\"]', 1, 'peer')",
@@ -298,10 +239,7 @@ async fn updates_deletes_replicated_rows_and_dedup() {
     let r = s.search(SearchRequest::new("gossip")).await.unwrap();
     assert_eq!(ids(&r), vec!["remote-1"]);
     assert!(!r.cached);
-    let r = s
-        .search(SearchRequest::new("gossip membership"))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("gossip membership")).await.unwrap();
     assert!(r.hits[0].snippet.contains("[gossip membership]"), "{r:?}");
 
     // Dedup: same normalised content, same category -> one entry, tags/metadata merged.
@@ -348,103 +286,61 @@ async fn updates_deletes_replicated_rows_and_dedup() {
 async fn vector_and_hybrid_with_embedder_switch() {
     let (_d, store) = open().await;
     // No embedder: vector asked -> lexical, and says why.
-    let s = Search::start(store.clone(), SearchConfig::new())
-        .await
-        .unwrap();
+    let s = Search::start(store.clone(), SearchConfig::new()).await.unwrap();
     let c = corpus(&s).await;
-    let r = s
-        .search(SearchRequest::new("vector").mode(Mode::Vector))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("vector").mode(Mode::Vector)).await.unwrap();
     assert_eq!(r.mode, Mode::Lexical);
     assert!(r.fallback_reason.unwrap().contains("no embedder"));
     s.stop();
 
-    let s = Search::start(
-        store.clone(),
-        SearchConfig::new().embedder(Arc::new(HashEmbedder::new(64))),
-    )
-    .await
-    .unwrap();
-    assert!(s.wait_vectors_ready(Duration::from_secs(20)).await.unwrap());
-    let r = s
-        .search(SearchRequest::new("vector indexes"))
+    let s = Search::start(store.clone(), SearchConfig::new().embedder(Arc::new(HashEmbedder::new(64))))
         .await
         .unwrap();
+    assert!(s.wait_vectors_ready(Duration::from_secs(20)).await.unwrap());
+    let r = s.search(SearchRequest::new("vector indexes")).await.unwrap();
     assert_eq!(r.mode, Mode::Hybrid, "{r:?}");
     assert!(r.fallback_reason.is_none());
     assert_eq!(ids(&r)[0], c[0]);
-    let r = s
-        .search(SearchRequest::new("indexing vectors").mode(Mode::Vector))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("indexing vectors").mode(Mode::Vector)).await.unwrap();
     assert_eq!(r.mode, Mode::Vector);
     assert!(ids(&r)[..3].contains(&c[0].as_str()), "{r:?}");
     // Filters apply to vector hits too.
     let r = s
-        .search(
-            SearchRequest::new("vectors")
-                .mode(Mode::Vector)
-                .filters(Filters {
-                    category: Some("ml".into()),
-                    ..Default::default()
-                }),
-        )
+        .search(SearchRequest::new("vectors").mode(Mode::Vector).filters(Filters {
+            category: Some("ml".into()),
+            ..Default::default()
+        }))
         .await
         .unwrap();
     assert_eq!(ids(&r), vec![c[4].as_str()]);
     // New entries get vectors in the background.
     let n = s
-        .add_knowledge(Knowledge::new(
-            "db",
-            "Quantization",
-            "Quantized vectors save memory",
-        ))
+        .add_knowledge(Knowledge::new("db", "Quantization", "Quantized vectors save memory"))
         .await
         .unwrap();
     assert!(s.wait_vectors_ready(Duration::from_secs(20)).await.unwrap());
-    let r = s
-        .search(SearchRequest::new("quantized").mode(Mode::Vector))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("quantized").mode(Mode::Vector)).await.unwrap();
     assert_eq!(ids(&r)[0], n.id);
     // Deleted entries never come back from vectors.
     s.delete_knowledge(&n.id).await.unwrap();
-    let r = s
-        .search(SearchRequest::new("quantized").mode(Mode::Vector))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("quantized").mode(Mode::Vector)).await.unwrap();
     assert!(!ids(&r).contains(&n.id.as_str()));
 
     // Switch embedder: old vectors keep serving (hybrid, no fallback) until the new
     // space is built, then it switches.
-    s.set_embedder(Some(Arc::new(HashEmbedder::new(128))))
-        .await
-        .unwrap();
-    let r = s
-        .search(SearchRequest::new("vector indexes"))
-        .await
-        .unwrap();
+    s.set_embedder(Some(Arc::new(HashEmbedder::new(128)))).await.unwrap();
+    let r = s.search(SearchRequest::new("vector indexes")).await.unwrap();
     assert_eq!(r.mode, Mode::Hybrid);
     assert!(s.wait_vectors_ready(Duration::from_secs(20)).await.unwrap());
     let st = s.status().await.unwrap();
     assert!(st.active_embedder.unwrap().ends_with("/128"));
-    let r = s
-        .search(SearchRequest::new("vector indexes"))
-        .await
-        .unwrap();
+    let r = s.search(SearchRequest::new("vector indexes")).await.unwrap();
     assert_eq!(r.mode, Mode::Hybrid);
     assert_eq!(ids(&r)[0], c[0]);
     // Hybrid pagination via cursor.
-    let p1 = s
-        .search(SearchRequest::new("vectors").limit(2))
-        .await
-        .unwrap();
+    let p1 = s.search(SearchRequest::new("vectors").limit(2)).await.unwrap();
     let next = p1.next_cursor.clone().unwrap();
-    let p2 = s
-        .search(SearchRequest::new("vectors").limit(2).cursor(next))
-        .await
-        .unwrap();
+    let p2 = s.search(SearchRequest::new("vectors").limit(2).cursor(next)).await.unwrap();
     assert!(p2.hits.iter().all(|h| !ids(&p1).contains(&h.id.as_str())));
 }
 
@@ -457,9 +353,7 @@ async fn vector_and_hybrid_with_embedder_switch() {
 #[ignore = "store schema bug: AFTER UPDATE FTS triggers fire in the wrong order"]
 async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
     let (_d, store) = open().await;
-    let s = Search::start(store.clone(), SearchConfig::new())
-        .await
-        .unwrap();
+    let s = Search::start(store.clone(), SearchConfig::new()).await.unwrap();
     let id = s
         .add_knowledge(Knowledge::new("c", "Old topic", "old words here"))
         .await
@@ -474,10 +368,5 @@ async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
         .unwrap();
     let r = s.search(SearchRequest::new("new")).await.unwrap();
     assert_eq!(ids(&r), vec![id.as_str()]);
-    assert!(s
-        .search(SearchRequest::new("old words"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(s.search(SearchRequest::new("old words")).await.unwrap().hits.is_empty());
 }

@@ -2,10 +2,7 @@
 //! without the CLI (prints one JSON line).
 #[tokio::main]
 async fn main() {
-    let rows: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256_000);
+    let rows: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(256_000);
     let durability = match std::env::args().nth(2).as_deref() {
         Some("normal") => edgeswarm_core::Durability::Normal,
         _ => edgeswarm_core::Durability::Full,

@@ -32,9 +32,13 @@ pub enum Inbox {
         generation: u64,
     },
     /// The writer died and is being restarted; wait for `Running`.
-    Restarting { generation: u64 },
+    Restarting {
+        generation: u64,
+    },
     /// Shut down, or the supervisor gave up (`reason`).
-    Closed { reason: Option<String> },
+    Closed {
+        reason: Option<String>,
+    },
 }
 
 /// Read-only setup shared by every generation of the StorageActor.
@@ -77,11 +81,7 @@ impl Actor for StorageActor {
     type State = StorageState;
     type Arguments = Arc<WriterSetup>;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<StorageMsg>,
-        setup: Arc<WriterSetup>,
-    ) -> Result<StorageState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<StorageMsg>, setup: Arc<WriterSetup>) -> Result<StorageState, ActorProcessingErr> {
         let generation = setup.generations.fetch_add(1, Ordering::SeqCst) + 1;
         let (tx, rx) = queue::bounded::<WriterMsg>("storage_writer", setup.cfg.queue_capacity);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
@@ -116,9 +116,7 @@ impl Actor for StorageActor {
                 }
                 let _ = myself.cast(StorageMsg::WriterExited { panic });
             })?;
-        ready_rx
-            .await
-            .map_err(|_| "writer thread died while opening")??;
+        ready_rx.await.map_err(|_| "writer thread died while opening")??;
         setup.inbox.send_replace(Inbox::Running {
             tx: tx.clone(),
             generation,
@@ -132,12 +130,7 @@ impl Actor for StorageActor {
         })
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<StorageMsg>,
-        msg: StorageMsg,
-        state: &mut StorageState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<StorageMsg>, msg: StorageMsg, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
         match msg {
             StorageMsg::WriterExited { panic: None } => {
                 if let Some(t) = state.thread.take() {
@@ -148,10 +141,7 @@ impl Actor for StorageActor {
             }
             StorageMsg::WriterExited { panic: Some(p) } => {
                 let generation = state.setup.generations.load(Ordering::SeqCst);
-                state
-                    .setup
-                    .inbox
-                    .send_replace(Inbox::Restarting { generation });
+                state.setup.inbox.send_replace(Inbox::Restarting { generation });
                 state.tx.close();
                 let mut failed = 0;
                 while let Ok(slot) = state.rx.try_recv() {
@@ -178,11 +168,7 @@ impl Actor for StoreSupervisor {
     type State = SupervisorState;
     type Arguments = Arc<WriterSetup>;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<()>,
-        setup: Arc<WriterSetup>,
-    ) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<()>, setup: Arc<WriterSetup>) -> Result<SupervisorState, ActorProcessingErr> {
         Actor::spawn_linked(None, StorageActor, setup.clone(), myself.get_cell()).await?;
         Ok(SupervisorState {
             setup,
@@ -199,37 +185,25 @@ impl Actor for StoreSupervisor {
         match evt {
             SupervisionEvent::ActorFailed(_, err) => {
                 let now = Instant::now();
-                state
-                    .restarts
-                    .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+                state.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
                 if state.restarts.len() >= MAX_RESTARTS {
                     let reason = format!("storage writer crashed {MAX_RESTARTS} times within {RESTART_WINDOW:?}; last: {err}. Check the disk and the database file (edgeswarm doctor)");
                     tracing::error!(%reason, "giving up on the storage writer");
-                    state.setup.inbox.send_replace(Inbox::Closed {
-                        reason: Some(reason),
-                    });
+                    state.setup.inbox.send_replace(Inbox::Closed { reason: Some(reason) });
                     myself.stop(None);
                     return Ok(());
                 }
                 state.restarts.push_back(now);
                 tracing::warn!(%err, "restarting storage actor");
-                if let Err(e) =
-                    Actor::spawn_linked(None, StorageActor, state.setup.clone(), myself.get_cell())
-                        .await
-                {
+                if let Err(e) = Actor::spawn_linked(None, StorageActor, state.setup.clone(), myself.get_cell()).await {
                     let reason = format!("storage writer could not restart: {e}");
-                    state.setup.inbox.send_replace(Inbox::Closed {
-                        reason: Some(reason),
-                    });
+                    state.setup.inbox.send_replace(Inbox::Closed { reason: Some(reason) });
                     myself.stop(None);
                 }
             }
             SupervisionEvent::ActorTerminated(..) => {
                 // Clean exit only happens on shutdown.
-                state
-                    .setup
-                    .inbox
-                    .send_replace(Inbox::Closed { reason: None });
+                state.setup.inbox.send_replace(Inbox::Closed { reason: None });
                 myself.stop(None);
             }
             _ => {}

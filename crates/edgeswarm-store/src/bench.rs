@@ -56,8 +56,7 @@ fn metric(i: usize) -> Metric {
         (i % 2000) as f64 + 0.5,
         (i % 5000) as i64,
     );
-    m.region =
-        Some(["us-west-2", "eu-central-1", "ap-southeast-1", "sa-east-1"][i % 4].to_string());
+    m.region = Some(["us-west-2", "eu-central-1", "ap-southeast-1", "sa-east-1"][i % 4].to_string());
     m
 }
 
@@ -87,10 +86,7 @@ pub fn raw_ingest(path: &std::path::Path, rows: usize, durability: Durability) -
                     libsql::Value::Text(m.task_type.clone()),
                     libsql::Value::Real(m.duration_ms),
                     libsql::Value::Integer(m.tokens_used),
-                    m.region
-                        .clone()
-                        .map(libsql::Value::Text)
-                        .unwrap_or(libsql::Value::Null),
+                    m.region.clone().map(libsql::Value::Text).unwrap_or(libsql::Value::Null),
                     libsql::Value::Integer(m.ts),
                     libsql::Value::Null,
                     libsql::Value::Integer(1),
@@ -177,10 +173,7 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
     let elapsed = started.elapsed().as_secs_f64();
     let acked = lat.len();
     let stats = store.stats();
-    let stored = store
-        .read_sql("SELECT count(*) FROM agent_metrics", vec![])
-        .await?
-        .rows[0][0]
+    let stored = store.read_sql("SELECT count(*) FROM agent_metrics", vec![]).await?.rows[0][0]
         .as_i64()
         .unwrap_or(0);
     store.shutdown().await?;
@@ -268,8 +261,7 @@ pub async fn read(opts: ReadOpts) -> Result<Value> {
             for i in 0..n {
                 let t0 = Instant::now();
                 let sid = format!("session-{}", (i * 7 + r * 13) % 5000);
-                s.read(move |rd| rd.query(sql, vec![SqlValue::Text(sid)]))
-                    .await?;
+                s.read(move |rd| rd.query(sql, vec![SqlValue::Text(sid)])).await?;
                 lat.push(t0.elapsed().as_secs_f64() * 1000.0);
             }
             Ok::<_, StoreError>(lat)
@@ -288,10 +280,7 @@ pub async fn read(opts: ReadOpts) -> Result<Value> {
         let mut cc = CachedConn::new(db, c);
         let t0 = Instant::now();
         for i in 0..n {
-            cc.query(
-                sql,
-                vec![libsql::Value::Text(format!("session-{}", (i * 7) % 5000))],
-            )?;
+            cc.query(sql, vec![libsql::Value::Text(format!("session-{}", (i * 7) % 5000))])?;
         }
         Ok(n as f64 / t0.elapsed().as_secs_f64())
     })

@@ -18,10 +18,7 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// Opens the read-write connection the writer owns, with the durability pragmas.
-pub fn open_writer(
-    path: &Path,
-    durability: Durability,
-) -> Result<(libsql::Database, libsql::Connection)> {
+pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Database, libsql::Connection)> {
     let p = path.display().to_string();
     let err = |e: libsql::Error| StoreError::Open {
         path: p.clone(),
@@ -31,25 +28,18 @@ pub fn open_writer(
         if !dir.as_os_str().is_empty() && !dir.exists() {
             return Err(StoreError::Open {
                 path: p.clone(),
-                reason: format!(
-                    "directory {} does not exist; create it first",
-                    dir.display()
-                ),
+                reason: format!("directory {} does not exist; create it first", dir.display()),
             });
         }
     }
     let db = run(libsql::Builder::new_local(path).build()).map_err(err)?;
     let conn = db.connect().map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
     // journal_mode returns a row, so it goes through query.
     let mode = run(async {
         let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
         let row = rows.next().await?;
-        Ok::<_, libsql::Error>(
-            row.and_then(|r| r.get::<String>(0).ok())
-                .unwrap_or_default(),
-        )
+        Ok::<_, libsql::Error>(row.and_then(|r| r.get::<String>(0).ok()).unwrap_or_default())
     })
     .map_err(|e| StoreError::Open {
         path: p.clone(),
@@ -81,12 +71,8 @@ pub fn open_reader(path: &Path) -> Result<(libsql::Database, libsql::Connection)
         .build())
     .map_err(err)?;
     let conn = db.connect().map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(err)?;
-    run(conn.execute_batch(
-        "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
-    ))
-    .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+    run(conn.execute_batch("PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;")).map_err(err)?;
     Ok((db, conn))
 }
 
@@ -114,10 +100,7 @@ impl CachedConn {
             let s = run(self.conn.prepare(sql))?;
             self.cache.insert(sql.to_string(), s);
         }
-        let s = self
-            .cache
-            .get(sql)
-            .ok_or_else(|| StoreError::Sql("statement cache miss".into()))?;
+        let s = self.cache.get(sql).ok_or_else(|| StoreError::Sql("statement cache miss".into()))?;
         s.reset();
         Ok(s)
     }
@@ -158,11 +141,7 @@ impl CachedConn {
     pub fn query_once(&self, sql: &str, params: Vec<libsql::Value>) -> Result<QueryResult> {
         run(async {
             let stmt = self.conn.prepare(sql).await?;
-            let cols: Vec<String> = stmt
-                .columns()
-                .iter()
-                .map(|c| c.name().to_string())
-                .collect();
+            let cols: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
             let mut rows = stmt.query(params).await?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().await? {

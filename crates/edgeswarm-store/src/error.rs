@@ -9,9 +9,7 @@ pub enum StoreError {
     #[error("invalid input: {0}")]
     Invalid(#[from] ValidationError),
     /// The write queue is full (`try_publish` only). Retry later or use `publish`, which waits.
-    #[error(
-        "storage queue is full ({capacity} writes waiting); retry later or use the waiting publish"
-    )]
+    #[error("storage queue is full ({capacity} writes waiting); retry later or use the waiting publish")]
     Overloaded { capacity: usize },
     /// The statement was refused by the SQL guard; nothing ran.
     #[error("SQL refused: {0}")]
@@ -20,9 +18,7 @@ pub enum StoreError {
     #[error("SQL error: {0}")]
     Sql(String),
     /// A raw SQL statement ran past the query time limit and was interrupted.
-    #[error(
-        "query interrupted after {limit_ms} ms (the query time limit); add a LIMIT or narrow it"
-    )]
+    #[error("query interrupted after {limit_ms} ms (the query time limit); add a LIMIT or narrow it")]
     Timeout { limit_ms: u64 },
     /// The batch this write was in failed to commit; the write is not stored. Retry it:
     /// writes are idempotent by id.

@@ -113,7 +113,9 @@ unsafe extern "C" fn authorizer(
         ffi::SQLITE_PRAGMA => {
             let name = a1s.to_ascii_lowercase();
             if a2s.is_some() {
-                deny(format!("PRAGMA {name} = ... changes connection or database settings and is not allowed"))
+                deny(format!(
+                    "PRAGMA {name} = ... changes connection or database settings and is not allowed"
+                ))
             } else if hooks.mode == Mode::Read && !READ_PRAGMAS.contains(&name.as_str()) {
                 deny(format!("PRAGMA {name} is not on the read-only allow list"))
             } else {
@@ -136,7 +138,11 @@ unsafe extern "C" fn authorizer(
         {
             deny("this statement changes the schema; use execute_query for writes".into())
         }
-        ffi::SQLITE_DROP_TABLE | ffi::SQLITE_ALTER_TABLE | ffi::SQLITE_DROP_INDEX | ffi::SQLITE_DROP_TRIGGER | ffi::SQLITE_CREATE_TRIGGER
+        ffi::SQLITE_DROP_TABLE
+        | ffi::SQLITE_ALTER_TABLE
+        | ffi::SQLITE_DROP_INDEX
+        | ffi::SQLITE_DROP_TRIGGER
+        | ffi::SQLITE_CREATE_TRIGGER
             if is_internal_table(a1s) || cstr(a2).map(is_internal_table).unwrap_or(false) =>
         {
             deny(format!("`{a1s}` is managed by edgeswarm and its schema cannot be changed"))
@@ -226,11 +232,7 @@ impl GuardConn {
 
     fn errmsg(&self) -> String {
         // SAFETY: sqlite3_errmsg returns a valid string for a (possibly null) handle.
-        unsafe {
-            cstr(ffi::sqlite3_errmsg(self.db))
-                .unwrap_or("unknown SQLite error")
-                .to_string()
-        }
+        unsafe { cstr(ffi::sqlite3_errmsg(self.db)).unwrap_or("unknown SQLite error").to_string() }
     }
 
     fn exec_plain(&mut self, sql: &str) -> Result<()> {
@@ -239,15 +241,7 @@ impl GuardConn {
         unsafe { ffi::sqlite3_set_authorizer(self.db, None, std::ptr::null_mut()) };
         let c = CString::new(sql).map_err(StoreError::sql)?;
         // SAFETY: valid handle and statement.
-        let rc = unsafe {
-            ffi::sqlite3_exec(
-                self.db,
-                c.as_ptr(),
-                None,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
+        let rc = unsafe { ffi::sqlite3_exec(self.db, c.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
         let hooks_ptr = &*self.hooks as *const Hooks as *mut c_void;
         unsafe { ffi::sqlite3_set_authorizer(self.db, Some(authorizer), hooks_ptr) };
         if rc != ffi::SQLITE_OK {
@@ -270,15 +264,7 @@ impl GuardConn {
         let mut stmt = std::ptr::null_mut();
         let mut tail: *const c_char = std::ptr::null();
         // SAFETY: pointer/length pair from a live &str; out-pointers are valid.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
-                self.db,
-                bytes.as_ptr() as *const c_char,
-                bytes.len() as c_int,
-                &mut stmt,
-                &mut tail,
-            )
-        };
+        let rc = unsafe { ffi::sqlite3_prepare_v2(self.db, bytes.as_ptr() as *const c_char, bytes.len() as c_int, &mut stmt, &mut tail) };
         let stmt = Stmt(stmt);
         if let Some(why) = self.hooks.denied.borrow_mut().take() {
             return Err(StoreError::Refused(why));
@@ -323,11 +309,7 @@ impl GuardConn {
         let stmt = self.prepare(sql, Mode::Write)?;
         // SAFETY: valid prepared statement.
         let ro = unsafe { ffi::sqlite3_stmt_readonly(stmt.0) } != 0;
-        Ok(if ro {
-            StatementKind::ReadOnly
-        } else {
-            StatementKind::Write
-        })
+        Ok(if ro { StatementKind::ReadOnly } else { StatementKind::Write })
     }
 
     /// Checks that `sql` is one statement SQLite reports as read-only.
@@ -343,13 +325,7 @@ impl GuardConn {
     }
 
     /// Runs a read-only statement with parameters, a row cap and a time limit.
-    pub fn query(
-        &mut self,
-        sql: &str,
-        params: &[SqlValue],
-        max_rows: usize,
-        timeout: Duration,
-    ) -> Result<QueryResult> {
+    pub fn query(&mut self, sql: &str, params: &[SqlValue], max_rows: usize, timeout: Duration) -> Result<QueryResult> {
         let stmt = self.prepare(sql, Mode::Read)?;
         // SAFETY: valid prepared statement.
         if unsafe { ffi::sqlite3_stmt_readonly(stmt.0) } == 0 {
@@ -371,11 +347,7 @@ impl GuardConn {
         // SAFETY: valid prepared statement.
         let ncol = unsafe { ffi::sqlite3_column_count(stmt.0) };
         let columns = (0..ncol)
-            .map(|i| {
-                unsafe { cstr(ffi::sqlite3_column_name(stmt.0, i)) }
-                    .unwrap_or("?")
-                    .to_string()
-            })
+            .map(|i| unsafe { cstr(ffi::sqlite3_column_name(stmt.0, i)) }.unwrap_or("?").to_string())
             .collect();
         let mut out = QueryResult {
             columns,
@@ -413,27 +385,16 @@ impl GuardConn {
                 SqlValue::Null => ffi::sqlite3_bind_null(stmt.0, i),
                 SqlValue::Integer(x) => ffi::sqlite3_bind_int64(stmt.0, i, *x),
                 SqlValue::Real(x) => ffi::sqlite3_bind_double(stmt.0, i, *x),
-                SqlValue::Text(s) => ffi::sqlite3_bind_text(
-                    stmt.0,
-                    i,
-                    s.as_ptr() as *const c_char,
-                    s.len() as c_int,
-                    ffi::SQLITE_TRANSIENT(),
-                ),
-                SqlValue::Blob(b) => ffi::sqlite3_bind_blob(
-                    stmt.0,
-                    i,
-                    b.as_ptr() as *const c_void,
-                    b.len() as c_int,
-                    ffi::SQLITE_TRANSIENT(),
-                ),
+                SqlValue::Text(s) => {
+                    ffi::sqlite3_bind_text(stmt.0, i, s.as_ptr() as *const c_char, s.len() as c_int, ffi::SQLITE_TRANSIENT())
+                }
+                SqlValue::Blob(b) => {
+                    ffi::sqlite3_bind_blob(stmt.0, i, b.as_ptr() as *const c_void, b.len() as c_int, ffi::SQLITE_TRANSIENT())
+                }
             }
         };
         if rc != ffi::SQLITE_OK {
-            return Err(StoreError::Refused(format!(
-                "cannot bind parameter {i}: {}",
-                self.errmsg()
-            )));
+            return Err(StoreError::Refused(format!("cannot bind parameter {i}: {}", self.errmsg())));
         }
         Ok(())
     }
@@ -451,9 +412,7 @@ fn column(stmt: &Stmt, i: c_int) -> SqlValue {
                 if p.is_null() {
                     SqlValue::Text(String::new())
                 } else {
-                    SqlValue::Text(
-                        String::from_utf8_lossy(std::slice::from_raw_parts(p, n)).into_owned(),
-                    )
+                    SqlValue::Text(String::from_utf8_lossy(std::slice::from_raw_parts(p, n)).into_owned())
                 }
             }
             ffi::SQLITE_BLOB => {

@@ -45,10 +45,18 @@ fn check(ns: &str, key: &str, value: &Value, ttl: Option<Duration>, store: &Stor
     }
     if let Some(t) = ttl {
         if t.is_zero() {
-            return Err(ValidationError::OutOfRange { field: "ttl", reason: "a TTL of zero would expire the entry at once; omit the TTL or give a positive one".into() }.into());
+            return Err(ValidationError::OutOfRange {
+                field: "ttl",
+                reason: "a TTL of zero would expire the entry at once; omit the TTL or give a positive one".into(),
+            }
+            .into());
         }
         if t > MAX_TTL {
-            return Err(ValidationError::OutOfRange { field: "ttl", reason: format!("{t:?} is longer than the 10-year maximum; omit the TTL for entries that never expire") }.into());
+            return Err(ValidationError::OutOfRange {
+                field: "ttl",
+                reason: format!("{t:?} is longer than the 10-year maximum; omit the TTL for entries that never expire"),
+            }
+            .into());
         }
     }
     Ok(())
@@ -71,14 +79,7 @@ fn last_version(ctx: &mut TxCtx<'_>, ns: &str, key: &str) -> Result<i64> {
     Ok(r.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 
-fn put(
-    ctx: &mut TxCtx<'_>,
-    ns: &str,
-    key: &str,
-    value: &Value,
-    ttl: Option<Duration>,
-    deleted: bool,
-) -> Result<i64> {
+fn put(ctx: &mut TxCtx<'_>, ns: &str, key: &str, value: &Value, ttl: Option<Duration>, deleted: bool) -> Result<i64> {
     let now = now_millis();
     let version = last_version(ctx, ns, key)? + 1;
     let hlc = ctx.stamp();
@@ -106,26 +107,14 @@ fn put(
 
 impl Store {
     /// Sets `namespace/key` to `value` (optionally expiring after `ttl`); returns the new version.
-    pub async fn kv_set(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: Value,
-        ttl: Option<Duration>,
-    ) -> Result<i64> {
+    pub async fn kv_set(&self, namespace: &str, key: &str, value: Value, ttl: Option<Duration>) -> Result<i64> {
         check(namespace, key, &value, ttl, self)?;
         let (ns, k) = (namespace.to_string(), key.to_string());
         let out = self
-            .transact(move |ctx| {
-                Ok(OpOutput::Json(json!(put(
-                    ctx, &ns, &k, &value, ttl, false
-                )?)))
-            })
+            .transact(move |ctx| Ok(OpOutput::Json(json!(put(ctx, &ns, &k, &value, ttl, false)?))))
             .await?;
         match out {
-            OpOutput::Json(v) => v
-                .as_i64()
-                .ok_or_else(|| StoreError::Sql("bad kv_set reply".into())),
+            OpOutput::Json(v) => v.as_i64().ok_or_else(|| StoreError::Sql("bad kv_set reply".into())),
             _ => Err(StoreError::Sql("bad kv_set reply".into())),
         }
     }
@@ -200,12 +189,7 @@ impl Store {
     }
 
     /// Lists live entries of a namespace whose key starts with `prefix`, by key.
-    pub async fn kv_list(
-        &self,
-        namespace: &str,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<KvEntry>> {
+    pub async fn kv_list(&self, namespace: &str, prefix: &str, limit: usize) -> Result<Vec<KvEntry>> {
         name("namespace", namespace, &self.config().limits)?;
         let (ns, p) = (namespace.to_string(), prefix.to_string());
         let limit = limit.clamp(1, 10_000) as i64;
@@ -226,7 +210,10 @@ impl Store {
         let out = self
             .transact(|ctx| {
                 let now = now_millis();
-                let gone = ctx.query("SELECT namespace, key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", vec![now.into()])?;
+                let gone = ctx.query(
+                    "SELECT namespace, key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                    vec![now.into()],
+                )?;
                 let n = ctx.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", vec![now.into()])?;
                 for row in gone.rows {
                     if let (Some(ns), Some(k)) = (row[0].as_str(), row[1].as_str()) {
@@ -249,10 +236,7 @@ fn rows_to_entries(q: crate::value::QueryResult) -> Vec<KvEntry> {
         .map(|r| KvEntry {
             namespace: r[0].as_str().unwrap_or_default().to_string(),
             key: r[1].as_str().unwrap_or_default().to_string(),
-            value: r[2]
-                .as_str()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or(Value::Null),
+            value: r[2].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null),
             version: r[3].as_i64().unwrap_or(0),
             expires_at: r[4].as_i64(),
             updated_at: r[5].as_i64().unwrap_or(0),

@@ -58,10 +58,7 @@ impl<T> Clone for QueueSender<T> {
 }
 
 /// Creates a queue of `capacity` items named `name`.
-pub fn bounded<T>(
-    name: &'static str,
-    capacity: usize,
-) -> (QueueSender<T>, crossbeam_channel::Receiver<Slot<T>>) {
+pub fn bounded<T>(name: &'static str, capacity: usize) -> (QueueSender<T>, crossbeam_channel::Receiver<Slot<T>>) {
     let capacity = capacity.max(1);
     // The crossbeam side never blocks a sender: permits already bound it.
     let (tx, rx) = crossbeam_channel::bounded(capacity);
@@ -119,9 +116,7 @@ impl<T> QueueSender<T> {
             match self.sem.clone().try_acquire_owned() {
                 Ok(p) => break p,
                 Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed(item)),
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    std::thread::sleep(std::time::Duration::from_micros(200))
-                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => std::thread::sleep(std::time::Duration::from_micros(200)),
             }
         };
         self.push(Slot { item, permit })
@@ -133,8 +128,9 @@ impl<T> QueueSender<T> {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(crossbeam_channel::TrySendError::Disconnected(s))
-            | Err(crossbeam_channel::TrySendError::Full(s)) => Err(SendError::Closed(s.item)),
+            Err(crossbeam_channel::TrySendError::Disconnected(s)) | Err(crossbeam_channel::TrySendError::Full(s)) => {
+                Err(SendError::Closed(s.item))
+            }
         }
     }
 
@@ -158,10 +154,7 @@ mod tests {
         let tx2 = tx.clone();
         let waiter = tokio::spawn(async move { tx2.send(4).await.is_ok() });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(
-            !waiter.is_finished(),
-            "send must wait while the queue is full"
-        );
+        assert!(!waiter.is_finished(), "send must wait while the queue is full");
         let first = rx.recv().unwrap();
         assert_eq!(first.item, 1);
         drop(first); // releases the permit

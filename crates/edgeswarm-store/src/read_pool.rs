@@ -31,12 +31,8 @@ impl Reader {
                 self.limits.max_sql_bytes
             )));
         }
-        self.guard.query(
-            sql,
-            params,
-            self.limits.max_result_rows,
-            self.limits.query_timeout,
-        )
+        self.guard
+            .query(sql, params, self.limits.max_result_rows, self.limits.query_timeout)
     }
     /// Runs a cached internal query (trusted SQL).
     pub fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
@@ -88,9 +84,7 @@ impl ReadPool {
                         let job = slot.item;
                         // A panicking job drops its reply sender (the caller gets an
                         // error); the thread and its connections live on.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            job(&mut reader)
-                        }));
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut reader)));
                         drop(slot.permit);
                     }
                 })
@@ -126,9 +120,8 @@ impl ReadPool {
             Ok(()) => {}
             Err(SendError::Closed(_)) | Err(SendError::Full(_)) => return Err(StoreError::Closed),
         }
-        rx.await.map_err(|_| {
-            StoreError::Sql("the read failed unexpectedly (reader job panicked)".into())
-        })?
+        rx.await
+            .map_err(|_| StoreError::Sql("the read failed unexpectedly (reader job panicked)".into()))?
     }
 
     /// Jobs queued or running.

@@ -25,11 +25,9 @@ pub struct PendingAck(oneshot::Receiver<Result<OpOutput>>);
 impl PendingAck {
     /// Waits for the commit. `Ok` means the write is on disk (per `Durability`).
     pub async fn wait(self) -> Result<OpOutput> {
-        self.0.await.unwrap_or_else(|_| {
-            Err(StoreError::WriterCrashed(
-                "the writer stopped before replying".into(),
-            ))
-        })
+        self.0
+            .await
+            .unwrap_or_else(|_| Err(StoreError::WriterCrashed("the writer stopped before replying".into())))
     }
 }
 
@@ -166,12 +164,8 @@ impl Store {
                 },
             }
             // The writer is restarting (or just died): wait for the next inbox.
-            if tokio::time::timeout(RESTART_WAIT, inbox.changed())
-                .await
-                .is_err()
-            {
-                let err =
-                    StoreError::WriterCrashed("the storage writer did not restart in time".into());
+            if tokio::time::timeout(RESTART_WAIT, inbox.changed()).await.is_err() {
+                let err = StoreError::WriterCrashed("the storage writer did not restart in time".into());
                 msg.fail(err.clone());
                 return Err(err);
             }
@@ -192,16 +186,10 @@ impl Store {
         match inbox {
             Inbox::Running { tx, .. } => match tx.try_send(WriterMsg::Op { op, ack }) {
                 Ok(()) => Ok(PendingAck(rx)),
-                Err(SendError::Full(_)) => Err(StoreError::Overloaded {
-                    capacity: tx.capacity(),
-                }),
-                Err(SendError::Closed(_)) => Err(StoreError::WriterCrashed(
-                    "the writer is restarting; retry".into(),
-                )),
+                Err(SendError::Full(_)) => Err(StoreError::Overloaded { capacity: tx.capacity() }),
+                Err(SendError::Closed(_)) => Err(StoreError::WriterCrashed("the writer is restarting; retry".into())),
             },
-            Inbox::Restarting { .. } => Err(StoreError::WriterCrashed(
-                "the writer is restarting; retry".into(),
-            )),
+            Inbox::Restarting { .. } => Err(StoreError::WriterCrashed("the writer is restarting; retry".into())),
             Inbox::Closed { reason: Some(r) } => Err(StoreError::WriterCrashed(r)),
             Inbox::Closed { reason: None } => Err(StoreError::Closed),
         }
@@ -249,25 +237,14 @@ impl Store {
     // ---- raw SQL --------------------------------------------------------------------
 
     /// Runs one statement that SQLite reports read-only; anything else is refused.
-    pub async fn read_sql(
-        &self,
-        sql: impl Into<String>,
-        params: Vec<SqlValue>,
-    ) -> Result<QueryResult> {
+    pub async fn read_sql(&self, sql: impl Into<String>, params: Vec<SqlValue>) -> Result<QueryResult> {
         let sql = sql.into();
-        self.inner
-            .reads
-            .run(move |r| r.read_sql(&sql, &params))
-            .await
+        self.inner.reads.run(move |r| r.read_sql(&sql, &params)).await
     }
 
     /// Runs one statement of any kind: reads on the read pool, writes through the
     /// storage actor (committed before this returns).
-    pub async fn execute_sql(
-        &self,
-        sql: impl Into<String>,
-        params: Vec<SqlValue>,
-    ) -> Result<QueryResult> {
+    pub async fn execute_sql(&self, sql: impl Into<String>, params: Vec<SqlValue>) -> Result<QueryResult> {
         let sql = sql.into();
         let max = self.inner.cfg.limits.max_sql_bytes;
         if sql.len() > max {
@@ -282,9 +259,7 @@ impl Store {
             StatementKind::ReadOnly => self.read_sql(sql, params).await,
             StatementKind::Write => match self.write(WriteOp::Sql { sql, params }).await? {
                 OpOutput::Sql(r) => Ok(r),
-                other => Err(StoreError::Sql(format!(
-                    "unexpected writer reply {other:?}"
-                ))),
+                other => Err(StoreError::Sql(format!("unexpected writer reply {other:?}"))),
             },
         }
     }
@@ -303,11 +278,7 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         let s = &self.inner.setup.stats;
         let (depth, cap, rejected) = match &*self.inner.inbox.borrow() {
-            Inbox::Running { tx, .. } => (
-                tx.depth(),
-                tx.capacity(),
-                tx.stats().rejected.load(Ordering::Relaxed),
-            ),
+            Inbox::Running { tx, .. } => (tx.depth(), tx.capacity(), tx.stats().rejected.load(Ordering::Relaxed)),
             _ => (0, self.inner.cfg.queue_capacity, 0),
         };
         StoreStats {
@@ -318,23 +289,10 @@ impl Store {
             batches: s.batches.load(Ordering::Relaxed),
             ops: s.ops.load(Ordering::Relaxed),
             failed_batches: s.failed_batches.load(Ordering::Relaxed),
-            writer_restarts: self
-                .inner
-                .setup
-                .generations
-                .load(Ordering::Relaxed)
-                .saturating_sub(1),
+            writer_restarts: self.inner.setup.generations.load(Ordering::Relaxed).saturating_sub(1),
             last_batch_size: s.last_batch_size.load(Ordering::Relaxed),
-            batch_size_hist: s
-                .batch_size_hist
-                .iter()
-                .map(|a| a.load(Ordering::Relaxed))
-                .collect(),
-            commit_us_hist: s
-                .commit_us_hist
-                .iter()
-                .map(|a| a.load(Ordering::Relaxed))
-                .collect(),
+            batch_size_hist: s.batch_size_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            commit_us_hist: s.commit_us_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
         }
     }
 
@@ -352,10 +310,7 @@ impl Store {
             let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
         }
         self.inner.supervisor.stop(None);
-        self.inner
-            .setup
-            .inbox
-            .send_replace(Inbox::Closed { reason: None });
+        self.inner.setup.inbox.send_replace(Inbox::Closed { reason: None });
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.reads.shutdown()).await;
         flushed

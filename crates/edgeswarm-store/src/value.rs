@@ -29,10 +29,7 @@ mod blob_hex {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let b = B::deserialize(d)?;
         (0..b.blob_hex.len() / 2)
-            .map(|i| {
-                u8::from_str_radix(&b.blob_hex[2 * i..2 * i + 2], 16)
-                    .map_err(serde::de::Error::custom)
-            })
+            .map(|i| u8::from_str_radix(&b.blob_hex[2 * i..2 * i + 2], 16).map_err(serde::de::Error::custom))
             .collect()
     }
 }

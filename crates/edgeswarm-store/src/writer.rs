@@ -73,9 +73,7 @@ impl WriterMsg {
     /// Fails the message's sender with `err` (used when a queue is drained on a crash).
     pub fn fail(self, err: StoreError) {
         let ack = match self {
-            WriterMsg::Op { ack, .. } | WriterMsg::Flush { ack } | WriterMsg::Shutdown { ack } => {
-                ack
-            }
+            WriterMsg::Op { ack, .. } | WriterMsg::Flush { ack } | WriterMsg::Shutdown { ack } => ack,
         };
         let _ = ack.send(Err(err));
     }
@@ -163,12 +161,7 @@ pub struct BatchLog {
 
 impl BatchLog {
     fn mark(&self) -> (usize, i64, [Option<(i64, i64)>; 2], Hlc) {
-        (
-            self.changes.len(),
-            self.last_seq,
-            self.ranges,
-            self.range_hlc,
-        )
+        (self.changes.len(), self.last_seq, self.ranges, self.range_hlc)
     }
     fn restore(&mut self, m: (usize, i64, [Option<(i64, i64)>; 2], Hlc)) {
         self.changes.truncate(m.0);
@@ -210,13 +203,7 @@ impl<'a> TxCtx<'a> {
         self.conn.query(sql, conn::params(params))
     }
     /// Appends a row to the change log (same transaction as the write).
-    pub fn log_change(
-        &mut self,
-        tbl: &'static str,
-        row_id: String,
-        hlc: Hlc,
-        origin: &str,
-    ) -> Result<()> {
+    pub fn log_change(&mut self, tbl: &'static str, row_id: String, hlc: Hlc, origin: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO _changes (tbl, row_id, hlc, origin) VALUES (?1, ?2, ?3, ?4)",
             vec![
@@ -270,31 +257,19 @@ pub fn bootstrap(cfg: &StoreConfig) -> Result<Bootstrap> {
     let cc = CachedConn::new(db, c);
     migrate(&cc, &cfg.path.display().to_string())?;
     let meta = |k: &str| -> Result<Option<String>> {
-        let r = cc.query_once(
-            "SELECT value FROM _meta WHERE key = ?1",
-            vec![V::Text(k.into())],
-        )?;
-        Ok(r.rows
-            .first()
-            .and_then(|r| r[0].as_str().map(str::to_string)))
+        let r = cc.query_once("SELECT value FROM _meta WHERE key = ?1", vec![V::Text(k.into())])?;
+        Ok(r.rows.first().and_then(|r| r[0].as_str().map(str::to_string)))
     };
     let origin = match meta("node_id")? {
         Some(o) => o,
         None => {
             let o = edgeswarm_core::new_id();
-            cc.query_once(
-                "INSERT INTO _meta (key, value) VALUES ('node_id', ?1)",
-                vec![V::Text(o.clone())],
-            )?;
+            cc.query_once("INSERT INTO _meta (key, value) VALUES ('node_id', ?1)", vec![V::Text(o.clone())])?;
             o
         }
     };
-    let hw_meta = meta("hlc_hwm")?
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or(0);
-    let hw_log = cc
-        .query_once("SELECT COALESCE(MAX(hlc), 0) FROM _changes", vec![])?
-        .rows[0][0]
+    let hw_meta = meta("hlc_hwm")?.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let hw_log = cc.query_once("SELECT COALESCE(MAX(hlc), 0) FROM _changes", vec![])?.rows[0][0]
         .as_i64()
         .unwrap_or(0);
     Ok(Bootstrap {
@@ -304,9 +279,7 @@ pub fn bootstrap(cfg: &StoreConfig) -> Result<Bootstrap> {
 }
 
 fn migrate(cc: &CachedConn, path: &str) -> Result<()> {
-    let v = cc.query_once("PRAGMA user_version", vec![])?.rows[0][0]
-        .as_i64()
-        .unwrap_or(0);
+    let v = cc.query_once("PRAGMA user_version", vec![])?.rows[0][0].as_i64().unwrap_or(0);
     if v > schema::SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found: v,
@@ -314,10 +287,7 @@ fn migrate(cc: &CachedConn, path: &str) -> Result<()> {
         });
     }
     for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(v as usize) {
-        let sql = format!(
-            "BEGIN IMMEDIATE; {m}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        );
+        let sql = format!("BEGIN IMMEDIATE; {m}; PRAGMA user_version = {}; COMMIT;", i + 1);
         if let Err(e) = cc.batch(&sql) {
             let _ = cc.batch("ROLLBACK");
             return Err(StoreError::Open {
@@ -365,15 +335,10 @@ impl Writer {
             };
             self.push(&mut batch, first);
             let deadline = Instant::now() + self.cfg.batch.max_linger;
-            while !batch.shutdown
-                && batch.items.len() < self.cfg.batch.max_rows
-                && batch.bytes < self.cfg.batch.max_bytes
-            {
+            while !batch.shutdown && batch.items.len() < self.cfg.batch.max_rows && batch.bytes < self.cfg.batch.max_bytes {
                 let next = match self.rx.try_recv() {
                     Ok(s) => Some(s),
-                    Err(crossbeam_channel::TryRecvError::Empty)
-                        if !self.cfg.batch.max_linger.is_zero() =>
-                    {
+                    Err(crossbeam_channel::TryRecvError::Empty) if !self.cfg.batch.max_linger.is_zero() => {
                         self.rx.recv_deadline(deadline).ok()
                     }
                     Err(_) => None,
@@ -450,12 +415,9 @@ impl Writer {
                 let elapsed = started.elapsed();
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.ops.fetch_add(n as u64, Ordering::Relaxed);
-                self.stats
-                    .last_batch_size
-                    .store(n as u64, Ordering::Relaxed);
+                self.stats.last_batch_size.store(n as u64, Ordering::Relaxed);
                 self.stats.batch_size_hist[bucket(n as u64, 16)].fetch_add(1, Ordering::Relaxed);
-                self.stats.commit_us_hist[bucket(elapsed.as_micros() as u64, 24)]
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.commit_us_hist[bucket(elapsed.as_micros() as u64, 24)].fetch_add(1, Ordering::Relaxed);
                 if raw_sql {
                     // User SQL may have changed the schema: re-prepare from now on.
                     self.conn.clear_cache();
@@ -506,9 +468,7 @@ impl Writer {
             vec![V::Text(hw.as_i64().to_string())],
         )?;
         if self.faults.fail_next_commit.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Sql(
-                "injected commit failure (fault-injection)".into(),
-            ));
+            return Err(StoreError::Sql("injected commit failure (fault-injection)".into()));
         }
         self.conn.execute("COMMIT", vec![])?;
         Ok(())
@@ -521,9 +481,7 @@ impl Writer {
                 self.faults.panic_after_ops.store(-1, Ordering::SeqCst);
                 panic!("injected writer panic (fault-injection)");
             }
-            self.faults
-                .panic_after_ops
-                .store(left - 1, Ordering::SeqCst);
+            self.faults.panic_after_ops.store(left - 1, Ordering::SeqCst);
         }
     }
 
@@ -552,14 +510,8 @@ impl Writer {
         }
     }
 
-    fn in_savepoint(
-        &mut self,
-        log: &mut BatchLog,
-        f: impl FnOnce(&mut TxCtx<'_>) -> Result<OpOutput>,
-    ) -> Result<OpOutput, OpError> {
-        self.conn
-            .execute("SAVEPOINT op", vec![])
-            .map_err(OpError::Fatal)?;
+    fn in_savepoint(&mut self, log: &mut BatchLog, f: impl FnOnce(&mut TxCtx<'_>) -> Result<OpOutput>) -> Result<OpOutput, OpError> {
+        self.conn.execute("SAVEPOINT op", vec![]).map_err(OpError::Fatal)?;
         let mark = log.mark();
         let r = {
             let mut ctx = TxCtx {
@@ -572,16 +524,12 @@ impl Writer {
         };
         match r {
             Ok(o) => {
-                self.conn
-                    .execute("RELEASE op", vec![])
-                    .map_err(OpError::Fatal)?;
+                self.conn.execute("RELEASE op", vec![]).map_err(OpError::Fatal)?;
                 Ok(o)
             }
             Err(e) => {
                 log.restore(mark);
-                self.conn
-                    .batch("ROLLBACK TO op; RELEASE op;")
-                    .map_err(OpError::Fatal)?;
+                self.conn.batch("ROLLBACK TO op; RELEASE op;").map_err(OpError::Fatal)?;
                 Err(OpError::Op(e))
             }
         }
@@ -678,9 +626,7 @@ impl TxCtx<'_> {
     fn append_only_max_rowids(&mut self) -> Result<[i64; 2]> {
         let mut out = [0i64; 2];
         for (i, t) in APPEND_ONLY.iter().enumerate() {
-            let r = self
-                .conn
-                .query(&format!("SELECT COALESCE(MAX(rowid), 0) FROM {t}"), vec![])?;
+            let r = self.conn.query(&format!("SELECT COALESCE(MAX(rowid), 0) FROM {t}"), vec![])?;
             out[i] = r.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
         }
         Ok(out)
@@ -693,8 +639,16 @@ impl TxCtx<'_> {
             if after[i] > before[i] {
                 let hlc = self.clock.now();
                 self.conn.execute(
-                    &format!("UPDATE {} SET hlc = ?1, origin = ?2 WHERE rowid BETWEEN ?3 AND ?4 AND hlc = 0", APPEND_ONLY[i]),
-                    vec![V::Integer(hlc.as_i64()), V::Text(self.origin.to_string()), V::Integer(before[i] + 1), V::Integer(after[i])],
+                    &format!(
+                        "UPDATE {} SET hlc = ?1, origin = ?2 WHERE rowid BETWEEN ?3 AND ?4 AND hlc = 0",
+                        APPEND_ONLY[i]
+                    ),
+                    vec![
+                        V::Integer(hlc.as_i64()),
+                        V::Text(self.origin.to_string()),
+                        V::Integer(before[i] + 1),
+                        V::Integer(after[i]),
+                    ],
                 )?;
                 self.log.extend_range(i, before[i] + 1, after[i], hlc);
             }

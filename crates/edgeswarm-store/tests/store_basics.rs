@@ -5,9 +5,7 @@ use edgeswarm_store::{OpOutput, SqlValue, Store, StoreError};
 use serde_json::json;
 
 async fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(StoreConfig::at(dir.path().join("home.db")))
-        .await
-        .unwrap()
+    Store::open(StoreConfig::at(dir.path().join("home.db"))).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,28 +13,12 @@ async fn publish_then_read_and_idempotent_retry() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
     let m = Metric::new("agent-1", "code-analysis", 1250.0, 3500);
-    assert_eq!(
-        s.publish(m.clone()).await.unwrap(),
-        OpOutput::Inserted { duplicate: false }
-    );
-    assert_eq!(
-        s.publish(m.clone()).await.unwrap(),
-        OpOutput::Inserted { duplicate: true }
-    );
-    let r = s
-        .read_sql("SELECT count(*) AS n FROM agent_metrics", vec![])
-        .await
-        .unwrap();
+    assert_eq!(s.publish(m.clone()).await.unwrap(), OpOutput::Inserted { duplicate: false });
+    assert_eq!(s.publish(m.clone()).await.unwrap(), OpOutput::Inserted { duplicate: true });
+    let r = s.read_sql("SELECT count(*) AS n FROM agent_metrics", vec![]).await.unwrap();
     assert_eq!(r.get(0, "n"), Some(&SqlValue::Integer(1)));
-    let c = s
-        .read_sql("SELECT count(*) FROM _change_rows", vec![])
-        .await
-        .unwrap();
-    assert_eq!(
-        c.rows[0][0],
-        SqlValue::Integer(1),
-        "one change-log row per stored write"
-    );
+    let c = s.read_sql("SELECT count(*) FROM _change_rows", vec![]).await.unwrap();
+    assert_eq!(c.rows[0][0], SqlValue::Integer(1), "one change-log row per stored write");
     s.shutdown().await.unwrap();
 }
 
@@ -47,16 +29,18 @@ async fn seed_sql_runs_unchanged() {
     let r = s
         .execute_sql(
             "INSERT INTO agent_metrics \n          (agent_id, task_type, duration_ms, tokens_used) \n          VALUES (?, ?, ?, ?)",
-            vec!["agent-123".into(), "code-analysis".into(), SqlValue::Integer(1250), SqlValue::Integer(3500)],
+            vec![
+                "agent-123".into(),
+                "code-analysis".into(),
+                SqlValue::Integer(1250),
+                SqlValue::Integer(3500),
+            ],
         )
         .await
         .unwrap();
     assert_eq!(r.rows_affected, 1);
     let q = s
-        .read_sql(
-            "SELECT agent_id, duration_ms, tokens_used FROM agent_metrics",
-            vec![],
-        )
+        .read_sql("SELECT agent_id, duration_ms, tokens_used FROM agent_metrics", vec![])
         .await
         .unwrap();
     assert_eq!(q.rows[0][0], SqlValue::Text("agent-123".into()));
@@ -67,9 +51,7 @@ async fn seed_sql_runs_unchanged() {
 async fn read_only_guard_refuses_every_disguise_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
-    s.publish(Message::new("s1", "user", "hello"))
-        .await
-        .unwrap();
+    s.publish(Message::new("s1", "user", "hello")).await.unwrap();
     let attempts = [
         "DELETE FROM conversations",
         "WITH x AS (SELECT 1) DELETE FROM conversations",
@@ -88,25 +70,14 @@ async fn read_only_guard_refuses_every_disguise_and_writes_nothing() {
     ];
     for sql in attempts {
         let e = s.read_sql(sql, vec![]).await.expect_err(sql);
-        assert!(
-            matches!(e, StoreError::Refused(_) | StoreError::Sql(_)),
-            "{sql}: {e:?}"
-        );
+        assert!(matches!(e, StoreError::Refused(_) | StoreError::Sql(_)), "{sql}: {e:?}");
         assert!(!e.to_string().is_empty());
     }
-    let n = s
-        .read_sql("SELECT count(*) FROM conversations", vec![])
-        .await
-        .unwrap();
+    let n = s.read_sql("SELECT count(*) FROM conversations", vec![]).await.unwrap();
     assert_eq!(n.rows[0][0], SqlValue::Integer(1), "nothing was deleted");
-    assert!(
-        !dir.path().join("other.db").exists(),
-        "ATTACH created no file"
-    );
+    assert!(!dir.path().join("other.db").exists(), "ATTACH created no file");
     // The actor is still alive and writing.
-    s.publish(Message::new("s1", "user", "still here"))
-        .await
-        .unwrap();
+    s.publish(Message::new("s1", "user", "still here")).await.unwrap();
     // execute_query refuses what no call may do, too.
     for sql in [
         "BEGIN",
@@ -136,10 +107,14 @@ async fn bad_records_are_refused_before_queueing() {
         let e = s.publish(c).await.unwrap_err();
         assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
     }
-    assert!(Message::new("s", "u", "c")
-        .metadata_str("{not json")
-        .is_err());
-    let n = s.read_sql("SELECT (SELECT count(*) FROM knowledge) + (SELECT count(*) FROM conversations) + (SELECT count(*) FROM agent_metrics)", vec![]).await.unwrap();
+    assert!(Message::new("s", "u", "c").metadata_str("{not json").is_err());
+    let n = s
+        .read_sql(
+            "SELECT (SELECT count(*) FROM knowledge) + (SELECT count(*) FROM conversations) + (SELECT count(*) FROM agent_metrics)",
+            vec![],
+        )
+        .await
+        .unwrap();
     assert_eq!(n.rows[0][0], SqlValue::Integer(0));
     s.shutdown().await.unwrap();
 }
@@ -151,14 +126,14 @@ async fn runaway_query_is_interrupted() {
     cfg.limits.query_timeout = std::time::Duration::from_millis(200);
     let s = Store::open(cfg).await.unwrap();
     let e = s
-        .read_sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", vec![])
+        .read_sql(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+            vec![],
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Timeout { .. }), "{e:?}");
-    assert!(
-        s.read_sql("SELECT 1", vec![]).await.is_ok(),
-        "reader still serves"
-    );
+    assert!(s.read_sql("SELECT 1", vec![]).await.is_ok(), "reader still serves");
     s.shutdown().await.unwrap();
 }
 
@@ -168,46 +143,24 @@ async fn kv_cas_and_ttl() {
     let s = open(&dir).await;
     use edgeswarm_store::kv::CasOutcome;
     assert_eq!(
-        s.kv_cas("tasks", "t1", None, json!("agent-a"), None)
-            .await
-            .unwrap(),
+        s.kv_cas("tasks", "t1", None, json!("agent-a"), None).await.unwrap(),
         CasOutcome::Swapped { version: 1 }
     );
     assert_eq!(
-        s.kv_cas("tasks", "t1", None, json!("agent-b"), None)
-            .await
-            .unwrap(),
+        s.kv_cas("tasks", "t1", None, json!("agent-b"), None).await.unwrap(),
         CasOutcome::Conflict { current: Some(1) }
     );
-    assert_eq!(
-        s.kv_get("tasks", "t1").await.unwrap().unwrap().value,
-        json!("agent-a")
-    );
-    s.kv_set(
-        "tmp",
-        "k",
-        json!(1),
-        Some(std::time::Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    assert_eq!(s.kv_get("tasks", "t1").await.unwrap().unwrap().value, json!("agent-a"));
+    s.kv_set("tmp", "k", json!(1), Some(std::time::Duration::from_millis(50)))
+        .await
+        .unwrap();
     assert!(s.kv_get("tmp", "k").await.unwrap().is_some());
     tokio::time::sleep(std::time::Duration::from_millis(80)).await;
     assert!(s.kv_get("tmp", "k").await.unwrap().is_none());
     assert_eq!(s.kv_sweep_expired().await.unwrap(), 1);
-    let left = s
-        .read_sql("SELECT count(*) FROM kv WHERE namespace = 'tmp'", vec![])
-        .await
-        .unwrap();
-    assert_eq!(
-        left.rows[0][0],
-        SqlValue::Integer(0),
-        "expired keys really disappear"
-    );
-    assert!(s
-        .kv_set("tmp", "k", json!(1), Some(std::time::Duration::ZERO))
-        .await
-        .is_err());
+    let left = s.read_sql("SELECT count(*) FROM kv WHERE namespace = 'tmp'", vec![]).await.unwrap();
+    assert_eq!(left.rows[0][0], SqlValue::Integer(0), "expired keys really disappear");
+    assert!(s.kv_set("tmp", "k", json!(1), Some(std::time::Duration::ZERO)).await.is_err());
     assert!(s.kv_delete("tasks", "t1").await.unwrap());
     assert!(s.kv_get("tasks", "t1").await.unwrap().is_none());
     s.shutdown().await.unwrap();

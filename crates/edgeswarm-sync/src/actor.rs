@@ -347,10 +347,7 @@ impl SyncActor {
             async move {
                 let t0 = Instant::now();
                 let res = async {
-                    let entries = c
-                        .link
-                        .pull(after, &c.origin, c.cfg.pull_rows.max(1))
-                        .await?;
+                    let entries = c.link.pull(after, &c.origin, c.cfg.pull_rows.max(1)).await?;
                     let rtt = t0.elapsed();
                     let full = entries.len() >= c.cfg.pull_rows.max(1);
                     let last = entries.last().map(|e| e.seq).unwrap_or(after);
@@ -373,15 +370,7 @@ impl SyncActor {
                             .transact(move |ctx| {
                                 let st = home::apply_remote(ctx, &reg, &versions)?;
                                 let now = now_millis();
-                                ctx.execute(
-                                    CURSOR_UPSERT,
-                                    vec![
-                                        region.clone().into(),
-                                        0i64.into(),
-                                        last.into(),
-                                        now.into(),
-                                    ],
-                                )?;
+                                ctx.execute(CURSOR_UPSERT, vec![region.clone().into(), 0i64.into(), last.into(), now.into()])?;
                                 ctx.execute(
                                     DT_INSERT,
                                     vec![
@@ -425,12 +414,7 @@ impl SyncActor {
 
     fn spawn_status(&self, me: ActorRef<SyncMsg>, st: &SyncState) {
         let c = self.ctx.clone();
-        let s = c
-            .shared
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let s = c.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let url = c.link.url().to_string();
         let (acked, pull) = (st.acked, st.pull_seq);
         tokio::spawn(async move {
@@ -500,11 +484,7 @@ impl Actor for SyncActor {
     type State = SyncState;
     type Arguments = (i64, i64);
 
-    async fn pre_start(
-        &self,
-        me: ActorRef<Self::Msg>,
-        (push_seq, pull_seq): (i64, i64),
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, me: ActorRef<Self::Msg>, (push_seq, pull_seq): (i64, i64)) -> Result<Self::State, ActorProcessingErr> {
         let now = Instant::now();
         let cfg = &self.ctx.cfg;
         let timer = me.send_interval(cfg.tick, || SyncMsg::Tick);
@@ -518,13 +498,7 @@ impl Actor for SyncActor {
             pull_inflight: false,
             next_pull: now,
             probe_inflight: false,
-            health: HealthTracker::new(
-                now,
-                cfg.rtt_alpha,
-                cfg.down_after,
-                cfg.probe_interval,
-                cfg.max_probe_backoff,
-            ),
+            health: HealthTracker::new(now, cfg.rtt_alpha, cfg.down_after, cfg.probe_interval, cfg.max_probe_backoff),
             last_ok: now,
             caught_up_at: now,
             next_status: now,
@@ -546,23 +520,14 @@ impl Actor for SyncActor {
         Ok(st)
     }
 
-    async fn post_stop(
-        &self,
-        _me: ActorRef<Self::Msg>,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _me: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if let Some(t) = st.timer.take() {
             t.abort();
         }
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        me: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        st: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, me: ActorRef<Self::Msg>, msg: Self::Msg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
         let _span = tracing::trace_span!("sync_actor", region = %self.ctx.name).entered();
         match msg {
             SyncMsg::Wake => {
@@ -636,12 +601,7 @@ impl Actor for SyncActor {
                             st.pushed_batches += 1;
                             st.last_sync_at = Some(now_millis());
                             let now = now_millis() as u64;
-                            let mut l = self
-                                .ctx
-                                .shared
-                                .lags
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner());
+                            let mut l = self.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner());
                             for m in &change_millis {
                                 l.push(now.saturating_sub(*m));
                             }
@@ -663,15 +623,7 @@ impl Actor for SyncActor {
                                     .store
                                     .transact(move |ctx| {
                                         let now = now_millis();
-                                        ctx.execute(
-                                            CURSOR_UPSERT,
-                                            vec![
-                                                region.clone().into(),
-                                                acked.into(),
-                                                0i64.into(),
-                                                now.into(),
-                                            ],
-                                        )?;
+                                        ctx.execute(CURSOR_UPSERT, vec![region.clone().into(), acked.into(), 0i64.into(), now.into()])?;
                                         ctx.execute(
                                             DT_INSERT,
                                             vec![

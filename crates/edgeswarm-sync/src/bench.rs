@@ -40,12 +40,7 @@ impl BenchOpts {
 }
 
 /// The seed's four regions and their latencies (ms).
-pub const SEED_REGIONS: [(&str, u64); 4] = [
-    ("us-west-2", 25),
-    ("eu-central-1", 45),
-    ("ap-southeast-1", 85),
-    ("sa-east-1", 120),
-];
+pub const SEED_REGIONS: [(&str, u64); 4] = [("us-west-2", 25), ("eu-central-1", 45), ("ap-southeast-1", 85), ("sa-east-1", 120)];
 
 /// Where the tests and the benchmark look for `tursodb` (npm package `turso`, pinned
 /// 0.6.0): `$EDGESWARM_TURSODB`, then
@@ -69,15 +64,12 @@ pub fn tursodb_path() -> Option<PathBuf> {
             }
         }
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tursodb"))
-            .find(|p| p.is_file())
-    })
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tursodb")).find(|p| p.is_file()))
 }
 
 /// How to install `tursodb` for the tests and benchmark.
-pub const TURSODB_HINT: &str = "tursodb not found: run `npm install --prefix .ci/tools turso@0.6.0` in the repo root (or set EDGESWARM_TURSODB to the tursodb binary)";
+pub const TURSODB_HINT: &str =
+    "tursodb not found: run `npm install --prefix .ci/tools turso@0.6.0` in the repo root (or set EDGESWARM_TURSODB to the tursodb binary)";
 
 /// A `tursodb --sync-server` child process on a loopback port (killed on drop).
 pub struct TursoServer {
@@ -111,16 +103,11 @@ impl TursoServer {
         let s = TursoServer { child, url, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return Ok(s);
             }
             if Instant::now() > deadline {
-                return Err(SyncError::Internal(
-                    "tursodb did not start listening within 10 s".into(),
-                ));
+                return Err(SyncError::Internal("tursodb did not start listening within 10 s".into()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -150,12 +137,7 @@ async fn fill_metrics(store: &Store, n: usize) -> Result<()> {
     for i in 0..n {
         acks.push(
             store
-                .enqueue_record(Metric::new(
-                    format!("agent-{}", i % 64),
-                    "bench",
-                    1.0,
-                    i as i64,
-                ))
+                .enqueue_record(Metric::new(format!("agent-{}", i % 64), "bench", 1.0, i as i64))
                 .await?,
         );
         if acks.len() >= 1024 {
@@ -177,9 +159,7 @@ async fn push_throughput(dir: &Path, rows: usize, region: RegionConfig, name: &s
     let t0 = Instant::now();
     let sync = SyncSystem::start(store.clone(), vec![region], SyncConfig::default()).await?;
     let seq = sync.latest_seq().await?;
-    let r = sync
-        .wait_replicated(seq, WriteConsistency::All, Duration::from_secs(300))
-        .await;
+    let r = sync.wait_replicated(seq, WriteConsistency::All, Duration::from_secs(300)).await;
     let el = t0.elapsed().as_secs_f64();
     sync.shutdown().await;
     store.shutdown().await?;
@@ -190,31 +170,18 @@ async fn push_throughput(dir: &Path, rows: usize, region: RegionConfig, name: &s
 /// Runs every sync benchmark and returns one JSON object:
 /// `{rows_per_sec, hrana_rows_per_sec, full_sync_500_ms, lag_p99_ms: {region: ms}}`.
 pub async fn bench(opts: BenchOpts) -> Result<Value> {
-    std::fs::create_dir_all(&opts.dir)
-        .map_err(|e| SyncError::Internal(format!("cannot create {}: {e}", opts.dir.display())))?;
+    std::fs::create_dir_all(&opts.dir).map_err(|e| SyncError::Internal(format!("cannot create {}: {e}", opts.dir.display())))?;
     let d = &opts.dir;
 
     // 1. Throughput home -> one local region, no injected latency.
-    let rows_per_sec = push_throughput(
-        d,
-        opts.rows,
-        RegionConfig::local("local", d.join("tp-region.db"), 0),
-        "tp",
-    )
-    .await?;
+    let rows_per_sec = push_throughput(d, opts.rows, RegionConfig::local("local", d.join("tp-region.db"), 0), "tp").await?;
 
     // 2. Same over Hrana to a loopback tursodb.
     let bin = opts.tursodb.clone().or_else(tursodb_path);
     let hrana_rows_per_sec = match bin {
         Some(b) => {
             let srv = TursoServer::start(&b, &d.join("hrana-region.db"), None).await?;
-            let r = push_throughput(
-                d,
-                opts.rows.min(20_000),
-                RegionConfig::http("hrana", &srv.url, None),
-                "hr",
-            )
-            .await;
+            let r = push_throughput(d, opts.rows.min(20_000), RegionConfig::http("hrana", &srv.url, None), "hr").await;
             drop(srv);
             Some(r?)
         }
@@ -237,17 +204,12 @@ pub async fn bench(opts: BenchOpts) -> Result<Value> {
     let t0 = Instant::now();
     let sync = SyncSystem::start(
         store.clone(),
-        vec![RegionConfig::local(
-            "eu-central-1",
-            d.join("fs-region.db"),
-            45,
-        )],
+        vec![RegionConfig::local("eu-central-1", d.join("fs-region.db"), 45)],
         SyncConfig::default(),
     )
     .await?;
     let seq = sync.latest_seq().await?;
-    sync.wait_replicated(seq, WriteConsistency::All, Duration::from_secs(60))
-        .await?;
+    sync.wait_replicated(seq, WriteConsistency::All, Duration::from_secs(60)).await?;
     let full_sync_500_ms = t0.elapsed().as_secs_f64() * 1000.0;
     sync.shutdown().await;
     store.shutdown().await?;
@@ -276,11 +238,7 @@ pub async fn bench(opts: BenchOpts) -> Result<Value> {
             sync.reset_lag_stats();
         }
         for i in 0..per_tick {
-            pending.push(
-                store
-                    .enqueue_record(Metric::new("lag", "steady", 1.0, i as i64))
-                    .await?,
-            );
+            pending.push(store.enqueue_record(Metric::new("lag", "steady", 1.0, i as i64)).await?);
         }
         if pending.len() > 20_000 {
             for a in pending.drain(..) {
@@ -292,8 +250,7 @@ pub async fn bench(opts: BenchOpts) -> Result<Value> {
         a.wait().await?;
     }
     let seq = sync.latest_seq().await?;
-    sync.wait_replicated(seq, WriteConsistency::All, Duration::from_secs(60))
-        .await?;
+    sync.wait_replicated(seq, WriteConsistency::All, Duration::from_secs(60)).await?;
     let st = sync.sync_status();
     let mut lag = serde_json::Map::new();
     for r in &st.regions {

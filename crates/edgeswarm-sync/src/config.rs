@@ -26,11 +26,7 @@ pub struct RegionConfig {
 
 impl RegionConfig {
     /// A `file:` region with the given simulated latency.
-    pub fn local(
-        name: impl Into<String>,
-        path: impl AsRef<std::path::Path>,
-        latency_ms: u64,
-    ) -> Self {
+    pub fn local(name: impl Into<String>, path: impl AsRef<std::path::Path>, latency_ms: u64) -> Self {
         RegionConfig {
             name: name.into(),
             url: format!("file:{}", path.as_ref().display()),
@@ -39,11 +35,7 @@ impl RegionConfig {
         }
     }
     /// An HTTP (Hrana) region.
-    pub fn http(
-        name: impl Into<String>,
-        url: impl Into<String>,
-        token_env: Option<String>,
-    ) -> Self {
+    pub fn http(name: impl Into<String>, url: impl Into<String>, token_env: Option<String>) -> Self {
         RegionConfig {
             name: name.into(),
             url: url.into(),
@@ -173,9 +165,7 @@ pub fn validate(regions: &[RegionConfig]) -> Result<()> {
                 r.name
             )));
         }
-        let ok = r.url.starts_with("file:")
-            || r.url.starts_with("http://")
-            || r.url.starts_with("https://");
+        let ok = r.url.starts_with("file:") || r.url.starts_with("http://") || r.url.starts_with("https://");
         if !ok {
             return Err(SyncError::Config(format!(
                 "region `{}`: url `{}` must start with file:, http:// or https://",
@@ -183,10 +173,7 @@ pub fn validate(regions: &[RegionConfig]) -> Result<()> {
             )));
         }
         if r.url.starts_with("file:") && r.url.len() == 5 {
-            return Err(SyncError::Config(format!(
-                "region `{}`: file: url has no path",
-                r.name
-            )));
+            return Err(SyncError::Config(format!("region `{}`: file: url has no path", r.name)));
         }
     }
     Ok(())

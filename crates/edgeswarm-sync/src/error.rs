@@ -13,40 +13,22 @@ pub enum SyncError {
     Config(String),
     /// The region's file could not be opened as a database.
     #[error("region `{region}`: cannot open {path}: {reason} (is it a SQLite/libSQL database? move it away or fix the url)")]
-    RegionOpen {
-        region: String,
-        path: String,
-        reason: String,
-    },
+    RegionOpen { region: String, path: String, reason: String },
     /// The region is partitioned away (simulated link) and did not answer.
-    #[error(
-        "region `{region}` is unreachable (partitioned); writes stay queued in the change log"
-    )]
+    #[error("region `{region}` is unreachable (partitioned); writes stay queued in the change log")]
     Partitioned { region: String },
     /// The request or its reply was lost (simulated loss); it is retried.
     #[error("region `{region}`: request lost in transit; it will be retried")]
     Lost { region: String },
     /// The server could not be reached (connection refused, DNS, reset, timeout).
     #[error("region `{region}`: cannot reach {url}: {reason}; check that the server runs and the url is right")]
-    Unreachable {
-        region: String,
-        url: String,
-        reason: String,
-    },
+    Unreachable { region: String, url: String, reason: String },
     /// The server refused our credentials.
     #[error("region `{region}`: the server refused the token (HTTP {status}); set the right token in ${token_env}")]
-    Unauthorized {
-        region: String,
-        status: u16,
-        token_env: String,
-    },
+    Unauthorized { region: String, status: u16, token_env: String },
     /// The server answered with an HTTP error status.
     #[error("region `{region}`: HTTP {status} from the server: {body}")]
-    Http {
-        region: String,
-        status: u16,
-        body: String,
-    },
+    Http { region: String, status: u16, body: String },
     /// The server's reply could not be understood.
     #[error("region `{region}`: malformed reply from the server: {reason}")]
     MalformedReply { region: String, reason: String },
@@ -90,10 +72,7 @@ impl SyncError {
             SyncError::Partitioned { .. }
                 | SyncError::Lost { .. }
                 | SyncError::Unreachable { .. }
-                | SyncError::Http {
-                    status: 500..=599,
-                    ..
-                }
+                | SyncError::Http { status: 500..=599, .. }
         )
     }
 }

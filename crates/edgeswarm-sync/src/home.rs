@@ -19,10 +19,7 @@ pub const USER_TABLES_KEY: &str = "sync_user_tables";
 /// the number of replicated tables.
 pub fn intern(name: &str) -> &'static str {
     static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut s = SET
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut s = SET.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     if let Some(x) = s.get(name) {
         return x;
     }
@@ -78,8 +75,7 @@ pub fn read_batch(r: &mut Reader, reg: &Registry, from: i64, to: i64) -> Result<
         };
         let res = r.query(&sql, params)?;
         if let Some(vals) = res.rows.into_iter().next() {
-            if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals)
-            {
+            if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals) {
                 out.rows.push(v);
             }
         }
@@ -109,11 +105,7 @@ fn store_err(e: StoreError) -> SyncError {
 }
 
 /// Applies versions under LWW inside the storage actor's transaction.
-pub fn apply_remote(
-    ctx: &mut TxCtx<'_>,
-    reg: &Registry,
-    versions: &[RowVersion],
-) -> std::result::Result<ApplyStats, StoreError> {
+pub fn apply_remote(ctx: &mut TxCtx<'_>, reg: &Registry, versions: &[RowVersion]) -> std::result::Result<ApplyStats, StoreError> {
     let mut st = ApplyStats::default();
     let now = edgeswarm_core::record::now_millis();
     for v in versions {
@@ -129,14 +121,11 @@ pub fn apply_remote(
             continue;
         };
         let existing = ctx.query(&spec.select_by_pk(), pk)?;
-        let existing = existing.rows.into_iter().next().and_then(|vals| {
-            RowVersion::from_row(
-                spec.name.clone(),
-                v.row_id.clone(),
-                spec.columns.clone(),
-                vals,
-            )
-        });
+        let existing = existing
+            .rows
+            .into_iter()
+            .next()
+            .and_then(|vals| RowVersion::from_row(spec.name.clone(), v.row_id.clone(), spec.columns.clone(), vals));
         let conflict = match &existing {
             None => {
                 write_version(ctx, &spec, v)?;
@@ -151,20 +140,16 @@ pub fn apply_remote(
                 std::cmp::Ordering::Greater => {
                     write_version(ctx, &spec, v)?;
                     st.applied += 1;
-                    (!spec.append_only && ex.origin != v.origin && !ex.same_content(v)).then(|| {
-                        Conflict {
-                            winner: v.clone(),
-                            loser: ex.clone(),
-                        }
+                    (!spec.append_only && ex.origin != v.origin && !ex.same_content(v)).then(|| Conflict {
+                        winner: v.clone(),
+                        loser: ex.clone(),
                     })
                 }
                 std::cmp::Ordering::Less => {
                     st.stale += 1;
-                    (!spec.append_only && ex.origin != v.origin && !ex.same_content(v)).then(|| {
-                        Conflict {
-                            winner: ex.clone(),
-                            loser: v.clone(),
-                        }
+                    (!spec.append_only && ex.origin != v.origin && !ex.same_content(v)).then(|| Conflict {
+                        winner: ex.clone(),
+                        loser: v.clone(),
                     })
                 }
             },
@@ -181,12 +166,7 @@ pub fn apply_remote(
                                 vals[hi] = SqlValue::Integer(hlc.as_i64());
                                 vals[oi] = SqlValue::Text(origin.clone());
                             }
-                            if let Some(nv) = RowVersion::from_row(
-                                spec.name.clone(),
-                                v.row_id.clone(),
-                                spec.columns.clone(),
-                                vals,
-                            ) {
+                            if let Some(nv) = RowVersion::from_row(spec.name.clone(), v.row_id.clone(), spec.columns.clone(), vals) {
                                 write_version(ctx, &spec, &nv)?;
                                 st.resolved += 1;
                             }
@@ -199,26 +179,13 @@ pub fn apply_remote(
     Ok(st)
 }
 
-fn write_version(
-    ctx: &mut TxCtx<'_>,
-    spec: &TableSpec,
-    v: &RowVersion,
-) -> std::result::Result<(), StoreError> {
+fn write_version(ctx: &mut TxCtx<'_>, spec: &TableSpec, v: &RowVersion) -> std::result::Result<(), StoreError> {
     ctx.execute(&spec.upsert(), v.values.clone())?;
-    ctx.log_change(
-        intern(&spec.name),
-        v.row_id.clone(),
-        Hlc::from_i64(v.hlc),
-        &v.origin,
-    )
+    ctx.log_change(intern(&spec.name), v.row_id.clone(), Hlc::from_i64(v.hlc), &v.origin)
 }
 
 /// Records the losing version once (a redelivered loser is not recorded again).
-fn record_conflict(
-    ctx: &mut TxCtx<'_>,
-    c: &Conflict,
-    now: i64,
-) -> std::result::Result<bool, StoreError> {
+fn record_conflict(ctx: &mut TxCtx<'_>, c: &Conflict, now: i64) -> std::result::Result<bool, StoreError> {
     let n = ctx.execute(
         "INSERT INTO conflicts (tbl, row_id, winner, loser, winner_hlc, loser_hlc, winner_origin, loser_origin, resolved_at) \
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS \
@@ -240,7 +207,8 @@ fn record_conflict(
 
 /// SQL computing a fresh stamp inside a trigger: after the last logged stamp and not
 /// behind the wall clock.
-const TRIGGER_STAMP: &str = "MAX(COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) + 1, CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
+const TRIGGER_STAMP: &str =
+    "MAX(COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) + 1, CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
 const TRIGGER_ORIGIN: &str = "(SELECT value FROM _meta WHERE key = 'node_id')";
 
 /// Trigger DDL that stamps and logs raw-SQL writes to a replicated table. Typed writes
@@ -278,12 +246,7 @@ pub fn trigger_ddl(spec: &TableSpec) -> Vec<String> {
         ),
     ];
     if spec.col("deleted").is_some() && &*spec.name != "kv" {
-        let cols = spec
-            .columns
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = spec.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let vals = spec
             .columns
             .iter()
@@ -308,8 +271,6 @@ pub fn trigger_ddl(spec: &TableSpec) -> Vec<String> {
 
 /// Reads a table's spec on a reader thread.
 pub fn load_spec(r: &mut Reader, name: &str, append_only: bool) -> Result<Option<TableSpec>> {
-    let info = r
-        .query(&format!("PRAGMA table_info({})", quote(name)), vec![])
-        .map_err(store_err)?;
+    let info = r.query(&format!("PRAGMA table_info({})", quote(name)), vec![]).map_err(store_err)?;
     Ok(TableSpec::from_table_info(name, &info, append_only))
 }

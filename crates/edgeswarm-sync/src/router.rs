@@ -77,13 +77,7 @@ pub struct HealthTracker {
 
 impl HealthTracker {
     /// A tracker with the given tuning.
-    pub fn new(
-        now: Instant,
-        alpha: f64,
-        down_after: u32,
-        probe_interval: Duration,
-        max_backoff: Duration,
-    ) -> Self {
+    pub fn new(now: Instant, alpha: f64, down_after: u32, probe_interval: Duration, max_backoff: Duration) -> Self {
         HealthTracker {
             health: Health::Unknown,
             rtt_ewma_ms: None,
@@ -135,8 +129,7 @@ impl HealthTracker {
 
     /// How long to wait before retrying a failed push while not down.
     pub fn retry_delay(&self) -> Duration {
-        (Duration::from_millis(25) * 2u32.saturating_pow(self.consecutive_errors.min(6)))
-            .min(self.probe_interval)
+        (Duration::from_millis(25) * 2u32.saturating_pow(self.consecutive_errors.min(6))).min(self.probe_interval)
     }
 }
 
@@ -182,11 +175,7 @@ impl Router {
 
     /// Known region names.
     pub fn regions(&self) -> Vec<String> {
-        let mut v: Vec<(usize, String)> = self
-            .routes
-            .iter()
-            .map(|e| (e.value().order, e.key().clone()))
-            .collect();
+        let mut v: Vec<(usize, String)> = self.routes.iter().map(|e| (e.value().order, e.key().clone())).collect();
         v.sort();
         v.into_iter().map(|(_, n)| n).collect()
     }
@@ -210,10 +199,7 @@ impl Router {
             let cand = (rank, i.rtt_ms, i.order, e.key().clone());
             let better = match &best {
                 None => true,
-                Some(b) => {
-                    (cand.0, cand.1, cand.2).partial_cmp(&(b.0, b.1, b.2))
-                        == Some(std::cmp::Ordering::Less)
-                }
+                Some(b) => (cand.0, cand.1, cand.2).partial_cmp(&(b.0, b.1, b.2)) == Some(std::cmp::Ordering::Less),
             };
             if better {
                 best = Some(cand);
@@ -234,10 +220,7 @@ impl Router {
                     Err(n.clone())
                 }
             }
-            ReadConsistency::Nearest { max_lag } => Ok(self
-                .nearest(*max_lag)
-                .map(ReadTarget::Region)
-                .unwrap_or(ReadTarget::Local)),
+            ReadConsistency::Nearest { max_lag } => Ok(self.nearest(*max_lag).map(ReadTarget::Region).unwrap_or(ReadTarget::Local)),
         }
     }
 }
@@ -270,14 +253,8 @@ mod tests {
         lagging.lag_ms = 10_000;
         r.update("ap", lagging);
         assert_eq!(r.nearest(None).as_deref(), Some("ap"));
-        assert_eq!(
-            r.nearest(Some(Duration::from_secs(1))).as_deref(),
-            Some("sa")
-        );
-        assert_eq!(
-            r.target(&ReadConsistency::Region("nope".into())),
-            Err("nope".to_string())
-        );
+        assert_eq!(r.nearest(Some(Duration::from_secs(1))).as_deref(), Some("sa"));
+        assert_eq!(r.target(&ReadConsistency::Region("nope".into())), Err("nope".to_string()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -65,11 +65,7 @@ impl TableSpec {
 
     /// `"c1", "c2", ...`
     fn col_list(&self) -> String {
-        self.columns
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
     }
 
     /// `SELECT cols FROM t WHERE pk1 = ?1 AND ...` (point read of one row).
@@ -81,26 +77,13 @@ impl TableSpec {
             .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
             .collect::<Vec<_>>()
             .join(" AND ");
-        format!(
-            "SELECT {} FROM {} WHERE {w}",
-            self.col_list(),
-            quote(&self.name)
-        )
+        format!("SELECT {} FROM {} WHERE {w}", self.col_list(), quote(&self.name))
     }
 
     /// Every row in primary-key order (for checksums).
     pub fn select_all_ordered(&self) -> String {
-        let o = self
-            .pk
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "SELECT {} FROM {} ORDER BY {o}",
-            self.col_list(),
-            quote(&self.name)
-        )
+        let o = self.pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        format!("SELECT {} FROM {} ORDER BY {o}", self.col_list(), quote(&self.name))
     }
 
     /// Plain upsert of a full row (home side; the LWW decision was made in Rust).
@@ -117,16 +100,8 @@ impl TableSpec {
 
     fn upsert_inner(&self, lww: bool) -> String {
         let t = quote(&self.name);
-        let params = (1..=self.columns.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let pk = self
-            .pk
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let params = (1..=self.columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let pk = self.pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let set = self
             .columns
             .iter()
@@ -155,16 +130,8 @@ impl TableSpec {
             .map(|(c, t)| format!("{} {}", quote(c), t))
             .collect::<Vec<_>>()
             .join(", ");
-        let pk = self
-            .pk
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} ({cols}, PRIMARY KEY ({pk}))",
-            quote(&self.name)
-        )
+        let pk = self.pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        format!("CREATE TABLE IF NOT EXISTS {} ({cols}, PRIMARY KEY ({pk}))", quote(&self.name))
     }
 
     /// The SQL expression for `_changes.row_id` over trigger row `prefix` (`new`/`old`).
@@ -181,10 +148,7 @@ impl TableSpec {
         let parts: Vec<SqlValue> = if self.pk.len() == 1 {
             vec![SqlValue::Text(row_id.to_string())]
         } else {
-            row_id
-                .split(KEY_SEP)
-                .map(|s| SqlValue::Text(s.to_string()))
-                .collect()
+            row_id.split(KEY_SEP).map(|s| SqlValue::Text(s.to_string())).collect()
         };
         (parts.len() == self.pk.len()).then_some(parts)
     }
@@ -201,7 +165,8 @@ pub const REGION_LOG_DDL: &str = "CREATE TABLE IF NOT EXISTS _region_log (seq IN
 
 /// Appends a log entry only if the statement before it changed a row (the version was
 /// new to the region); duplicates and losing versions leave no trace.
-pub const REGION_LOG_APPEND: &str = "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE changes() > 0";
+pub const REGION_LOG_APPEND: &str =
+    "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE changes() > 0";
 
 /// Reads log entries after a cursor; data is omitted for entries pushed by the reader
 /// (it has them), so the cursor still moves past them cheaply.
@@ -226,12 +191,7 @@ pub struct RowVersion {
 
 impl RowVersion {
     /// Builds a version from a full row read with `columns`.
-    pub fn from_row(
-        tbl: Arc<str>,
-        row_id: String,
-        columns: Arc<[String]>,
-        values: Vec<SqlValue>,
-    ) -> Option<Self> {
+    pub fn from_row(tbl: Arc<str>, row_id: String, columns: Arc<[String]>, values: Vec<SqlValue>) -> Option<Self> {
         let hi = columns.iter().position(|c| c == "hlc")?;
         let oi = columns.iter().position(|c| c == "origin")?;
         let hlc = values.get(hi)?.as_i64()?;
@@ -367,9 +327,7 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("tables", &self.names())
-            .finish()
+        f.debug_struct("Registry").field("tables", &self.names()).finish()
     }
 }
 
@@ -392,21 +350,11 @@ impl Registry {
     }
     /// The spec of a table, if replicated.
     pub fn get(&self, name: &str) -> Option<Arc<TableSpec>> {
-        self.tables
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.tables.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
     /// Every replicated table, sorted by name.
     pub fn all(&self) -> Vec<Arc<TableSpec>> {
-        let mut v: Vec<_> = self
-            .tables
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut v: Vec<_> = self.tables.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -423,11 +371,7 @@ impl Registry {
     }
     /// A table's resolver.
     pub fn resolver(&self, table: &str) -> Option<Resolver> {
-        self.resolvers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(table)
-            .cloned()
+        self.resolvers.read().unwrap_or_else(|p| p.into_inner()).get(table).cloned()
     }
 }
 
@@ -443,11 +387,7 @@ mod tests {
                 .map(String::from)
                 .collect::<Vec<_>>()
                 .into(),
-            types: vec!["TEXT"; 5]
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
-                .into(),
+            types: vec!["TEXT"; 5].into_iter().map(String::from).collect::<Vec<_>>().into(),
             pk: vec!["namespace".to_string(), "key".to_string()].into(),
             append_only: false,
         }
@@ -477,12 +417,8 @@ mod tests {
     #[test]
     fn upsert_sql_has_lww_guard() {
         let s = spec();
-        assert!(s
-            .upsert_lww()
-            .contains("(excluded.hlc, excluded.origin) > (\"kv\".hlc"));
+        assert!(s.upsert_lww().contains("(excluded.hlc, excluded.origin) > (\"kv\".hlc"));
         assert!(!s.upsert().contains("WHERE"));
-        assert!(s
-            .create_region_table()
-            .contains("PRIMARY KEY (\"namespace\", \"key\")"));
+        assert!(s.create_region_table().contains("PRIMARY KEY (\"namespace\", \"key\")"));
     }
 }

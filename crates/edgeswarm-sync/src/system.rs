@@ -48,9 +48,7 @@ pub struct SyncHandle {
 
 impl std::fmt::Debug for SyncHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncHandle")
-            .field("regions", &self.regions())
-            .finish()
+        f.debug_struct("SyncHandle").field("regions", &self.regions()).finish()
     }
 }
 
@@ -98,10 +96,7 @@ fn required(level: WriteConsistency, n: usize) -> usize {
 }
 
 /// Opens the link a region config names.
-pub fn open_link(
-    r: &RegionConfig,
-    cfg: &SyncConfig,
-) -> Result<(Arc<dyn RegionLink>, Option<Arc<AtomicBool>>)> {
+pub fn open_link(r: &RegionConfig, cfg: &SyncConfig) -> Result<(Arc<dyn RegionLink>, Option<Arc<AtomicBool>>)> {
     if let Some(path) = r.url.strip_prefix("file:") {
         let mut profile = cfg.local_profile.clone();
         profile.latency = Duration::from_millis(r.latency_ms);
@@ -109,13 +104,7 @@ pub fn open_link(
         let sw = l.partition_switch();
         Ok((Arc::new(l), Some(sw)))
     } else {
-        let l = HranaLink::new(
-            &r.name,
-            &r.url,
-            r.token_env.as_deref(),
-            cfg.request_timeout,
-            cfg.http_attempts,
-        )?;
+        let l = HranaLink::new(&r.name, &r.url, r.token_env.as_deref(), cfg.request_timeout, cfg.http_attempts)?;
         Ok((Arc::new(l), None))
     }
 }
@@ -125,11 +114,7 @@ impl SyncSystem {
     /// empty names, bad url schemes, missing token variables); a region that cannot be
     /// reached or opened starts anyway, is reported `degraded`/`down` with its error,
     /// and keeps being probed while the other regions sync.
-    pub async fn start(
-        store: Store,
-        regions: Vec<RegionConfig>,
-        cfg: SyncConfig,
-    ) -> Result<SyncHandle> {
+    pub async fn start(store: Store, regions: Vec<RegionConfig>, cfg: SyncConfig) -> Result<SyncHandle> {
         validate(&regions)?;
         let mut links = Vec::new();
         for r in &regions {
@@ -138,7 +123,10 @@ impl SyncSystem {
         let registry = Arc::new(Registry::default());
         let has_view = store
             .read(|r| {
-                let q = r.query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'view' AND name = '_change_rows'", vec![])?;
+                let q = r.query(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'view' AND name = '_change_rows'",
+                    vec![],
+                )?;
                 Ok(q.rows[0][0].as_i64().unwrap_or(0) > 0)
             })
             .await?;
@@ -146,13 +134,8 @@ impl SyncSystem {
         // Built-in tables, then user tables registered earlier.
         let user: Vec<String> = store
             .read(|r| {
-                let v = r.query(
-                    "SELECT value FROM _meta WHERE key = ?1",
-                    vec![USER_TABLES_KEY.into()],
-                )?;
-                Ok(v.rows
-                    .first()
-                    .and_then(|r| r[0].as_str().map(str::to_string)))
+                let v = r.query("SELECT value FROM _meta WHERE key = ?1", vec![USER_TABLES_KEY.into()])?;
+                Ok(v.rows.first().and_then(|r| r[0].as_str().map(str::to_string)))
             })
             .await?
             .and_then(|s| serde_json::from_str(&s).ok())
@@ -165,10 +148,7 @@ impl SyncSystem {
         for (t, ao) in names {
             let tt = t.clone();
             let spec = store
-                .read(move |r| {
-                    home::load_spec(r, &tt, ao)
-                        .map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string()))
-                })
+                .read(move |r| home::load_spec(r, &tt, ao).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
                 .await?;
             match spec {
                 Some(s) if !s.pk.is_empty() && s.col("hlc").is_some() => registry.insert(s),
@@ -182,15 +162,10 @@ impl SyncSystem {
         let home_max = Arc::new(AtomicI64::new(max_seq(&store).await?));
         let cursors: HashMap<String, (i64, i64)> = store
             .read(|r| {
-                let q = r.query(
-                    "SELECT region, push_seq, pull_seq FROM _sync_cursors",
-                    vec![],
-                )?;
+                let q = r.query("SELECT region, push_seq, pull_seq FROM _sync_cursors", vec![])?;
                 Ok(q.rows
                     .iter()
-                    .filter_map(|r| {
-                        Some((r[0].as_str()?.to_string(), (r[1].as_i64()?, r[2].as_i64()?)))
-                    })
+                    .filter_map(|r| Some((r[0].as_str()?.to_string(), (r[1].as_i64()?, r[2].as_i64()?))))
                     .collect())
             })
             .await?;
@@ -236,9 +211,7 @@ impl SyncSystem {
             });
             let (actor, done) = Actor::spawn(None, SyncActor { ctx: ctx.clone() }, (push, pull))
                 .await
-                .map_err(|e| {
-                    SyncError::Internal(format!("cannot start the SyncActor for `{}`: {e}", r.name))
-                })?;
+                .map_err(|e| SyncError::Internal(format!("cannot start the SyncActor for `{}`: {e}", r.name)))?;
             by_name.insert(r.name.clone(), i);
             rts.push(RegionRuntime {
                 ctx,
@@ -267,18 +240,17 @@ impl SyncSystem {
 async fn max_seq(store: &Store) -> Result<i64> {
     Ok(store
         .read(|r| {
-            let q = r.query("SELECT COALESCE(MAX(seq), 0), COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) FROM _changes", vec![])?;
+            let q = r.query(
+                "SELECT COALESCE(MAX(seq), 0), COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) FROM _changes",
+                vec![],
+            )?;
             Ok(q.rows[0][0].as_i64().unwrap_or(0))
         })
         .await?)
 }
 
 async fn install_triggers(store: &Store, reg: &Registry) -> Result<()> {
-    let ddl: Vec<String> = reg
-        .all()
-        .iter()
-        .flat_map(|s| home::trigger_ddl(s))
-        .collect();
+    let ddl: Vec<String> = reg.all().iter().flat_map(|s| home::trigger_ddl(s)).collect();
     store
         .transact(move |ctx| {
             for d in &ddl {
@@ -318,9 +290,7 @@ async fn forward_commits(inner: std::sync::Weak<Inner>, store: Store) {
                     refresh_max(&inner, &store).await;
                 }
             }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                refresh_max(&inner, &store).await
-            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => refresh_max(&inner, &store).await,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
         wake_all(&inner);
@@ -357,11 +327,7 @@ impl SyncHandle {
 
     /// Configured region names, in configuration order.
     pub fn regions(&self) -> Vec<String> {
-        self.inner
-            .regions
-            .iter()
-            .map(|r| r.ctx.name.clone())
-            .collect()
+        self.inner.regions.iter().map(|r| r.ctx.name.clone()).collect()
     }
 
     /// The home store this system replicates.
@@ -376,13 +342,7 @@ impl SyncHandle {
             .regions
             .iter()
             .map(|r| {
-                let mut s = r
-                    .ctx
-                    .shared
-                    .status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let mut s = r.ctx.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let home = self.inner.home_max.load(Ordering::SeqCst);
                 s.lag_rows = (home - *r.ctx.shared.acked.borrow()).max(0);
                 if s.lag_rows == 0 {
@@ -411,12 +371,7 @@ impl SyncHandle {
     /// Quorum: a majority of configured regions; All: every one). On timeout returns
     /// [`SyncError::ConsistencyTimeout`] saying which regions it reached; the write
     /// stays durable at home and keeps replicating either way.
-    pub async fn wait_replicated(
-        &self,
-        seq: i64,
-        level: WriteConsistency,
-        timeout: Duration,
-    ) -> Result<Replicated> {
+    pub async fn wait_replicated(&self, seq: i64, level: WriteConsistency, timeout: Duration) -> Result<Replicated> {
         let n = self.inner.regions.len();
         let need = required(level, n);
         if self.inner.home_max.fetch_max(seq, Ordering::SeqCst) < seq {
@@ -444,16 +399,8 @@ impl SyncHandle {
             }
             // Re-check at least every 50 ms (cheap) in case a notify raced the check.
             let step = tokio::time::Instant::now() + Duration::from_millis(50);
-            if tokio::time::timeout_at(deadline.min(step), notified)
-                .await
-                .is_err()
-                && tokio::time::Instant::now() >= deadline
-            {
-                let missing = self
-                    .regions()
-                    .into_iter()
-                    .filter(|r| !reached.contains(r))
-                    .collect();
+            if tokio::time::timeout_at(deadline.min(step), notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+                let missing = self.regions().into_iter().filter(|r| !reached.contains(r)).collect();
                 return Err(SyncError::ConsistencyTimeout {
                     seq,
                     level: level.as_str(),
@@ -470,23 +417,15 @@ impl SyncHandle {
     /// Where a read at `rc` should run. `Nearest` falls back to `Local` if no region
     /// is healthy (and within `max_lag`); `Region(name)` must name a configured region.
     pub fn read_target(&self, rc: &ReadConsistency) -> Result<ReadTarget> {
-        self.inner
-            .router
-            .target(rc)
-            .map_err(|name| SyncError::UnknownRegion {
-                name,
-                known: self.regions(),
-            })
+        self.inner.router.target(rc).map_err(|name| SyncError::UnknownRegion {
+            name,
+            known: self.regions(),
+        })
     }
 
     /// Runs one read-only statement on a region. The statement is checked read-only
     /// against the home schema first (regions hold the same replicated tables).
-    pub async fn read_sql_at(
-        &self,
-        region: &str,
-        sql: &str,
-        params: Vec<SqlValue>,
-    ) -> Result<QueryResult> {
+    pub async fn read_sql_at(&self, region: &str, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
         let r = self.region(region)?;
         let s = sql.to_string();
         self.inner
@@ -498,17 +437,9 @@ impl SyncHandle {
     }
 
     /// Runs a read at the given consistency: at home, or at the region the router picks.
-    pub async fn read_sql(
-        &self,
-        rc: &ReadConsistency,
-        sql: &str,
-        params: Vec<SqlValue>,
-    ) -> Result<(ReadTarget, QueryResult)> {
+    pub async fn read_sql(&self, rc: &ReadConsistency, sql: &str, params: Vec<SqlValue>) -> Result<(ReadTarget, QueryResult)> {
         match self.read_target(rc)? {
-            ReadTarget::Local => Ok((
-                ReadTarget::Local,
-                self.inner.store.read_sql(sql, params).await?,
-            )),
+            ReadTarget::Local => Ok((ReadTarget::Local, self.inner.store.read_sql(sql, params).await?)),
             ReadTarget::Region(n) => {
                 let q = self.read_sql_at(&n, sql, params).await?;
                 Ok((ReadTarget::Region(n), q))
@@ -545,24 +476,17 @@ impl SyncHandle {
             reason: reason.to_string(),
         };
         if name.starts_with('_') || name.starts_with("sqlite_") {
-            return Err(bad(
-                "tables starting with `_` or `sqlite_` belong to edgeswarm/SQLite",
-            ));
+            return Err(bad("tables starting with `_` or `sqlite_` belong to edgeswarm/SQLite"));
         }
         let n = name.to_string();
         let spec = self
             .inner
             .store
-            .read(move |r| {
-                home::load_spec(r, &n, false)
-                    .map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string()))
-            })
+            .read(move |r| home::load_spec(r, &n, false).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
             .await?
             .ok_or_else(|| bad("no such table; create it first"))?;
         if spec.pk.is_empty() {
-            return Err(bad(
-                "it has no PRIMARY KEY; replication needs one to identify rows",
-            ));
+            return Err(bad("it has no PRIMARY KEY; replication needs one to identify rows"));
         }
         let t = quote(name);
         let has_hlc = spec.col("hlc").is_some();
@@ -598,10 +522,7 @@ impl SyncHandle {
         let spec = self
             .inner
             .store
-            .read(move |r| {
-                home::load_spec(r, &n, false)
-                    .map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string()))
-            })
+            .read(move |r| home::load_spec(r, &n, false).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
             .await?
             .ok_or_else(|| bad("table vanished while registering"))?;
         let ddl = home::trigger_ddl(&spec);
@@ -678,11 +599,7 @@ impl SyncHandle {
     pub async fn diverged_tables(&self, region: &str) -> Result<Vec<String>> {
         let h = self.home_checksums().await?;
         let r = self.region_checksums(region).await?;
-        Ok(h.iter()
-            .zip(&r)
-            .filter(|(a, b)| a != b)
-            .map(|(a, _)| a.table.clone())
-            .collect())
+        Ok(h.iter().zip(&r).filter(|(a, b)| a != b).map(|(a, _)| a.table.clone()).collect())
     }
 
     /// Stops every SyncActor (in-flight requests are abandoned; cursors are durable, so
@@ -691,13 +608,7 @@ impl SyncHandle {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        if let Some(f) = self
-            .inner
-            .forwarder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(f) = self.inner.forwarder.lock().unwrap_or_else(|p| p.into_inner()).take() {
             f.abort();
         }
         for r in &self.inner.regions {
@@ -717,12 +628,7 @@ impl SyncHandle {
     /// Clears the per-region lag samples (benchmarks: drop the warm-up).
     pub fn reset_lag_stats(&self) {
         for r in &self.inner.regions {
-            r.ctx
-                .shared
-                .lags
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            r.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }
 }

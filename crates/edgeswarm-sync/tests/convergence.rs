@@ -17,12 +17,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const REGIONS: [(&str, u64); 4] = [
-    ("us-west-2", 2),
-    ("eu-central-1", 4),
-    ("ap-southeast-1", 6),
-    ("sa-east-1", 8),
-];
+const REGIONS: [(&str, u64); 4] = [("us-west-2", 2), ("eu-central-1", 4), ("ap-southeast-1", 6), ("sa-east-1", 8)];
 
 struct Node {
     path: PathBuf,
@@ -45,9 +40,7 @@ fn cfg() -> SyncConfig {
 
 async fn start(path: PathBuf, regions: &[RegionConfig]) -> Node {
     let store = open_store(&path).await;
-    let sync = SyncSystem::start(store.clone(), regions.to_vec(), cfg())
-        .await
-        .expect("start sync");
+    let sync = SyncSystem::start(store.clone(), regions.to_vec(), cfg()).await.expect("start sync");
     Node { path, store, sync }
 }
 
@@ -75,11 +68,7 @@ async fn run(seed: u64) {
         let n = &nodes[ni];
         let p: f64 = rng.random();
         if p < 0.25 {
-            let k = Knowledge::new(
-                "sim",
-                format!("topic {step}"),
-                format!("content {step} from node {ni}"),
-            );
+            let k = Knowledge::new("sim", format!("topic {step}"), format!("content {step} from node {ni}"));
             let id = k.id.clone();
             n.store.publish(k).await.unwrap();
             acked_ids.insert(id.clone());
@@ -87,12 +76,7 @@ async fn run(seed: u64) {
         } else if p < 0.50 {
             let key = format!("k{}", rng.random_range(0..8));
             n.store
-                .kv_set(
-                    "sim",
-                    &key,
-                    serde_json::json!({"step": step, "node": ni}),
-                    None,
-                )
+                .kv_set("sim", &key, serde_json::json!({"step": step, "node": ni}), None)
                 .await
                 .unwrap();
             kv_keys.insert(key);
@@ -104,10 +88,7 @@ async fn run(seed: u64) {
             n.store
                 .execute_sql(
                     "UPDATE knowledge SET content = ?1 WHERE id = ?2",
-                    vec![
-                        SqlValue::Text(format!("edited at {step} by {ni}")),
-                        id.into(),
-                    ],
+                    vec![SqlValue::Text(format!("edited at {step} by {ni}")), id.into()],
                 )
                 .await
                 .unwrap();
@@ -144,18 +125,12 @@ async fn run(seed: u64) {
     let names: Vec<&str> = REGIONS.iter().map(|r| r.0).collect();
     let handles: Vec<&SyncHandle> = nodes.iter().map(|n| &n.sync).collect();
     let sums = wait_converged(&handles, &names, Duration::from_secs(90)).await;
-    eprintln!(
-        "seed {seed}: converged after {restarts} restarts, {partitions} partition flips: {sums:?}"
-    );
+    eprintln!("seed {seed}: converged after {restarts} restarts, {partitions} partition flips: {sums:?}");
 
     // No acked write is missing, anywhere.
     let ids: Vec<String> = acked_ids.iter().cloned().collect();
     let check = |q: edgeswarm_store::QueryResult, what: &str| {
-        let got: BTreeSet<String> = q
-            .rows
-            .iter()
-            .filter_map(|r| r[0].as_str().map(str::to_string))
-            .collect();
+        let got: BTreeSet<String> = q.rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
         for id in &ids {
             assert!(got.contains(id), "{what}: acked record {id} is missing");
         }
@@ -170,11 +145,7 @@ async fn run(seed: u64) {
             Ok(q) => q,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                nodes[0]
-                    .sync
-                    .read_sql_at(r, all_ids_sql, vec![])
-                    .await
-                    .unwrap()
+                nodes[0].sync.read_sql_at(r, all_ids_sql, vec![]).await.unwrap()
             }
         };
         check(q, r);
@@ -184,15 +155,8 @@ async fn run(seed: u64) {
         .read_sql("SELECT key FROM kv WHERE namespace = 'sim'", vec![])
         .await
         .unwrap();
-    let have: BTreeSet<String> = kv
-        .rows
-        .iter()
-        .filter_map(|r| r[0].as_str().map(str::to_string))
-        .collect();
-    assert!(
-        kv_keys.is_subset(&have),
-        "kv keys missing: {kv_keys:?} vs {have:?}"
-    );
+    let have: BTreeSet<String> = kv.rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
+    assert!(kv_keys.is_subset(&have), "kv keys missing: {kv_keys:?} vs {have:?}");
     for n in &nodes {
         n.sync.shutdown().await;
         n.store.shutdown().await.unwrap();

@@ -41,18 +41,11 @@ pub trait Agent: Clone + Send + Sync + 'static {
     type Task: Send + 'static;
 
     /// Called once when the agent starts (and after each restart).
-    fn on_start(
-        &mut self,
-        _ctx: &AgentCtx,
-    ) -> impl std::future::Future<Output = Result<(), BoxError>> + Send {
+    fn on_start(&mut self, _ctx: &AgentCtx) -> impl std::future::Future<Output = Result<(), BoxError>> + Send {
         async { Ok(()) }
     }
     /// Handles one task. An `Err` is recorded and the agent goes on; a panic restarts it.
-    fn on_task(
-        &mut self,
-        ctx: &AgentCtx,
-        task: Self::Task,
-    ) -> impl std::future::Future<Output = Result<TaskReport, BoxError>> + Send;
+    fn on_task(&mut self, ctx: &AgentCtx, task: Self::Task) -> impl std::future::Future<Output = Result<TaskReport, BoxError>> + Send;
     /// Called when the agent stops cleanly.
     fn on_stop(&mut self, _ctx: &AgentCtx) -> impl std::future::Future<Output = ()> + Send {
         async {}
@@ -121,18 +114,9 @@ pub struct AgentCounters {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SwarmEvent {
-    AgentStarted {
-        id: String,
-    },
-    AgentRestarted {
-        id: String,
-        reason: String,
-        restarts: u64,
-    },
-    AgentStopped {
-        id: String,
-        reason: String,
-    },
+    AgentStarted { id: String },
+    AgentRestarted { id: String, reason: String, restarts: u64 },
+    AgentStopped { id: String, reason: String },
 }
 
 /// A snapshot of one agent, from `Swarm::agents`.
@@ -171,9 +155,7 @@ pub(crate) struct AgentEntry {
     pub sender: Arc<dyn std::any::Any + Send + Sync>,
     pub task_type_name: &'static str,
     /// Starts a fresh actor for this agent under the given supervisor.
-    pub respawn: Arc<
-        dyn Fn(ActorCell) -> futures::future::BoxFuture<'static, Result<ActorCell>> + Send + Sync,
-    >,
+    pub respawn: Arc<dyn Fn(ActorCell) -> futures::future::BoxFuture<'static, Result<ActorCell>> + Send + Sync>,
     /// Current actor cell (to match supervision events and to stop it).
     pub cell: std::sync::Mutex<Option<ActorCell>>,
     pub restarts: std::sync::Mutex<VecDeque<Instant>>,
@@ -197,24 +179,12 @@ impl<A: Agent> Actor for AgentActor<A> {
     type State = AgentState<A>;
     type Arguments = A;
 
-    async fn pre_start(
-        &self,
-        _me: ActorRef<Self::Msg>,
-        mut behaviour: A,
-    ) -> Result<AgentState<A>, ActorProcessingErr> {
-        behaviour
-            .on_start(&self.ctx)
-            .await
-            .map_err(|e| format!("on_start failed: {e}"))?;
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, mut behaviour: A) -> Result<AgentState<A>, ActorProcessingErr> {
+        behaviour.on_start(&self.ctx).await.map_err(|e| format!("on_start failed: {e}"))?;
         Ok(AgentState { behaviour })
     }
 
-    async fn handle(
-        &self,
-        _me: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut AgentState<A>,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _me: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut AgentState<A>) -> Result<(), ActorProcessingErr> {
         let AgentMsg::Task(task, permit) = msg;
         let started = Instant::now();
         let r = state.behaviour.on_task(&self.ctx, task).await;
@@ -223,11 +193,7 @@ impl<A: Agent> Actor for AgentActor<A> {
         let (task_type, tokens, err) = match r {
             Ok(rep) => {
                 self.counters.tasks_ok.fetch_add(1, Ordering::Relaxed);
-                (
-                    rep.task_type.unwrap_or_else(|| "task".into()),
-                    rep.tokens_used,
-                    None,
-                )
+                (rep.task_type.unwrap_or_else(|| "task".into()), rep.tokens_used, None)
             }
             Err(e) => {
                 self.counters.tasks_failed.fetch_add(1, Ordering::Relaxed);
@@ -258,11 +224,7 @@ impl<A: Agent> Actor for AgentActor<A> {
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _me: ActorRef<Self::Msg>,
-        state: &mut AgentState<A>,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _me: ActorRef<Self::Msg>, state: &mut AgentState<A>) -> Result<(), ActorProcessingErr> {
         state.behaviour.on_stop(&self.ctx).await;
         Ok(())
     }
@@ -282,12 +244,7 @@ impl Actor for AgentSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        me: ActorRef<()>,
-        evt: SupervisionEvent,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(&self, me: ActorRef<()>, evt: SupervisionEvent, _: &mut ()) -> Result<(), ActorProcessingErr> {
         let Some(swarm) = self.swarm.upgrade() else {
             return Ok(());
         };
@@ -316,10 +273,7 @@ impl Actor for AgentSupervisor {
             }
         };
         let dropped = (entry.mailbox_depth)() as u64;
-        entry
-            .counters
-            .tasks_dropped
-            .fetch_add(dropped, Ordering::Relaxed);
+        entry.counters.tasks_dropped.fetch_add(dropped, Ordering::Relaxed);
         if !allowed {
             *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
             let why = format!(
@@ -360,14 +314,10 @@ impl Actor for AgentSupervisor {
 
 impl<T: Send + 'static> TaskSender<T> {
     pub(crate) async fn try_send(&self, id: &str, task: T) -> Result<()> {
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::MailboxFull {
-                id: id.to_string(),
-                capacity: self.capacity,
-            })?;
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| Error::MailboxFull {
+            id: id.to_string(),
+            capacity: self.capacity,
+        })?;
         self.deliver(id, task, permit).await
     }
 

@@ -40,44 +40,24 @@ impl AgentCtx {
     }
     /// The swarm handle (to send tasks to other agents, for instance).
     pub fn swarm(&self) -> Result<Swarm> {
-        self.swarm_inner()
-            .map(Swarm::from_inner)
-            .ok_or(Error::ShutDown)
+        self.swarm_inner().map(Swarm::from_inner).ok_or(Error::ShutDown)
     }
 
     /// Records one task measurement; returns once it is committed.
-    pub async fn record_metric(
-        &self,
-        task_type: &str,
-        duration_ms: f64,
-        tokens_used: i64,
-    ) -> Result<()> {
+    pub async fn record_metric(&self, task_type: &str, duration_ms: f64, tokens_used: i64) -> Result<()> {
         let m = Metric::new(self.id(), task_type, duration_ms, tokens_used).region(self.region());
         self.swarm()?.store().publish(m).await?;
         Ok(())
     }
     /// Appends a message to a global session; returns its id once committed.
-    pub async fn add_conversation(
-        &self,
-        session_id: &str,
-        role: &str,
-        content: &str,
-        metadata: Option<Value>,
-    ) -> Result<String> {
+    pub async fn add_conversation(&self, session_id: &str, role: &str, content: &str, metadata: Option<Value>) -> Result<String> {
         let mut m = Message::new(session_id, role, content);
         m.metadata = metadata;
         self.swarm()?.add_conversation(m).await
     }
     /// Reads a session's messages in order, a page at a time.
-    pub async fn get_conversations(
-        &self,
-        session_id: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Message>> {
-        self.swarm()?
-            .get_conversations(session_id, cursor, limit)
-            .await
+    pub async fn get_conversations(&self, session_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Message>> {
+        self.swarm()?.get_conversations(session_id, cursor, limit).await
     }
     /// Adds a knowledge entry (stamped with the agent's region unless set).
     pub async fn add_knowledge(&self, mut k: Knowledge) -> Result<String> {
@@ -87,11 +67,7 @@ impl AgentCtx {
         self.swarm()?.add_knowledge(k).await
     }
     /// Searches the knowledge base.
-    pub async fn search_knowledge(
-        &self,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<crate::swarm::KnowledgeHit>> {
+    pub async fn search_knowledge(&self, query: &str, limit: usize) -> Result<Vec<crate::swarm::KnowledgeHit>> {
         self.swarm()?.search_knowledge(query, limit).await
     }
     /// Runs read-only SQL against the home file.
@@ -101,28 +77,11 @@ impl AgentCtx {
     pub async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>> {
         Ok(self.swarm()?.store().kv_get(ns, key).await?)
     }
-    pub async fn kv_set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: Value,
-        ttl: Option<Duration>,
-    ) -> Result<i64> {
+    pub async fn kv_set(&self, ns: &str, key: &str, value: Value, ttl: Option<Duration>) -> Result<i64> {
         Ok(self.swarm()?.store().kv_set(ns, key, value, ttl).await?)
     }
-    pub async fn kv_cas(
-        &self,
-        ns: &str,
-        key: &str,
-        expected: Option<i64>,
-        value: Value,
-        ttl: Option<Duration>,
-    ) -> Result<CasOutcome> {
-        Ok(self
-            .swarm()?
-            .store()
-            .kv_cas(ns, key, expected, value, ttl)
-            .await?)
+    pub async fn kv_cas(&self, ns: &str, key: &str, expected: Option<i64>, value: Value, ttl: Option<Duration>) -> Result<CasOutcome> {
+        Ok(self.swarm()?.store().kv_cas(ns, key, expected, value, ttl).await?)
     }
     pub async fn kv_delete(&self, ns: &str, key: &str) -> Result<bool> {
         Ok(self.swarm()?.store().kv_delete(ns, key).await?)

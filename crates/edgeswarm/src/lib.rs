@@ -30,17 +30,12 @@ pub mod memory;
 pub mod sim;
 pub mod swarm;
 
-pub use agent::{
-    Agent, AgentInfo, AgentOptions, AgentStatus, BoxError, RestartPolicy, SwarmEvent, TaskReport,
-};
+pub use agent::{Agent, AgentInfo, AgentOptions, AgentStatus, BoxError, RestartPolicy, SwarmEvent, TaskReport};
 pub use ctx::AgentCtx;
 pub use edgeswarm_core::{
-    self as core, BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric,
-    ReadConsistency, StoreConfig, WriteConsistency,
+    self as core, BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, StoreConfig, WriteConsistency,
 };
-pub use edgeswarm_store::{
-    self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError,
-};
+pub use edgeswarm_store::{self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError};
 pub use error::{Error, Result};
 pub use memory::{KvChange, KvWatch, Page};
 pub use swarm::{KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};

@@ -3,10 +3,7 @@
 //! metrics, conversations and knowledge; one agent crashes on purpose and is restarted.
 //! At the end the seed's tables hold figures measured in this run.
 
-use crate::{
-    Agent, AgentCtx, AgentOptions, BoxError, CasOutcome, Knowledge, MetricsSummary, RestartPolicy,
-    Swarm, SwarmEvent, TaskReport,
-};
+use crate::{Agent, AgentCtx, AgentOptions, BoxError, CasOutcome, Knowledge, MetricsSummary, RestartPolicy, Swarm, SwarmEvent, TaskReport};
 use edgeswarm_store::{QueryResult, SqlValue};
 use serde_json::json;
 use std::path::PathBuf;
@@ -15,12 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The seed's four regions and their latencies (ms).
-pub const SEED_REGIONS: [(&str, u64); 4] = [
-    ("us-west-2", 25),
-    ("eu-central-1", 45),
-    ("ap-southeast-1", 85),
-    ("sa-east-1", 120),
-];
+pub const SEED_REGIONS: [(&str, u64); 4] = [("us-west-2", 25), ("eu-central-1", 45), ("ap-southeast-1", 85), ("sa-east-1", 120)];
 
 /// Simulation settings.
 #[derive(Debug, Clone)]
@@ -43,10 +35,7 @@ impl Default for SimOptions {
             agents: 64,
             seconds: 15,
             db: PathBuf::from("./edgeswarm.db"),
-            regions: SEED_REGIONS
-                .iter()
-                .map(|(n, l)| (n.to_string(), *l))
-                .collect(),
+            regions: SEED_REGIONS.iter().map(|(n, l)| (n.to_string(), *l)).collect(),
             seed: 42,
         }
     }
@@ -102,13 +91,7 @@ impl Agent for Analyst {
         let Work::Claim(n) = task;
         let key = format!("{}/item-{n}", self.run_id);
         match ctx
-            .kv_cas(
-                "claims",
-                &key,
-                None,
-                json!(ctx.id()),
-                Some(Duration::from_secs(3600)),
-            )
+            .kv_cas("claims", &key, None, json!(ctx.id()), Some(Duration::from_secs(3600)))
             .await?
         {
             CasOutcome::Conflict { .. } => {
@@ -142,16 +125,17 @@ impl Agent for Analyst {
         .await?;
         let mut writes = 3;
         if n % 4 == 0 {
-            let topics = [
-                "latency-optimization",
-                "caching",
-                "connection-pooling",
-                "batching",
-                "replication",
-            ];
-            let k = Knowledge::new("edge-computing", topics[(n % 5) as usize], format!("Finding from module {n}: prefer batched writes and regional caching; observed {} ms", self.latency.as_millis()))
-                .tags(["performance", "edge", "distributed"])
-                .metadata(json!({"regions": [ctx.region()], "item": n}));
+            let topics = ["latency-optimization", "caching", "connection-pooling", "batching", "replication"];
+            let k = Knowledge::new(
+                "edge-computing",
+                topics[(n % 5) as usize],
+                format!(
+                    "Finding from module {n}: prefer batched writes and regional caching; observed {} ms",
+                    self.latency.as_millis()
+                ),
+            )
+            .tags(["performance", "edge", "distributed"])
+            .metadata(json!({"regions": [ctx.region()], "item": n}));
             ctx.add_knowledge(k).await?;
             writes += 1;
         }
@@ -163,9 +147,7 @@ impl Agent for Analyst {
         )
         .await?;
         self.progress.tasks_done.fetch_add(1, Ordering::Relaxed);
-        self.progress
-            .writes
-            .fetch_add(writes + 1, Ordering::Relaxed);
+        self.progress.writes.fetch_add(writes + 1, Ordering::Relaxed);
         Ok(TaskReport::new("code-analysis", tokens))
     }
 }
@@ -178,11 +160,7 @@ fn next(state: &mut u64) -> u64 {
 }
 
 /// Runs the simulation on a started swarm and returns what it measured.
-pub async fn run_on(
-    swarm: &Swarm,
-    opts: &SimOptions,
-    progress: Arc<SimProgress>,
-) -> crate::Result<SimReport> {
+pub async fn run_on(swarm: &Swarm, opts: &SimOptions, progress: Arc<SimProgress>) -> crate::Result<SimReport> {
     let run_id: Arc<str> = format!("run-{}", edgeswarm_core::new_id()).into();
     let crash = Arc::new(AtomicBool::new(true));
     let mut events = swarm.events();
@@ -229,9 +207,7 @@ pub async fn run_on(
             }
             n += 1;
         }
-        progress
-            .elapsed_ms
-            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        progress.elapsed_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Let agents finish what they hold, then stop them.
@@ -245,24 +221,13 @@ pub async fn run_on(
     // Measured throughput per operation type, written to the seed's table. INSERT and
     // SELECT are measured in short bursts after the agents stop (the agents' own rate is
     // bounded by their simulated work, not by the store).
-    let writes =
-        progress.writes.load(Ordering::Relaxed) + progress.tasks_done.load(Ordering::Relaxed); // + one metric row per task
+    let writes = progress.writes.load(Ordering::Relaxed) + progress.tasks_done.load(Ordering::Relaxed); // + one metric row per task
     let (inserts, insert_secs) = measure_inserts(swarm, &run_id).await?;
     let (reads, read_secs) = measure_selects(swarm, &run_id).await?;
     let store = swarm.store();
     for (op, tp, ops, ms) in [
-        (
-            "INSERT",
-            inserts as f64 / insert_secs,
-            inserts,
-            insert_secs * 1000.0,
-        ),
-        (
-            "SELECT",
-            reads as f64 / read_secs,
-            reads,
-            read_secs * 1000.0,
-        ),
+        ("INSERT", inserts as f64 / insert_secs, inserts, insert_secs * 1000.0),
+        ("SELECT", reads as f64 / read_secs, reads, read_secs * 1000.0),
     ] {
         store
             .execute_sql(
@@ -272,9 +237,17 @@ pub async fn run_on(
             .await?;
     }
     let throughput = store
-        .read_sql("SELECT operation_type, AVG(throughput) as avg_ops_per_sec FROM performance_tests WHERE run_id = ?1 GROUP BY operation_type", vec![run_id.to_string().into()])
+        .read_sql(
+            "SELECT operation_type, AVG(throughput) as avg_ops_per_sec FROM performance_tests WHERE run_id = ?1 GROUP BY operation_type",
+            vec![run_id.to_string().into()],
+        )
         .await?;
-    let regions = store.read_sql("SELECT region, avg_latency_ms, performance_tier FROM edge_replicas ORDER BY avg_latency_ms", vec![]).await?;
+    let regions = store
+        .read_sql(
+            "SELECT region, avg_latency_ms, performance_tier FROM edge_replicas ORDER BY avg_latency_ms",
+            vec![],
+        )
+        .await?;
     let since = chrono_ms() - (elapsed * 1000.0) as i64 - 5_000;
     let metrics = swarm.metrics(Some(since)).await?;
     Ok(SimReport {
@@ -312,12 +285,7 @@ async fn measure_inserts(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64
             for i in 0..512 {
                 acks.push_back(
                     s.store()
-                        .enqueue_record(edgeswarm_core::Metric::new(
-                            agent.clone(),
-                            "bulk-insert",
-                            i as f64 / 10.0,
-                            0,
-                        ))
+                        .enqueue_record(edgeswarm_core::Metric::new(agent.clone(), "bulk-insert", i as f64 / 10.0, 0))
                         .await?,
                 );
                 if acks.len() >= 128 {
@@ -354,7 +322,12 @@ async fn measure_selects(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64
             while Instant::now() < end {
                 let sid = format!("{run}-session-{}", (n + r * 7) % 50);
                 s.store()
-                    .read(move |rd| rd.query("SELECT id, role, content FROM conversations WHERE session_id = ?1 ORDER BY created_at, id LIMIT 20", vec![SqlValue::Text(sid)]))
+                    .read(move |rd| {
+                        rd.query(
+                            "SELECT id, role, content FROM conversations WHERE session_id = ?1 ORDER BY created_at, id LIMIT 20",
+                            vec![SqlValue::Text(sid)],
+                        )
+                    })
                     .await?;
                 n += 1;
             }
@@ -399,13 +372,7 @@ pub fn table(r: &QueryResult) -> String {
             .join(" | ")
     };
     let mut out = format!("| {} |\n", line(&r.columns));
-    out += &format!(
-        "|{}|\n",
-        w.iter()
-            .map(|n| "-".repeat(n + 2))
-            .collect::<Vec<_>>()
-            .join("|")
-    );
+    out += &format!("|{}|\n", w.iter().map(|n| "-".repeat(n + 2)).collect::<Vec<_>>().join("|"));
     for row in &cells {
         out += &format!("| {} |\n", line(row));
     }

@@ -2,8 +2,7 @@
 //! background loops; spawns and addresses agents; serves memory and metrics.
 
 use crate::agent::{
-    Agent, AgentActor, AgentCounters, AgentEntry, AgentInfo, AgentOptions, AgentStatus,
-    AgentSupervisor, SwarmEvent, TaskSender,
+    Agent, AgentActor, AgentCounters, AgentEntry, AgentInfo, AgentOptions, AgentStatus, AgentSupervisor, SwarmEvent, TaskSender,
 };
 use crate::ctx::AgentCtx;
 use crate::error::{Error, Result};
@@ -220,13 +219,7 @@ impl Swarm {
     }
 
     /// Spawns an agent with its own options (restart policy, mailbox size).
-    pub async fn spawn_agent_with<A: Agent>(
-        &self,
-        id: &str,
-        region: &str,
-        behaviour: A,
-        options: AgentOptions,
-    ) -> Result<()> {
+    pub async fn spawn_agent_with<A: Agent>(&self, id: &str, region: &str, behaviour: A, options: AgentOptions) -> Result<()> {
         self.check_open()?;
         let limits = &self.inner.store.config().limits;
         edgeswarm_core::record::name("agent id", id, limits)?;
@@ -234,13 +227,7 @@ impl Swarm {
         if options.mailbox == 0 {
             return Err(Error::Invalid("mailbox must hold at least one task".into()));
         }
-        let sup = self
-            .inner
-            .supervisor
-            .read()
-            .await
-            .clone()
-            .ok_or(Error::ShutDown)?;
+        let sup = self.inner.supervisor.read().await.clone().ok_or(Error::ShutDown)?;
         let sender = Arc::new(TaskSender::<A::Task> {
             actor: RwLock::new(None),
             permits: Arc::new(Semaphore::new(options.mailbox)),
@@ -294,9 +281,7 @@ impl Swarm {
             mailbox_depth: Box::new(move || cap - permits.available_permits()),
         });
         match self.inner.agents.entry(id.to_string()) {
-            dashmap::mapref::entry::Entry::Occupied(_) => {
-                return Err(Error::DuplicateAgent(id.to_string()))
-            }
+            dashmap::mapref::entry::Entry::Occupied(_) => return Err(Error::DuplicateAgent(id.to_string())),
             dashmap::mapref::entry::Entry::Vacant(v) => {
                 v.insert(entry.clone());
             }
@@ -304,8 +289,7 @@ impl Swarm {
         match respawn(sup.get_cell()).await {
             Ok(cell) => {
                 *entry.cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(cell);
-                self.inner
-                    .emit(SwarmEvent::AgentStarted { id: id.to_string() });
+                self.inner.emit(SwarmEvent::AgentStarted { id: id.to_string() });
                 Ok(())
             }
             Err(e) => {
@@ -326,15 +310,11 @@ impl Swarm {
         if *entry.status.lock().unwrap_or_else(|p| p.into_inner()) == AgentStatus::Stopped {
             return Err(Error::AgentStopped(id.to_string()));
         }
-        let s = entry
-            .sender
-            .clone()
-            .downcast::<TaskSender<T>>()
-            .map_err(|_| Error::WrongTaskType {
-                id: id.to_string(),
-                expected: entry.task_type_name,
-                given: std::any::type_name::<T>(),
-            })?;
+        let s = entry.sender.clone().downcast::<TaskSender<T>>().map_err(|_| Error::WrongTaskType {
+            id: id.to_string(),
+            expected: entry.task_type_name,
+            given: std::any::type_name::<T>(),
+        })?;
         Ok((entry, s))
     }
 
@@ -352,10 +332,7 @@ impl Swarm {
 
     /// Sends a task to every running agent that takes tasks of type `T`. Returns how
     /// many received it and the errors of those that did not (e.g. full mailboxes).
-    pub async fn broadcast<T: Clone + Send + 'static>(
-        &self,
-        task: T,
-    ) -> Result<(usize, Vec<Error>)> {
+    pub async fn broadcast<T: Clone + Send + 'static>(&self, task: T) -> Result<(usize, Vec<Error>)> {
         self.check_open()?;
         let ids: Vec<String> = self.inner.agents.iter().map(|e| e.key().clone()).collect();
         let (mut ok, mut errs) = (0, Vec::new());
@@ -383,9 +360,7 @@ impl Swarm {
         *entry.status.lock().unwrap_or_else(|p| p.into_inner()) = AgentStatus::Stopped;
         let cell = entry.cell.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(c) = cell {
-            let _ = c
-                .stop_and_wait(Some("stopped".into()), Some(Duration::from_secs(10)))
-                .await;
+            let _ = c.stop_and_wait(Some("stopped".into()), Some(Duration::from_secs(10))).await;
         }
         self.inner.agents.remove(id);
         Ok(())
@@ -430,24 +405,18 @@ impl Swarm {
 
     /// A session's messages in (created_at, id) order. `cursor` comes from the previous
     /// page's `next_cursor`; `limit` is capped at 1000.
-    pub async fn get_conversations(
-        &self,
-        session_id: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Message>> {
+    pub async fn get_conversations(&self, session_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<Message>> {
         edgeswarm_core::record::name("session_id", session_id, &self.inner.store.config().limits)?;
         let limit = limit.clamp(1, 1000);
         let (after_ts, after_id) = match cursor {
             None | Some("") => (i64::MIN, String::new()),
             Some(c) => {
-                let (ts, id) = c.split_once(':').ok_or_else(|| {
-                    Error::Invalid(format!("cursor `{c}` is not one this server issued"))
-                })?;
+                let (ts, id) = c
+                    .split_once(':')
+                    .ok_or_else(|| Error::Invalid(format!("cursor `{c}` is not one this server issued")))?;
                 (
-                    ts.parse::<i64>().map_err(|_| {
-                        Error::Invalid(format!("cursor `{c}` is not one this server issued"))
-                    })?,
+                    ts.parse::<i64>()
+                        .map_err(|_| Error::Invalid(format!("cursor `{c}` is not one this server issued")))?,
                     id.to_string(),
                 )
             }
@@ -616,18 +585,14 @@ fn summarise(q: edgeswarm_store::QueryResult) -> MetricsSummary {
         let t = r[4].as_i64().unwrap_or(0);
         all.push(d);
         for (g, col) in groups.iter_mut().zip([0, 1, 2]) {
-            let e = g
-                .entry(r[col].as_str().unwrap_or_default().to_string())
-                .or_default();
+            let e = g.entry(r[col].as_str().unwrap_or_default().to_string()).or_default();
             e.0.push(d);
             e.1 += t;
         }
     }
     let total_tokens = q.rows.iter().map(|r| r[4].as_i64().unwrap_or(0)).sum();
     let [a, t, rg] = groups;
-    let to = |m: BTreeMap<String, (Vec<f64>, i64)>| {
-        m.into_iter().map(|(k, (v, tok))| agg(k, v, tok)).collect()
-    };
+    let to = |m: BTreeMap<String, (Vec<f64>, i64)>| m.into_iter().map(|(k, (v, tok))| agg(k, v, tok)).collect();
     MetricsSummary {
         overall: agg("all".into(), all, total_tokens),
         by_agent: to(a),
@@ -649,11 +614,7 @@ fn agg(key: String, mut v: Vec<f64>, tokens: i64) -> MetricAgg {
     MetricAgg {
         key,
         count: n as u64,
-        mean_ms: if n == 0 {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / n as f64
-        },
+        mean_ms: if n == 0 { 0.0 } else { v.iter().sum::<f64>() / n as f64 },
         p50_ms: pct(0.50),
         p95_ms: pct(0.95),
         p99_ms: pct(0.99),
@@ -668,10 +629,7 @@ mod tests {
     #[test]
     fn percentiles_are_nearest_rank() {
         let a = agg("x".into(), (1..=100).map(|i| i as f64).collect(), 7);
-        assert_eq!(
-            (a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens),
-            (100, 50.0, 95.0, 99.0, 7)
-        );
+        assert_eq!((a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens), (100, 50.0, 95.0, 99.0, 7));
         assert_eq!(agg("e".into(), vec![], 0).p99_ms, 0.0);
     }
 }

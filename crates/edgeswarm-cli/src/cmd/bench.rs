@@ -139,10 +139,7 @@ fn fmt_val(v: &Value) -> String {
         Some(f) if f.abs() >= 1000.0 => group(f.round() as i64),
         Some(f) if f.fract() != 0.0 => format!("{f:.2}"),
         Some(f) => format!("{f}"),
-        None => v
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string()),
+        None => v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
     }
 }
 
@@ -174,9 +171,7 @@ pub fn machine() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -202,27 +197,9 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "8,000 ops/s",
         "raw_rows_per_sec",
     ),
-    (
-        "ingest ratio to plain libSQL",
-        BenchKind::Ingest,
-        "ratio",
-        "—",
-        "",
-    ),
-    (
-        "ack latency p50 (ms)",
-        BenchKind::Ingest,
-        "p50_ack_ms",
-        "~8 ms (single insert)",
-        "",
-    ),
-    (
-        "ack latency p99 (ms)",
-        BenchKind::Ingest,
-        "p99_ack_ms",
-        "—",
-        "",
-    ),
+    ("ingest ratio to plain libSQL", BenchKind::Ingest, "ratio", "—", ""),
+    ("ack latency p50 (ms)", BenchKind::Ingest, "p50_ack_ms", "~8 ms (single insert)", ""),
+    ("ack latency p99 (ms)", BenchKind::Ingest, "p99_ack_ms", "—", ""),
     (
         "bulk insert, 1000 rows (ms)",
         BenchKind::Ingest,
@@ -245,20 +222,8 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "—",
         "like_qps",
     ),
-    (
-        "knowledge search p99 (ms)",
-        BenchKind::Search,
-        "p99_ms",
-        "—",
-        "",
-    ),
-    (
-        "SYNC throughput (rows/s)",
-        BenchKind::Sync,
-        "rows_per_sec",
-        "1,428 ops/s",
-        "",
-    ),
+    ("knowledge search p99 (ms)", BenchKind::Search, "p99_ms", "—", ""),
+    ("SYNC throughput (rows/s)", BenchKind::Sync, "rows_per_sec", "1,428 ops/s", ""),
     (
         "SYNC over Hrana HTTP (rows/s)",
         BenchKind::Sync,
@@ -287,20 +252,12 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "—",
         "",
     ),
-    (
-        "MCP search_knowledge p99 (ms)",
-        BenchKind::Mcp,
-        "search_knowledge.p99_ms",
-        "—",
-        "",
-    ),
+    ("MCP search_knowledge p99 (ms)", BenchKind::Mcp, "search_knowledge.p99_ms", "—", ""),
 ];
 
 /// A value at a dotted path (`a.b`).
 fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .try_fold(v, |v, k| v.get(k))
-        .filter(|v| !v.is_null())
+    path.split('.').try_fold(v, |v, k| v.get(k)).filter(|v| !v.is_null())
 }
 
 /// docs/benchmarks.md.
@@ -319,11 +276,7 @@ pub fn markdown(results: &[(BenchKind, Result<Value>)], machine: &str) -> String
     md.push_str(&format!("Machine: {machine}\n\n"));
     md.push_str("| measure | edgeswarm (this run) | seed report | plain libSQL (same run) |\n|---|---:|---:|---:|\n");
     for (label, k, key, seed, base) in ROWS {
-        md.push_str(&format!(
-            "| {label} | {} | {seed} | {} |\n",
-            get(*k, key),
-            get(*k, base)
-        ));
+        md.push_str(&format!("| {label} | {} | {seed} | {} |\n", get(*k, key), get(*k, base)));
     }
     md.push_str("\n## Raw results\n\n");
     for (k, r) in results {
@@ -350,9 +303,7 @@ mod tests {
         ];
         let md = markdown(&r, "test machine");
         assert!(
-            md.contains(
-                "| INSERT throughput, 64 publishers (rows/s) | 412,346 | 8,000 ops/s | 650,000 |"
-            ),
+            md.contains("| INSERT throughput, 64 publishers (rows/s) | 412,346 | 8,000 ops/s | 650,000 |"),
             "{md}"
         );
         assert!(

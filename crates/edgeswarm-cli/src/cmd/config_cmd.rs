@@ -7,7 +7,12 @@ use crate::error::{CliError, Result};
 pub fn run(a: ConfigArgs) -> Result<()> {
     match a.action {
         ConfigAction::Check { path, json, db } => {
-            let path = config::resolve_path(path.as_deref().or(db.config.as_deref())).ok_or_else(|| CliError::Invalid(format!("no config file: pass a path, set --config / EDGESWARM_CONFIG, or create ./{} (see edgeswarm.toml.example)", config::DEFAULT_CONFIG)))?;
+            let path = config::resolve_path(path.as_deref().or(db.config.as_deref())).ok_or_else(|| {
+                CliError::Invalid(format!(
+                    "no config file: pass a path, set --config / EDGESWARM_CONFIG, or create ./{} (see edgeswarm.toml.example)",
+                    config::DEFAULT_CONFIG
+                ))
+            })?;
             let text = config::read(&path)?;
             let checked = config::check_str(&text);
             let errors = checked.errors();
@@ -28,22 +33,14 @@ pub fn run(a: ConfigArgs) -> Result<()> {
                         warnings,
                         if warnings == 1 { "" } else { "s" },
                         checked.settings.regions.len(),
-                        if checked.settings.regions.len() == 1 {
-                            ""
-                        } else {
-                            "s"
-                        }
+                        if checked.settings.regions.len() == 1 { "" } else { "s" }
                     );
                 }
             }
             if errors > 0 {
                 return Err(CliError::Config {
                     path,
-                    problems: checked
-                        .problems
-                        .into_iter()
-                        .filter(|p| p.severity == Severity::Error)
-                        .collect(),
+                    problems: checked.problems.into_iter().filter(|p| p.severity == Severity::Error).collect(),
                 });
             }
             Ok(())

@@ -31,37 +31,23 @@ use crate::error::{CliError, Result};
 use crate::{metrics, open};
 
 /// The seed report's four regions and their latencies.
-pub const SEED_REGIONS: &[(&str, u64)] = &[
-    ("us-west-2", 25),
-    ("eu-central-1", 45),
-    ("ap-southeast-1", 85),
-    ("sa-east-1", 120),
-];
+pub const SEED_REGIONS: &[(&str, u64)] = &[("us-west-2", 25), ("eu-central-1", 45), ("ap-southeast-1", 85), ("sa-east-1", 120)];
 
 /// Parses `NAME:MS` region flags; empty means the seed's regions.
 pub fn parse_regions(raw: &[String]) -> Result<Vec<(String, u64)>> {
     if raw.is_empty() {
-        return Ok(SEED_REGIONS
-            .iter()
-            .map(|(n, l)| (n.to_string(), *l))
-            .collect());
+        return Ok(SEED_REGIONS.iter().map(|(n, l)| (n.to_string(), *l)).collect());
     }
     let mut out: Vec<(String, u64)> = Vec::new();
     for r in raw {
-        let (n, l) = r.split_once(':').ok_or_else(|| {
-            CliError::Invalid(format!(
-                "--regions entry `{r}` is not NAME:LATENCY_MS, e.g. us-west-2:25"
-            ))
-        })?;
-        let l: u64 = l.parse().map_err(|_| {
-            CliError::Invalid(format!(
-                "--regions entry `{r}`: latency `{l}` is not a number of milliseconds"
-            ))
-        })?;
+        let (n, l) = r
+            .split_once(':')
+            .ok_or_else(|| CliError::Invalid(format!("--regions entry `{r}` is not NAME:LATENCY_MS, e.g. us-west-2:25")))?;
+        let l: u64 = l
+            .parse()
+            .map_err(|_| CliError::Invalid(format!("--regions entry `{r}`: latency `{l}` is not a number of milliseconds")))?;
         if n.is_empty() || out.iter().any(|(x, _)| x == n) {
-            return Err(CliError::Invalid(format!(
-                "--regions: region name `{n}` is empty or repeated"
-            )));
+            return Err(CliError::Invalid(format!("--regions: region name `{n}` is empty or repeated")));
         }
         out.push((n.to_string(), l));
     }
@@ -81,10 +67,7 @@ pub async fn attach(swarm: Swarm, metrics_addr: Option<SocketAddr>) -> Result<()
 pub async fn run(a: DemoArgs) -> Result<()> {
     let settings = config::load(&a.db)?;
     if a.agents == 0 || a.agents > 100_000 {
-        return Err(CliError::Invalid(format!(
-            "--agents {} is out of range; use 1 to 100000",
-            a.agents
-        )));
+        return Err(CliError::Invalid(format!("--agents {} is out of range; use 1 to 100000", a.agents)));
     }
     if a.seconds == 0 {
         return Err(CliError::Invalid("--seconds must be at least 1".into()));
@@ -93,16 +76,15 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     open::check_path(&settings.store.path, false)?;
     if let Some(addr) = settings.metrics_addr {
         // Fail fast on a port in use, before any work starts.
-        drop(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| CliError::Bind {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                })?,
-        );
+        drop(tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Bind {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?);
     }
-    Err(CliError::not_available("edgeswarm demo", "the swarm simulation (edgeswarm::sim) is not in this build yet; meanwhile run `cargo run --release --example swarm_sim`"))
+    Err(CliError::not_available(
+        "edgeswarm demo",
+        "the swarm simulation (edgeswarm::sim) is not in this build yet; meanwhile run `cargo run --release --example swarm_sim`",
+    ))
 }
 
 #[cfg(test)]
@@ -112,10 +94,7 @@ mod tests {
     #[test]
     fn region_flags() {
         assert_eq!(parse_regions(&[]).map(|v| v.len()).ok(), Some(4));
-        assert_eq!(
-            parse_regions(&["a:5".into()]).ok(),
-            Some(vec![("a".to_string(), 5)])
-        );
+        assert_eq!(parse_regions(&["a:5".into()]).ok(), Some(vec![("a".to_string(), 5)]));
         assert!(parse_regions(&["a".into()]).is_err());
         assert!(parse_regions(&["a:1".into(), "a:2".into()]).is_err());
     }

@@ -93,10 +93,7 @@ pub async fn checks(s: &Settings, timeout: Duration) -> Vec<Check> {
     let mut out = Vec::new();
     out.push(match &s.config_path {
         Some(p) => ok("config", format!("{} loaded", p.display())),
-        None => ok(
-            "config",
-            "no edgeswarm.toml; built-in defaults (see edgeswarm.toml.example)",
-        ),
+        None => ok("config", "no edgeswarm.toml; built-in defaults (see edgeswarm.toml.example)"),
     });
     let path = &s.store.path;
     let dir: PathBuf = path
@@ -113,12 +110,14 @@ pub async fn checks(s: &Settings, timeout: Duration) -> Vec<Check> {
             format!("mkdir -p {} or set `db` / --db", dir.display()),
         ));
     } else if !exists {
-        out.push(fail("database file", format!("no file at {}", path.display()), "run `edgeswarm demo` or any write (e.g. `edgeswarm import`) to create it, or point --db at it"));
+        out.push(fail(
+            "database file",
+            format!("no file at {}", path.display()),
+            "run `edgeswarm demo` or any write (e.g. `edgeswarm import`) to create it, or point --db at it",
+        ));
     } else {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let ro = std::fs::metadata(path)
-            .map(|m| m.permissions().readonly())
-            .unwrap_or(false);
+        let ro = std::fs::metadata(path).map(|m| m.permissions().readonly()).unwrap_or(false);
         if ro {
             out.push(fail(
                 "database file",
@@ -128,24 +127,32 @@ pub async fn checks(s: &Settings, timeout: Duration) -> Vec<Check> {
         } else {
             out.push(ok(
                 "database file",
-                format!(
-                    "{} on disk, {:.1} MiB",
-                    path.display(),
-                    size as f64 / (1 << 20) as f64
-                ),
+                format!("{} on disk, {:.1} MiB", path.display(), size as f64 / (1 << 20) as f64),
             ));
         }
     }
     // Durability setting.
     out.push(match s.store.durability {
         Durability::Full => ok("synchronous", "FULL (durability = \"full\"): an ack survives power loss"),
-        Durability::Normal => warn("synchronous", "NORMAL (durability = \"normal\"): an ack survives a process crash, not power loss", "set durability = \"full\" in edgeswarm.toml (or --durability full) unless you accept losing the last commits on power loss"),
+        Durability::Normal => warn(
+            "synchronous",
+            "NORMAL (durability = \"normal\"): an ack survives a process crash, not power loss",
+            "set durability = \"full\" in edgeswarm.toml (or --durability full) unless you accept losing the last commits on power loss",
+        ),
     });
     // Free space.
     if dir.is_dir() {
         out.push(match free_bytes(&dir) {
-            Some(b) if b < 100 << 20 => fail("free space", format!("{} free on the database's filesystem", gib(b)), "free disk space: below ~100 MiB commits and checkpoints start failing"),
-            Some(b) if b < 1 << 30 => warn("free space", format!("{} free", gib(b)), "free disk space or move the database; VACUUM INTO a backup needs room for a full copy"),
+            Some(b) if b < 100 << 20 => fail(
+                "free space",
+                format!("{} free on the database's filesystem", gib(b)),
+                "free disk space: below ~100 MiB commits and checkpoints start failing",
+            ),
+            Some(b) if b < 1 << 30 => warn(
+                "free space",
+                format!("{} free", gib(b)),
+                "free disk space or move the database; VACUUM INTO a backup needs room for a full copy",
+            ),
             Some(b) => ok("free space", format!("{} free", gib(b))),
             None => warn("free space", "could not measure", "check with `df -h` on the database directory"),
         });
@@ -167,30 +174,25 @@ pub async fn checks(s: &Settings, timeout: Duration) -> Vec<Check> {
         }
     }
     // Engine features on an in-memory database.
-    match Builder::new_local(":memory:")
-        .build()
-        .await
-        .and_then(|db| db.connect())
-    {
+    match Builder::new_local(":memory:").build().await.and_then(|db| db.connect()) {
         Err(e) => out.push(fail("libsql", e.to_string(), "reinstall edgeswarm")),
         Ok(c) => {
             out.push(match c.execute("CREATE VIRTUAL TABLE t USING fts5(x)", ()).await {
                 Ok(_) => ok("fts5", "FTS5 full-text search available"),
-                Err(e) => fail("fts5", format!("FTS5 missing: {e}"), "build libsql with FTS5 (the default `core` feature has it); knowledge search cannot work without it"),
+                Err(e) => fail(
+                    "fts5",
+                    format!("FTS5 missing: {e}"),
+                    "build libsql with FTS5 (the default `core` feature has it); knowledge search cannot work without it",
+                ),
             });
-            out.push(
-                match scalar(&c, "SELECT vector_extract(vector32('[1,2]'))").await {
-                    Ok(v) => ok(
-                        "vectors",
-                        format!("libSQL vectors available (vector32 → {})", text(&v)),
-                    ),
-                    Err(e) => fail(
-                        "vectors",
-                        format!("vector functions missing: {e}"),
-                        "use libsql (not plain SQLite); vector search falls back to lexical only",
-                    ),
-                },
-            );
+            out.push(match scalar(&c, "SELECT vector_extract(vector32('[1,2]'))").await {
+                Ok(v) => ok("vectors", format!("libSQL vectors available (vector32 → {})", text(&v))),
+                Err(e) => fail(
+                    "vectors",
+                    format!("vector functions missing: {e}"),
+                    "use libsql (not plain SQLite); vector search falls back to lexical only",
+                ),
+            });
         }
     }
     // Regions.
@@ -205,26 +207,17 @@ pub async fn checks(s: &Settings, timeout: Duration) -> Vec<Check> {
 
 async fn file_checks(c: &Connection, out: &mut Vec<Check>) {
     match scalar(c, "PRAGMA journal_mode").await {
-        Ok(v) if text(&v).eq_ignore_ascii_case("wal") => {
-            out.push(ok("journal mode", "WAL: readers never block the writer"))
-        }
+        Ok(v) if text(&v).eq_ignore_ascii_case("wal") => out.push(ok("journal mode", "WAL: readers never block the writer")),
         Ok(v) => out.push(warn(
             "journal mode",
             format!("{} (not WAL)", text(&v)),
             "open the file once with edgeswarm (any command that writes) to switch it to WAL",
         )),
-        Err(e) => out.push(fail(
-            "journal mode",
-            e,
-            "the file may be damaged; restore from a backup",
-        )),
+        Err(e) => out.push(fail("journal mode", e, "the file may be damaged; restore from a backup")),
     }
     let supported = edgeswarm_store::schema::SCHEMA_VERSION;
     match scalar(c, "PRAGMA user_version").await {
-        Ok(Value::Integer(v)) if v == supported => out.push(ok(
-            "schema version",
-            format!("{v} (this build: {supported})"),
-        )),
+        Ok(Value::Integer(v)) if v == supported => out.push(ok("schema version", format!("{v} (this build: {supported})"))),
         Ok(Value::Integer(0)) => out.push(warn(
             "schema version",
             "0: not an edgeswarm database yet",
@@ -240,45 +233,46 @@ async fn file_checks(c: &Connection, out: &mut Vec<Check>) {
             format!("{} is newer than this build ({supported})", text(&v)),
             "upgrade edgeswarm; this build cannot open the file",
         )),
-        Err(e) => out.push(fail(
-            "schema version",
-            e,
-            "the file may be damaged; restore from a backup",
-        )),
+        Err(e) => out.push(fail("schema version", e, "the file may be damaged; restore from a backup")),
     }
     match scalar(c, "PRAGMA quick_check").await {
         Ok(v) if text(&v) == "ok" => out.push(ok("integrity", "quick_check ok")),
-        Ok(v) => out.push(fail("integrity", format!("quick_check: {}", text(&v)), "stop writers, restore from the last backup (docs/operations.md), or salvage with `sqlite3 db .recover`")),
+        Ok(v) => out.push(fail(
+            "integrity",
+            format!("quick_check: {}", text(&v)),
+            "stop writers, restore from the last backup (docs/operations.md), or salvage with `sqlite3 db .recover`",
+        )),
         Err(e) => out.push(fail("integrity", e, "restore from a backup")),
     }
-    match scalar(
-        c,
-        "SELECT count(*) FROM sqlite_master WHERE name = 'knowledge_fts'",
-    )
-    .await
-    {
+    match scalar(c, "SELECT count(*) FROM sqlite_master WHERE name = 'knowledge_fts'").await {
         Ok(Value::Integer(1)) => out.push(ok("search index", "knowledge_fts present")),
         Ok(_) => out.push(warn(
             "search index",
             "knowledge_fts missing",
             "open the file once with edgeswarm to run migrations",
         )),
-        Err(e) => out.push(warn(
-            "search index",
-            e,
-            "open the file once with edgeswarm to run migrations",
-        )),
+        Err(e) => out.push(warn("search index", e, "open the file once with edgeswarm to run migrations")),
     }
     // Which embedder: recorded by the search layer in _meta, or seen as a vector table.
     let recorded = scalar(c, "SELECT value FROM _meta WHERE key = 'embedder'")
         .await
         .ok()
         .filter(|v| !matches!(v, Value::Null));
-    let vec_tables = scalar(c, "SELECT group_concat(name, ', ') FROM sqlite_master WHERE type = 'table' AND name LIKE '%vec%'").await.ok().filter(|v| !matches!(v, Value::Null));
+    let vec_tables = scalar(
+        c,
+        "SELECT group_concat(name, ', ') FROM sqlite_master WHERE type = 'table' AND name LIKE '%vec%'",
+    )
+    .await
+    .ok()
+    .filter(|v| !matches!(v, Value::Null));
     out.push(match (recorded, vec_tables) {
         (Some(e), _) => ok("embedder", format!("{} (recorded in _meta)", text(&e))),
         (None, Some(t)) => ok("embedder", format!("vector tables present: {}", text(&t))),
-        (None, None) => warn("embedder", "none active: knowledge search is lexical (FTS5/BM25) only", "set an Embedder on the swarm (the default HashEmbedder needs no download) to enable vector and hybrid search"),
+        (None, None) => warn(
+            "embedder",
+            "none active: knowledge search is lexical (FTS5/BM25) only",
+            "set an Embedder on the swarm (the default HashEmbedder needs no download) to enable vector and hybrid search",
+        ),
     });
 }
 
@@ -321,27 +315,13 @@ async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
                     "restore the region file or remove it so it re-syncs from home",
                 ),
             },
-            Err(e) => fail(
-                &name,
-                format!("{}: {e}", p.display()),
-                "check permissions on the region file",
-            ),
+            Err(e) => fail(&name, format!("{}: {e}", p.display()), "check permissions on the region file"),
         };
     }
     // http(s)://host[:port]/...: the token is looked up but never printed.
     let rest = r.url.split_once("://").map(|(_, h)| h).unwrap_or("");
-    let hostport = rest
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .rsplit('@')
-        .next()
-        .unwrap_or("");
-    let default_port = if r.url.starts_with("https://") {
-        443
-    } else {
-        80
-    };
+    let hostport = rest.split('/').next().unwrap_or("").rsplit('@').next().unwrap_or("");
+    let default_port = if r.url.starts_with("https://") { 443 } else { 80 };
     let target = if hostport.contains(':') {
         hostport.to_string()
     } else {
@@ -359,8 +339,16 @@ async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
     let t = Instant::now();
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&target)).await {
         Ok(Ok(_)) => ok(&name, format!("{target} reachable in {:.1} ms", t.elapsed().as_secs_f64() * 1e3)),
-        Ok(Err(e)) => fail(&name, format!("{target}: {e}"), "check the url, that the server runs, and the network path; writes keep queueing in the change log meanwhile"),
-        Err(_) => fail(&name, format!("{target}: no answer in {} s", timeout.as_secs()), "check the url and firewall; raise --timeout-secs for far regions"),
+        Ok(Err(e)) => fail(
+            &name,
+            format!("{target}: {e}"),
+            "check the url, that the server runs, and the network path; writes keep queueing in the change log meanwhile",
+        ),
+        Err(_) => fail(
+            &name,
+            format!("{target}: no answer in {} s", timeout.as_secs()),
+            "check the url and firewall; raise --timeout-secs for far regions",
+        ),
     }
 }
 
@@ -384,11 +372,7 @@ pub fn render(checks: &[Check]) -> String {
 /// The one-line verdict on durability.
 pub fn verdict(checks: &[Check]) -> String {
     let failing = |n: &str| checks.iter().any(|c| c.name == n && c.level != Level::Ok);
-    if failing("database file")
-        || failing("journal mode")
-        || failing("integrity")
-        || failing("open")
-    {
+    if failing("database file") || failing("journal mode") || failing("integrity") || failing("open") {
         "durable: NO — fix the failing lines above".into()
     } else if failing("synchronous") {
         "durable: against process crashes only (synchronous=NORMAL)".into()

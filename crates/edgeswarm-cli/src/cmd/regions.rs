@@ -18,12 +18,7 @@ use crate::{metrics, open, table};
 pub const REGIONS_NS: &str = "edgeswarm/regions";
 
 fn valid_name(n: &str) -> Result<()> {
-    if n.is_empty()
-        || n.len() > 64
-        || !n
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-    {
+    if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
         return Err(CliError::Invalid(format!(
             "region name `{n}` must be 1-64 letters, digits, '-', '_' or '.'"
         )));

@@ -44,7 +44,9 @@ pub async fn run(a: SqlArgs) -> Result<()> {
     let params = parse_params(&a.params);
     let sql = stmt.trim().trim_end_matches(';').trim().to_string();
     if sql.is_empty() {
-        return Err(CliError::Invalid("empty statement; give one SQL statement, e.g. edgeswarm sql \"SELECT count(*) FROM knowledge\"".into()));
+        return Err(CliError::Invalid(
+            "empty statement; give one SQL statement, e.g. edgeswarm sql \"SELECT count(*) FROM knowledge\"".into(),
+        ));
     }
     let r = with_store(&settings, async |store| {
         Ok(if a.read_only {
@@ -67,8 +69,7 @@ pub async fn run_shell(a: ShellArgs) -> Result<()> {
     shell(&settings, a.history).await
 }
 
-const HELP: &str =
-    "Enter SQL ending with `;` (reads run on the read pool, writes through the storage actor).\n\
+const HELP: &str = "Enter SQL ending with `;` (reads run on the read pool, writes through the storage actor).\n\
 .tables            list tables\n\
 .schema [TABLE]    show CREATE statements\n\
 .json              toggle JSON output\n\
@@ -92,10 +93,27 @@ impl Session {
                     self.json = !self.json;
                     println!("json output {}", if self.json { "on" } else { "off" });
                 }
-                "tables" => self.show(store, "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name", vec![]).await?,
+                "tables" => {
+                    self.show(
+                        store,
+                        "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                        vec![],
+                    )
+                    .await?
+                }
                 "schema" => match parts.next() {
-                    Some(t) => self.show(store, "SELECT sql FROM sqlite_master WHERE name = ?1 OR tbl_name = ?1", vec![t.into()]).await?,
-                    None => self.show(store, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name", vec![]).await?,
+                    Some(t) => {
+                        self.show(
+                            store,
+                            "SELECT sql FROM sqlite_master WHERE name = ?1 OR tbl_name = ?1",
+                            vec![t.into()],
+                        )
+                        .await?
+                    }
+                    None => {
+                        self.show(store, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name", vec![])
+                            .await?
+                    }
                 },
                 "stats" => println!("{}", serde_json::to_string(&store.stats()).unwrap_or_default()),
                 other => println!("unknown command .{other}; try .help"),
@@ -121,14 +139,7 @@ impl Session {
             println!("{}", table::result_json(&r));
         } else {
             for row in &r.rows {
-                println!(
-                    "{}",
-                    row.iter()
-                        .map(table::cell)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                        .replace("\\n", "\n")
-                );
+                println!("{}", row.iter().map(table::cell).collect::<Vec<_>>().join(" ").replace("\\n", "\n"));
             }
         }
         Ok(())
@@ -136,8 +147,7 @@ impl Session {
 }
 
 fn history_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    explicit
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".edgeswarm_history")))
+    explicit.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".edgeswarm_history")))
 }
 
 /// The interactive shell: rustyline with history on a terminal, plain lines otherwise.
@@ -150,19 +160,14 @@ pub async fn shell(settings: &Settings, history: Option<PathBuf>) -> Result<()> 
                 "edgeswarm shell on {} — .help for commands, Ctrl-D to leave",
                 settings.store.path.display()
             );
-            let mut ed = rustyline::DefaultEditor::new()
-                .map_err(|e| CliError::Invalid(format!("cannot start line editor: {e}")))?;
+            let mut ed = rustyline::DefaultEditor::new().map_err(|e| CliError::Invalid(format!("cannot start line editor: {e}")))?;
             let hist = history_path(history);
             if let Some(h) = &hist {
                 let _ = ed.load_history(h);
             }
             let mut buf = String::new();
             loop {
-                let prompt = if buf.is_empty() {
-                    "edgeswarm> "
-                } else {
-                    "      ...> "
-                };
+                let prompt = if buf.is_empty() { "edgeswarm> " } else { "      ...> " };
                 let line = match ed.readline(prompt) {
                     Ok(l) => l,
                     Err(rustyline::error::ReadlineError::Interrupted) => {

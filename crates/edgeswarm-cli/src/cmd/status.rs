@@ -32,10 +32,7 @@ pub struct Status {
 }
 
 const TABLES: &[(&str, &str)] = &[
-    (
-        "knowledge",
-        "SELECT count(*) FROM knowledge WHERE deleted = 0",
-    ),
+    ("knowledge", "SELECT count(*) FROM knowledge WHERE deleted = 0"),
     ("conversations", "SELECT count(*) FROM conversations"),
     ("agent_metrics", "SELECT count(*) FROM agent_metrics"),
     ("kv (live)", "SELECT count(*) FROM kv WHERE deleted = 0"),
@@ -54,13 +51,7 @@ pub async fn collect(store: &Store) -> Result<Status> {
             for (name, q) in TABLES {
                 let n = r
                     .query(q, vec![])
-                    .map(|q| {
-                        q.rows
-                            .first()
-                            .and_then(|x| x.first())
-                            .and_then(|v| v.as_i64())
-                            .unwrap_or(0)
-                    })
+                    .map(|q| q.rows.first().and_then(|x| x.first()).and_then(|v| v.as_i64()).unwrap_or(0))
                     .unwrap_or(-1);
                 t.push((name.to_string(), n));
             }
@@ -84,9 +75,7 @@ pub async fn collect(store: &Store) -> Result<Status> {
         db: cfg.path.display().to_string(),
         size_bytes: std::fs::metadata(&cfg.path).map(|m| m.len()).unwrap_or(0),
         schema_version: first(&pragmas.1).and_then(|v| v.as_i64()).unwrap_or(0),
-        journal_mode: first(&pragmas.0)
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        journal_mode: first(&pragmas.0).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
         durability: cfg.durability.as_str().into(),
         tables,
         regions,
@@ -122,17 +111,12 @@ pub fn render(s: &Status) -> String {
     );
     out.push_str(&table::render(
         &["table".into(), "rows".into()],
-        &s.tables
-            .iter()
-            .map(|(t, n)| vec![t.clone(), n.to_string()])
-            .collect::<Vec<_>>(),
+        &s.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect::<Vec<_>>(),
         40,
     ));
     out.push('\n');
     if s.regions.is_empty() {
-        out.push_str(
-            "regions   none recorded in edge_replicas (no region has synced with this file)\n",
-        );
+        out.push_str("regions   none recorded in edge_replicas (no region has synced with this file)\n");
     } else {
         let rows: Vec<Vec<String>> = s
             .regions
@@ -141,9 +125,7 @@ pub fn render(s: &Status) -> String {
                 vec![
                     r.region.clone(),
                     r.status.clone(),
-                    r.latency_ms
-                        .map(|l| format!("{l:.1}"))
-                        .unwrap_or_else(|| "-".into()),
+                    r.latency_ms.map(|l| format!("{l:.1}")).unwrap_or_else(|| "-".into()),
                     r.lag_rows.to_string(),
                     format!("{:.2}", r.lag_ms as f64 / 1000.0),
                     ago(r.last_sync_at),
@@ -169,11 +151,7 @@ pub fn render(s: &Status) -> String {
     if s.nodes.is_empty() {
         out.push_str("nodes     no running swarm is publishing status for this file (start one with `edgeswarm demo`)\n");
     } else {
-        let g = |v: &Value, k: &str| {
-            v.get(k)
-                .map(|x| x.to_string())
-                .unwrap_or_else(|| "-".into())
-        };
+        let g = |v: &Value, k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_else(|| "-".into());
         let rows: Vec<Vec<String>> = s
             .nodes
             .iter()

@@ -44,10 +44,7 @@ pub async fn export(store: &Store, what: ExportWhat, out: &mut dyn Write) -> Res
                     category: r[2].as_str().unwrap_or_default().into(),
                     topic: r[3].as_str().unwrap_or_default().into(),
                     content: r[4].as_str().unwrap_or_default().into(),
-                    tags: r[5]
-                        .as_str()
-                        .and_then(|s| serde_json::from_str(s).ok())
-                        .unwrap_or_default(),
+                    tags: r[5].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default(),
                     metadata: json_col(&r[6]),
                     region: r[7].as_str().map(str::to_string),
                     created_at: r[8].as_i64().unwrap_or(0),
@@ -89,8 +86,7 @@ pub async fn export(store: &Store, what: ExportWhat, out: &mut dyn Write) -> Res
 }
 
 fn write_line(out: &mut dyn Write, l: &Line) -> Result<()> {
-    let s = serde_json::to_string(l)
-        .map_err(|e| CliError::Invalid(format!("cannot encode record: {e}")))?;
+    let s = serde_json::to_string(l).map_err(|e| CliError::Invalid(format!("cannot encode record: {e}")))?;
     writeln!(out, "{s}")?;
     Ok(())
 }
@@ -116,17 +112,13 @@ pub async fn import(store: &Store, input: &mut dyn BufRead, name: &str) -> Resul
             continue;
         }
         let n = i + 1;
-        let l: Line = serde_json::from_str(&line).map_err(|e| {
-            CliError::Invalid(format!(
-                "{name}:{n}: not a record written by `edgeswarm export`: {e}"
-            ))
-        })?;
+        let l: Line = serde_json::from_str(&line)
+            .map_err(|e| CliError::Invalid(format!("{name}:{n}: not a record written by `edgeswarm export`: {e}")))?;
         let rec: Record = match l {
             Line::Knowledge(k) => k.into(),
             Line::Conversation(m) => m.into(),
         };
-        rec.validate(&limits)
-            .map_err(|e| CliError::Invalid(format!("{name}:{n}: {e}")))?;
+        rec.validate(&limits).map_err(|e| CliError::Invalid(format!("{name}:{n}: {e}")))?;
         records.push(rec);
     }
     let mut s = ImportSummary {
@@ -158,10 +150,7 @@ pub async fn run_export(a: ExportArgs) -> Result<()> {
             Some(p) => {
                 let f = std::fs::File::create(p).map_err(|e| CliError::file(p.display(), e))?;
                 let (k, c) = export(&store, a.what, &mut BufWriter::new(f)).await?;
-                eprintln!(
-                    "exported {k} knowledge entries and {c} conversation messages to {}",
-                    p.display()
-                );
+                eprintln!("exported {k} knowledge entries and {c} conversation messages to {}", p.display());
             }
             None => {
                 let stdout = std::io::stdout();
@@ -196,7 +185,10 @@ pub async fn run_import(a: ImportArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&s).unwrap_or_default());
     } else {
-        println!("imported {} knowledge entries and {} conversation messages; {} already present (left unchanged)", s.knowledge, s.conversations, s.already_present);
+        println!(
+            "imported {} knowledge entries and {} conversation messages; {} already present (left unchanged)",
+            s.knowledge, s.conversations, s.already_present
+        );
     }
     Ok(())
 }

@@ -16,8 +16,8 @@ use crate::row::{TableSpec, REGION_LOG_DDL, REGION_LOG_PULL};
 use async_trait::async_trait;
 use edgeswarm_store::{QueryResult, SqlValue};
 use libsql_hrana::proto::{
-    Batch, BatchResult, BatchStreamReq, ExecuteStreamReq, PipelineReqBody, PipelineRespBody, Stmt,
-    StmtResult, StreamRequest, StreamResponse, StreamResult, Value,
+    Batch, BatchResult, BatchStreamReq, ExecuteStreamReq, PipelineReqBody, PipelineRespBody, Stmt, StmtResult, StreamRequest,
+    StreamResponse, StreamResult, Value,
 };
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -84,11 +84,7 @@ fn stmt(sql: &str, params: Vec<SqlValue>, want_rows: bool) -> Stmt {
 
 fn to_result(r: StmtResult) -> QueryResult {
     QueryResult {
-        columns: r
-            .cols
-            .into_iter()
-            .map(|c| c.name.unwrap_or_default())
-            .collect(),
+        columns: r.cols.into_iter().map(|c| c.name.unwrap_or_default()).collect(),
         rows: r
             .rows
             .into_iter()
@@ -103,19 +99,12 @@ fn to_result(r: StmtResult) -> QueryResult {
 impl HranaLink {
     /// A link to `url` (http:// or https://). `token_env` names the environment variable
     /// with the bearer token; it is read now.
-    pub fn new(
-        region: &str,
-        url: &str,
-        token_env: Option<&str>,
-        timeout: Duration,
-        attempts: u32,
-    ) -> Result<Self> {
+    pub fn new(region: &str, url: &str, token_env: Option<&str>, timeout: Duration, attempts: u32) -> Result<Self> {
         let token = match token_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                SyncError::Config(format!(
-                    "region `{region}`: environment variable `{var}` (token_env) is not set"
-                ))
-            })?),
+            Some(var) => Some(
+                std::env::var(var)
+                    .map_err(|_| SyncError::Config(format!("region `{region}`: environment variable `{var}` (token_env) is not set")))?,
+            ),
             None => None,
         };
         let client = reqwest::Client::builder()
@@ -176,10 +165,7 @@ impl HranaLink {
             region: self.region.clone(),
             reason: format!(
                 "{e}; reply starts with {:?}",
-                String::from_utf8_lossy(&bytes)
-                    .chars()
-                    .take(120)
-                    .collect::<String>()
+                String::from_utf8_lossy(&bytes).chars().take(120).collect::<String>()
             ),
         })
     }
@@ -220,10 +206,7 @@ impl HranaLink {
     }
 
     async fn execute(&self, s: Stmt) -> Result<QueryResult> {
-        match self
-            .request(StreamRequest::Execute(ExecuteStreamReq { stmt: s }))
-            .await?
-        {
+        match self.request(StreamRequest::Execute(ExecuteStreamReq { stmt: s })).await? {
             StreamResponse::Execute(r) => Ok(to_result(r.result)),
             _ => Err(SyncError::MalformedReply {
                 region: self.region.clone(),
@@ -237,10 +220,7 @@ impl HranaLink {
     async fn transaction(&self, stmts: Vec<Stmt>) -> Result<BatchResult> {
         let n = stmts.len();
         let batch = Batch::transactional(stmts);
-        let res = match self
-            .request(StreamRequest::Batch(BatchStreamReq { batch }))
-            .await?
-        {
+        let res = match self.request(StreamRequest::Batch(BatchStreamReq { batch })).await? {
             StreamResponse::Batch(b) => b.result,
             _ => {
                 return Err(SyncError::MalformedReply {
@@ -256,11 +236,7 @@ impl HranaLink {
             });
         }
         // Steps: BEGIN, n statements, COMMIT, ROLLBACK. COMMIT must have a result.
-        let committed = res
-            .step_results
-            .get(n + 1)
-            .map(|r| r.is_some())
-            .unwrap_or(false);
+        let committed = res.step_results.get(n + 1).map(|r| r.is_some()).unwrap_or(false);
         if !committed {
             return Err(SyncError::MalformedReply {
                 region: self.region.clone(),
@@ -277,21 +253,13 @@ impl HranaLink {
     async fn ensure_inner(&self, tables: &[Arc<TableSpec>]) -> Result<()> {
         let missing: Vec<Arc<TableSpec>> = {
             let e = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
-            tables
-                .iter()
-                .filter(|t| !e.contains(&*t.name))
-                .cloned()
-                .collect()
+            tables.iter().filter(|t| !e.contains(&*t.name)).cloned().collect()
         };
         if missing.is_empty() {
             return Ok(());
         }
         let mut stmts = vec![Stmt::new(REGION_LOG_DDL, false)];
-        stmts.extend(
-            missing
-                .iter()
-                .map(|t| Stmt::new(t.create_region_table(), false)),
-        );
+        stmts.extend(missing.iter().map(|t| Stmt::new(t.create_region_table(), false)));
         self.transaction(stmts).await?;
         let mut e = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
         for t in missing {
@@ -317,11 +285,7 @@ impl RegionLink for HranaLink {
     async fn push(&self, batch: &PushBatch) -> Result<PushAck> {
         let tables: Vec<_> = batch.tables.values().cloned().collect();
         self.ensure_inner(&tables).await?;
-        let stmts = batch
-            .statements()
-            .into_iter()
-            .map(|(sql, p)| stmt(&sql, p, false))
-            .collect();
+        let stmts = batch.statements().into_iter().map(|(sql, p)| stmt(&sql, p, false)).collect();
         self.transaction(stmts).await?;
         Ok(PushAck { applied: None })
     }
@@ -329,18 +293,12 @@ impl RegionLink for HranaLink {
     async fn pull(&self, after: i64, me: &str, limit: usize) -> Result<Vec<LogEntry>> {
         self.ensure_inner(&[]).await?;
         let r = match self
-            .execute(stmt(
-                REGION_LOG_PULL,
-                vec![after.into(), me.into(), (limit as i64).into()],
-                true,
-            ))
+            .execute(stmt(REGION_LOG_PULL, vec![after.into(), me.into(), (limit as i64).into()], true))
             .await
         {
             Ok(r) => r,
             // A fresh server has no log yet: nothing to pull.
-            Err(SyncError::RegionSql { message, .. }) if message.contains("no such table") => {
-                return Ok(vec![])
-            }
+            Err(SyncError::RegionSql { message, .. }) if message.contains("no such table") => return Ok(vec![]),
             Err(e) => return Err(e),
         };
         r.rows

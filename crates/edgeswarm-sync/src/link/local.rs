@@ -98,14 +98,12 @@ impl RegionDb {
     fn query(&mut self, sql: &str, params: Vec<SqlValue>, read_only: bool) -> Result<QueryResult> {
         let c = self.get()?;
         if read_only {
-            c.batch("PRAGMA query_only = 1")
-                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            c.batch("PRAGMA query_only = 1").map_err(|e| SyncError::Internal(e.to_string()))?;
             let r = c.query_once(sql, conn::params(params));
             let _ = c.batch("PRAGMA query_only = 0");
             r.map_err(|e| self.sql_err(e))
         } else {
-            c.query(sql, conn::params(params))
-                .map_err(|e| self.sql_err(e))
+            c.query(sql, conn::params(params)).map_err(|e| self.sql_err(e))
         }
     }
 }
@@ -170,10 +168,7 @@ impl LocalLink {
         self.partitioned.clone()
     }
 
-    async fn call<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut RegionDb) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn call<T: Send + 'static>(&self, f: impl FnOnce(&mut RegionDb) -> Result<T> + Send + 'static) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         let job: Job = Box::new(move |db| {
             let _ = reply.send(f(db));
@@ -182,8 +177,7 @@ impl LocalLink {
             .send(job)
             .await
             .map_err(|_| SyncError::Internal("region thread stopped".into()))?;
-        rx.await
-            .map_err(|_| SyncError::Internal("region job panicked".into()))?
+        rx.await.map_err(|_| SyncError::Internal("region job panicked".into()))?
     }
 
     fn check_partition(&self) -> Result<()> {
@@ -204,8 +198,7 @@ impl LocalLink {
             } else {
                 self.profile.jitter.mul_f64(rng.random::<f64>())
             };
-            let lost =
-                self.profile.loss_rate > 0.0 && rng.random::<f64>() < self.profile.loss_rate / 2.0;
+            let lost = self.profile.loss_rate > 0.0 && rng.random::<f64>() < self.profile.loss_rate / 2.0;
             (j, lost)
         };
         let transfer = match self.profile.bandwidth_bytes_per_sec {
@@ -274,8 +267,7 @@ impl RegionLink for LocalLink {
         self.travel(batch.approx_bytes()).await?;
         self.ensure_inner(&tables).await?;
         let stmts = batch.statements();
-        let dup = self.profile.duplicate_rate > 0.0
-            && rand::rng().random::<f64>() < self.profile.duplicate_rate;
+        let dup = self.profile.duplicate_rate > 0.0 && rand::rng().random::<f64>() < self.profile.duplicate_rate;
         let applied = self
             .call(move |db| {
                 let n = db.apply(&stmts)?;
@@ -286,32 +278,17 @@ impl RegionLink for LocalLink {
             })
             .await?;
         self.travel(0).await?;
-        Ok(PushAck {
-            applied: Some(applied),
-        })
+        Ok(PushAck { applied: Some(applied) })
     }
 
     async fn pull(&self, after: i64, me: &str, limit: usize) -> Result<Vec<LogEntry>> {
         self.travel(0).await?;
         let me = me.to_string();
         let res = self
-            .call(move |db| {
-                db.query(
-                    REGION_LOG_PULL,
-                    vec![after.into(), me.into(), (limit as i64).into()],
-                    false,
-                )
-            })
+            .call(move |db| db.query(REGION_LOG_PULL, vec![after.into(), me.into(), (limit as i64).into()], false))
             .await?;
-        let entries: Vec<LogEntry> = res
-            .rows
-            .iter()
-            .filter_map(|r| LogEntry::from_row(r))
-            .collect();
-        let bytes: usize = entries
-            .iter()
-            .map(|e| e.data.as_ref().map(|d| d.len()).unwrap_or(0) + 64)
-            .sum();
+        let entries: Vec<LogEntry> = res.rows.iter().filter_map(|r| LogEntry::from_row(r)).collect();
+        let bytes: usize = entries.iter().map(|e| e.data.as_ref().map(|d| d.len()).unwrap_or(0) + 64).sum();
         self.travel(bytes).await?;
         Ok(entries)
     }

@@ -69,10 +69,7 @@ impl PushBatch {
             let Some(spec) = self.tables.get(&r.tbl) else {
                 continue;
             };
-            let sql = upserts
-                .entry(&spec.name)
-                .or_insert_with(|| spec.upsert_lww().into())
-                .clone();
+            let sql = upserts.entry(&spec.name).or_insert_with(|| spec.upsert_lww().into()).clone();
             out.push((sql, r.values.clone()));
             out.push((
                 append.clone(),

@@ -55,11 +55,7 @@ pub async fn region_sums(h: &SyncHandle, region: &str) -> Vec<TableChecksum> {
 }
 
 /// Waits until every home and every region listed hold identical tables.
-pub async fn wait_converged(
-    handles: &[&SyncHandle],
-    regions: &[&str],
-    timeout: Duration,
-) -> Vec<TableChecksum> {
+pub async fn wait_converged(handles: &[&SyncHandle], regions: &[&str], timeout: Duration) -> Vec<TableChecksum> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut all = Vec::new();
@@ -81,10 +77,7 @@ pub async fn wait_converged(
                 eprintln!("{n}: {s:?}");
             }
             for h in handles {
-                eprintln!(
-                    "{}",
-                    serde_json::to_string_pretty(&h.sync_status()).unwrap()
-                );
+                eprintln!("{}", serde_json::to_string_pretty(&h.sync_status()).unwrap());
             }
             panic!("replicas did not converge within {timeout:?}");
         }

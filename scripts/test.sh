@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run). Installs what the tests need that the
+# machine may not have (the `turso` npm package for the real remote server, the Python
+# MCP SDK in a venv), then runs every Rust test and the MCP client tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TOOLS="$ROOT/.ci/tools"
+mkdir -p "$TOOLS"
+
+# Real remote server for the sync tests: `tursodb` from the npm package `turso`.
+TURSO_VERSION="$(cat .ci/turso-version 2>/dev/null || echo "")"
+if [ -n "$TURSO_VERSION" ] && [ ! -x "$TOOLS/node_modules/.bin/tursodb" ]; then
+  echo "== installing turso@$TURSO_VERSION (npm) into $TOOLS"
+  npm install --prefix "$TOOLS" --no-audit --no-fund --silent "turso@$TURSO_VERSION"
+fi
+if [ -x "$TOOLS/node_modules/.bin/tursodb" ]; then
+  export EDGESWARM_TURSODB="$TOOLS/node_modules/.bin/tursodb"
+fi
+
+# Official Python MCP SDK for the MCP client tests.
+if [ -f tests/mcp/requirements.txt ]; then
+  if [ ! -x "$TOOLS/venv/bin/python" ]; then
+    echo "== creating Python venv for the MCP tests"
+    python3 -m venv "$TOOLS/venv"
+  fi
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r tests/mcp/requirements.txt
+fi
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked 2>&1
+
+if [ -f tests/mcp/test_mcp.py ]; then
+  echo "== MCP client tests (Python SDK, real server binary)"
+  cargo build --locked -p edgeswarm-cli 2>&1
+  EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_mcp.py
+fi
