@@ -337,16 +337,20 @@ pub async fn regions(store: &Store) -> Result<Vec<RegionRow>> {
         .collect())
 }
 
-/// Binds the endpoint now (so a port in use fails at once) and serves it in the background.
-pub async fn serve(addr: SocketAddr, src: Source) -> Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Bind {
+/// Binds the endpoint's socket (so a port in use fails before any work starts).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Bind {
         addr: addr.to_string(),
         reason: if e.kind() == std::io::ErrorKind::AddrInUse {
             "the address is already in use (another process listens there); pick a free port or stop the other process".into()
         } else {
             e.to_string()
         },
-    })?;
+    })
+}
+
+/// Serves `GET /metrics` on a bound listener in the background.
+pub fn serve_on(listener: tokio::net::TcpListener, src: Source) -> tokio::task::JoinHandle<()> {
     let src = Arc::new(src);
     let app = axum::Router::new()
         .route(
@@ -355,22 +359,24 @@ pub async fn serve(addr: SocketAddr, src: Source) -> Result<tokio::task::JoinHan
                 let src = src.clone();
                 move || {
                     let src = src.clone();
-                    async move {
-                        (
-                            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                            render(&src).await,
-                        )
-                    }
+                    async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&src).await) }
                 }
             }),
         )
         .route("/", axum::routing::get(|| async { "edgeswarm: metrics at /metrics\n" }));
-    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-    Ok(tokio::spawn(async move {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
+    tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics endpoint stopped");
         }
-    }))
+    })
+}
+
+/// Binds and serves in one step.
+pub async fn serve(addr: SocketAddr, src: Source) -> Result<tokio::task::JoinHandle<()>> {
+    Ok(serve_on(bind(addr).await?, src))
 }
 
 /// kv namespace of status heartbeats.

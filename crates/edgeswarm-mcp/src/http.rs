@@ -69,6 +69,14 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             Some(_) => {}
         }
     }
+    if req.method() == Method::DELETE {
+        // rmcp answers a session DELETE with 202; clients expect 200/204 for a completed close.
+        let mut r = next.run(req).await;
+        if r.status() == StatusCode::ACCEPTED {
+            *r.status_mut() = StatusCode::NO_CONTENT;
+        }
+        return r;
+    }
     if req.method() != Method::POST {
         return next.run(req).await;
     }

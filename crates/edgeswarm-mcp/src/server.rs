@@ -678,3 +678,32 @@ impl ServerHandler for EdgeswarmMcp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_is_routed_with_an_object_schema_and_a_description() {
+        let tools = EdgeswarmMcp::tool_router().list_all();
+        let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        names.sort();
+        let mut want = TOOL_NAMES.to_vec();
+        want.sort();
+        assert_eq!(names, want);
+        for t in &tools {
+            assert_eq!(t.input_schema.get("type"), Some(&json!("object")), "{}", t.name);
+            assert!(t.description.as_ref().is_some_and(|d| d.len() > 40), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn results_are_structured_and_text() {
+        let r = ok(json!({"a": 1})).unwrap();
+        assert_eq!(r.structured_content, Some(json!({"a": 1})));
+        let text = r.content[0].as_text().unwrap().text.clone();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"a": 1}));
+        let q = QueryResult { columns: vec!["n".into()], rows: vec![vec![SqlValue::Integer(3)]], ..Default::default() };
+        assert_eq!(query_json(&q)["rows"], json!([{"n": 3}]));
+    }
+}

@@ -23,6 +23,11 @@
 //! # Ok(()) }
 //! ```
 
+/// The README's code blocks, compiled as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod agent;
 pub mod ctx;
 pub mod error;
