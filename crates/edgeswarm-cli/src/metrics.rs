@@ -359,7 +359,12 @@ pub fn serve_on(listener: tokio::net::TcpListener, src: Source) -> tokio::task::
                 let src = src.clone();
                 move || {
                     let src = src.clone();
-                    async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&src).await) }
+                    async move {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                            render(&src).await,
+                        )
+                    }
                 }
             }),
         )

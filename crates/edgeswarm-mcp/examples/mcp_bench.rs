@@ -5,7 +5,10 @@
 #[tokio::main]
 async fn main() {
     let calls = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(500);
-    let opts = edgeswarm_mcp::BenchOpts { calls, ..Default::default() };
+    let opts = edgeswarm_mcp::BenchOpts {
+        calls,
+        ..Default::default()
+    };
     match edgeswarm_mcp::bench(opts).await {
         Ok(v) => println!("{v}"),
         Err(e) => {

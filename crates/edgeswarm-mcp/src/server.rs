@@ -212,29 +212,31 @@ impl EdgeswarmMcp {
         let filtered = a.category.is_some() || a.region.is_some() || a.tags.as_ref().is_some_and(|t| !t.is_empty());
         let fetch = if filtered { MAX_SEARCH_LIMIT as usize } else { limit };
         let hits = self.shared.swarm.search_knowledge(&a.query, fetch).await.map_err(errors::swarm)?;
+        let ids = Value::Array(hits.iter().map(|h| json!(h.id)).collect()).to_string();
+        let rows = self
+            .read(
+                "SELECT id, content, tags, metadata, region, created_at FROM knowledge WHERE id IN (SELECT value FROM json_each(?1))",
+                vec![ids.into()],
+            )
+            .await?;
+        let by_id: std::collections::HashMap<&str, &Vec<SqlValue>> = rows.rows.iter().filter_map(|r| Some((r[0].as_str()?, r))).collect();
         let mut out = Vec::new();
         for h in hits {
-            let row = self
-                .read(
-                    "SELECT content, tags, metadata, region, created_at FROM knowledge WHERE id = ?1",
-                    vec![h.id.clone().into()],
-                )
-                .await?;
-            let Some(r) = row.rows.first() else { continue };
-            let tags: Vec<String> = r[1].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            let region = r[3].as_str().map(str::to_string);
+            let Some(r) = by_id.get(h.id.as_str()) else { continue };
+            let tags: Vec<String> = r[2].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            let region = r[4].as_str().map(str::to_string);
             if a.category.as_deref().is_some_and(|c| c != h.category)
                 || a.region.as_deref().is_some_and(|want| region.as_deref() != Some(want))
                 || a.tags.as_ref().is_some_and(|want| !want.iter().all(|t| tags.contains(t)))
             {
                 continue;
             }
-            let (content, cut) = clip(r[0].as_str().unwrap_or_default(), HIT_CONTENT_BYTES);
+            let (content, cut) = clip(r[1].as_str().unwrap_or_default(), HIT_CONTENT_BYTES);
             out.push(json!({
                 "id": h.id, "category": h.category, "topic": h.topic, "snippet": h.snippet, "score": h.score,
                 "content": content, "content_truncated": cut, "tags": tags,
-                "metadata": r[2].as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()),
-                "region": region, "created_at": r[4].as_i64(),
+                "metadata": r[3].as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()),
+                "region": region, "created_at": r[5].as_i64(),
             }));
             if out.len() >= limit {
                 break;
@@ -703,7 +705,11 @@ mod tests {
         assert_eq!(r.structured_content, Some(json!({"a": 1})));
         let text = r.content[0].as_text().unwrap().text.clone();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"a": 1}));
-        let q = QueryResult { columns: vec!["n".into()], rows: vec![vec![SqlValue::Integer(3)]], ..Default::default() };
+        let q = QueryResult {
+            columns: vec!["n".into()],
+            rows: vec![vec![SqlValue::Integer(3)]],
+            ..Default::default()
+        };
         assert_eq!(query_json(&q)["rows"], json!([{"n": 3}]));
     }
 }

@@ -293,7 +293,7 @@ impl SearchActor {
         };
         let _ = myself;
         Some(Task::Run {
-            plan,
+            plan: Box::new(plan),
             text: req.query,
             space,
             fallback,
@@ -308,7 +308,7 @@ impl SearchActor {
 enum Task {
     Reply(Result<SearchResponse>),
     Run {
-        plan: Plan,
+        plan: Box<Plan>,
         text: String,
         space: Option<Space>,
         fallback: Option<String>,
@@ -484,7 +484,7 @@ impl Actor for SearchActor {
                     let me = myself.clone();
                     let cache_on = st.cache.is_some();
                     tokio::spawn(async move {
-                        let r = run_query(store, plan, text, space, fallback, notes).await;
+                        let r = run_query(store, *plan, text, space, fallback, notes).await;
                         if let (true, Ok(resp)) = (cache_on, &r) {
                             let _ = me.cast(SearchMsg::CachePut {
                                 generation,

@@ -37,7 +37,7 @@ const REGISTRY: &str = "CREATE TABLE IF NOT EXISTS search_embedders (\
 /// active, fully built one.
 pub(crate) async fn ensure_space(store: &Store, e: SharedEmbedder) -> Result<(Space, bool)> {
     let (id, dim) = (e.id().to_string(), e.dim() as i64);
-    if dim < 1 || dim > 65_536 {
+    if !(1..=65_536).contains(&dim) {
         return Err(SearchError::Embedder {
             embedder: id,
             reason: format!("dimension {dim} is out of range 1..=65536"),

@@ -165,3 +165,33 @@ async fn kv_cas_and_ttl() {
     assert!(s.kv_get("tasks", "t1").await.unwrap().is_none());
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_never_reissues_a_clock_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let origin = s.origin().to_string();
+    for i in 0..100 {
+        s.publish(Knowledge::new("c", format!("t{i}"), "body")).await.unwrap();
+    }
+    let before = s.read_sql("SELECT max(hlc) FROM knowledge", vec![]).await.unwrap().rows[0][0]
+        .as_i64()
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let s = open(&dir).await;
+    assert_eq!(s.origin(), origin, "the node id is kept in the file");
+    assert!(
+        s.clock().last().as_i64() >= before,
+        "the clock is seeded with the persisted high-water mark"
+    );
+    s.publish(Knowledge::new("c", "after", "body")).await.unwrap();
+    let after = s
+        .read_sql("SELECT hlc FROM knowledge WHERE topic = 'after'", vec![])
+        .await
+        .unwrap()
+        .rows[0][0]
+        .as_i64()
+        .unwrap();
+    assert!(after > before, "{after} <= {before}");
+    s.shutdown().await.unwrap();
+}

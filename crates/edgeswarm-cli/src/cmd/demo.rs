@@ -1,31 +1,21 @@
-//! `edgeswarm demo`: runs the swarm_sim scenario (written by the runtime, in
-//! `edgeswarm::sim`) with a progress bar and prints its report tables.
-//!
-//! WIRING (lead), once `edgeswarm::sim` exists — replace the body of `run` after the
-//! argument checks with:
-//!
-//! ```ignore
-//! let report = edgeswarm::sim::run(edgeswarm::sim::SimOptions {
-//!     agents: a.agents,
-//!     seconds: a.seconds,
-//!     db: settings.store.path.clone(),
-//!     regions,                       // Vec<(String, u64)>: name, latency ms
-//!     progress: !a.no_progress && !a.json,
-//!     // Needed so the CLI can serve --metrics-addr, publish the status heartbeat and
-//!     // let `edgeswarm regions ...` steer the run:
-//!     on_start: Some(Box::new(move |swarm: edgeswarm::Swarm| {
-//!         crate::cmd::demo::attach(swarm, metrics_addr)
-//!     })),
-//! }).await?;
-//! if a.json { println!("{}", serde_json::to_string(&report)?); } else { println!("{report}"); }
-//! ```
+//! `edgeswarm demo`: runs the swarm simulation (`edgeswarm::sim`) on a swarm built from
+//! the effective settings, with an indicatif progress bar on stderr, and prints the
+//! report tables (or one JSON line). While it runs it serves `--metrics-addr`, publishes
+//! the status heartbeat `edgeswarm status` reads, registers its regions in the control
+//! namespace `edgeswarm/regions` and polls it for `edgeswarm regions ...` changes.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+use edgeswarm::sim::{self, SimOptions, SimProgress};
 use edgeswarm::Swarm;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
 
 use crate::cli::DemoArgs;
+use crate::cmd::regions::REGIONS_NS;
 use crate::config;
 use crate::error::{CliError, Result};
 use crate::{metrics, open};
@@ -54,14 +44,53 @@ pub fn parse_regions(raw: &[String]) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
-/// What the CLI attaches to a running demo swarm: the metrics endpoint (bound before the
-/// simulation starts by the caller, so a port in use fails fast), the status heartbeat.
-pub async fn attach(swarm: Swarm, metrics_addr: Option<SocketAddr>) -> Result<()> {
-    if let Some(a) = metrics_addr {
-        metrics::serve(a, metrics::Source::swarm(swarm.clone())).await?;
-    }
-    metrics::spawn_heartbeat(swarm, Duration::from_secs(1));
-    Ok(())
+/// Registers the demo's regions in the control namespace (only those not there yet) and
+/// polls it every 500 ms, reporting each change. The simulation's regions are simulated
+/// latencies; once the sync layer runs under the facade, this is where a change adds or
+/// removes a SyncActor or flips its link's partition switch.
+fn control_regions(
+    swarm: Swarm,
+    regions: Vec<(String, u64)>,
+    events: tokio::sync::mpsc::UnboundedSender<String>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let store = swarm.store().clone();
+        for (name, latency) in &regions {
+            let v = json!({"url": format!("file:regions/{name}.db"), "latency_ms": latency, "token_env": null, "partitioned": false});
+            if let Err(e) = store.kv_cas(REGIONS_NS, name, None, v, None).await {
+                tracing::debug!(error = %e, "region control unavailable");
+                return;
+            }
+        }
+        let mut known: BTreeMap<String, Value> = BTreeMap::new();
+        let mut first = true;
+        loop {
+            let Ok(now) = store.kv_list(REGIONS_NS, "", 1000).await else {
+                return;
+            };
+            let now: BTreeMap<String, Value> = now.into_iter().map(|e| (e.key, e.value)).collect();
+            if !first {
+                for (k, v) in &now {
+                    match known.get(k) {
+                        None => {
+                            let _ = events.send(format!("region {k} added"));
+                        }
+                        Some(old) if old.get("partitioned") != v.get("partitioned") => {
+                            let p = v.get("partitioned").and_then(Value::as_bool).unwrap_or(false);
+                            let _ = events.send(format!("region {k} {}", if p { "partitioned" } else { "healed" }));
+                        }
+                        _ => {}
+                    }
+                }
+                for k in known.keys().filter(|k| !now.contains_key(*k)) {
+                    let _ = events.send(format!("region {k} removed"));
+                }
+            }
+            first = false;
+            known = now;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
 }
 
 pub async fn run(a: DemoArgs) -> Result<()> {
@@ -69,22 +98,85 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     if a.agents == 0 || a.agents > 100_000 {
         return Err(CliError::Invalid(format!("--agents {} is out of range; use 1 to 100000", a.agents)));
     }
-    if a.seconds == 0 {
-        return Err(CliError::Invalid("--seconds must be at least 1".into()));
+    if a.seconds == 0 || a.seconds > 86_400 {
+        return Err(CliError::Invalid(format!(
+            "--seconds {} is out of range; use 1 to 86400",
+            a.seconds
+        )));
     }
-    let _regions = parse_regions(&a.regions)?;
+    let regions = if !a.regions.is_empty() || settings.regions.is_empty() {
+        parse_regions(&a.regions)?
+    } else {
+        settings.regions.iter().map(|r| (r.name.clone(), r.latency_ms)).collect()
+    };
     open::check_path(&settings.store.path, false)?;
-    if let Some(addr) = settings.metrics_addr {
-        // Fail fast on a port in use, before any work starts.
-        drop(tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Bind {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?);
+    // Bind first: a port in use fails before any work starts.
+    let listener = match settings.metrics_addr {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    // One agent crashes on purpose; one line instead of a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::warn!("agent panicked: {info} (its supervisor restarts it)");
+    }));
+    let swarm = settings.builder().start().await?;
+    if let Some(l) = listener {
+        metrics::serve_on(l, metrics::Source::swarm(swarm.clone()));
     }
-    Err(CliError::not_available(
-        "edgeswarm demo",
-        "the swarm simulation (edgeswarm::sim) is not in this build yet; meanwhile run `cargo run --release --example swarm_sim`",
-    ))
+    let heartbeat = metrics::spawn_heartbeat(swarm.clone(), Duration::from_secs(1));
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let control = control_regions(swarm.clone(), regions.clone(), ev_tx);
+    let opts = SimOptions {
+        agents: a.agents,
+        seconds: a.seconds,
+        db: settings.store.path.clone(),
+        regions,
+        ..Default::default()
+    };
+    let progress = Arc::new(SimProgress::default());
+    let show = !a.no_progress && !a.json;
+    let bar = if show {
+        ProgressBar::new(a.seconds * 1000)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos:>6}/{len} ms  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (p, b) = (progress.clone(), bar.clone());
+    let ticker = tokio::spawn(async move {
+        loop {
+            while let Ok(e) = ev_rx.try_recv() {
+                b.println(e);
+            }
+            b.set_position(p.elapsed_ms.load(Ordering::Relaxed));
+            b.set_message(format!(
+                "tasks {} · writes {} · restarts {}",
+                p.tasks_done.load(Ordering::Relaxed),
+                p.writes.load(Ordering::Relaxed),
+                p.restarts.load(Ordering::Relaxed)
+            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let report = sim::run_on(&swarm, &opts, progress).await;
+    ticker.abort();
+    control.abort();
+    heartbeat.abort();
+    bar.finish_and_clear();
+    let shut = swarm.shutdown().await;
+    let _ = std::panic::take_hook();
+    let report = report?;
+    shut?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| CliError::Invalid(format!("cannot encode the report: {e}")))?
+        );
+    } else {
+        print!("{}", sim::render(&report));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
