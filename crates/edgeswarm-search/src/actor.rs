@@ -89,13 +89,18 @@ pub struct SearchStatus {
 pub enum SearchMsg {
     /// Run a search.
     Query {
+        /// The request.
         req: SearchRequest,
+        /// Where the answer goes.
         reply: oneshot::Sender<Result<SearchResponse>>,
     },
     /// A query task's answer, cached if no write happened since it started.
     CachePut {
+        /// Cache generation when the query started; stale answers are dropped.
         generation: u64,
+        /// Cache key (request + resolved mode + vector space).
         key: String,
+        /// The answer to cache.
         resp: SearchResponse,
     },
     /// A commit event is waiting in the broadcast receiver.
@@ -105,16 +110,23 @@ pub enum SearchMsg {
     Wrote(Vec<String>),
     /// Switch embedder (or turn vectors off with `None`).
     SetEmbedder {
+        /// The new embedder, or `None` for lexical only.
         embedder: Option<SharedEmbedder>,
+        /// Told once the switch is registered (the re-embed continues in the background).
         reply: oneshot::Sender<Result<()>>,
     },
     /// A background embedding pass finished.
     SyncDone {
+        /// Per vector space (slot): what the pass did, or why it failed.
         results: Vec<(i64, Result<SyncReport>)>,
+        /// The building space that became active in this pass, if any.
         switched_to: Option<i64>,
     },
     /// Report status.
-    Status { reply: oneshot::Sender<SearchStatus> },
+    Status {
+        /// Where the status goes.
+        reply: oneshot::Sender<SearchStatus>,
+    },
 }
 
 /// The actor: read-only configuration only; everything mutable is in [`SearchState`].
@@ -291,7 +303,6 @@ impl SearchActor {
             mode,
             vector: None,
         };
-        let _ = myself;
         Some(Task::Run {
             plan: Box::new(plan),
             text: req.query,
@@ -318,7 +329,6 @@ enum Task {
     },
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_query(
     store: Store,
     mut plan: Plan,
@@ -354,9 +364,6 @@ async fn run_query(
                 fallback = Some(format!("embedder {} failed on the query ({e}); answered lexically", label(s)));
                 plan.mode = Mode::Lexical;
             }
-        }
-        if plan.mode != Mode::Lexical && plan.fts_all.is_none() && plan.mode == Mode::Hybrid {
-            // Nothing lexical to fuse; the vector half still answers.
         }
     }
     if plan.mode == Mode::Lexical && plan.cursor.is_some_and(|c| matches!(c, Cursor::Offset(_))) {
@@ -467,7 +474,7 @@ impl Actor for SearchActor {
     async fn handle(&self, myself: ActorRef<SearchMsg>, msg: SearchMsg, st: &mut SearchState) -> Result<(), ActorProcessingErr> {
         st.drain();
         match msg {
-            SearchMsg::Query { req, reply } => match self.query(&myself, st, req) {
+            SearchMsg::Query { req, reply } => match self.query(st, req) {
                 Some(Task::Reply(r)) => {
                     let _ = reply.send(r);
                 }

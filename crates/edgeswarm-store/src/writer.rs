@@ -159,11 +159,14 @@ pub struct BatchLog {
     pub range_hlc: Hlc,
 }
 
+/// A savepoint's view of a `BatchLog`: enough to undo what an op logged.
+type LogMark = (usize, i64, [Option<(i64, i64)>; 2], Hlc);
+
 impl BatchLog {
-    fn mark(&self) -> (usize, i64, [Option<(i64, i64)>; 2], Hlc) {
+    fn mark(&self) -> LogMark {
         (self.changes.len(), self.last_seq, self.ranges, self.range_hlc)
     }
-    fn restore(&mut self, m: (usize, i64, [Option<(i64, i64)>; 2], Hlc)) {
+    fn restore(&mut self, m: LogMark) {
         self.changes.truncate(m.0);
         self.last_seq = m.1;
         self.ranges = m.2;

@@ -215,7 +215,8 @@ const TRIGGER_ORIGIN: &str = "(SELECT value FROM _meta WHERE key = 'node_id')";
 /// and replication applies set `hlc` themselves, so the triggers leave them alone:
 /// an insert is stamped when it arrives with `hlc = 0`, an update when it left the
 /// stamp unchanged. A raw DELETE on a table with a `deleted` column (except kv, whose
-/// expiry sweep really deletes) is turned into a tombstone so it replicates.
+/// expiry sweep really deletes) is turned into a tombstone so it replicates; deleting
+/// a tombstone does nothing.
 pub fn trigger_ddl(spec: &TableSpec) -> Vec<String> {
     let t = quote(&spec.name);
     let tn = spec.name.replace('"', "");
@@ -246,22 +247,15 @@ pub fn trigger_ddl(spec: &TableSpec) -> Vec<String> {
         ),
     ];
     if spec.col("deleted").is_some() && &*spec.name != "kv" {
-        let cols = spec.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-        let vals = spec
-            .columns
-            .iter()
-            .map(|c| match c.as_str() {
-                "deleted" => "1".to_string(),
-                "hlc" => TRIGGER_STAMP.to_string(),
-                "origin" => TRIGGER_ORIGIN.to_string(),
-                other => format!("old.{}", quote(other)),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        // BEFORE DELETE: turn the delete into a tombstone update and skip the real
+        // delete (RAISE(IGNORE)); deleting a tombstone is a no-op, so tombstones are
+        // never lost (a lost tombstone would let replicas diverge).
+        v.push(format!("DROP TRIGGER IF EXISTS \"_sync_{tn}_ad\""));
         v.push(format!(
-            "CREATE TRIGGER IF NOT EXISTS \"_sync_{tn}_ad\" AFTER DELETE ON {t} WHEN old.deleted = 0 BEGIN \
-             INSERT INTO {t} ({cols}) VALUES ({vals}); \
-             INSERT INTO _changes (tbl, row_id, hlc, origin) SELECT '{lit}', {rid}, hlc, origin FROM {t} WHERE {w}; END",
+            "CREATE TRIGGER IF NOT EXISTS \"_sync_{tn}_bd\" BEFORE DELETE ON {t} BEGIN \
+             UPDATE {t} SET deleted = 1, hlc = {TRIGGER_STAMP}, origin = {TRIGGER_ORIGIN} WHERE {w} AND old.deleted = 0; \
+             INSERT INTO _changes (tbl, row_id, hlc, origin) SELECT '{lit}', {rid}, hlc, origin FROM {t} WHERE {w} AND old.deleted = 0; \
+             SELECT RAISE(IGNORE); END",
             rid = spec.row_id_expr("old"),
             w = by_pk("old"),
         ));

@@ -147,7 +147,11 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let ticker = tokio::spawn(async move {
         loop {
             while let Ok(e) = ev_rx.try_recv() {
-                b.println(e);
+                if show {
+                    b.println(e);
+                } else {
+                    eprintln!("{e}");
+                }
             }
             b.set_position(p.elapsed_ms.load(Ordering::Relaxed));
             b.set_message(format!(
