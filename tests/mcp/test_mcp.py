@@ -368,6 +368,17 @@ async def run_stdio(tmp: str):
                 await s.tools()
                 await s.happy()
                 await s.bad()
+                before = await s.counts()
+    # The client closed stdin: the server flushed and exited. A new server on the same file
+    # sees everything that was acknowledged.
+    with open(os.path.join(tmp, "stdio-server-2.log"), "w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (r, w):
+            async with ClientSession(r, w) as session:
+                await session.initialize()
+                s = Suite(session, "stdio restart")
+                after = await s.counts()
+                check("[stdio] restart: every acknowledged write is still there", before == after, (before, after))
+                await s.ok("get_conversations after restart", "get_conversations", {"session_id": "global-session-123"}, lambda r: r["count"] == 1)
 
 
 def free_port() -> int:

@@ -95,6 +95,8 @@ pub enum Cmd {
     Import(ImportArgs),
     /// Check that data is really durable and every part works; each line ok/warn/fail with a fix.
     Doctor(DoctorArgs),
+    /// Consistent snapshot of the home database (VACUUM INTO), safe while a swarm runs.
+    Backup(BackupArgs),
     /// Check or show the configuration.
     Config(ConfigArgs),
     /// Print a shell completion script (e.g. `edgeswarm completions bash > /etc/bash_completion.d/edgeswarm`).
@@ -103,6 +105,27 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+impl Cmd {
+    /// The database/config options of this command, if it takes them.
+    pub fn db_opts(&self) -> Option<&DbOpts> {
+        match self {
+            Cmd::Demo(a) => Some(&a.db),
+            Cmd::Status(a) => Some(&a.db),
+            Cmd::Sql(a) => Some(&a.db),
+            Cmd::Shell(a) => Some(&a.db),
+            Cmd::Regions(a) => Some(&a.db),
+            Cmd::Export(a) => Some(&a.db),
+            Cmd::Import(a) => Some(&a.db),
+            Cmd::Doctor(a) => Some(&a.db),
+            Cmd::Backup(a) => Some(&a.db),
+            Cmd::Config(ConfigArgs {
+                action: ConfigAction::Show { db },
+            }) => Some(db),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +297,17 @@ pub struct DoctorArgs {
     /// Seconds to wait for each region to answer.
     #[arg(long, default_value_t = 2)]
     pub timeout_secs: u64,
+    #[command(flatten)]
+    pub db: DbOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file to write, e.g. backups/edgeswarm-2026-01-01.db.
+    pub dest: PathBuf,
+    /// Replace DEST if it exists.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub db: DbOpts,
 }

@@ -26,6 +26,20 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
+/// The log format: `--log-format` / `EDGESWARM_LOG_FORMAT`, else `[observability]
+/// log_format` in the command's config file (if it parses), else text.
+pub fn log_format(cli: &Cli) -> LogFormat {
+    if let Some(f) = cli.log_format {
+        return f;
+    }
+    cli.cmd
+        .db_opts()
+        .and_then(|o| config::resolve_path(o.config.as_deref()))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| config::check_str(&t).settings.log_format)
+        .unwrap_or_default()
+}
+
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
@@ -39,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Export(a) => cmd::transfer::run_export(a).await,
         Cmd::Import(a) => cmd::transfer::run_import(a).await,
         Cmd::Doctor(a) => cmd::doctor::run(a).await,
+        Cmd::Backup(a) => cmd::backup::run(a).await,
         Cmd::Config(a) => cmd::config_cmd::run(a),
         Cmd::Completions { shell } => {
             let mut c = Cli::command();

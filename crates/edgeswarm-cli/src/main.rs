@@ -7,7 +7,7 @@ use edgeswarm_cli::cli::Cli;
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    edgeswarm_cli::init_tracing(cli.log_format.unwrap_or_default());
+    edgeswarm_cli::init_tracing(edgeswarm_cli::log_format(&cli));
     if let Err(e) = edgeswarm_cli::run(cli).await {
         eprintln!("error: {e}");
         std::process::exit(1);

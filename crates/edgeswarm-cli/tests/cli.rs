@@ -679,6 +679,21 @@ fn json_logs_on_request() {
         .expect("a log line");
     let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
     assert_eq!(v["level"], "INFO");
+    // From the config file too.
+    std::fs::write(d.path().join("edgeswarm.toml"), "[observability]\nlog_format = \"json\"\n").expect("write");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let o = cmd(d.path())
+        .args(["sql", "--db", &db, "--metrics-addr", &addr, "SELECT 1"])
+        .env("RUST_LOG", "edgeswarm_cli=info")
+        .output()
+        .expect("run");
+    ok(&o);
+    let line = err(&o)
+        .lines()
+        .find(|l| l.contains("Prometheus"))
+        .map(str::to_string)
+        .expect("a log line");
+    assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok(), "{line}");
 }
 
 #[test]
@@ -759,4 +774,30 @@ fn demo_runs_reports_and_leaves_a_sound_database() {
         &["sql", "--db", &db, "--json", "SELECT count(*) AS n FROM agent_metrics"],
     ));
     assert!(!n.contains("\"n\":0"), "{n}");
+}
+
+#[test]
+fn backup_snapshots_a_live_database() {
+    let d = tmp();
+    let db = seeded(d.path());
+    let dest = d.path().join("backup.db").display().to_string();
+    let o = ok(&run(d.path(), &["backup", "--db", &db, &dest]));
+    assert!(o.contains("integrity ok"), "{o}");
+    fails(&run(d.path(), &["backup", "--db", &db, &dest]), 1, "already exists");
+    ok(&run(d.path(), &["backup", "--db", &db, "--force", &dest]));
+    let n = ok(&run(
+        d.path(),
+        &["sql", "--db", &dest, "--json", "SELECT count(*) AS n FROM knowledge"],
+    ));
+    assert!(n.contains("\"n\":1"), "{n}");
+    let missing = d.path().join("nope/b.db").display().to_string();
+    fails(&run(d.path(), &["backup", "--db", &db, &missing]), 1, "does not exist");
+    fails(
+        &run(
+            d.path(),
+            &["backup", "--db", &d.path().join("none.db").display().to_string(), &dest],
+        ),
+        1,
+        "no database at",
+    );
 }

@@ -35,6 +35,8 @@ pub(crate) struct Plan {
     pub cursor: Option<Cursor>,
     pub mode: Mode,
     pub vector: Option<VectorQuery>,
+    /// Rank at most this many most recent matches of unfiltered queries (0 = all).
+    pub rank_window: usize,
 }
 
 /// What the engine found.
@@ -43,6 +45,9 @@ pub(crate) struct Found {
     pub hits: Vec<SearchHit>,
     pub next: Option<Cursor>,
     pub relaxed: bool,
+    /// Set when the query matched more than the rank window and only the most recent
+    /// matches were ranked.
+    pub windowed: bool,
     /// Set when the vector part failed and lexical results were returned instead.
     pub vector_error: Option<String>,
 }
@@ -59,6 +64,7 @@ fn lexical_ids(
     limit: usize,
     offset: usize,
     after: Option<(f64, i64)>,
+    lo: i64,
 ) -> Result<Vec<(i64, f64)>> {
     let (fsql, fparams) = filter_sql(filters, 5 + 2 * after.is_some() as usize);
     let join = !fsql.is_empty();
@@ -74,6 +80,11 @@ fn lexical_ids(
         sql.push_str(&fsql);
     }
     let mut params: Vec<SqlValue> = vec![fts.into(), BM25_WEIGHTS.into(), (limit as i64).into(), (offset as i64).into()];
+    if lo > 0 {
+        // The bound is a literal so FTS5 can use it as a rowid range (it is an integer
+        // we computed, never user text).
+        sql.push_str(&format!(" AND knowledge_fts.rowid >= {lo}"));
+    }
     if let Some((rank, rowid)) = after {
         sql.push_str(" AND (knowledge_fts.rank, knowledge_fts.rowid) > (?5, ?6)");
         params.push(rank.into());
@@ -87,6 +98,19 @@ fn lexical_ids(
         .iter()
         .filter_map(|row| Some((row[0].as_i64()?, row[1].as_f64()?)))
         .collect())
+}
+
+/// The rank window's lower rowid bound: the `window`-th most recent match, or 0 when the
+/// query matches fewer entries (then everything is ranked).
+fn window_bound(r: &mut Reader, fts: &str, filters: &Filters, window: usize) -> Result<i64> {
+    if window == 0 || *filters != Filters::default() {
+        return Ok(0);
+    }
+    let res = r.query(
+        "SELECT rowid FROM knowledge_fts WHERE knowledge_fts MATCH ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2",
+        vec![fts.into(), (window as i64 - 1).into()],
+    )?;
+    Ok(res.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 
 /// Fetches display fields and a highlighted snippet for lexical hits, in order. One
@@ -190,25 +214,29 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
             hits: vec![],
             next: None,
             relaxed: false,
+            windowed: false,
             vector_error: None,
         });
     };
-    let after = match plan.cursor {
-        Some(Cursor::After { rank, rowid }) => Some((rank, rowid)),
+    let (after, lo) = match plan.cursor {
+        Some(Cursor::After { rank, rowid, lo }) => (Some((rank, rowid)), lo),
         Some(Cursor::Offset(_)) => {
             return Err(SearchError::BadCursor(
                 "a vector/hybrid cursor was given to a lexical search".into(),
             ))
         }
-        None => None,
+        None => (None, window_bound(r, fts, &plan.filters, plan.rank_window)?),
     };
     let mut used = fts;
-    let mut ids = lexical_ids(r, fts, &plan.filters, plan.limit + 1, plan.offset, after)?;
+    let mut windowed = lo > 0;
+    let mut ids = lexical_ids(r, fts, &plan.filters, plan.limit + 1, plan.offset, after, lo)?;
     let mut relaxed = false;
     if ids.is_empty() && after.is_none() && plan.offset == 0 {
         if let Some(any) = plan.fts_any.as_deref() {
-            ids = lexical_ids(r, any, &plan.filters, plan.limit + 1, 0, None)?;
+            let lo_any = window_bound(r, any, &plan.filters, plan.rank_window)?;
+            ids = lexical_ids(r, any, &plan.filters, plan.limit + 1, 0, None, lo_any)?;
             relaxed = !ids.is_empty();
+            windowed = lo_any > 0;
             used = any;
         }
     }
@@ -219,6 +247,7 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
         ids.last().map(|(rowid, rank)| Cursor::After {
             rank: *rank,
             rowid: *rowid,
+            lo,
         })
     } else {
         None
@@ -228,6 +257,7 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
         hits,
         next,
         relaxed,
+        windowed,
         vector_error: None,
     })
 }
@@ -248,17 +278,22 @@ fn fused(r: &mut Reader, plan: &Plan) -> Result<Found> {
     };
     let want = start + plan.limit + 1;
     let k = want.max(20);
+    let mut windowed = false;
     let vec_hits = vector_hits(r, vq, &plan.filters, k)?;
     let mut ranked: Vec<SearchHit> = if plan.mode == Mode::Vector {
         vec_hits
     } else {
         let lex = match plan.fts_all.as_deref() {
             Some(fts) => {
-                let mut ids = lexical_ids(r, fts, &plan.filters, k, 0, None)?;
+                let lo = window_bound(r, fts, &plan.filters, plan.rank_window)?;
+                windowed = lo > 0;
+                let mut ids = lexical_ids(r, fts, &plan.filters, k, 0, None, lo)?;
                 let mut used = fts;
                 if ids.is_empty() {
                     if let Some(any) = plan.fts_any.as_deref() {
-                        ids = lexical_ids(r, any, &plan.filters, k, 0, None)?;
+                        let lo_any = window_bound(r, any, &plan.filters, plan.rank_window)?;
+                        windowed = lo_any > 0;
+                        ids = lexical_ids(r, any, &plan.filters, k, 0, None, lo_any)?;
                         used = any;
                     }
                 }
@@ -274,6 +309,7 @@ fn fused(r: &mut Reader, plan: &Plan) -> Result<Found> {
         next: more.then_some(Cursor::Offset(start + hits.len())),
         hits,
         relaxed: false,
+        windowed,
         vector_error: None,
     })
 }

@@ -464,8 +464,9 @@ pub(crate) fn filter_sql(f: &Filters, first_param: usize) -> (String, Vec<SqlVal
 /// rank position.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Cursor {
-    /// Last (rank, rowid) of the previous lexical page.
-    After { rank: f64, rowid: i64 },
+    /// Last (rank, rowid) of the previous lexical page, and the rank window's lowest
+    /// rowid (0 = no window) so every page ranks the same candidates.
+    After { rank: f64, rowid: i64, lo: i64 },
     /// Items already returned (vector / hybrid).
     Offset(usize),
 }
@@ -473,23 +474,28 @@ pub(crate) enum Cursor {
 impl Cursor {
     pub fn encode(&self) -> String {
         match self {
-            Cursor::After { rank, rowid } => format!("l{:016x}{:016x}", rank.to_bits(), rowid),
+            Cursor::After { rank, rowid, lo } => format!("l{:016x}{:016x}{:016x}", rank.to_bits(), rowid, lo),
             Cursor::Offset(n) => format!("o{n:x}"),
         }
     }
     pub fn decode(s: &str) -> Result<Cursor> {
         let bad = || SearchError::BadCursor(s.chars().take(64).collect());
         if let Some(h) = s.strip_prefix('l') {
-            if h.len() != 32 || !h.is_ascii() {
+            if h.len() != 48 || !h.is_ascii() {
                 return Err(bad());
             }
             let r = u64::from_str_radix(&h[..16], 16).map_err(|_| bad())?;
-            let id = u64::from_str_radix(&h[16..], 16).map_err(|_| bad())?;
+            let id = u64::from_str_radix(&h[16..32], 16).map_err(|_| bad())?;
+            let lo = u64::from_str_radix(&h[32..], 16).map_err(|_| bad())?;
             let rank = f64::from_bits(r);
             if !rank.is_finite() {
                 return Err(bad());
             }
-            return Ok(Cursor::After { rank, rowid: id as i64 });
+            return Ok(Cursor::After {
+                rank,
+                rowid: id as i64,
+                lo: lo as i64,
+            });
         }
         if let Some(h) = s.strip_prefix('o') {
             let n = usize::from_str_radix(h, 16).map_err(|_| bad())?;
@@ -545,7 +551,14 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        for c in [Cursor::After { rank: -3.25, rowid: 42 }, Cursor::Offset(30)] {
+        for c in [
+            Cursor::After {
+                rank: -3.25,
+                rowid: 42,
+                lo: 7,
+            },
+            Cursor::Offset(30),
+        ] {
             assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         }
         for bad in ["", "x", "l123", "o-1", "lzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "o😀"] {

@@ -370,3 +370,37 @@ async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
     assert_eq!(ids(&r), vec![id.as_str()]);
     assert!(s.search(SearchRequest::new("old words")).await.unwrap().hits.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rank_window_bounds_common_words_and_says_so() {
+    let (_d, store) = open().await;
+    let s = Search::start(store.clone(), SearchConfig::new().rank_window(4)).await.unwrap();
+    for i in 0..10 {
+        s.add_knowledge(Knowledge::new("c", format!("common {i}"), format!("common word entry number {i}")))
+            .await
+            .unwrap();
+    }
+    let r = s.search(SearchRequest::new("common").limit(2)).await.unwrap();
+    assert!(r.notes.iter().any(|n| n.contains("most recent")), "{r:?}");
+    // Cursor pages stay inside the same window: 4 results in total.
+    let mut seen = r.hits.len();
+    let mut cur = r.next_cursor;
+    while let Some(c) = cur {
+        let p = s.search(SearchRequest::new("common").limit(2).cursor(c)).await.unwrap();
+        seen += p.hits.len();
+        cur = p.next_cursor;
+    }
+    assert_eq!(seen, 4);
+    // Filtered queries rank every match.
+    let r = s
+        .search(SearchRequest::new("common").limit(100).filters(Filters {
+            category: Some("c".into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(r.hits.len(), 10);
+    // Window 0 = exhaustive.
+    let s0 = Search::start(store.clone(), SearchConfig::new().rank_window(0)).await.unwrap();
+    assert_eq!(s0.search(SearchRequest::new("common").limit(100)).await.unwrap().hits.len(), 10);
+}

@@ -82,8 +82,10 @@ fn cstr<'a>(p: *const c_char) -> Option<&'a str> {
     }
 }
 
+/// Tables the runtime manages. (`sqlite_*` writes come from DDL, which SQLite itself
+/// guards; direct writes to `sqlite_master` need `writable_schema`, a refused pragma.)
 fn is_internal_table(t: &str) -> bool {
-    t.starts_with('_') || t.starts_with("sqlite_")
+    t.starts_with('_')
 }
 
 unsafe extern "C" fn authorizer(

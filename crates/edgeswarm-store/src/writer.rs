@@ -315,6 +315,59 @@ pub struct Writer {
     pub stats: Arc<WriterStats>,
 }
 
+/// Interrupts the writer's connection when a raw SQL statement runs past the query
+/// time limit, so a runaway `INSERT ... SELECT` cannot stall every other write.
+struct Watchdog {
+    /// When the running statement must be interrupted; `None` while idle.
+    deadline: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Set on drop to end the thread.
+    stop: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(conn: libsql::Connection) -> Watchdog {
+        let deadline: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, st) = (deadline.clone(), stop.clone());
+        let spawned = std::thread::Builder::new().name("edgeswarm-writer-watchdog".into()).spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                let mut g = d.lock().unwrap_or_else(|p| p.into_inner());
+                if g.is_some_and(|t| Instant::now() >= t) {
+                    *g = None;
+                    let _ = conn.interrupt();
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no writer watchdog: runaway SQL writes will not be interrupted");
+        }
+        Watchdog { deadline, stop }
+    }
+    fn arm(&self, limit: std::time::Duration) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + limit);
+    }
+    fn disarm(&self) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn is_raw_sql(slot: &crate::queue::Slot<WriterMsg>) -> bool {
+    matches!(
+        slot.item,
+        WriterMsg::Op {
+            op: WriteOp::Sql { .. },
+            ..
+        }
+    )
+}
+
 /// A batch being built.
 struct Batch {
     items: Vec<crate::queue::Slot<WriterMsg>>,
@@ -326,11 +379,21 @@ impl Writer {
     /// Runs until the queue disconnects or a Shutdown message is committed.
     pub fn run(mut self) {
         let _span = tracing::info_span!("storage_writer", origin = %self.origin).entered();
+        let dog = Watchdog::start(self.conn.conn.clone());
+        // A raw SQL write always runs in a transaction of its own: SQLite rolls back the
+        // whole transaction when a statement is interrupted, and one user's runaway
+        // statement must not take other callers' writes with it. One that arrives while
+        // a batch is open waits here for the next batch.
+        let mut held: Option<crate::queue::Slot<WriterMsg>> = None;
         loop {
-            let first = match self.rx.recv() {
-                Ok(s) => s,
-                Err(_) => return,
+            let first = match held.take() {
+                Some(s) => s,
+                None => match self.rx.recv() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
             };
+            let solo = is_raw_sql(&first);
             let mut batch = Batch {
                 items: Vec::with_capacity(64),
                 bytes: 0,
@@ -338,7 +401,7 @@ impl Writer {
             };
             self.push(&mut batch, first);
             let deadline = Instant::now() + self.cfg.batch.max_linger;
-            while !batch.shutdown && batch.items.len() < self.cfg.batch.max_rows && batch.bytes < self.cfg.batch.max_bytes {
+            while !solo && !batch.shutdown && batch.items.len() < self.cfg.batch.max_rows && batch.bytes < self.cfg.batch.max_bytes {
                 let next = match self.rx.try_recv() {
                     Ok(s) => Some(s),
                     Err(crossbeam_channel::TryRecvError::Empty) if !self.cfg.batch.max_linger.is_zero() => {
@@ -347,12 +410,16 @@ impl Writer {
                     Err(_) => None,
                 };
                 match next {
+                    Some(s) if is_raw_sql(&s) => {
+                        held = Some(s);
+                        break;
+                    }
                     Some(s) => self.push(&mut batch, s),
                     None => break,
                 }
             }
             let shutdown = batch.shutdown;
-            self.commit(batch);
+            self.commit(batch, &dog);
             if shutdown {
                 return;
             }
@@ -368,7 +435,7 @@ impl Writer {
         batch.items.push(slot);
     }
 
-    fn commit(&mut self, batch: Batch) {
+    fn commit(&mut self, batch: Batch, dog: &Watchdog) {
         let n = batch.items.len();
         let _span = tracing::debug_span!("batch", ops = n).entered();
         let started = Instant::now();
@@ -401,7 +468,7 @@ impl Writer {
                 continue;
             }
             raw_sql |= matches!(op, WriteOp::Sql { .. });
-            match self.apply(op, &mut log) {
+            match self.apply(op, &mut log, dog) {
                 Err(OpError::Fatal(e)) => fatal = Some(e),
                 Err(OpError::Op(e)) => results.push(Err(e)),
                 Ok(o) => results.push(Ok(o)),
@@ -442,7 +509,11 @@ impl Writer {
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, ops = n, "batch failed; every write in it is reported failed");
                 for ack in acks {
-                    let _ = ack.send(Err(StoreError::BatchFailed(e.to_string())));
+                    let err = match &e {
+                        StoreError::Timeout { .. } => e.clone(),
+                        other => StoreError::BatchFailed(other.to_string()),
+                    };
+                    let _ = ack.send(Err(err));
                 }
             }
         }
@@ -495,24 +566,42 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, op: WriteOp, log: &mut BatchLog) -> Result<OpOutput, OpError> {
+    fn apply(&mut self, op: WriteOp, log: &mut BatchLog, dog: &Watchdog) -> Result<OpOutput, OpError> {
+        let limit = self.cfg.limits.query_timeout;
         match op {
             WriteOp::Record(r) => self.insert_record(r, log).map_err(OpError::Fatal),
             WriteOp::Sql { sql, params } => self.in_savepoint(log, move |ctx| {
-                // Rows user SQL appends to append-only tables (the seed's agent_metrics
-                // INSERT names no hlc/origin) are stamped and logged like typed ones.
-                let before = ctx.append_only_max_rowids()?;
-                let mut res = ctx.conn.query_once(&sql, conn::params(params))?;
-                res.rows_affected = ctx.conn.conn.changes();
-                let rowid = ctx.conn.conn.last_insert_rowid();
-                res.last_insert_rowid = (rowid != 0).then_some(rowid);
-                ctx.stamp_appended(before)?;
-                Ok(OpOutput::Sql(res))
+                dog.arm(limit);
+                let r = ctx.raw_sql(&sql, params);
+                dog.disarm();
+                r.map_err(|e| match e {
+                    StoreError::Sql(m) if m.contains("interrupt") => StoreError::Timeout {
+                        limit_ms: limit.as_millis() as u64,
+                    },
+                    e => e,
+                })
             }),
             WriteOp::Txn(f) => self.in_savepoint(log, f),
         }
     }
+}
 
+impl TxCtx<'_> {
+    /// Runs one user statement (already checked by the guard) and stamps what it appended.
+    fn raw_sql(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<OpOutput> {
+        // Rows user SQL appends to append-only tables (the seed's agent_metrics INSERT
+        // names no hlc/origin) are stamped and logged like typed ones.
+        let before = self.append_only_max_rowids()?;
+        let mut res = self.conn.query_once(sql, conn::params(params))?;
+        res.rows_affected = self.conn.conn.changes();
+        let rowid = self.conn.conn.last_insert_rowid();
+        res.last_insert_rowid = (rowid != 0).then_some(rowid);
+        self.stamp_appended(before)?;
+        Ok(OpOutput::Sql(res))
+    }
+}
+
+impl Writer {
     fn in_savepoint(&mut self, log: &mut BatchLog, f: impl FnOnce(&mut TxCtx<'_>) -> Result<OpOutput>) -> Result<OpOutput, OpError> {
         self.conn.execute("SAVEPOINT op", vec![]).map_err(OpError::Fatal)?;
         let mark = log.mark();
@@ -532,6 +621,11 @@ impl Writer {
             }
             Err(e) => {
                 log.restore(mark);
+                if self.conn.conn.is_autocommit() {
+                    // SQLite already rolled the whole transaction back (an interrupted
+                    // write does that): nothing of this batch is stored.
+                    return Err(OpError::Fatal(e));
+                }
                 self.conn.batch("ROLLBACK TO op; RELEASE op;").map_err(OpError::Fatal)?;
                 Err(OpError::Op(e))
             }

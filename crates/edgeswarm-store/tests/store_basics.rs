@@ -195,3 +195,28 @@ async fn restart_never_reissues_a_clock_stamp() {
     assert!(after > before, "{after} <= {before}");
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_write_is_interrupted_and_ddl_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::at(dir.path().join("home.db"));
+    cfg.limits.query_timeout = std::time::Duration::from_millis(300);
+    let s = Store::open(cfg).await.unwrap();
+    s.execute_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)", vec![])
+        .await
+        .expect("DDL through execute_sql");
+    let e = s
+        .execute_sql(
+            "INSERT INTO notes(body) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c",
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Timeout { .. }), "{e:?}");
+    let n = s.read_sql("SELECT count(*) FROM notes", vec![]).await.unwrap();
+    assert_eq!(n.rows[0][0], SqlValue::Integer(0), "the interrupted statement left nothing behind");
+    s.publish(Message::new("s", "user", "writer still alive")).await.unwrap();
+    let e = s.execute_sql("CREATE TABLE _mine (x)", vec![]).await;
+    assert!(e.is_ok() || matches!(e, Err(StoreError::Refused(_))));
+    s.shutdown().await.unwrap();
+}

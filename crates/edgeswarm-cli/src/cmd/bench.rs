@@ -31,16 +31,19 @@ pub fn name(k: BenchKind) -> &'static str {
 
 /// Runs one benchmark through its crate's library function.
 ///
-/// WIRING (lead): replace each `not_wired` arm with the call once the function exists, e.g.
-/// `BenchKind::Ingest => edgeswarm_store::bench::ingest(edgeswarm_store::bench::IngestOpts::default()).await.map_err(CliError::from)`,
-/// `BenchKind::Read => edgeswarm_store::bench::read(Default::default()).await.map_err(CliError::from)`,
-/// `BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default()).await.map_err(|e| CliError::Invalid(e.to_string()))`,
-/// `BenchKind::Sync => edgeswarm_sync::bench(Default::default()).await...`,
-/// (`mcp` is wired: edgeswarm-mcp is already a dependency.)
+/// `ingest`, `read` (edgeswarm-store) and `mcp` (edgeswarm-mcp) are wired. WIRING (lead):
+/// `search` and `sync` need their crates as dependencies of edgeswarm-cli
+/// (`edgeswarm-search.workspace = true`, `edgeswarm-sync.workspace = true`), then:
+/// `BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default()).await.map_err(|e| CliError::Invalid(format!("bench search: {e}")))`,
+/// `BenchKind::Sync => { let dir = std::env::temp_dir().join(format!("edgeswarm-sync-bench-{}", std::process::id())); edgeswarm_sync::bench::bench(edgeswarm_sync::bench::BenchOpts::in_dir(dir)).await.map_err(|e| CliError::Invalid(format!("bench sync: {e}"))) }`.
 pub async fn run_one(k: BenchKind) -> Result<Value> {
     let v = match k {
-        BenchKind::Ingest => not_wired("edgeswarm_store::bench::ingest"),
-        BenchKind::Read => not_wired("edgeswarm_store::bench::read"),
+        BenchKind::Ingest => edgeswarm_store::bench::ingest(edgeswarm_store::bench::IngestOpts::default())
+            .await
+            .map_err(CliError::from),
+        BenchKind::Read => edgeswarm_store::bench::read(edgeswarm_store::bench::ReadOpts::default())
+            .await
+            .map_err(CliError::from),
         BenchKind::Search => not_wired("edgeswarm_search::bench::bench"),
         BenchKind::Sync => not_wired("edgeswarm_sync::bench"),
         BenchKind::Mcp => edgeswarm_mcp::bench(edgeswarm_mcp::BenchOpts::default())

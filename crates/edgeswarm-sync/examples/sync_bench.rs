@@ -1,0 +1,19 @@
+//! Runs the sync benchmark and prints one JSON line (what `edgeswarm bench sync
+//! --json` prints). `cargo run --release -p edgeswarm-sync --example sync_bench`.
+//! Optional args: rows, lag seconds.
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut opts = edgeswarm_sync::bench::BenchOpts::in_dir(dir.path());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(r) = args.first().and_then(|s| s.parse().ok()) {
+        opts.rows = r;
+    }
+    if let Some(s) = args.get(1).and_then(|s| s.parse().ok()) {
+        opts.lag_secs = s;
+    }
+    let v = edgeswarm_sync::bench::bench(opts).await?;
+    println!("{v}");
+    Ok(())
+}
