@@ -108,10 +108,20 @@ pub async fn render(src: &Source) -> String {
     hist(
         &mut out,
         "commit_latency_seconds",
-        "Time to commit one storage batch (ack latency of its writes minus queueing); sum estimated from buckets.",
+        "Time to commit one storage batch (BEGIN to COMMIT).",
         &Pow2Hist {
             buckets: st.commit_us_hist.clone(),
-            sum: None,
+            sum: Some(st.commit_us_sum as f64),
+        },
+        1e-6,
+    );
+    hist(
+        &mut out,
+        "ack_latency_seconds",
+        "Time from queueing a write to its ack (queueing plus commit).",
+        &Pow2Hist {
+            buckets: st.ack_us_hist.clone(),
+            sum: Some(st.ack_us_sum as f64),
         },
         1e-6,
     );

@@ -16,6 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Slot<T> {
     pub item: T,
     pub permit: OwnedSemaphorePermit,
+    /// When the item was queued (for queue-to-ack latency).
+    pub at: std::time::Instant,
 }
 
 /// Counters a queue keeps, for metrics and `status`.
@@ -95,13 +97,21 @@ impl<T> QueueSender<T> {
             Ok(p) => p,
             Err(_) => return Err(SendError::Closed(item)),
         };
-        self.push(Slot { item, permit })
+        self.push(Slot {
+            item,
+            permit,
+            at: std::time::Instant::now(),
+        })
     }
 
     /// Queues `item` or returns it at once if the queue is full.
     pub fn try_send(&self, item: T) -> Result<(), SendError<T>> {
         match self.sem.clone().try_acquire_owned() {
-            Ok(permit) => self.push(Slot { item, permit }),
+            Ok(permit) => self.push(Slot {
+                item,
+                permit,
+                at: std::time::Instant::now(),
+            }),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(SendError::Full(item))
@@ -119,7 +129,11 @@ impl<T> QueueSender<T> {
                 Err(tokio::sync::TryAcquireError::NoPermits) => std::thread::sleep(std::time::Duration::from_micros(200)),
             }
         };
-        self.push(Slot { item, permit })
+        self.push(Slot {
+            item,
+            permit,
+            at: std::time::Instant::now(),
+        })
     }
 
     fn push(&self, slot: Slot<T>) -> Result<(), SendError<T>> {

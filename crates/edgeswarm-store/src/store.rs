@@ -47,6 +47,12 @@ pub struct StoreStats {
     pub batch_size_hist: Vec<u64>,
     /// Commit latencies in µs, power-of-two buckets.
     pub commit_us_hist: Vec<u64>,
+    /// Sum of commit latencies in µs.
+    pub commit_us_sum: u64,
+    /// Queue-to-ack latency of acked writes in µs, power-of-two buckets.
+    pub ack_us_hist: Vec<u64>,
+    /// Sum of queue-to-ack latencies in µs.
+    pub ack_us_sum: u64,
 }
 
 struct Inner {
@@ -293,6 +299,9 @@ impl Store {
             last_batch_size: s.last_batch_size.load(Ordering::Relaxed),
             batch_size_hist: s.batch_size_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
             commit_us_hist: s.commit_us_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            commit_us_sum: s.commit_us_sum.load(Ordering::Relaxed),
+            ack_us_hist: s.ack_us_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            ack_us_sum: s.ack_us_sum.load(Ordering::Relaxed),
         }
     }
 

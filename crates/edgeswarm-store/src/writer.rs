@@ -126,6 +126,12 @@ pub struct WriterStats {
     pub batch_size_hist: [AtomicU64; 16],
     /// Commit latency histogram (µs, power-of-two buckets).
     pub commit_us_hist: [AtomicU64; 24],
+    /// Sum of commit latencies (µs), for the histogram's `_sum`.
+    pub commit_us_sum: AtomicU64,
+    /// Queue-to-ack latency of every acked write (µs, power-of-two buckets): what a
+    /// publisher waits, queueing included.
+    pub ack_us_hist: [AtomicU64; 24],
+    pub ack_us_sum: AtomicU64,
     pub last_batch_size: AtomicU64,
 }
 
@@ -451,9 +457,11 @@ impl Writer {
         // Ops move out of the slots; acks and permits are kept until after COMMIT.
         let mut acks = Vec::with_capacity(n);
         let mut permits = Vec::with_capacity(n);
+        let mut queued_at = Vec::with_capacity(n);
         let mut fatal: Option<StoreError> = None;
         for slot in batch.items {
             permits.push(slot.permit);
+            queued_at.push(slot.at);
             let (op, ack) = match slot.item {
                 WriterMsg::Op { op, ack } => (Some(op), ack),
                 WriterMsg::Flush { ack } | WriterMsg::Shutdown { ack } => (None, ack),
@@ -492,9 +500,15 @@ impl Writer {
                     // User SQL may have changed the schema: re-prepare from now on.
                     self.conn.clear_cache();
                 }
-                for (ack, r) in acks.into_iter().zip(results) {
+                self.stats.commit_us_sum.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+                let mut ack_sum = 0u64;
+                for ((ack, r), at) in acks.into_iter().zip(results).zip(queued_at) {
                     let _ = ack.send(r);
+                    let us = at.elapsed().as_micros() as u64;
+                    ack_sum += us;
+                    self.stats.ack_us_hist[bucket(us, 24)].fetch_add(1, Ordering::Relaxed);
                 }
+                self.stats.ack_us_sum.fetch_add(ack_sum, Ordering::Relaxed);
                 drop(permits);
                 if !log.changes.is_empty() || raw_sql {
                     let _ = self.events.send(Arc::new(CommitEvent {

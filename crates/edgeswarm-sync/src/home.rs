@@ -3,10 +3,10 @@
 //! that log raw-SQL writes to replicated tables.
 
 use crate::error::{Result, SyncError};
-use crate::row::{quote, Conflict, Registry, RowVersion, TableSpec};
+use crate::row::{quote, Conflict, Registry, RowVersion, TableSpec, KEY_SEP};
 use edgeswarm_core::Hlc;
 use edgeswarm_store::{Reader, SqlValue, StoreError, TxCtx};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Built-in replicated tables whose rows never change after insert.
@@ -37,50 +37,84 @@ pub struct ReadBatch {
     pub change_millis: Vec<u64>,
 }
 
-/// Reads `_changes` entries in `(from, to]` and the current version of each row.
+/// Reads the current version of every row changed in `_changes` range `(from, to]`,
+/// with one query per table (keys joined against the log range), plus the commit
+/// time of each version for lag statistics.
 pub fn read_batch(r: &mut Reader, reg: &Registry, from: i64, to: i64) -> Result<ReadBatch> {
-    let sql = if reg.use_change_rows_view() {
+    let src = if reg.use_change_rows_view() {
         // One row per changed row, whether logged per row or as an append-only range.
-        "SELECT tbl, row_id, hlc FROM _change_rows WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+        "_change_rows"
     } else {
-        "SELECT tbl, row_id, hlc FROM _changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+        "_changes"
     };
-    let ch = r.query(sql, vec![from.into(), to.into()])?;
     let mut out = ReadBatch::default();
-    let mut seen: HashMap<(String, String), ()> = HashMap::new();
-    let mut keys = Vec::new();
-    for row in &ch.rows {
-        let (Some(t), Some(id)) = (row[0].as_str(), row[1].as_str()) else {
-            continue;
+    for spec in reg.all() {
+        let t = quote(&spec.name);
+        let cols = spec
+            .columns
+            .iter()
+            .map(|c| format!("{t}.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let keys = format!("SELECT DISTINCT row_id FROM {src} WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3");
+        let sql = match spec.pk.len() {
+            1 => format!("SELECT {cols} FROM {t} WHERE {} IN ({keys})", quote(&spec.pk[0])),
+            2 => format!(
+                "SELECT {cols} FROM ({keys}) AS c JOIN {t} ON {t}.{} = substr(c.row_id, 1, instr(c.row_id, char(31)) - 1) \
+                 AND {t}.{} = substr(c.row_id, instr(c.row_id, char(31)) + 1)",
+                quote(&spec.pk[0]),
+                quote(&spec.pk[1])
+            ),
+            _ => {
+                read_by_point_lookups(r, &spec, src, from, to, &mut out)?;
+                continue;
+            }
         };
-        if let Some(h) = row[2].as_i64() {
-            out.change_millis.push(Hlc::from_i64(h).millis());
-        }
-        if seen.insert((t.to_string(), id.to_string()), ()).is_none() {
-            keys.push((t.to_string(), id.to_string()));
-        }
-    }
-    let mut sqls: HashMap<String, (Arc<TableSpec>, String)> = HashMap::new();
-    for (t, id) in keys {
-        let Some(spec) = reg.get(&t) else { continue };
-        let (spec, sql) = sqls
-            .entry(t.clone())
-            .or_insert_with(|| {
-                let s = spec.select_by_pk();
-                (spec, s)
-            })
-            .clone();
-        let Some(params) = spec.pk_params(&id) else {
-            continue;
-        };
-        let res = r.query(&sql, params)?;
-        if let Some(vals) = res.rows.into_iter().next() {
+        let res = r.query(&sql, vec![from.into(), to.into(), spec.name.to_string().into()])?;
+        for vals in res.rows {
+            let id = row_id_of(&spec, &vals);
             if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals) {
+                out.change_millis.push(Hlc::from_i64(v.hlc).millis());
                 out.rows.push(v);
             }
         }
     }
     Ok(out)
+}
+
+/// The `_changes.row_id` of a full row.
+fn row_id_of(spec: &TableSpec, vals: &[SqlValue]) -> String {
+    spec.pk
+        .iter()
+        .filter_map(|c| spec.col(c).and_then(|i| vals.get(i)))
+        .map(|v| match v {
+            SqlValue::Text(s) => s.clone(),
+            SqlValue::Integer(i) => i.to_string(),
+            SqlValue::Real(f) => f.to_string(),
+            SqlValue::Null => String::new(),
+            SqlValue::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(&KEY_SEP.to_string())
+}
+
+fn read_by_point_lookups(r: &mut Reader, spec: &Arc<TableSpec>, src: &str, from: i64, to: i64, out: &mut ReadBatch) -> Result<()> {
+    let ids = r.query(
+        &format!("SELECT DISTINCT row_id FROM {src} WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3"),
+        vec![from.into(), to.into(), spec.name.to_string().into()],
+    )?;
+    let sql = spec.select_by_pk();
+    for row in ids.rows {
+        let Some(id) = row[0].as_str().map(str::to_string) else { continue };
+        let Some(params) = spec.pk_params(&id) else { continue };
+        if let Some(vals) = r.query(&sql, params)?.rows.into_iter().next() {
+            if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals) {
+                out.change_millis.push(Hlc::from_i64(v.hlc).millis());
+                out.rows.push(v);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What applying pulled versions did.

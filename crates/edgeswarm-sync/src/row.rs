@@ -98,6 +98,29 @@ impl TableSpec {
         self.upsert_inner(true)
     }
 
+    /// Multi-row LWW upsert of `n` full rows (`?1..?(n*cols)`).
+    pub fn upsert_lww_rows(&self, n: usize) -> String {
+        let w = self.columns.len();
+        let values = (0..n)
+            .map(|r| format!("({})", (1..=w).map(|i| format!("?{}", r * w + i)).collect::<Vec<_>>().join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let t = quote(&self.name);
+        let pk = self.pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let set = self
+            .columns
+            .iter()
+            .filter(|c| !self.pk.contains(c))
+            .map(|c| format!("{0} = excluded.{0}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {t} ({}) VALUES {values} ON CONFLICT({pk}) DO UPDATE SET {set} \
+             WHERE (excluded.hlc, excluded.origin) > ({t}.hlc, {t}.origin)",
+            self.col_list()
+        )
+    }
+
     fn upsert_inner(&self, lww: bool) -> String {
         let t = quote(&self.name);
         let params = (1..=self.columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
@@ -162,11 +185,6 @@ pub fn quote(id: &str) -> String {
 /// Region-side log table: every version a region accepted, in acceptance order. Pulls
 /// read it after a cursor.
 pub const REGION_LOG_DDL: &str = "CREATE TABLE IF NOT EXISTS _region_log (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row_id TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, pusher TEXT NOT NULL, data TEXT NOT NULL)";
-
-/// Appends a log entry only if the statement before it changed a row (the version was
-/// new to the region); duplicates and losing versions leave no trace.
-pub const REGION_LOG_APPEND: &str =
-    "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE changes() > 0";
 
 /// Reads log entries after a cursor; data is omitted for entries pushed by the reader
 /// (it has them), so the cursor still moves past them cheaply.

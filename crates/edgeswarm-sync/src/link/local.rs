@@ -5,7 +5,7 @@
 //! bounded, named channel; the async side only sleeps (tokio time, so tests may pause
 //! it) and waits for replies.
 
-use super::{LogEntry, PushAck, PushBatch, RegionLink};
+use super::{LogEntry, PushAck, PushBatch, RegionLink, RegionStmt};
 use crate::config::LinkProfile;
 use crate::error::{Result, SyncError};
 use crate::row::{TableSpec, REGION_LOG_DDL, REGION_LOG_PULL};
@@ -68,7 +68,7 @@ impl RegionDb {
     }
 
     /// Runs statements in one transaction; returns rows changed by log appends.
-    fn apply(&mut self, stmts: &[(Arc<str>, Vec<SqlValue>)]) -> Result<usize> {
+    fn apply(&mut self, stmts: &[RegionStmt]) -> Result<usize> {
         let region = self.region.clone();
         let c = self.get()?;
         let err = |e: StoreError| SyncError::RegionSql {
@@ -78,9 +78,10 @@ impl RegionDb {
         c.batch("BEGIN IMMEDIATE").map_err(err)?;
         let mut logged = 0usize;
         let run = (|| {
-            for (sql, params) in stmts {
-                let n = c.execute(sql, conn::params(params.clone()))?;
-                if sql.starts_with("INSERT INTO _region_log") {
+            for st in stmts {
+                // Cached by text: full chunks repeat the same SQL batch after batch.
+                let n = c.execute(&st.sql, conn::params(st.params.clone()))?;
+                if st.counts_applied {
                     logged += n as usize;
                 }
             }

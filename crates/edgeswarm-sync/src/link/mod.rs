@@ -20,7 +20,7 @@ pub use hrana::HranaLink;
 pub use local::LocalLink;
 
 use crate::error::Result;
-use crate::row::{RowVersion, TableSpec, REGION_LOG_APPEND};
+use crate::row::{quote, RowVersion, TableSpec};
 use async_trait::async_trait;
 use edgeswarm_store::{QueryResult, SqlValue};
 use std::collections::HashMap;
@@ -60,31 +60,92 @@ impl PushBatch {
     }
 
     /// The statements that apply this batch on a region, in order (to run inside one
-    /// transaction). Each row is an LWW upsert followed by a conditional log append.
-    pub fn statements(&self) -> Vec<(Arc<str>, Vec<SqlValue>)> {
-        let mut upserts: HashMap<&str, Arc<str>> = HashMap::new();
-        let append: Arc<str> = REGION_LOG_APPEND.into();
-        let mut out = Vec::with_capacity(self.rows.len() * 2);
+    /// transaction). Rows are grouped by table and chunked (bounded bind parameters);
+    /// each chunk is two statements: a log append of the versions that will win
+    /// (checked against the region's rows *before* the upsert, so a redelivered or
+    /// losing version is not logged again), then a multi-row LWW upsert.
+    pub fn statements(&self) -> Vec<RegionStmt> {
+        let mut by_table: Vec<(&Arc<TableSpec>, Vec<&RowVersion>)> = Vec::new();
         for r in &self.rows {
             let Some(spec) = self.tables.get(&r.tbl) else {
                 continue;
             };
-            let sql = upserts.entry(&spec.name).or_insert_with(|| spec.upsert_lww().into()).clone();
-            out.push((sql, r.values.clone()));
-            out.push((
-                append.clone(),
-                vec![
-                    SqlValue::Text(r.tbl.to_string()),
-                    SqlValue::Text(r.row_id.clone()),
-                    SqlValue::Integer(r.hlc),
-                    SqlValue::Text(r.origin.clone()),
-                    SqlValue::Text(self.pusher.clone()),
-                    SqlValue::Text(r.to_json()),
-                ],
-            ));
+            match by_table.iter_mut().find(|(s, _)| s.name == spec.name) {
+                Some((_, v)) => v.push(r),
+                None => by_table.push((spec, vec![r])),
+            }
+        }
+        let mut out = Vec::new();
+        for (spec, rows) in by_table {
+            let per_row = spec.columns.len().max(4 + spec.pk.len());
+            let chunk = (MAX_PARAMS / per_row).clamp(1, 500);
+            let pk_idx: Vec<usize> = spec.pk.iter().filter_map(|c| spec.col(c)).collect();
+            for part in rows.chunks(chunk) {
+                // Log append.
+                let mut params = vec![SqlValue::Text(spec.name.to_string()), SqlValue::Text(self.pusher.clone())];
+                let width = 4 + pk_idx.len();
+                let mut tuples = Vec::with_capacity(part.len());
+                for r in part {
+                    let base = params.len() + 1;
+                    tuples.push(format!(
+                        "({})",
+                        (0..width).map(|i| format!("?{}", base + i)).collect::<Vec<_>>().join(", ")
+                    ));
+                    params.push(SqlValue::Text(r.row_id.clone()));
+                    params.push(SqlValue::Integer(r.hlc));
+                    params.push(SqlValue::Text(r.origin.clone()));
+                    params.push(SqlValue::Text(r.to_json()));
+                    for &i in &pk_idx {
+                        params.push(r.values[i].clone());
+                    }
+                }
+                let t = quote(&spec.name);
+                let key_match = spec
+                    .pk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{t}.{} = v.column{}", quote(c), 5 + i))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let log_sql = format!(
+                    "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) \
+                     SELECT ?1, v.column1, v.column2, v.column3, ?2, v.column4 FROM (VALUES {}) AS v \
+                     WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {key_match} AND ({t}.hlc, {t}.origin) >= (v.column2, v.column3))",
+                    tuples.join(", ")
+                );
+                out.push(RegionStmt {
+                    sql: log_sql.into(),
+                    params,
+                    counts_applied: true,
+                });
+                // Upsert.
+                let mut params = Vec::with_capacity(part.len() * spec.columns.len());
+                for r in part {
+                    params.extend(r.values.iter().cloned());
+                }
+                out.push(RegionStmt {
+                    sql: spec.upsert_lww_rows(part.len()).into(),
+                    params,
+                    counts_applied: false,
+                });
+            }
         }
         out
     }
+}
+
+/// Bound parameters per statement we stay under (SQLite's default limit is 32,766).
+const MAX_PARAMS: usize = 30_000;
+
+/// One statement of a region batch.
+#[derive(Debug, Clone)]
+pub struct RegionStmt {
+    /// SQL text.
+    pub sql: Arc<str>,
+    /// Parameters (numbered `?N`).
+    pub params: Vec<SqlValue>,
+    /// Rows it changes are versions new to the region (the log append).
+    pub counts_applied: bool,
 }
 
 /// What a region said about a pushed batch.
