@@ -426,6 +426,7 @@ fn prometheus_endpoint_serves_metrics() {
     for m in [
         "edgeswarm_write_batch_size_bucket{le=\"1\"}",
         "edgeswarm_commit_latency_seconds_count",
+        "edgeswarm_ack_latency_seconds_count",
         "edgeswarm_write_queue_depth",
         "edgeswarm_writer_restarts_total",
         "edgeswarm_region_lag_rows{region=\"us-west-2\"} 5",

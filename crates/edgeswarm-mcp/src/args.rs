@@ -157,7 +157,7 @@ pub struct SearchKnowledgeArgs {
     /// Most hits to return, 1..=100. Default 10.
     #[serde(default)]
     pub limit: Option<u32>,
-    /// "lexical" (default), "vector" or "hybrid".
+    /// "lexical", "vector" or "hybrid". Default: hybrid (lexical when no embedder is set).
     #[serde(default)]
     pub mode: Option<SearchMode>,
     /// Only entries of this category.

@@ -202,17 +202,31 @@ impl EdgeswarmMcp {
 
     /// The one place search is dispatched; the richer search actor plugs in here.
     async fn run_search(&self, a: &SearchKnowledgeArgs, limit: usize) -> Result<(Vec<Value>, &'static str, Option<String>), ErrorData> {
-        let mode = a.mode.unwrap_or_default();
-        let note = (mode != SearchMode::Lexical).then(|| {
-            format!(
-                "mode `{}` is not available in this build yet; ranked lexically (BM25) instead",
-                mode.as_str()
-            )
-        });
-        let filtered = a.category.is_some() || a.region.is_some() || a.tags.as_ref().is_some_and(|t| !t.is_empty());
-        let fetch = if filtered { MAX_SEARCH_LIMIT as usize } else { limit };
-        let hits = self.shared.swarm.search_knowledge(&a.query, fetch).await.map_err(errors::swarm)?;
-        let ids = Value::Array(hits.iter().map(|h| json!(h.id)).collect()).to_string();
+        use edgeswarm::{Filters, Mode, SearchRequest};
+        let filters = Filters {
+            category: a.category.clone(),
+            tags_all: a.tags.clone().unwrap_or_default(),
+            region: a.region.clone(),
+            ..Default::default()
+        };
+        let mut req = SearchRequest::new(a.query.clone()).filters(filters).limit(limit as i64);
+        if let Some(m) = a.mode {
+            req = req.mode(match m {
+                SearchMode::Lexical => Mode::Lexical,
+                SearchMode::Vector => Mode::Vector,
+                SearchMode::Hybrid => Mode::Hybrid,
+            });
+        }
+        let resp = self.shared.swarm.search_with(req).await.map_err(errors::swarm)?;
+        let mode_used = match resp.mode {
+            Mode::Lexical => "lexical",
+            Mode::Vector => "vector",
+            Mode::Hybrid => "hybrid",
+        };
+        let mut notes: Vec<String> = resp.fallback_reason.iter().cloned().collect();
+        notes.extend(resp.notes.iter().cloned());
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
+        let ids = Value::Array(resp.hits.iter().map(|h| json!(h.id)).collect()).to_string();
         let rows = self
             .read(
                 "SELECT id, content, tags, metadata, region, created_at FROM knowledge WHERE id IN (SELECT value FROM json_each(?1))",
@@ -221,28 +235,18 @@ impl EdgeswarmMcp {
             .await?;
         let by_id: std::collections::HashMap<&str, &Vec<SqlValue>> = rows.rows.iter().filter_map(|r| Some((r[0].as_str()?, r))).collect();
         let mut out = Vec::new();
-        for h in hits {
+        for h in resp.hits {
             let Some(r) = by_id.get(h.id.as_str()) else { continue };
             let tags: Vec<String> = r[2].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            let region = r[4].as_str().map(str::to_string);
-            if a.category.as_deref().is_some_and(|c| c != h.category)
-                || a.region.as_deref().is_some_and(|want| region.as_deref() != Some(want))
-                || a.tags.as_ref().is_some_and(|want| !want.iter().all(|t| tags.contains(t)))
-            {
-                continue;
-            }
             let (content, cut) = clip(r[1].as_str().unwrap_or_default(), HIT_CONTENT_BYTES);
             out.push(json!({
                 "id": h.id, "category": h.category, "topic": h.topic, "snippet": h.snippet, "score": h.score,
                 "content": content, "content_truncated": cut, "tags": tags,
                 "metadata": r[3].as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()),
-                "region": region, "created_at": r[5].as_i64(),
+                "region": r[4].as_str(), "created_at": r[5].as_i64(),
             }));
-            if out.len() >= limit {
-                break;
-            }
         }
-        Ok((out, "lexical", note))
+        Ok((out, mode_used, note))
     }
 }
 
@@ -518,7 +522,7 @@ impl EdgeswarmMcp {
     }
 
     #[tool(
-        description = "Search the knowledge base. Any text works as `query` (words are matched, best first, with a highlighted snippet). Optional filters: category, tags (all must match), region. `mode` is lexical (default), vector or hybrid; the result says which mode ranked it.",
+        description = "Search the knowledge base. Any text works as `query` (words are matched, best first, with a highlighted snippet). Optional filters: category, tags (all must match), region. `mode` is lexical, vector or hybrid (default: hybrid, BM25 fused with embedding similarity); the result says which mode ranked it (`mode_used`) and why if it fell back.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search_knowledge(&self, Parameters(a): Parameters<SearchKnowledgeArgs>) -> ToolResult {
@@ -529,7 +533,7 @@ impl EdgeswarmMcp {
         let (hits, mode_used, note) = self.run_search(&a, limit).await?;
         ok(json!({
             "query": a.query,
-            "mode": a.mode.unwrap_or_default().as_str(),
+            "mode": a.mode.map(|m| m.as_str()).unwrap_or("default"),
             "mode_used": mode_used,
             "note": note,
             "count": hits.len(),

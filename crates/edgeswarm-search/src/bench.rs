@@ -238,6 +238,31 @@ async fn measure(search: &Search, queries: Vec<String>, threads: usize) -> Resul
     Ok((all.len() as f64 / secs, all))
 }
 
+/// Round-trip latency (ms, p50) of an empty read-pool job and of an actor status call,
+/// from a client thread: the fixed cost every query pays before any SQL runs.
+async fn overhead(search: &Search, n: usize) -> Result<(f64, f64)> {
+    let (h, s) = (tokio::runtime::Handle::current(), search.clone());
+    let j = std::thread::spawn(move || -> Result<(Vec<f64>, Vec<f64>)> {
+        let mut read = Vec::with_capacity(n);
+        let mut actor = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            h.block_on(s.store().read(|_| Ok(())))?;
+            read.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            h.block_on(s.status())?;
+            actor.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok((read, actor))
+    });
+    let (mut read, mut actor) = tokio::task::spawn_blocking(move || j.join().map_err(|_| bench_err("overhead thread panicked")))
+        .await
+        .map_err(bench_err)???;
+    read.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    actor.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    Ok((percentile(&read, 0.5), percentile(&actor, 0.5)))
+}
+
 /// The LIKE scan, as the Turso MCP servers run it, from `threads` concurrent tasks.
 async fn measure_like(store: &Store, terms: Vec<String>, threads: usize) -> Result<(f64, f64)> {
     let threads = threads.max(1);
@@ -308,8 +333,19 @@ pub async fn bench(opts: BenchOpts) -> Result<Value> {
     out
 }
 
+/// The 1-minute load average (Linux), recorded so numbers from a shared machine can be read
+/// in context.
+fn loadavg() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()))
+        .map(|x| json!(x))
+        .unwrap_or(Value::Null)
+}
+
 async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
     let total = Instant::now();
+    let load_start = loadavg();
     let corpus = Corpus::new(opts.seed);
     let mut qrng = Rng(opts.seed ^ 0x0051_ee7c_a11e_d5e7);
 
@@ -355,6 +391,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
             let sub: Vec<String> = queries.iter().take(opts.scale_queries).cloned().collect();
             let (ex_qps, ex_lat) = measure(&exhaustive, sub, opts.threads).await?;
             exhaustive.stop();
+            let (read_rt, actor_rt) = overhead(&search, 1000).await?;
             main = Some(json!({
                 "qps": round3(qps),
                 "p50_ms": round3(percentile(&lat, 0.5)),
@@ -365,6 +402,8 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
                 "like_p50_ms": round3(like_p50),
                 "speedup": round3(qps / like_qps.max(1e-9)),
                 "rank_window": crate::actor::DEFAULT_RANK_WINDOW,
+                "read_pool_roundtrip_p50_ms": round3(read_rt),
+                "actor_roundtrip_p50_ms": round3(actor_rt),
                 "exhaustive": {
                     "queries": opts.scale_queries,
                     "qps": round3(ex_qps),
@@ -398,6 +437,11 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
         o.insert("ingest_rows_per_sec_fts_off".into(), json!(round3(fts_off)));
         o.insert("ingest_rows".into(), json!(opts.ingest_rows));
         o.insert("seed".into(), json!(opts.seed));
+        o.insert(
+            "cpus".into(),
+            json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)),
+        );
+        o.insert("loadavg_1m_start_end".into(), json!([load_start, loadavg()]));
         o.insert("targets".into(), json!({"p99_ms_max": 2.0, "speedup_min": 50.0}));
         o.insert("elapsed_s".into(), json!(round3(total.elapsed().as_secs_f64())));
         o.insert(
@@ -408,7 +452,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
                  latency is per query seen by the caller. Corpus: Zipf(s=1) over {VOCAB} synthetic words, topic 3-6 words, content 20-60, 1-3 tags. \
                  Queries: 70% one word, 30% two words, uniform over vocabulary ranks {QUERY_MIN_RANK}..{VOCAB} (the top 100 words act as stop words). \
                  like_qps: `SELECT id, topic, content FROM knowledge WHERE content LIKE '%t%' OR topic LIKE '%t%' LIMIT 10` with the first word of the same queries, \
-                 {} of them (a full scan each), same threads, same data. Ingest: typed Store::enqueue_record, durability=normal, FTS-off = FTS insert trigger dropped.",
+                 {} of them (each a table scan that stops at the 10th match), same threads, same data. Ingest: typed Store::enqueue_record, durability=normal, FTS-off = FTS insert trigger dropped.",
                 opts.like_queries
             )),
         );

@@ -72,7 +72,8 @@ pub fn open_reader(path: &Path) -> Result<(libsql::Database, libsql::Connection)
     .map_err(err)?;
     let conn = db.connect().map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-    run(conn.execute_batch("PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;")).map_err(err)?;
+    run(conn.execute_batch("PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;"))
+        .map_err(err)?;
     Ok((db, conn))
 }
 

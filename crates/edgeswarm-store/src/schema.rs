@@ -12,13 +12,27 @@
 //! `edge_replicas` and `latency_ms` only in `distributed_transactions`.
 
 /// Migrations in order; migration `i` moves `user_version` from `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Tables whose rows replicate, with the SQL expression naming a row in `_changes.row_id`.
 pub const REPLICATED_TABLES: &[&str] = &["agent_metrics", "conversations", "knowledge", "kv"];
+
+/// Migration 2: one AFTER UPDATE trigger for the FTS index. Two triggers on the same
+/// event fire newest-first, so an UPDATE of a live row inserted the new terms before
+/// deleting the old ones and corrupted the index.
+const MIGRATION_2: &str = r#"
+DROP TRIGGER IF EXISTS knowledge_fts_au_old;
+DROP TRIGGER IF EXISTS knowledge_fts_au_new;
+CREATE TRIGGER IF NOT EXISTS knowledge_fts_au AFTER UPDATE ON knowledge BEGIN
+    INSERT INTO knowledge_fts(knowledge_fts, rowid, topic, content, tags)
+        SELECT 'delete', old.rowid, old.topic, old.content, old.tags WHERE old.deleted = 0;
+    INSERT INTO knowledge_fts(rowid, topic, content, tags)
+        SELECT new.rowid, new.topic, new.content, new.tags WHERE new.deleted = 0;
+END;
+"#;
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS _meta (

@@ -500,6 +500,15 @@ impl Writer {
                     // User SQL may have changed the schema: re-prepare from now on.
                     self.conn.clear_cache();
                 }
+                // Subscribers (caches, watches, sync) are told of the commit before any
+                // caller is acked.
+                if !log.changes.is_empty() || raw_sql {
+                    let _ = self.events.send(Arc::new(CommitEvent {
+                        last_seq: log.last_seq,
+                        changes: log.changes,
+                        raw_sql,
+                    }));
+                }
                 self.stats.commit_us_sum.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
                 let mut ack_sum = 0u64;
                 for ((ack, r), at) in acks.into_iter().zip(results).zip(queued_at) {
@@ -510,13 +519,6 @@ impl Writer {
                 }
                 self.stats.ack_us_sum.fetch_add(ack_sum, Ordering::Relaxed);
                 drop(permits);
-                if !log.changes.is_empty() || raw_sql {
-                    let _ = self.events.send(Arc::new(CommitEvent {
-                        last_seq: log.last_seq,
-                        changes: log.changes,
-                        raw_sql,
-                    }));
-                }
             }
             Err(e) => {
                 let _ = self.conn.batch("ROLLBACK");

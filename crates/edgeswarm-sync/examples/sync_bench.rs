@@ -1,6 +1,6 @@
 //! Runs the sync benchmark and prints one JSON line (what `edgeswarm bench sync
 //! --json` prints). `cargo run --release -p edgeswarm-sync --example sync_bench`.
-//! Optional args: rows, lag seconds.
+//! Optional args: rows, lag seconds, lag writes/s.
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,6 +12,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(s) = args.get(1).and_then(|s| s.parse().ok()) {
         opts.lag_secs = s;
+    }
+    if let Some(r) = args.get(2).and_then(|s| s.parse().ok()) {
+        opts.lag_rate = r;
     }
     let v = edgeswarm_sync::bench::bench(opts).await?;
     println!("{v}");

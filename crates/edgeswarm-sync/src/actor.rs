@@ -195,6 +195,7 @@ pub struct SyncState {
     next_send: i64,
     inflight: BTreeMap<i64, (i64, bool)>,
     retry_at: Option<Instant>,
+    last_dispatch: Instant,
     pull_seq: i64,
     pull_inflight: bool,
     next_pull: Instant,
@@ -280,7 +281,15 @@ impl SyncActor {
             st.retry_at = None;
         }
         let home = self.ctx.home_max.load(Ordering::SeqCst);
+        let now = Instant::now();
         while st.inflight.len() < self.ctx.cfg.window.max(1) && st.next_send < home {
+            // Nagle-like: a partial batch waits up to `push_linger` while another batch
+            // is in flight, so a trickle of commits does not become one tiny batch each.
+            let partial = ((home - st.next_send) as usize) < self.ctx.cfg.batch_rows;
+            if partial && !st.inflight.is_empty() && now.duration_since(st.last_dispatch) < self.ctx.cfg.push_linger {
+                break;
+            }
+            st.last_dispatch = now;
             let from = st.next_send;
             let to = home.min(from + self.ctx.cfg.batch_rows.max(1) as i64);
             st.next_send = to;
@@ -295,35 +304,35 @@ impl SyncActor {
         tokio::spawn(
             async move {
                 let reg = c.registry.clone();
+                let txid = edgeswarm_core::new_id();
+                let (id, pusher) = (txid.clone(), c.origin.clone());
+                // Read the rows and build the region statements on a reader thread.
                 let read = c
                     .store
                     .read(move |r| {
-                        home::read_batch(r, &reg, from, to).map_err(|e| match e {
+                        let b = home::read_batch(r, &reg, from, to).map_err(|e| match e {
                             SyncError::Store(s) => s,
                             other => edgeswarm_store::StoreError::Sql(other.to_string()),
-                        })
-                    })
-                    .await;
-                let txid = edgeswarm_core::new_id();
-                let (rows, change_millis, result) = match read {
-                    Err(e) => (0, vec![], Err(tx_err(e))),
-                    Ok(b) if b.rows.is_empty() => (0, b.change_millis, Ok(Duration::ZERO)),
-                    Ok(b) => {
+                        })?;
+                        if b.rows.is_empty() {
+                            return Ok((None, b.change_millis));
+                        }
                         let tables = b
                             .rows
                             .iter()
-                            .filter_map(|r| c.registry.get(&r.tbl).map(|s| (r.tbl.clone(), s)))
+                            .filter_map(|r| reg.get(&r.tbl).map(|s| (r.tbl.clone(), s)))
                             .collect::<HashMap<_, _>>();
-                        let n = b.rows.len();
-                        let batch = PushBatch {
-                            id: txid.clone(),
-                            pusher: c.origin.clone(),
-                            rows: b.rows,
-                            tables,
-                        };
+                        Ok((Some(PushBatch::new(id, pusher, b.rows, tables)), b.change_millis))
+                    })
+                    .await;
+                let (rows, change_millis, result) = match read {
+                    Err(e) => (0, vec![], Err(tx_err(e))),
+                    Ok((None, millis)) => (0, millis, Ok(Duration::ZERO)),
+                    Ok((Some(batch), millis)) => {
+                        let n = batch.rows.len();
                         let t0 = Instant::now();
                         let r = c.link.push(&batch).await.map(|_| t0.elapsed());
-                        (n, b.change_millis, r)
+                        (n, millis, r)
                     }
                 };
                 let _ = me.cast(SyncMsg::PushDone {
@@ -494,6 +503,7 @@ impl Actor for SyncActor {
             next_send: push_seq,
             inflight: BTreeMap::new(),
             retry_at: None,
+            last_dispatch: now,
             pull_seq,
             pull_inflight: false,
             next_pull: now,

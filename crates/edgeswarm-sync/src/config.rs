@@ -97,6 +97,10 @@ pub struct SyncConfig {
     /// 32. Batches may land out of order; LWW makes that harmless and the cursor only
     /// advances over the contiguous acked prefix.
     pub window: usize,
+    /// How long a partial batch may wait for more changes while another batch to the
+    /// same region is in flight. Default 10 ms: bounds batches per second per region
+    /// under a trickle of commits at the cost of at most this much extra lag.
+    pub push_linger: Duration,
     /// How often each actor pulls the region's log. Default 100 ms.
     pub pull_interval: Duration,
     /// Max log entries per pull. Default 2,000.
@@ -107,7 +111,8 @@ pub struct SyncConfig {
     pub max_probe_backoff: Duration,
     /// Consecutive failures that turn a region from degraded to down. Default 3.
     pub down_after: u32,
-    /// The actor's timer tick; due pulls, probes and retries are checked on it. Default 20 ms.
+    /// The actor's timer tick; due pulls, probes, lingering batches and retries are
+    /// checked on it. Default 5 ms.
     pub tick: Duration,
     /// How often `edge_replicas` is rewritten with fresh health and lag. Default 500 ms.
     pub status_interval: Duration,
@@ -135,12 +140,13 @@ impl Default for SyncConfig {
         SyncConfig {
             batch_rows: 2000,
             window: 32,
+            push_linger: Duration::from_millis(10),
             pull_interval: Duration::from_millis(100),
             pull_rows: 2000,
             probe_interval: Duration::from_millis(500),
             max_probe_backoff: Duration::from_secs(4),
             down_after: 3,
-            tick: Duration::from_millis(20),
+            tick: Duration::from_millis(5),
             status_interval: Duration::from_millis(500),
             request_timeout: Duration::from_secs(10),
             http_attempts: 3,

@@ -41,13 +41,13 @@ pub struct ReadBatch {
 /// with one query per table (keys joined against the log range), plus the commit
 /// time of each version for lag statistics.
 pub fn read_batch(r: &mut Reader, reg: &Registry, from: i64, to: i64) -> Result<ReadBatch> {
-    let src = if reg.use_change_rows_view() {
-        // One row per changed row, whether logged per row or as an append-only range.
-        "_change_rows"
-    } else {
-        "_changes"
-    };
+    // Per-row entries: keys in `_changes.row_id`. Append-only rowid-range entries (the
+    // store logs one per batch: `rowid_lo..=rowid_hi`) are read with an explicit
+    // range join (CROSS JOIN keeps `_changes` as the outer loop; the store's
+    // `_change_rows` view lets the planner scan the whole table instead).
+    let keys = "SELECT row_id FROM _changes WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3";
     let mut out = ReadBatch::default();
+    let mut seen: HashSet<(Arc<str>, String)> = HashSet::new();
     for spec in reg.all() {
         let t = quote(&spec.name);
         let cols = spec
@@ -56,26 +56,34 @@ pub fn read_batch(r: &mut Reader, reg: &Registry, from: i64, to: i64) -> Result<
             .map(|c| format!("{t}.{}", quote(c)))
             .collect::<Vec<_>>()
             .join(", ");
-        let keys = format!("SELECT DISTINCT row_id FROM {src} WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3");
-        let sql = match spec.pk.len() {
-            1 => format!("SELECT {cols} FROM {t} WHERE {} IN ({keys})", quote(&spec.pk[0])),
-            2 => format!(
-                "SELECT {cols} FROM ({keys}) AS c JOIN {t} ON {t}.{} = substr(c.row_id, 1, instr(c.row_id, char(31)) - 1) \
+        let mut queries = Vec::new();
+        match spec.pk.len() {
+            1 => queries.push(format!("SELECT {cols} FROM {t} WHERE {} IN ({keys})", quote(&spec.pk[0]))),
+            2 => queries.push(format!(
+                "SELECT {cols} FROM ({keys}) AS c CROSS JOIN {t} WHERE {t}.{} = substr(c.row_id, 1, instr(c.row_id, char(31)) - 1) \
                  AND {t}.{} = substr(c.row_id, instr(c.row_id, char(31)) + 1)",
                 quote(&spec.pk[0]),
                 quote(&spec.pk[1])
-            ),
-            _ => {
-                read_by_point_lookups(r, &spec, src, from, to, &mut out)?;
-                continue;
-            }
-        };
-        let res = r.query(&sql, vec![from.into(), to.into(), spec.name.to_string().into()])?;
-        for vals in res.rows {
-            let id = row_id_of(&spec, &vals);
-            if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals) {
-                out.change_millis.push(Hlc::from_i64(v.hlc).millis());
-                out.rows.push(v);
+            )),
+            _ => read_by_point_lookups(r, &spec, from, to, &mut out, &mut seen)?,
+        }
+        if reg.change_ranges() && spec.append_only {
+            queries.push(format!(
+                "SELECT {cols} FROM (SELECT rowid_lo, rowid_hi FROM _changes WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3 AND rowid_lo IS NOT NULL) AS c \
+                 CROSS JOIN {t} WHERE {t}.rowid BETWEEN c.rowid_lo AND c.rowid_hi"
+            ));
+        }
+        for sql in queries {
+            let res = r.query(&sql, vec![from.into(), to.into(), spec.name.to_string().into()])?;
+            for vals in res.rows {
+                let id = row_id_of(&spec, &vals);
+                if !seen.insert((spec.name.clone(), id.clone())) {
+                    continue;
+                }
+                if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals) {
+                    out.change_millis.push(Hlc::from_i64(v.hlc).millis());
+                    out.rows.push(v);
+                }
             }
         }
     }
@@ -98,15 +106,25 @@ fn row_id_of(spec: &TableSpec, vals: &[SqlValue]) -> String {
         .join(&KEY_SEP.to_string())
 }
 
-fn read_by_point_lookups(r: &mut Reader, spec: &Arc<TableSpec>, src: &str, from: i64, to: i64, out: &mut ReadBatch) -> Result<()> {
+fn read_by_point_lookups(
+    r: &mut Reader,
+    spec: &Arc<TableSpec>,
+    from: i64,
+    to: i64,
+    out: &mut ReadBatch,
+    seen: &mut HashSet<(Arc<str>, String)>,
+) -> Result<()> {
     let ids = r.query(
-        &format!("SELECT DISTINCT row_id FROM {src} WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3"),
+        "SELECT DISTINCT row_id FROM _changes WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3",
         vec![from.into(), to.into(), spec.name.to_string().into()],
     )?;
     let sql = spec.select_by_pk();
     for row in ids.rows {
         let Some(id) = row[0].as_str().map(str::to_string) else { continue };
         let Some(params) = spec.pk_params(&id) else { continue };
+        if !seen.insert((spec.name.clone(), id.clone())) {
+            continue;
+        }
         if let Some(vals) = r.query(&sql, params)?.rows.into_iter().next() {
             if let Some(v) = RowVersion::from_row(spec.name.clone(), id, spec.columns.clone(), vals) {
                 out.change_millis.push(Hlc::from_i64(v.hlc).millis());

@@ -350,13 +350,12 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Read the change log through the store's `_change_rows` view (which expands
-    /// append-only rowid-range entries into one row per changed row).
-    pub fn set_use_change_rows_view(&self, on: bool) {
+    /// The store logs append-only inserts as rowid ranges (`_changes.rowid_lo/hi`).
+    pub fn set_change_ranges(&self, on: bool) {
         self.use_view.store(on, std::sync::atomic::Ordering::SeqCst);
     }
-    /// See [`Registry::set_use_change_rows_view`].
-    pub fn use_change_rows_view(&self) -> bool {
+    /// See [`Registry::set_change_ranges`].
+    pub fn change_ranges(&self) -> bool {
         self.use_view.load(std::sync::atomic::Ordering::SeqCst)
     }
     /// Adds or replaces a table.

@@ -95,8 +95,11 @@ fn required(level: WriteConsistency, n: usize) -> usize {
     }
 }
 
+/// A region's link and, for simulated links, its partition switch.
+pub type OpenedLink = (Arc<dyn RegionLink>, Option<Arc<AtomicBool>>);
+
 /// Opens the link a region config names.
-pub fn open_link(r: &RegionConfig, cfg: &SyncConfig) -> Result<(Arc<dyn RegionLink>, Option<Arc<AtomicBool>>)> {
+pub fn open_link(r: &RegionConfig, cfg: &SyncConfig) -> Result<OpenedLink> {
     if let Some(path) = r.url.strip_prefix("file:") {
         let mut profile = cfg.local_profile.clone();
         profile.latency = Duration::from_millis(r.latency_ms);
@@ -121,16 +124,13 @@ impl SyncSystem {
             links.push(open_link(r, &cfg)?);
         }
         let registry = Arc::new(Registry::default());
-        let has_view = store
+        let has_ranges = store
             .read(|r| {
-                let q = r.query(
-                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'view' AND name = '_change_rows'",
-                    vec![],
-                )?;
+                let q = r.query("SELECT COUNT(*) FROM pragma_table_info('_changes') WHERE name = 'rowid_lo'", vec![])?;
                 Ok(q.rows[0][0].as_i64().unwrap_or(0) > 0)
             })
             .await?;
-        registry.set_use_change_rows_view(has_view);
+        registry.set_change_ranges(has_ranges);
         // Built-in tables, then user tables registered earlier.
         let user: Vec<String> = store
             .read(|r| {

@@ -20,6 +20,9 @@ async fn two_nodes_converge_through_shared_regions() {
         a.publish(Knowledge::new("c", "t1", "hello from a")).await.unwrap();
         a.publish(Metric::new("ag", "task", 1.0, 5)).await.unwrap();
         b.kv_set("ns", "k", serde_json::json!(1), None).await.unwrap();
+        // Two nodes' stamps in the same millisecond tie-break on origin, so make a's
+        // write later in wall time for the "later write wins" check below.
+        tokio::time::sleep(Duration::from_millis(5)).await;
         a.kv_set("ns", "k", serde_json::json!(2), None).await.unwrap();
         // The seed's raw insert replicates too.
         a.execute_sql(
@@ -38,6 +41,12 @@ async fn two_nodes_converge_through_shared_regions() {
         assert_eq!(km.rows, 2);
         let kv = b.kv_get("ns", "k").await.unwrap().unwrap();
         assert_eq!(kv.value, serde_json::json!(2), "later write wins");
+        let ka = a.kv_get("ns", "k").await.unwrap().unwrap();
+        assert_eq!(ka.value, kv.value);
+        // The loser was recorded as a conflict at the node that saw it lose.
+        let c = a.read_sql("SELECT COUNT(*) FROM conflicts WHERE tbl = 'kv'", vec![]).await.unwrap();
+        let c2 = b.read_sql("SELECT COUNT(*) FROM conflicts WHERE tbl = 'kv'", vec![]).await.unwrap();
+        assert!(c.rows[0][0].as_i64().unwrap() + c2.rows[0][0].as_i64().unwrap() >= 1);
 
         // Nearest read goes to the lower-latency region.
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -6,6 +6,8 @@ use edgeswarm_store::StoreError;
 pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Search(#[from] edgeswarm_search::SearchError),
     #[error("no agent with id `{0}`; spawn it first or check the id (swarm.agents() lists them)")]
     UnknownAgent(String),
     #[error("an agent with id `{0}` already exists; ids are unique within a swarm")]

@@ -40,6 +40,9 @@ pub use ctx::AgentCtx;
 pub use edgeswarm_core::{
     self as core, BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, StoreConfig, WriteConsistency,
 };
+pub use edgeswarm_search::{
+    self as search, Embedder, Filters, HashEmbedder, Mode, SearchConfig, SearchHit, SearchRequest, SearchResponse, SharedEmbedder,
+};
 pub use edgeswarm_store::{self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError};
 pub use error::{Error, Result};
 pub use memory::{KvChange, KvWatch, Page};

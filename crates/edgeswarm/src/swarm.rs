@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::memory::{watch_loop, KvWatch, Page, Watcher};
 use dashmap::DashMap;
 use edgeswarm_core::{BatchConfig, Durability, Knowledge, Limits, Message, StoreConfig};
+use edgeswarm_search::{HashEmbedder, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder};
 use edgeswarm_store::{SqlValue, Store};
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use serde::Serialize;
@@ -19,12 +20,27 @@ use std::time::Duration;
 use tokio::sync::{broadcast, RwLock, Semaphore};
 
 /// Builds a swarm. Every setting has a documented default.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SwarmBuilder {
     store: StoreConfig,
     agent_defaults: AgentOptions,
     /// How often expired kv entries are deleted for good. Default 1 s.
     kv_sweep_interval: Duration,
+    /// The search actor's settings. Default: the deterministic `HashEmbedder` (256
+    /// dims, no download), so vector and hybrid search work out of the box.
+    search: SearchConfig,
+}
+
+/// Prints a `SearchConfig` (which holds a trait object) by its embedder id.
+struct SearchConfigDebug<'a>(&'a SearchConfig);
+
+impl std::fmt::Debug for SearchConfigDebug<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchConfig")
+            .field("embedder", &self.0.embedder.as_ref().map(|e| e.id().to_string()))
+            .field("cache_capacity", &self.0.cache_capacity)
+            .finish()
+    }
 }
 
 impl Default for SwarmBuilder {
@@ -33,11 +49,33 @@ impl Default for SwarmBuilder {
             store: StoreConfig::default(),
             agent_defaults: AgentOptions::default(),
             kv_sweep_interval: Duration::from_secs(1),
+            search: SearchConfig::new().embedder(Arc::new(HashEmbedder::new(256))),
         }
     }
 }
 
+impl std::fmt::Debug for SwarmBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmBuilder")
+            .field("store", &self.store)
+            .field("agent_defaults", &self.agent_defaults)
+            .field("kv_sweep_interval", &self.kv_sweep_interval)
+            .field("search", &SearchConfigDebug(&self.search))
+            .finish()
+    }
+}
+
 impl SwarmBuilder {
+    /// The search actor's settings (cache size, embedder, rank window).
+    pub fn search_config(mut self, c: SearchConfig) -> Self {
+        self.search = c;
+        self
+    }
+    /// The embedder for vector and hybrid search (`None`: lexical only).
+    pub fn embedder(mut self, e: Option<SharedEmbedder>) -> Self {
+        self.search.embedder = e;
+        self
+    }
     /// The home libSQL file. Default `./edgeswarm.db`.
     pub fn path(mut self, p: impl Into<PathBuf>) -> Self {
         self.store.path = p.into();
@@ -81,9 +119,17 @@ impl SwarmBuilder {
     /// Opens the home file and starts the runtime.
     pub async fn start(self) -> Result<Swarm> {
         let store = Store::open(self.store.clone()).await?;
+        let search = match Search::start(store.clone(), self.search.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = store.shutdown().await;
+                return Err(e.into());
+            }
+        };
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new_cyclic(|_| SwarmInner {
             store,
+            search,
             agents: DashMap::new(),
             by_actor: DashMap::new(),
             watchers: Arc::new(DashMap::new()),
@@ -126,6 +172,7 @@ impl SwarmBuilder {
 
 pub(crate) struct SwarmInner {
     pub store: Store,
+    pub search: Search,
     pub agents: DashMap<String, Arc<AgentEntry>>,
     pub by_actor: DashMap<ActorId, String>,
     pub watchers: Arc<DashMap<u64, Watcher>>,
@@ -455,50 +502,42 @@ impl Swarm {
         Ok(Page { items, next_cursor })
     }
 
-    /// Adds a knowledge entry; returns its id once committed.
+    /// Adds a knowledge entry; returns its id once committed. The same content
+    /// (normalised) in the same category is one entry: its tags and metadata are merged
+    /// and the existing id is returned (see `search().add_knowledge` for the flag).
     pub async fn add_knowledge(&self, k: Knowledge) -> Result<String> {
         self.check_open()?;
-        let id = k.id.clone();
-        self.inner.store.publish(k).await?;
-        Ok(id)
+        Ok(self.inner.search.add_knowledge(k).await?.id)
     }
 
-    /// Lexical (FTS5/BM25) knowledge search. Any text is a valid query: it is split into
-    /// words and each is quoted, so FTS operators in user text are plain words.
+    /// The search actor: filters, modes (lexical, vector, hybrid), cursors, updates,
+    /// deletes, full entries by id.
+    pub fn search(&self) -> &Search {
+        &self.inner.search
+    }
+
+    /// Searches the knowledge base in the default mode (hybrid when an embedder is set,
+    /// else lexical). Any text is a valid query.
     pub async fn search_knowledge(&self, query: &str, limit: usize) -> Result<Vec<KnowledgeHit>> {
-        let terms: Vec<String> = query
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|t| !t.is_empty())
-            .take(64)
-            .map(|t| format!("\"{t}\""))
-            .collect();
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let fts = terms.join(" OR ");
-        let limit = limit.clamp(1, 100) as i64;
-        let r = self
-            .inner
-            .store
-            .read(move |r| {
-                r.query(
-                    "SELECT k.id, k.category, k.topic, snippet(knowledge_fts, 1, '[', ']', '…', 12), bm25(knowledge_fts, 5.0, 1.0, 3.0) AS s \
-                     FROM knowledge_fts JOIN knowledge k ON k.rowid = knowledge_fts.rowid \
-                     WHERE knowledge_fts MATCH ?1 AND k.deleted = 0 ORDER BY s LIMIT ?2",
-                    vec![fts.into(), limit.into()],
-                )
-            })
+        let resp = self
+            .search_with(SearchRequest::new(query).limit(limit.clamp(1, 100) as i64))
             .await?;
-        Ok(r.rows
+        Ok(resp
+            .hits
             .into_iter()
-            .map(|r| KnowledgeHit {
-                id: r[0].as_str().unwrap_or_default().into(),
-                category: r[1].as_str().unwrap_or_default().into(),
-                topic: r[2].as_str().unwrap_or_default().into(),
-                snippet: r[3].as_str().unwrap_or_default().into(),
-                score: -r[4].as_f64().unwrap_or(0.0),
+            .map(|h| KnowledgeHit {
+                id: h.id,
+                category: h.category,
+                topic: h.topic,
+                snippet: h.snippet,
+                score: h.score,
             })
             .collect())
+    }
+
+    /// Runs a full search request.
+    pub async fn search_with(&self, req: SearchRequest) -> Result<SearchResponse> {
+        Ok(self.inner.search.search(req).await?)
     }
 
     /// Watches `namespace` keys starting with `prefix`.
@@ -571,6 +610,7 @@ impl Swarm {
             s.stop(None);
         }
         self.inner.watchers.clear();
+        self.inner.search.stop();
         self.inner.store.shutdown().await?;
         Ok(())
     }

@@ -44,7 +44,9 @@ pub async fn run_one(k: BenchKind) -> Result<Value> {
         BenchKind::Read => edgeswarm_store::bench::read(edgeswarm_store::bench::ReadOpts::default())
             .await
             .map_err(CliError::from),
-        BenchKind::Search => not_wired("edgeswarm_search::bench::bench"),
+        BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default())
+            .await
+            .map_err(|e| CliError::Invalid(format!("bench search: {e}"))),
         BenchKind::Sync => not_wired("edgeswarm_sync::bench"),
         BenchKind::Mcp => edgeswarm_mcp::bench(edgeswarm_mcp::BenchOpts::default())
             .await

@@ -285,7 +285,11 @@ impl RegionLink for HranaLink {
     async fn push(&self, batch: &PushBatch) -> Result<PushAck> {
         let tables: Vec<_> = batch.tables.values().cloned().collect();
         self.ensure_inner(&tables).await?;
-        let stmts = batch.statements().into_iter().map(|(sql, p)| stmt(&sql, p, false)).collect();
+        let stmts = batch
+            .take_statements()
+            .into_iter()
+            .map(|st| stmt(&st.sql, st.params, false))
+            .collect();
         self.transaction(stmts).await?;
         Ok(PushAck { applied: None })
     }

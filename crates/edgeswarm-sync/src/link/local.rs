@@ -68,7 +68,7 @@ impl RegionDb {
     }
 
     /// Runs statements in one transaction; returns rows changed by log appends.
-    fn apply(&mut self, stmts: &[RegionStmt]) -> Result<usize> {
+    fn apply(&mut self, stmts: Vec<RegionStmt>) -> Result<usize> {
         let region = self.region.clone();
         let c = self.get()?;
         let err = |e: StoreError| SyncError::RegionSql {
@@ -80,7 +80,7 @@ impl RegionDb {
         let run = (|| {
             for st in stmts {
                 // Cached by text: full chunks repeat the same SQL batch after batch.
-                let n = c.execute(&st.sql, conn::params(st.params.clone()))?;
+                let n = c.execute(&st.sql, conn::params(st.params))?;
                 if st.counts_applied {
                     logged += n as usize;
                 }
@@ -154,6 +154,10 @@ impl LocalLink {
                 }
             })
             .map_err(|e| SyncError::Internal(format!("cannot start region thread: {e}")))?;
+        // Open the file now, off the caller's path (errors surface on the first request).
+        let _ = tx.try_send(Box::new(|db: &mut RegionDb| {
+            let _ = db.get();
+        }));
         Ok(LocalLink {
             region: region.to_string(),
             url: format!("file:{}", path.display()),
@@ -267,13 +271,14 @@ impl RegionLink for LocalLink {
         let tables: Vec<_> = batch.tables.values().cloned().collect();
         self.travel(batch.approx_bytes()).await?;
         self.ensure_inner(&tables).await?;
-        let stmts = batch.statements();
+        let stmts = batch.take_statements();
         let dup = self.profile.duplicate_rate > 0.0 && rand::rng().random::<f64>() < self.profile.duplicate_rate;
         let applied = self
             .call(move |db| {
-                let n = db.apply(&stmts)?;
-                if dup {
-                    db.apply(&stmts)?;
+                let again = dup.then(|| stmts.clone());
+                let n = db.apply(stmts)?;
+                if let Some(s) = again {
+                    db.apply(s)?;
                 }
                 Ok(n)
             })

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One atomic batch of row versions for a region.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PushBatch {
     /// Unique id; becomes `distributed_transactions.transaction_id`.
     pub id: String,
@@ -38,6 +38,31 @@ pub struct PushBatch {
     pub rows: Vec<RowVersion>,
     /// Specs of the tables the rows belong to (to build the statements).
     pub tables: HashMap<Arc<str>, Arc<TableSpec>>,
+    /// Statements built ahead of time (on a reader thread, off the async workers);
+    /// taken by the first `push`, rebuilt if absent.
+    pub prepared: std::sync::Mutex<Option<Vec<RegionStmt>>>,
+}
+
+impl PushBatch {
+    /// A batch with its statements built now (call it on a blocking thread).
+    pub fn new(id: String, pusher: String, rows: Vec<RowVersion>, tables: HashMap<Arc<str>, Arc<TableSpec>>) -> Self {
+        let mut b = PushBatch {
+            id,
+            pusher,
+            rows,
+            tables,
+            prepared: std::sync::Mutex::new(None),
+        };
+        let st = b.statements();
+        b.prepared = std::sync::Mutex::new(Some(st));
+        b
+    }
+
+    /// The statements to run: the prepared ones (once), else freshly built.
+    pub fn take_statements(&self) -> Vec<RegionStmt> {
+        let pre = self.prepared.lock().unwrap_or_else(|p| p.into_inner()).take();
+        pre.unwrap_or_else(|| self.statements())
+    }
 }
 
 impl PushBatch {
