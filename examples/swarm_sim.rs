@@ -4,7 +4,6 @@
 
 use clap::Parser;
 use edgeswarm::sim::{self, SimOptions, SimProgress};
-use edgeswarm::Swarm;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,9 +18,12 @@ struct Args {
     /// How long the agents work, in seconds.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
-    /// Home database file (kept between runs).
+    /// Home database file (kept between runs); region files go to `regions/` beside it.
     #[arg(long, default_value = "./edgeswarm.db")]
     db: std::path::PathBuf,
+    /// Run without regions (no replication).
+    #[arg(long)]
+    no_regions: bool,
 }
 
 #[tokio::main]
@@ -37,7 +39,14 @@ async fn main() {
         db: a.db.clone(),
         ..Default::default()
     };
-    let swarm = match Swarm::builder().path(&opts.db).start().await {
+    let builder = match opts.builder() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let swarm = match builder.start().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot start the swarm: {e}");

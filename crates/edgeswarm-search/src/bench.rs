@@ -282,8 +282,7 @@ async fn measure_like(store: &Store, terms: Vec<String>, threads: usize, sql: &'
             let mut lat = Vec::new();
             for t in part {
                 let s = Instant::now();
-                st.read(move |r| r.query(sql, vec![SqlValue::Text(format!("%{t}%"))]))
-                .await?;
+                st.read(move |r| r.query(sql, vec![SqlValue::Text(format!("%{t}%"))])).await?;
                 lat.push(s.elapsed().as_secs_f64() * 1000.0);
             }
             Ok::<_, SearchError>(lat)

@@ -8,6 +8,10 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Search(#[from] edgeswarm_search::SearchError),
+    #[error(transparent)]
+    Sync(#[from] edgeswarm_sync::SyncError),
+    #[error("no regions are configured; add them with SwarmBuilder::region to use {0}")]
+    NoRegions(&'static str),
     #[error("no agent with id `{0}`; spawn it first or check the id (swarm.agents() lists them)")]
     UnknownAgent(String),
     #[error("an agent with id `{0}` already exists; ids are unique within a swarm")]

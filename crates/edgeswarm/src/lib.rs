@@ -44,6 +44,7 @@ pub use edgeswarm_search::{
     self as search, Embedder, Filters, HashEmbedder, Mode, SearchConfig, SearchHit, SearchRequest, SearchResponse, SharedEmbedder,
 };
 pub use edgeswarm_store::{self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError};
+pub use edgeswarm_sync::{self as sync, LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus};
 pub use error::{Error, Result};
 pub use memory::{KvChange, KvWatch, Page};
 pub use swarm::{KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};

@@ -27,6 +27,9 @@ pub struct SimOptions {
     pub regions: Vec<(String, u64)>,
     /// Seed for the work generator, so runs are comparable.
     pub seed: u64,
+    /// Replicate to the regions (a libSQL file per region beside the home file, behind a
+    /// link with the region's latency). Default true.
+    pub replicate: bool,
 }
 
 impl Default for SimOptions {
@@ -37,7 +40,33 @@ impl Default for SimOptions {
             db: PathBuf::from("./edgeswarm.db"),
             regions: SEED_REGIONS.iter().map(|(n, l)| (n.to_string(), *l)).collect(),
             seed: 42,
+            replicate: true,
         }
+    }
+}
+
+impl SimOptions {
+    /// Where the region files live: `regions/` beside the home file.
+    pub fn regions_dir(&self) -> PathBuf {
+        self.db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| p.join("regions"))
+            .unwrap_or_else(|| PathBuf::from("regions"))
+    }
+
+    /// A swarm builder for this simulation: the home file and, when `replicate`, one
+    /// `LocalLink` region per configured region.
+    pub fn builder(&self) -> crate::Result<crate::SwarmBuilder> {
+        let mut b = Swarm::builder().path(&self.db);
+        if self.replicate {
+            let dir = self.regions_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| crate::Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            for (name, latency) in &self.regions {
+                b = b.region(crate::RegionConfig::local(name.clone(), dir.join(format!("{name}.db")), *latency));
+            }
+        }
+        Ok(b)
     }
 }
 
@@ -222,13 +251,31 @@ pub async fn run_on(swarm: &Swarm, opts: &SimOptions, progress: Arc<SimProgress>
     // SELECT are measured in short bursts after the agents stop (the agents' own rate is
     // bounded by their simulated work, not by the store).
     let writes = progress.writes.load(Ordering::Relaxed) + progress.tasks_done.load(Ordering::Relaxed); // + one metric row per task
+    let pushed = |sw: &Swarm| {
+        sw.sync_status()
+            .map(|s| s.regions.iter().map(|r| r.pushed_rows).sum::<u64>())
+            .unwrap_or(0)
+    };
+    let sync_t0 = Instant::now();
+    let pushed0 = pushed(swarm);
     let (inserts, insert_secs) = measure_inserts(swarm, &run_id).await?;
+    let caught_up = wait_caught_up(swarm, Duration::from_secs(60)).await;
+    let sync_secs = sync_t0.elapsed().as_secs_f64();
+    let synced = pushed(swarm).saturating_sub(pushed0);
     let (reads, read_secs) = measure_selects(swarm, &run_id).await?;
     let store = swarm.store();
-    for (op, tp, ops, ms) in [
+    let mut ops_measured = vec![
         ("INSERT", inserts as f64 / insert_secs, inserts, insert_secs * 1000.0),
         ("SELECT", reads as f64 / read_secs, reads, read_secs * 1000.0),
-    ] {
+    ];
+    if swarm.sync().is_some() && synced > 0 {
+        if !caught_up {
+            tracing::warn!("regions had not caught up after 60 s; SYNC throughput counts what was pushed by then");
+        }
+        // Row versions acked by the regions per second, from the burst to catch-up.
+        ops_measured.push(("SYNC", synced as f64 / sync_secs, synced, sync_secs * 1000.0));
+    }
+    for (op, tp, ops, ms) in ops_measured {
         store
             .execute_sql(
                 "INSERT INTO performance_tests (run_id, operation_type, throughput, ops, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -270,6 +317,13 @@ pub async fn run_on(swarm: &Swarm, opts: &SimOptions, progress: Arc<SimProgress>
 
 fn chrono_ms() -> i64 {
     edgeswarm_core::record::now_millis()
+}
+
+/// Waits until every region has acked everything (lag 0), up to `limit`.
+async fn wait_caught_up(swarm: &Swarm, limit: Duration) -> bool {
+    let Some(sync) = swarm.sync() else { return true };
+    let Ok(seq) = sync.latest_seq().await else { return false };
+    sync.wait_replicated(seq, crate::WriteConsistency::All, limit).await.is_ok()
 }
 
 /// 64 publishers write 32,768 metric rows through the storage actor, pipelined.

@@ -9,8 +9,10 @@ use crate::error::{Error, Result};
 use crate::memory::{watch_loop, KvWatch, Page, Watcher};
 use dashmap::DashMap;
 use edgeswarm_core::{BatchConfig, Durability, Knowledge, Limits, Message, StoreConfig};
+use edgeswarm_core::{ReadConsistency, Record, WriteConsistency};
 use edgeswarm_search::{HashEmbedder, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder};
-use edgeswarm_store::{SqlValue, Store};
+use edgeswarm_store::{QueryResult, SqlValue, Store};
+use edgeswarm_sync::{ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus, SyncSystem};
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -29,6 +31,10 @@ pub struct SwarmBuilder {
     /// The search actor's settings. Default: the deterministic `HashEmbedder` (256
     /// dims, no download), so vector and hybrid search work out of the box.
     search: SearchConfig,
+    /// Edge regions to replicate to, one SyncActor each. Default none (local only).
+    regions: Vec<RegionConfig>,
+    /// Replication settings (batch sizes, probe intervals, timeouts); see `SyncConfig`.
+    sync: SyncConfig,
 }
 
 /// Prints a `SearchConfig` (which holds a trait object) by its embedder id.
@@ -50,6 +56,8 @@ impl Default for SwarmBuilder {
             agent_defaults: AgentOptions::default(),
             kv_sweep_interval: Duration::from_secs(1),
             search: SearchConfig::new().embedder(Arc::new(HashEmbedder::new(256))),
+            regions: Vec::new(),
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -61,11 +69,27 @@ impl std::fmt::Debug for SwarmBuilder {
             .field("agent_defaults", &self.agent_defaults)
             .field("kv_sweep_interval", &self.kv_sweep_interval)
             .field("search", &SearchConfigDebug(&self.search))
+            .field("regions", &self.regions.iter().map(|r| &r.name).collect::<Vec<_>>())
             .finish()
     }
 }
 
 impl SwarmBuilder {
+    /// Adds an edge region (`RegionConfig::local(name, path, latency_ms)` for a libSQL
+    /// file behind a simulated link, `RegionConfig::http(name, url, token_env)` for a
+    /// Hrana server such as Turso Cloud, sqld or `tursodb --sync-server`).
+    pub fn region(mut self, r: RegionConfig) -> Self {
+        self.regions.push(r);
+        self
+    }
+    pub fn regions(mut self, rs: impl IntoIterator<Item = RegionConfig>) -> Self {
+        self.regions.extend(rs);
+        self
+    }
+    pub fn sync_config(mut self, c: SyncConfig) -> Self {
+        self.sync = c;
+        self
+    }
     /// The search actor's settings (cache size, embedder, rank window).
     pub fn search_config(mut self, c: SearchConfig) -> Self {
         self.search = c;
@@ -126,10 +150,23 @@ impl SwarmBuilder {
                 return Err(e.into());
             }
         };
+        let sync = if self.regions.is_empty() {
+            None
+        } else {
+            match SyncSystem::start(store.clone(), self.regions.clone(), self.sync.clone()).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    search.stop();
+                    let _ = store.shutdown().await;
+                    return Err(e.into());
+                }
+            }
+        };
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new_cyclic(|_| SwarmInner {
             store,
             search,
+            sync,
             agents: DashMap::new(),
             by_actor: DashMap::new(),
             watchers: Arc::new(DashMap::new()),
@@ -173,6 +210,7 @@ impl SwarmBuilder {
 pub(crate) struct SwarmInner {
     pub store: Store,
     pub search: Search,
+    pub sync: Option<SyncHandle>,
     pub agents: DashMap<String, Arc<AgentEntry>>,
     pub by_actor: DashMap<ActorId, String>,
     pub watchers: Arc<DashMap<u64, Watcher>>,
@@ -540,6 +578,56 @@ impl Swarm {
         Ok(self.inner.search.search(req).await?)
     }
 
+    // ---- regions ----------------------------------------------------------------------
+
+    /// Replication to edge regions, if any are configured.
+    pub fn sync(&self) -> Option<&SyncHandle> {
+        self.inner.sync.as_ref()
+    }
+
+    fn sync_or(&self, what: &'static str) -> Result<&SyncHandle> {
+        self.inner.sync.as_ref().ok_or(Error::NoRegions(what))
+    }
+
+    /// Per-region status, lag, throughput and conflicts (`None` without regions).
+    pub fn sync_status(&self) -> Option<SyncStatus> {
+        self.inner.sync.as_ref().map(|s| s.sync_status())
+    }
+
+    /// Writes a record and acks at the chosen consistency: `Local` after the home
+    /// commit, `Quorum`/`All` once that many regions hold it. On timeout the error says
+    /// which regions were reached; the write stays durable at home and keeps replicating.
+    pub async fn publish_with(&self, record: impl Into<Record>, level: WriteConsistency, timeout: Duration) -> Result<Option<Replicated>> {
+        self.check_open()?;
+        self.inner.store.publish(record).await?;
+        if level == WriteConsistency::Local {
+            return Ok(None);
+        }
+        let sync = self.sync_or("Quorum/All writes")?;
+        let seq = sync.latest_seq().await?;
+        Ok(Some(sync.wait_replicated(seq, level, timeout).await?))
+    }
+
+    /// Runs read-only SQL where `rc` says: `Local` (home, read-your-writes), `Nearest`
+    /// (lowest-latency healthy region, optionally under a lag bound), `Region(name)`.
+    pub async fn read_sql_with(&self, rc: &ReadConsistency, sql: &str, params: Vec<SqlValue>) -> Result<(ReadTarget, QueryResult)> {
+        match (&self.inner.sync, rc) {
+            (None, ReadConsistency::Local) => Ok((ReadTarget::Local, self.inner.store.read_sql(sql, params).await?)),
+            (None, _) => Err(Error::NoRegions("Nearest/Region reads")),
+            (Some(s), rc) => Ok(s.read_sql(rc, sql, params).await?),
+        }
+    }
+
+    /// Replicates a user table (it needs a primary key): rows written by raw SQL travel too.
+    pub async fn replicate_table(&self, name: &str) -> Result<()> {
+        Ok(self.sync_or("replicate_table")?.replicate_table(name).await?)
+    }
+
+    /// Cuts (`true`) or heals (`false`) the simulated link to a `file:` region.
+    pub fn partition(&self, region: &str, partitioned: bool) -> Result<()> {
+        Ok(self.sync_or("partition")?.partition(region, partitioned)?)
+    }
+
     /// Watches `namespace` keys starting with `prefix`.
     pub fn watch(&self, namespace: &str, prefix: &str) -> KvWatch {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -611,6 +699,9 @@ impl Swarm {
         }
         self.inner.watchers.clear();
         self.inner.search.stop();
+        if let Some(sync) = &self.inner.sync {
+            sync.shutdown().await;
+        }
         self.inner.store.shutdown().await?;
         Ok(())
     }
