@@ -9,14 +9,20 @@ TOOLS="$ROOT/.ci/tools"
 mkdir -p "$TOOLS"
 
 # Real remote server for the sync tests: `tursodb` from the npm package `turso`.
-TURSO_VERSION="$(cat .ci/turso-version 2>/dev/null || echo "")"
-if [ -n "$TURSO_VERSION" ] && [ ! -x "$TOOLS/node_modules/.bin/tursodb" ]; then
+# The native binary, not the npm `.bin` wrapper (a node script that SIGKILL would not
+# reach the server through).
+TURSO_VERSION="$(cat .ci/turso-version)"
+find_tursodb() { find "$TOOLS/node_modules/@tursodatabase" -maxdepth 2 -name tursodb -type f 2>/dev/null | head -n 1; }
+if [ -z "$(find_tursodb)" ]; then
   echo "== installing turso@$TURSO_VERSION (npm) into $TOOLS"
   npm install --prefix "$TOOLS" --no-audit --no-fund --silent "turso@$TURSO_VERSION"
 fi
-if [ -x "$TOOLS/node_modules/.bin/tursodb" ]; then
-  export EDGESWARM_TURSODB="$TOOLS/node_modules/.bin/tursodb"
+EDGESWARM_TURSODB="$(find_tursodb)"
+if [ -z "$EDGESWARM_TURSODB" ]; then
+  echo "tursodb was not installed by npm (turso@$TURSO_VERSION); the sync tests need it" >&2
+  exit 1
 fi
+export EDGESWARM_TURSODB
 
 # Official Python MCP SDK for the MCP client tests.
 if [ -f tests/mcp/requirements.txt ]; then

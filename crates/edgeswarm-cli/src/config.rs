@@ -122,6 +122,12 @@ impl Settings {
             .store_config(self.store.clone())
             .agent_defaults(self.agents.clone())
             .kv_sweep_interval(self.kv_sweep_interval)
+            .regions(self.regions.iter().map(|r| edgeswarm::RegionConfig {
+                name: r.name.clone(),
+                url: r.url.clone(),
+                latency_ms: r.latency_ms,
+                token_env: r.token_env.clone(),
+            }))
     }
 
     /// The effective settings as an `edgeswarm.toml` document.

@@ -30,12 +30,6 @@ pub fn name(k: BenchKind) -> &'static str {
 }
 
 /// Runs one benchmark through its crate's library function.
-///
-/// `ingest`, `read` (edgeswarm-store) and `mcp` (edgeswarm-mcp) are wired. WIRING (lead):
-/// `search` and `sync` need their crates as dependencies of edgeswarm-cli
-/// (`edgeswarm-search.workspace = true`, `edgeswarm-sync.workspace = true`), then:
-/// `BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default()).await.map_err(|e| CliError::Invalid(format!("bench search: {e}")))`,
-/// `BenchKind::Sync => { let dir = std::env::temp_dir().join(format!("edgeswarm-sync-bench-{}", std::process::id())); edgeswarm_sync::bench::bench(edgeswarm_sync::bench::BenchOpts::in_dir(dir)).await.map_err(|e| CliError::Invalid(format!("bench sync: {e}"))) }`.
 pub async fn run_one(k: BenchKind) -> Result<Value> {
     let v = match k {
         BenchKind::Ingest => edgeswarm_store::bench::ingest(edgeswarm_store::bench::IngestOpts::default())
@@ -47,7 +41,14 @@ pub async fn run_one(k: BenchKind) -> Result<Value> {
         BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default())
             .await
             .map_err(|e| CliError::Invalid(format!("bench search: {e}"))),
-        BenchKind::Sync => not_wired("edgeswarm_sync::bench"),
+        BenchKind::Sync => {
+            let dir = std::env::temp_dir().join(format!("edgeswarm-sync-bench-{}", std::process::id()));
+            let r = edgeswarm_sync::bench::bench(edgeswarm_sync::bench::BenchOpts::in_dir(dir.clone()))
+                .await
+                .map_err(|e| CliError::Invalid(format!("bench sync: {e}")));
+            let _ = std::fs::remove_dir_all(&dir);
+            r
+        }
         BenchKind::Mcp => edgeswarm_mcp::bench(edgeswarm_mcp::BenchOpts::default())
             .await
             .map_err(|e| CliError::Invalid(format!("bench mcp: {e}"))),
@@ -60,13 +61,6 @@ pub async fn run_one(k: BenchKind) -> Result<Value> {
         }
         other => json!({ "bench": name(k), "result": other }),
     })
-}
-
-fn not_wired(f: &str) -> Result<Value> {
-    Err(CliError::not_available(
-        f,
-        "the benchmark function is not in this build yet; see docs/benchmarks.md once it is",
-    ))
 }
 
 pub async fn run(a: BenchArgs) -> Result<()> {

@@ -45,9 +45,9 @@ pub fn parse_regions(raw: &[String]) -> Result<Vec<(String, u64)>> {
 }
 
 /// Registers the demo's regions in the control namespace (only those not there yet) and
-/// polls it every 500 ms, reporting each change. The simulation's regions are simulated
-/// latencies; once the sync layer runs under the facade, this is where a change adds or
-/// removes a SyncActor or flips its link's partition switch.
+/// polls it every 500 ms. A partition or heal flips that region's link switch at once;
+/// an added or removed region takes effect at the next start (the sync layer starts its
+/// SyncActors with the swarm).
 fn control_regions(
     swarm: Swarm,
     regions: Vec<(String, u64)>,
@@ -73,17 +73,21 @@ fn control_regions(
                 for (k, v) in &now {
                     match known.get(k) {
                         None => {
-                            let _ = events.send(format!("region {k} added"));
+                            let _ = events.send(format!("region {k} added (takes effect at the next start)"));
                         }
                         Some(old) if old.get("partitioned") != v.get("partitioned") => {
                             let p = v.get("partitioned").and_then(Value::as_bool).unwrap_or(false);
-                            let _ = events.send(format!("region {k} {}", if p { "partitioned" } else { "healed" }));
+                            let applied = match swarm.partition(k, p) {
+                                Ok(()) => String::new(),
+                                Err(e) => format!(" (not applied: {e})"),
+                            };
+                            let _ = events.send(format!("region {k} {}{applied}", if p { "partitioned" } else { "healed" }));
                         }
                         _ => {}
                     }
                 }
                 for k in known.keys().filter(|k| !now.contains_key(*k)) {
-                    let _ = events.send(format!("region {k} removed"));
+                    let _ = events.send(format!("region {k} removed (takes effect at the next start)"));
                 }
             }
             first = false;
@@ -119,20 +123,34 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     std::panic::set_hook(Box::new(|info| {
         tracing::warn!("agent panicked: {info} (its supervisor restarts it)");
     }));
-    let swarm = settings.builder().start().await?;
+    let opts = SimOptions {
+        agents: a.agents,
+        seconds: a.seconds,
+        db: settings.store.path.clone(),
+        regions: regions.clone(),
+        ..Default::default()
+    };
+    // Regions from edgeswarm.toml are used as configured; otherwise each simulated
+    // region is a libSQL file in `regions/` beside the database, behind its latency.
+    let mut builder = settings.builder();
+    if settings.regions.is_empty() {
+        for (name, latency) in &regions {
+            let dir = opts.regions_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| CliError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            builder = builder.region(edgeswarm::RegionConfig::local(
+                name.clone(),
+                dir.join(format!("{name}.db")),
+                *latency,
+            ));
+        }
+    }
+    let swarm = builder.start().await?;
     if let Some(l) = listener {
         metrics::serve_on(l, metrics::Source::swarm(swarm.clone()));
     }
     let heartbeat = metrics::spawn_heartbeat(swarm.clone(), Duration::from_secs(1));
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let control = control_regions(swarm.clone(), regions.clone(), ev_tx);
-    let opts = SimOptions {
-        agents: a.agents,
-        seconds: a.seconds,
-        db: settings.store.path.clone(),
-        regions,
-        ..Default::default()
-    };
+    let control = control_regions(swarm.clone(), regions, ev_tx);
     let progress = Arc::new(SimProgress::default());
     let show = !a.no_progress && !a.json;
     let bar = if show {
