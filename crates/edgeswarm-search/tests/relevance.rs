@@ -350,7 +350,6 @@ async fn vector_and_hybrid_with_embedder_switch() {
 /// avoid it (DELETE + INSERT); replicated or raw-SQL UPDATEs still hit it. Run with
 /// `--ignored` to see it; it should pass once the store merges the two triggers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "store schema bug: AFTER UPDATE FTS triggers fire in the wrong order"]
 async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
     let (_d, store) = open().await;
     let s = Search::start(store.clone(), SearchConfig::new()).await.unwrap();
