@@ -347,8 +347,8 @@ async fn vector_and_hybrid_with_embedder_switch() {
 /// Documents a bug in the store schema (edgeswarm-store, not this crate): a plain UPDATE
 /// of a live knowledge row fires `knowledge_fts_au_new` before `knowledge_fts_au_old`
 /// (SQLite fires the newest trigger first) and corrupts the FTS index. This crate's writes
-/// avoid it (DELETE + INSERT); replicated or raw-SQL UPDATEs still hit it. Run with
-/// `--ignored` to see it; it should pass once the store merges the two triggers.
+/// avoid it (DELETE + INSERT); replicated or raw-SQL UPDATEs hit it until the store's
+/// migration 2 merged the two triggers. This guards that fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
     let (_d, store) = open().await;
@@ -360,14 +360,28 @@ async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
         .id;
     store
         .execute_sql(
-            "UPDATE knowledge SET content = 'new words here' WHERE id = ?1",
+            "UPDATE knowledge SET content = 'new words here', topic = 'Fresh topic' WHERE id = ?1",
             vec![SqlValue::Text(id.clone())],
         )
         .await
         .unwrap();
     let r = s.search(SearchRequest::new("new")).await.unwrap();
     assert_eq!(ids(&r), vec![id.as_str()]);
-    assert!(s.search(SearchRequest::new("old words")).await.unwrap().hits.is_empty());
+    assert!(
+        s.search(SearchRequest::new("old")).await.unwrap().hits.is_empty(),
+        "the old text left the index"
+    );
+    let check = store
+        .read_sql("INSERT INTO knowledge_fts(knowledge_fts) VALUES ('integrity-check')", vec![])
+        .await;
+    assert!(check.is_err(), "a write through read_sql is refused");
+    store
+        .execute_sql(
+            "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)",
+            vec![],
+        )
+        .await
+        .expect("the FTS index is consistent with its content table");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
