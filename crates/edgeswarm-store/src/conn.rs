@@ -95,28 +95,28 @@ impl CachedConn {
         }
     }
 
-    /// A prepared statement for `sql`, reset and ready to bind.
+    /// A prepared statement for `sql`, ready to bind (statements are reset after use).
     pub fn stmt(&mut self, sql: &str) -> Result<&libsql::Statement> {
+        // One hash lookup on the hot path; prepare only on a miss.
         if !self.cache.contains_key(sql) {
             let s = run(self.conn.prepare(sql))?;
             self.cache.insert(sql.to_string(), s);
         }
-        let s = self.cache.get(sql).ok_or_else(|| StoreError::Sql("statement cache miss".into()))?;
-        s.reset();
-        Ok(s)
+        self.cache.get(sql).ok_or_else(|| StoreError::Sql("statement cache miss".into()))
     }
 
     /// Executes a cached statement; returns rows changed.
     pub fn execute(&mut self, sql: &str, params: Vec<libsql::Value>) -> Result<u64> {
         let s = self.stmt(sql)?;
-        let n = run(s.execute(params))? as u64;
+        let r = run(s.execute(params));
         s.reset();
-        Ok(n)
+        Ok(r? as u64)
     }
 
     /// Runs a cached statement and collects its rows.
     pub fn query(&mut self, sql: &str, params: Vec<libsql::Value>) -> Result<QueryResult> {
         let s = self.stmt(sql)?;
+        s.reset();
         let cols: Vec<String> = s.columns().iter().map(|c| c.name().to_string()).collect();
         let res = run(async {
             let mut rows = s.query(params).await?;
