@@ -117,48 +117,15 @@ impl CachedConn {
     pub fn query(&mut self, sql: &str, params: Vec<libsql::Value>) -> Result<QueryResult> {
         let s = self.stmt(sql)?;
         s.reset();
-        let cols: Vec<String> = s.columns().iter().map(|c| c.name().to_string()).collect();
-        let res = run(async {
-            let mut rows = s.query(params).await?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().await? {
-                let mut row = Vec::with_capacity(cols.len());
-                for i in 0..cols.len() {
-                    row.push(SqlValue::from(r.get_value(i as i32)?));
-                }
-                out.push(row);
-            }
-            Ok::<_, libsql::Error>(out)
-        });
+        let r = collect(s, params);
         s.reset();
-        Ok(QueryResult {
-            columns: cols,
-            rows: res?,
-            ..Default::default()
-        })
+        r
     }
 
     /// Runs uncached SQL (one-off statements such as DDL or user SQL) and collects rows.
     pub fn query_once(&self, sql: &str, params: Vec<libsql::Value>) -> Result<QueryResult> {
-        run(async {
-            let stmt = self.conn.prepare(sql).await?;
-            let cols: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
-            let mut rows = stmt.query(params).await?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().await? {
-                let mut row = Vec::with_capacity(cols.len());
-                for i in 0..cols.len() {
-                    row.push(SqlValue::from(r.get_value(i as i32)?));
-                }
-                out.push(row);
-            }
-            Ok::<_, libsql::Error>(QueryResult {
-                columns: cols,
-                rows: out,
-                ..Default::default()
-            })
-        })
-        .map_err(StoreError::from)
+        let stmt = run(self.conn.prepare(sql))?;
+        collect(&stmt, params)
     }
 
     /// Runs a batch of statements with no parameters (DDL, pragmas).
@@ -171,6 +138,28 @@ impl CachedConn {
     pub fn clear_cache(&mut self) {
         self.cache.clear();
     }
+}
+
+/// Runs `stmt` and collects every row as `SqlValue`s, with the column names.
+fn collect(stmt: &libsql::Statement, params: Vec<libsql::Value>) -> Result<QueryResult> {
+    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    let rows = run(async {
+        let mut rows = stmt.query(params).await?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().await? {
+            let mut row = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                row.push(SqlValue::from(r.get_value(i as i32)?));
+            }
+            out.push(row);
+        }
+        Ok::<_, libsql::Error>(out)
+    })?;
+    Ok(QueryResult {
+        columns,
+        rows,
+        ..Default::default()
+    })
 }
 
 /// Converts our values to libSQL's.

@@ -80,6 +80,18 @@ pub struct SimProgress {
     pub elapsed_ms: AtomicU64,
 }
 
+impl SimProgress {
+    /// One line for a progress bar.
+    pub fn summary(&self) -> String {
+        format!(
+            "tasks {} · writes {} · restarts {}",
+            self.tasks_done.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+            self.restarts.load(Ordering::Relaxed)
+        )
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SimReport {

@@ -172,12 +172,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
                 }
             }
             b.set_position(p.elapsed_ms.load(Ordering::Relaxed));
-            b.set_message(format!(
-                "tasks {} · writes {} · restarts {}",
-                p.tasks_done.load(Ordering::Relaxed),
-                p.writes.load(Ordering::Relaxed),
-                p.restarts.load(Ordering::Relaxed)
-            ));
+            b.set_message(p.summary());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
