@@ -52,8 +52,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Regions(a) => cmd::regions::run(a).await,
         Cmd::Export(a) => cmd::transfer::run_export(a).await,
         Cmd::Import(a) => cmd::transfer::run_import(a).await,
-        Cmd::Doctor(a) => cmd::doctor::run(a).await,
-        Cmd::Backup(a) => cmd::backup::run(a).await,
+        // These open their own libSQL connections, whose calls block: run them on a
+        // blocking-pool thread, never on a tokio worker.
+        Cmd::Doctor(a) => on_blocking_thread(cmd::doctor::run(a)).await,
+        Cmd::Backup(a) => on_blocking_thread(cmd::backup::run(a)).await,
         Cmd::Config(a) => cmd::config_cmd::run(a),
         Cmd::Completions { shell } => {
             let mut c = Cli::command();
@@ -61,4 +63,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs a future that makes blocking libSQL calls on a blocking-pool thread.
+async fn on_blocking_thread<F>(f: F) -> error::Result<()>
+where
+    F: std::future::Future<Output = error::Result<()>> + Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(f))
+        .await
+        .map_err(|e| error::CliError::Invalid(format!("internal error: {e}")))?
 }
