@@ -54,10 +54,18 @@ impl Source {
         }
     }
     pub fn swarm(swarm: Swarm) -> Self {
+        let s = swarm.clone();
+        let search_us: HistFn = Arc::new(move || {
+            let (buckets, sum) = s.search_latency_hist();
+            Pow2Hist {
+                buckets,
+                sum: Some(sum as f64),
+            }
+        });
         Source {
             store: swarm.store().clone(),
             swarm: Some(swarm),
-            search_us: None,
+            search_us: Some(search_us),
         }
     }
 }

@@ -761,6 +761,8 @@ fn demo_runs_reports_and_leaves_a_sound_database() {
         "edgeswarm_write_queue_depth",
         "edgeswarm_agent_restarts_total{agent=",
         "edgeswarm_agent_tasks_total{agent=",
+        "edgeswarm_ack_latency_seconds_count",
+        "edgeswarm_search_latency_seconds_count",
     ] {
         assert!(body.contains(m), "missing {m}");
     }

@@ -180,6 +180,10 @@ impl Agent for Analyst {
             ctx.add_knowledge(k).await?;
             writes += 1;
         }
+        if n % 4 == 2 {
+            // Consult what other agents learned before reporting.
+            ctx.search_knowledge("batched writes regional caching", 5).await?;
+        }
         ctx.kv_set(
             "results",
             &key,

@@ -166,6 +166,8 @@ impl SwarmBuilder {
         let inner = Arc::new_cyclic(|_| SwarmInner {
             store,
             search,
+            search_us: Default::default(),
+            search_us_sum: AtomicU64::new(0),
             sync,
             agents: DashMap::new(),
             by_actor: DashMap::new(),
@@ -210,6 +212,10 @@ impl SwarmBuilder {
 pub(crate) struct SwarmInner {
     pub store: Store,
     pub search: Search,
+    /// Latency of every search through this handle (µs, power-of-two buckets) and the
+    /// sum, for the metrics endpoint.
+    pub search_us: [AtomicU64; 24],
+    pub search_us_sum: AtomicU64,
     pub sync: Option<SyncHandle>,
     pub agents: DashMap<String, Arc<AgentEntry>>,
     pub by_actor: DashMap<ActorId, String>,
@@ -575,7 +581,22 @@ impl Swarm {
 
     /// Runs a full search request.
     pub async fn search_with(&self, req: SearchRequest) -> Result<SearchResponse> {
-        Ok(self.inner.search.search(req).await?)
+        let t = std::time::Instant::now();
+        let r = self.inner.search.search(req).await;
+        let us = t.elapsed().as_micros() as u64;
+        let bucket = ((64 - us.max(1).saturating_sub(1).leading_zeros()) as usize).min(23);
+        self.inner.search_us[bucket].fetch_add(1, Ordering::Relaxed);
+        self.inner.search_us_sum.fetch_add(us, Ordering::Relaxed);
+        Ok(r?)
+    }
+
+    /// Search latency so far: counts per power-of-two µs bucket (index i: ≤ 2^i µs) and
+    /// the sum in µs.
+    pub fn search_latency_hist(&self) -> (Vec<u64>, u64) {
+        (
+            self.inner.search_us.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            self.inner.search_us_sum.load(Ordering::Relaxed),
+        )
     }
 
     // ---- regions ----------------------------------------------------------------------

@@ -77,15 +77,37 @@ impl RegionDb {
         };
         c.batch("BEGIN IMMEDIATE").map_err(err)?;
         let mut logged = 0usize;
+        let prof = std::env::var_os("ES_PROF").is_some();
+        let t0 = std::time::Instant::now();
+        let mut tl = std::time::Duration::ZERO;
+        let mut tu = std::time::Duration::ZERO;
+        let mut nrows = 0usize;
         let run = (|| {
             for st in stmts {
+                let ts = std::time::Instant::now();
+                let cnt = st.counts_applied;
                 // Cached by text: full chunks repeat the same SQL batch after batch.
                 let n = c.execute(&st.sql, conn::params(st.params))?;
                 if st.counts_applied {
                     logged += n as usize;
                 }
+                if cnt {
+                    tl += ts.elapsed();
+                    nrows += n as usize;
+                } else {
+                    tu += ts.elapsed();
+                }
             }
-            c.batch("COMMIT")
+            let tc = std::time::Instant::now();
+            let r = c.batch("COMMIT");
+            if prof {
+                eprintln!(
+                    "apply rows={nrows} log={tl:?} upsert={tu:?} commit={:?} total={:?}",
+                    tc.elapsed(),
+                    t0.elapsed()
+                );
+            }
+            r
         })();
         match run {
             Ok(()) => Ok(logged),
