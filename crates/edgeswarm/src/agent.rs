@@ -250,7 +250,8 @@ impl Actor for AgentSupervisor {
         };
         let (cell, failure) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.filter(|_| false)),
+            // A clean stop (shutdown or stop_agent) is not a failure, whatever its reason.
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
             _ => return Ok(()),
         };
         let Some(entry) = swarm.entry_by_cell(&cell) else {
