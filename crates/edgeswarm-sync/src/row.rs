@@ -230,12 +230,29 @@ impl RowVersion {
     }
 
     /// Row content as a JSON object (the region log's `data`).
+    ///
+    /// Written straight to a string (no intermediate `Map`): keys in sorted order, as a
+    /// `serde_json::Map` would emit them, values as `SqlValue::to_json` renders them.
     pub fn to_json(&self) -> String {
-        let mut m = serde_json::Map::with_capacity(self.columns.len());
-        for (c, v) in self.columns.iter().zip(&self.values) {
-            m.insert(c.clone(), v.to_json());
+        let n = self.columns.len().min(self.values.len());
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.sort_unstable_by(|&a, &b| self.columns[a].cmp(&self.columns[b]));
+        let mut out: Vec<u8> = Vec::with_capacity(16 * n + 2);
+        out.push(b'{');
+        for (k, &i) in idx.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, &self.columns[i]);
+            out.push(b':');
+            let mark = out.len();
+            if serde_json::to_writer(&mut out, &self.values[i]).is_err() {
+                out.truncate(mark);
+                out.extend_from_slice(b"null");
+            }
         }
-        Json::Object(m).to_string()
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// Rebuilds a version from a region log entry, laid out as `spec`'s columns (missing
@@ -429,6 +446,29 @@ mod tests {
         let back = RowVersion::from_json(&s, v.row_id.clone(), &v.to_json()).unwrap();
         assert_eq!(v, back);
         assert_eq!(s.pk_params(&v.row_id).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn to_json_matches_map_rendering() {
+        let s = spec();
+        let v = RowVersion::from_row(
+            s.name.clone(),
+            "a\u{1f}b".into(),
+            s.columns.clone(),
+            vec![
+                SqlValue::Text("a\"\n\u{1}é".into()),
+                SqlValue::Real(0.1 + 0.2),
+                SqlValue::Blob(vec![0, 255, 16]),
+                SqlValue::Integer(-7),
+                SqlValue::Text("n\"1".into()),
+            ],
+        )
+        .unwrap();
+        let mut m = serde_json::Map::new();
+        for (c, x) in v.columns.iter().zip(&v.values) {
+            m.insert(c.clone(), x.to_json());
+        }
+        assert_eq!(v.to_json(), Json::Object(m).to_string());
     }
 
     #[test]

@@ -105,17 +105,15 @@ impl PushBatch {
             let per_row = spec.columns.len().max(4 + spec.pk.len());
             let chunk = (MAX_PARAMS / per_row).clamp(1, 500);
             let pk_idx: Vec<usize> = spec.pk.iter().filter_map(|c| spec.col(c)).collect();
+            // SQL text depends only on the table and the chunk length: build it once
+            // per length (full chunks repeat it), not once per chunk.
+            let mut sql_for: Vec<(usize, Arc<str>, Arc<str>)> = Vec::new();
             for part in rows.chunks(chunk) {
                 // Log append.
-                let mut params = vec![SqlValue::Text(spec.name.to_string()), SqlValue::Text(self.pusher.clone())];
-                let width = 4 + pk_idx.len();
-                let mut tuples = Vec::with_capacity(part.len());
+                let mut params = Vec::with_capacity(2 + part.len() * (4 + pk_idx.len()));
+                params.push(SqlValue::Text(spec.name.to_string()));
+                params.push(SqlValue::Text(self.pusher.clone()));
                 for r in part {
-                    let base = params.len() + 1;
-                    tuples.push(format!(
-                        "({})",
-                        (0..width).map(|i| format!("?{}", base + i)).collect::<Vec<_>>().join(", ")
-                    ));
                     params.push(SqlValue::Text(r.row_id.clone()));
                     params.push(SqlValue::Integer(r.hlc));
                     params.push(SqlValue::Text(r.origin.clone()));
@@ -124,22 +122,17 @@ impl PushBatch {
                         params.push(r.values[i].clone());
                     }
                 }
-                let t = quote(&spec.name);
-                let key_match = spec
-                    .pk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{t}.{} = v.column{}", quote(c), 5 + i))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let log_sql = format!(
-                    "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) \
-                     SELECT ?1, v.column1, v.column2, v.column3, ?2, v.column4 FROM (VALUES {}) AS v \
-                     WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {key_match} AND ({t}.hlc, {t}.origin) >= (v.column2, v.column3))",
-                    tuples.join(", ")
-                );
+                let (log_sql, upsert_sql) = match sql_for.iter().find(|(n, _, _)| *n == part.len()) {
+                    Some((_, l, u)) => (l.clone(), u.clone()),
+                    None => {
+                        let l: Arc<str> = log_append_sql(spec, pk_idx.len(), part.len()).into();
+                        let u: Arc<str> = spec.upsert_lww_rows(part.len()).into();
+                        sql_for.push((part.len(), l.clone(), u.clone()));
+                        (l, u)
+                    }
+                };
                 out.push(RegionStmt {
-                    sql: log_sql.into(),
+                    sql: log_sql,
                     params,
                     counts_applied: true,
                 });
@@ -149,7 +142,7 @@ impl PushBatch {
                     params.extend(r.values.iter().cloned());
                 }
                 out.push(RegionStmt {
-                    sql: spec.upsert_lww_rows(part.len()).into(),
+                    sql: upsert_sql,
                     params,
                     counts_applied: false,
                 });
@@ -157,6 +150,41 @@ impl PushBatch {
         }
         out
     }
+}
+
+/// The log append for `n` versions of `spec` (parameters: `?1` table, `?2` pusher,
+/// then per version row_id, hlc, origin, data and the key columns): only versions that
+/// will win against the region's current row are logged.
+fn log_append_sql(spec: &TableSpec, pk_len: usize, n: usize) -> String {
+    let width = 4 + pk_len;
+    let mut tuples = String::with_capacity(n * width * 8);
+    for r in 0..n {
+        if r > 0 {
+            tuples.push_str(", ");
+        }
+        tuples.push('(');
+        for i in 0..width {
+            if i > 0 {
+                tuples.push_str(", ");
+            }
+            tuples.push('?');
+            tuples.push_str(&(3 + r * width + i).to_string());
+        }
+        tuples.push(')');
+    }
+    let t = quote(&spec.name);
+    let key_match = spec
+        .pk
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{t}.{} = v.column{}", quote(c), 5 + i))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) \
+         SELECT ?1, v.column1, v.column2, v.column3, ?2, v.column4 FROM (VALUES {tuples}) AS v \
+         WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {key_match} AND ({t}.hlc, {t}.origin) >= (v.column2, v.column3))"
+    )
 }
 
 /// Bound parameters per statement we stay under (SQLite's default limit is 32,766).
