@@ -461,6 +461,16 @@ impl SyncHandle {
         }
     }
 
+    /// Reads a user table's spec (columns, primary key) on a reader thread.
+    async fn load_user_spec(&self, name: &str) -> Result<Option<crate::row::TableSpec>> {
+        let n = name.to_string();
+        Ok(self
+            .inner
+            .store
+            .read(move |r| home::load_spec(r, &n, false).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
+            .await?)
+    }
+
     /// Registers a user table for replication. It must exist and have a primary key.
     /// Adds `hlc` and `origin` columns if missing, installs the logging triggers, logs
     /// every existing row once, and remembers the table across restarts. Other nodes
@@ -478,11 +488,8 @@ impl SyncHandle {
         if name.starts_with('_') || name.starts_with("sqlite_") {
             return Err(bad("tables starting with `_` or `sqlite_` belong to edgeswarm/SQLite"));
         }
-        let n = name.to_string();
         let spec = self
-            .inner
-            .store
-            .read(move |r| home::load_spec(r, &n, false).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
+            .load_user_spec(name)
             .await?
             .ok_or_else(|| bad("no such table; create it first"))?;
         if spec.pk.is_empty() {
@@ -518,11 +525,8 @@ impl SyncHandle {
                 Ok(OpOutput::Unit)
             })
             .await?;
-        let n = name.to_string();
         let spec = self
-            .inner
-            .store
-            .read(move |r| home::load_spec(r, &n, false).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
+            .load_user_spec(name)
             .await?
             .ok_or_else(|| bad("table vanished while registering"))?;
         let ddl = home::trigger_ddl(&spec);
