@@ -14,6 +14,7 @@
 use crate::embed::SharedEmbedder;
 use crate::engine::{self, Plan, VectorQuery};
 use crate::error::{Result, SearchError};
+use crate::fastlex::DocLens;
 use crate::knowledge::{self, AddOutcome, KnowledgeEntry, KnowledgeUpdate};
 use crate::query::{self, Cursor, Mode, SearchRequest, SearchResponse};
 use crate::vectors::{self, Space, SyncReport};
@@ -46,10 +47,14 @@ pub struct SearchConfig {
     pub embedder: Option<SharedEmbedder>,
     /// Most matches BM25 ranks for an unfiltered query; when a query matches more, only
     /// the most recent `rank_window` matches are ranked and the response says so. Bounds
-    /// latency for very common words (BM25 costs ~2-5 µs per match). 0 = rank every match.
-    /// Default 0: exact BM25 over every match (it cost little p99 in the benchmark, and a
-    /// window can miss the best hit). Filtered queries always rank every match.
+    /// latency for very common words when FTS5 ranks them (~1 µs per match). 0 = rank
+    /// every match. Default 0: exact BM25 over every match (a window can miss the best
+    /// hit). Filtered queries always rank every match.
     pub rank_window: usize,
+    /// Rank unfiltered word/phrase queries with the fast ranker (`fastlex`: the same BM25
+    /// scores from the term's instance list and in-memory token counts) instead of FTS5's
+    /// per-row `bm25()`. Default true; false is the baseline the benchmark compares with.
+    pub fast_lexical: bool,
 }
 
 impl Default for SearchConfig {
@@ -65,7 +70,13 @@ impl SearchConfig {
             cache_capacity: 1024,
             embedder: None,
             rank_window: DEFAULT_RANK_WINDOW,
+            fast_lexical: true,
         }
+    }
+    /// Switches the fast ranker on or off (results are the same; off is slower).
+    pub fn fast_lexical(mut self, on: bool) -> Self {
+        self.fast_lexical = on;
+        self
     }
     /// Sets the embedder (hybrid becomes the default mode).
     pub fn embedder(mut self, e: SharedEmbedder) -> Self {
@@ -155,6 +166,9 @@ pub struct SearchActor {
     store: Store,
     cache_capacity: usize,
     rank_window: usize,
+    /// Token counts shared with the read-pool threads for the fast ranker (a cache with
+    /// its own lock, filled by the threads that rank); None when the ranker is off.
+    lens: Option<Arc<DocLens>>,
 }
 
 /// The actor's mutable state.
@@ -325,6 +339,9 @@ impl SearchActor {
             mode,
             vector: None,
             rank_window: self.rank_window,
+            fast_all: parsed.fast(false),
+            fast_any: if parsed.terms.len() > 1 { parsed.fast(true) } else { None },
+            lens: self.lens.clone(),
         };
         Some(Task::Run {
             plan: Box::new(plan),
@@ -676,6 +693,7 @@ impl Search {
             store: store.clone(),
             cache_capacity: cfg.cache_capacity,
             rank_window: cfg.rank_window,
+            lens: cfg.fast_lexical.then(|| Arc::new(DocLens::new(&store.config().path))),
         };
         let (actor, _join) = Actor::spawn(None, actor, SearchArgs { embedder: cfg.embedder })
             .await

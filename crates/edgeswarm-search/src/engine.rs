@@ -3,9 +3,12 @@
 //! reciprocal rank fusion of both.
 
 use crate::error::{Result, SearchError};
+use crate::fastlex::{self, DocLens, FastQuery};
 use crate::query::{filter_sql, Cursor, Filters, Mode, SearchHit};
 use edgeswarm_store::{Reader, SqlValue};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// BM25 column weights: topic, content, tags (topic > tags > content).
 pub const BM25_WEIGHTS: &str = "bm25(10.0, 1.0, 4.0)";
@@ -37,7 +40,22 @@ pub(crate) struct Plan {
     pub vector: Option<VectorQuery>,
     /// Rank at most this many most recent matches of unfiltered queries (0 = all).
     pub rank_window: usize,
+    /// `fts_all` / `fts_any` in the form the fast ranker takes (None: FTS5 only).
+    pub fast_all: Option<FastQuery>,
+    pub fast_any: Option<FastQuery>,
+    /// Token counts for the fast ranker; None when it is switched off.
+    pub lens: Option<Arc<DocLens>>,
 }
+
+impl Plan {
+    fn fast(&self, any: bool) -> Option<(&FastQuery, &DocLens)> {
+        let q = if any { self.fast_any.as_ref() } else { self.fast_all.as_ref() }?;
+        Some((q, self.lens.as_deref()?))
+    }
+}
+
+/// Set once the fast ranker has failed, so the warning is logged once, not per query.
+static FAST_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// What the engine found.
 #[derive(Debug, Clone)]
@@ -57,15 +75,32 @@ fn text(v: &SqlValue) -> String {
 }
 
 /// Ranked (rowid, rank) pairs for a lexical query (rank: BM25, lower is better).
+/// Unfiltered queries over whole words and phrases are ranked by [`fastlex`] (same
+/// scores, no per-row FTS5 call); the rest by FTS5's `ORDER BY rank`.
+#[allow(clippy::too_many_arguments)]
 fn lexical_ids(
     r: &mut Reader,
     fts: &str,
+    fast: Option<(&FastQuery, &DocLens)>,
     filters: &Filters,
     limit: usize,
     offset: usize,
     after: Option<(f64, i64)>,
     lo: i64,
-) -> Result<Vec<(i64, f64)>> {
+) -> Result<(Vec<(i64, f64)>, bool)> {
+    if let Some((q, lens)) = fast {
+        if lo == 0 && *filters == Filters::default() {
+            match fastlex::ranked(lens, q, limit, offset, after) {
+                Ok(Some(ids)) => return Ok((ids, true)),
+                Ok(None) => {}
+                Err(e) => {
+                    if !FAST_FAILED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "fast lexical ranking failed; ranking through FTS5 (same results, slower)");
+                    }
+                }
+            }
+        }
+    }
     let (fsql, fparams) = filter_sql(filters, 5 + 2 * after.is_some() as usize);
     let join = !fsql.is_empty();
     let mut sql = String::from("SELECT knowledge_fts.rowid, knowledge_fts.rank FROM knowledge_fts");
@@ -93,11 +128,12 @@ fn lexical_ids(
     params.extend(fparams);
     sql.push_str(" ORDER BY knowledge_fts.rank, knowledge_fts.rowid LIMIT ?3 OFFSET ?4");
     let res = r.query(&sql, params)?;
-    Ok(res
+    let ids = res
         .rows
         .iter()
         .filter_map(|row| Some((row[0].as_i64()?, row[1].as_f64()?)))
-        .collect())
+        .collect();
+    Ok((ids, false))
 }
 
 /// The rank window's lower rowid bound: the `window`-th most recent match, or 0 when the
@@ -113,12 +149,41 @@ fn window_bound(r: &mut Reader, fts: &str, filters: &Filters, window: usize) -> 
     Ok(res.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 
-/// Fetches display fields and a highlighted snippet for lexical hits, in order. One
-/// statement for the whole page: the MATCH runs once and snippets are computed only for
-/// the page's rows.
-fn hydrate_lexical(r: &mut Reader, fts: &str, ids: &[(i64, f64)]) -> Result<Vec<SearchHit>> {
+/// Fetches display fields and a highlighted snippet for lexical hits, in order. Rows
+/// ranked by the fast ranker get the same snippets from [`fastlex::hydrate`] (no FTS5
+/// query); otherwise one statement for the whole page: the MATCH runs once and snippets
+/// are computed only for the page's rows.
+fn hydrate(r: &mut Reader, fts: &str, fast: Option<&FastQuery>, ids: &[(i64, f64)]) -> Result<Vec<SearchHit>> {
     if ids.is_empty() {
         return Ok(vec![]);
+    }
+    if let Some(q) = fast {
+        let rowids: Vec<i64> = ids.iter().map(|(rowid, _)| *rowid).collect();
+        match fastlex::hydrate(q, &rowids, ("[", "]", "…"), SNIPPET_TOKENS) {
+            Ok(Some(rows)) => {
+                let mut by_rowid: HashMap<i64, fastlex::HitRow> = rows.into_iter().map(|row| (row.0, row)).collect();
+                return Ok(ids
+                    .iter()
+                    .filter_map(|(rowid, rank)| {
+                        let (_, id, category, topic, snippet, created_at) = by_rowid.remove(rowid)?;
+                        Some(SearchHit {
+                            id,
+                            category,
+                            topic,
+                            snippet,
+                            score: -rank,
+                            created_at,
+                        })
+                    })
+                    .collect());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if !FAST_FAILED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "fast snippets failed; using FTS5 snippet() (same results, slower)");
+                }
+            }
+        }
     }
     let sql = format!(
         "SELECT knowledge_fts.rowid, k.id, k.category, k.topic, snippet(knowledge_fts, -1, '[', ']', '…', {SNIPPET_TOKENS}), k.created_at \
@@ -229,12 +294,12 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
     };
     let mut used = fts;
     let mut windowed = lo > 0;
-    let mut ids = lexical_ids(r, fts, &plan.filters, plan.limit + 1, plan.offset, after, lo)?;
+    let (mut ids, mut fast_used) = lexical_ids(r, fts, plan.fast(false), &plan.filters, plan.limit + 1, plan.offset, after, lo)?;
     let mut relaxed = false;
     if ids.is_empty() && after.is_none() && plan.offset == 0 {
         if let Some(any) = plan.fts_any.as_deref() {
             let lo_any = window_bound(r, any, &plan.filters, plan.rank_window)?;
-            ids = lexical_ids(r, any, &plan.filters, plan.limit + 1, 0, None, lo_any)?;
+            (ids, fast_used) = lexical_ids(r, any, plan.fast(true), &plan.filters, plan.limit + 1, 0, None, lo_any)?;
             relaxed = !ids.is_empty();
             windowed = lo_any > 0;
             used = any;
@@ -252,7 +317,8 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
     } else {
         None
     };
-    let hits = hydrate_lexical(r, used, &ids)?;
+    let fast_q = if relaxed { plan.fast_any.as_ref() } else { plan.fast_all.as_ref() };
+    let hits = hydrate(r, used, fast_q.filter(|_| fast_used), &ids)?;
     Ok(Found {
         hits,
         next,
@@ -287,17 +353,19 @@ fn fused(r: &mut Reader, plan: &Plan) -> Result<Found> {
             Some(fts) => {
                 let lo = window_bound(r, fts, &plan.filters, plan.rank_window)?;
                 windowed = lo > 0;
-                let mut ids = lexical_ids(r, fts, &plan.filters, k, 0, None, lo)?;
+                let (mut ids, mut fast_used) = lexical_ids(r, fts, plan.fast(false), &plan.filters, k, 0, None, lo)?;
                 let mut used = fts;
+                let mut fast_q = plan.fast_all.as_ref();
                 if ids.is_empty() {
                     if let Some(any) = plan.fts_any.as_deref() {
                         let lo_any = window_bound(r, any, &plan.filters, plan.rank_window)?;
                         windowed = lo_any > 0;
-                        ids = lexical_ids(r, any, &plan.filters, k, 0, None, lo_any)?;
+                        (ids, fast_used) = lexical_ids(r, any, plan.fast(true), &plan.filters, k, 0, None, lo_any)?;
                         used = any;
+                        fast_q = plan.fast_any.as_ref();
                     }
                 }
-                hydrate_lexical(r, used, &ids)?
+                hydrate(r, used, fast_q.filter(|_| fast_used), &ids)?
             }
             None => vec![],
         };

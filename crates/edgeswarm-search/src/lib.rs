@@ -16,6 +16,7 @@ pub mod actor;
 pub mod bench;
 pub mod embed;
 mod engine;
+mod fastlex;
 pub mod error;
 pub mod knowledge;
 pub mod query;

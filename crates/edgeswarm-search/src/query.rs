@@ -287,6 +287,21 @@ fn quote(words: &[String]) -> String {
 }
 
 impl ParsedQuery {
+    /// The same expression as [`ParsedQuery::fts`] for the fast ranker; `None` when a term
+    /// is a prefix (only FTS5 expands those).
+    pub(crate) fn fast(&self, any: bool) -> Option<crate::fastlex::FastQuery> {
+        if self.terms.is_empty() || self.terms.iter().any(|t| t.prefix) {
+            return None;
+        }
+        let n = self.terms.len();
+        let plain = self.terms.iter().filter(|t| t.words.len() == 1).count();
+        Some(crate::fastlex::FastQuery {
+            terms: self.terms.iter().map(|t| t.words.clone()).collect(),
+            all: !any,
+            whole_phrase: plain >= 2 && plain == n && plain <= 8,
+        })
+    }
+
     /// The FTS5 MATCH expression: all terms (AND), plus the whole text as one phrase when it
     /// has several plain words, so an exact phrase outranks scattered words. `any` joins
     /// terms with OR instead (the relaxed retry when AND finds nothing).

@@ -12,13 +12,47 @@
 //! `edge_replicas` and `latency_ms` only in `distributed_transactions`.
 
 /// Migrations in order; migration `i` moves `user_version` from `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Tables whose rows replicate, with the SQL expression naming a row in `_changes.row_id`.
 pub const REPLICATED_TABLES: &[&str] = &["agent_metrics", "conversations", "knowledge", "kv"];
+
+/// Migration 3: `_knowledge_touched`, the rowids whose FTS entry the triggers rewrote, in
+/// order. The search engine keeps every indexed row's token count in memory (FTS5 would
+/// otherwise look it up once per match while ranking) and catches up by reading this log.
+/// The triggers keep its newest 65,536 entries; a reader that fell further behind reloads
+/// all counts from `knowledge_fts_docsize`.
+const MIGRATION_3: &str = r#"
+CREATE TABLE IF NOT EXISTS _knowledge_touched (
+    seq INTEGER PRIMARY KEY,
+    rid INTEGER NOT NULL
+);
+DROP TRIGGER IF EXISTS knowledge_fts_ai;
+DROP TRIGGER IF EXISTS knowledge_fts_ad;
+DROP TRIGGER IF EXISTS knowledge_fts_au;
+CREATE TRIGGER knowledge_fts_ai AFTER INSERT ON knowledge WHEN new.deleted = 0 BEGIN
+    INSERT INTO knowledge_fts(rowid, topic, content, tags) VALUES (new.rowid, new.topic, new.content, new.tags);
+    INSERT INTO _knowledge_touched(rid) VALUES (new.rowid);
+    DELETE FROM _knowledge_touched WHERE seq <= (SELECT max(seq) FROM _knowledge_touched) - 65536;
+END;
+CREATE TRIGGER knowledge_fts_ad AFTER DELETE ON knowledge WHEN old.deleted = 0 BEGIN
+    INSERT INTO knowledge_fts(knowledge_fts, rowid, topic, content, tags) VALUES ('delete', old.rowid, old.topic, old.content, old.tags);
+    INSERT INTO _knowledge_touched(rid) VALUES (old.rowid);
+    DELETE FROM _knowledge_touched WHERE seq <= (SELECT max(seq) FROM _knowledge_touched) - 65536;
+END;
+CREATE TRIGGER knowledge_fts_au AFTER UPDATE ON knowledge BEGIN
+    INSERT INTO knowledge_fts(knowledge_fts, rowid, topic, content, tags)
+        SELECT 'delete', old.rowid, old.topic, old.content, old.tags WHERE old.deleted = 0;
+    INSERT INTO knowledge_fts(rowid, topic, content, tags)
+        SELECT new.rowid, new.topic, new.content, new.tags WHERE new.deleted = 0;
+    INSERT INTO _knowledge_touched(rid) SELECT old.rowid WHERE old.deleted = 0 AND old.rowid <> new.rowid;
+    INSERT INTO _knowledge_touched(rid) SELECT new.rowid WHERE old.deleted = 0 OR new.deleted = 0;
+    DELETE FROM _knowledge_touched WHERE seq <= (SELECT max(seq) FROM _knowledge_touched) - 65536;
+END;
+"#;
 
 /// Migration 2: one AFTER UPDATE trigger for the FTS index. Two triggers on the same
 /// event fire newest-first, so an UPDATE of a live row inserted the new terms before
