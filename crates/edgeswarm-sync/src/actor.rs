@@ -4,8 +4,15 @@
 //!
 //! Mailbox: ractor mailboxes are unbounded, so this actor bounds its own input:
 //! `Wake` is coalesced (at most one queued, see [`RegionShared::wake_pending`]), `Tick`
-//! comes from one interval timer, and completions come only from tasks the actor
-//! started (at most `window` pushes + one pull + one probe + one status write).
+//! comes from one interval timer, `LingerDone` from at most one pending timer, and
+//! completions come only from tasks the actor started (at most `window` pushes, each
+//! with one `Cut`, + one pull + one probe + one status write).
+//!
+//! New commits are noticed by event, not by polling: the storage writer's commit
+//! event raises the shared `home_max` and sends a coalesced `Wake`; a partial batch held
+//! back by `push_linger` is sent by its own timer when the linger ends. Each batch is
+//! cut by rows (see [`crate::home::cut_batch`]) by its push task, which reports the
+//! cut before reading the rows, so the next batch can start meanwhile.
 //!
 //! Ordering and delivery: batches cover `_changes` ranges `(from, to]`. Up to `window`
 //! are in flight; they may be applied out of order (LWW makes that harmless). The
@@ -25,7 +32,7 @@ use edgeswarm_core::record::now_millis;
 use edgeswarm_store::{OpOutput, SqlValue, Store};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,7 +78,8 @@ pub struct RegionStatus {
     /// Last successful push or pull (ms since epoch).
     pub last_sync_at: Option<i64>,
     /// Replication lag of acked rows (commit to region ack), p50/p99 in ms, over the
-    /// last 4,096 rows.
+    /// last 4,096 rows. Computed when the status is read (`sync_status`), not on every
+    /// ack: sorting the ring on each of hundreds of acks a second cost real CPU.
     pub lag_p50_ms: Option<u64>,
     /// See `lag_p50_ms`.
     pub lag_p99_ms: Option<u64>,
@@ -168,7 +176,12 @@ pub enum SyncMsg {
     Wake,
     /// Timer tick.
     Tick,
-    /// A pushed batch finished.
+    /// A partial batch's `push_linger` is over (one timer at a time).
+    LingerDone,
+    /// A push task found where its batch ends (`to`), before reading the rows: the
+    /// next batch can start from there while this one is read and shipped.
+    Cut { epoch: u64, from: i64, to: i64 },
+    /// A pushed batch finished (`to` is where it ended; the cut, if `Cut` was lost).
     PushDone {
         epoch: u64,
         from: i64,
@@ -194,6 +207,17 @@ pub struct SyncState {
     acked: i64,
     next_send: i64,
     inflight: BTreeMap<i64, (i64, bool)>,
+    /// `from` of the in-flight batch whose end is not known yet (its task is cutting
+    /// it by rows); no further batch starts until it is.
+    cutting: Option<i64>,
+    /// A `LingerDone` timer is pending.
+    linger_timer: bool,
+    /// The last batch cut was full (its row budget reached): a backlog is draining,
+    /// so the next partial batch need not linger.
+    last_full: bool,
+    /// Row budget of the next batch: starts at [`SLOW_START_ROWS`] (after start and
+    /// after a failure) and doubles per batch up to `batch_rows`.
+    budget: usize,
     retry_at: Option<Instant>,
     last_dispatch: Instant,
     pull_seq: i64,
@@ -231,10 +255,6 @@ impl SyncActor {
             st.caught_up_at.elapsed().as_millis() as u64
         };
         let rtt = st.health.rtt_ewma_ms;
-        let (p50, p99) = {
-            let l = c.shared.lags.lock().unwrap_or_else(|p| p.into_inner());
-            (l.quantile(0.5), l.quantile(0.99))
-        };
         {
             let mut s = c.shared.status.lock().unwrap_or_else(|p| p.into_inner());
             s.health = st.health.health;
@@ -252,8 +272,6 @@ impl SyncActor {
             s.errors = st.health.errors_total;
             s.last_error = st.health.last_error.clone();
             s.last_sync_at = st.last_sync_at;
-            s.lag_p50_ms = p50;
-            s.lag_p99_ms = p99;
         }
         c.router.update(
             &c.name,
@@ -282,57 +300,95 @@ impl SyncActor {
         }
         let home = self.ctx.home_max.load(Ordering::SeqCst);
         let now = Instant::now();
-        while st.inflight.len() < self.ctx.cfg.window.max(1) && st.next_send < home {
+        while st.cutting.is_none() && st.inflight.len() < self.ctx.cfg.window.max(1) && st.next_send < home {
             // Nagle-like: a partial batch waits up to `push_linger` while another batch
             // is in flight, so a trickle of commits does not become one tiny batch each.
-            let partial = ((home - st.next_send) as usize) < self.ctx.cfg.batch_rows;
-            if partial && !st.inflight.is_empty() && now.duration_since(st.last_dispatch) < self.ctx.cfg.push_linger {
+            // Only while trickling: right after a full batch (a backlog draining) the
+            // rest goes at once, or the tail of every backlog would wait the linger.
+            // (An entry is at least one row, so fewer entries than the budget may still
+            // be a full batch of rows; such a batch at most waits the linger.)
+            let partial = ((home - st.next_send) as usize) < st.budget.min(self.ctx.cfg.batch_rows);
+            let waited = now.duration_since(st.last_dispatch);
+            if partial && !st.last_full && !st.inflight.is_empty() && waited < self.ctx.cfg.push_linger {
+                // Come back exactly when the linger ends (not on the next tick).
+                if !st.linger_timer {
+                    st.linger_timer = true;
+                    // The timer task runs detached; its handle is not needed.
+                    drop(me.send_after(self.ctx.cfg.push_linger - waited, || SyncMsg::LingerDone));
+                }
                 break;
             }
             st.last_dispatch = now;
+            // The task cuts the batch at `batch_rows` rows (a rowid-range entry counts
+            // as the rows it covers) and reports the end with `Cut`.
             let from = st.next_send;
-            let to = home.min(from + self.ctx.cfg.batch_rows.max(1) as i64);
-            st.next_send = to;
-            st.inflight.insert(from, (to, false));
-            self.spawn_push(me.clone(), st.epoch, from, to);
+            st.cutting = Some(from);
+            st.inflight.insert(from, (home, false));
+            let max = self.ctx.cfg.batch_rows.max(1);
+            let budget = st.budget.min(max);
+            st.budget = (budget * 2).min(max);
+            self.spawn_push(me.clone(), st.epoch, from, home, budget);
         }
     }
 
-    fn spawn_push(&self, me: ActorRef<SyncMsg>, epoch: u64, from: i64, to: i64) {
+    /// Records where the batch starting at `from` ends; idempotent.
+    fn apply_cut(st: &mut SyncState, from: i64, to: i64) {
+        let mut full = false;
+        if let Some(e) = st.inflight.get_mut(&from) {
+            // Cut before the limit it was given: the row budget was reached.
+            full = to < e.0;
+            e.0 = to;
+        }
+        if st.cutting == Some(from) {
+            st.cutting = None;
+            st.next_send = to;
+            st.last_full = full;
+        }
+    }
+
+    fn spawn_push(&self, me: ActorRef<SyncMsg>, epoch: u64, from: i64, limit: i64, budget: usize) {
         let c = self.ctx.clone();
-        let span = tracing::debug_span!("push_batch", region = %c.name, from, to);
+        let span = tracing::debug_span!("push_batch", region = %c.name, from, limit);
         tokio::spawn(
             async move {
                 let reg = c.registry.clone();
                 let txid = edgeswarm_core::new_id();
                 let (id, pusher) = (txid.clone(), c.origin.clone());
-                // Read the rows and build the region statements on a reader thread.
+                let per_statement = c.link.rows_per_statement();
+                let cut_to = me.clone();
+                // Cut the batch, then read the rows and build the region statements, on
+                // a reader thread.
                 let read = c
                     .store
                     .read(move |r| {
-                        let b = home::read_batch(r, &reg, from, to).map_err(|e| match e {
+                        let as_store = |e: SyncError| match e {
                             SyncError::Store(s) => s,
                             other => edgeswarm_store::StoreError::Sql(other.to_string()),
-                        })?;
+                        };
+                        let to = home::cut_batch(r, &reg, from, limit, budget).map_err(as_store)?;
+                        let _ = cut_to.cast(SyncMsg::Cut { epoch, from, to });
+                        let b = home::read_batch(r, &reg, from, to).map_err(as_store)?;
                         if b.rows.is_empty() {
-                            return Ok((None, b.change_millis));
+                            return Ok((to, None, b.change_millis));
                         }
                         let tables = b
                             .rows
                             .iter()
                             .filter_map(|r| reg.get(&r.tbl).map(|s| (r.tbl.clone(), s)))
                             .collect::<HashMap<_, _>>();
-                        Ok((Some(PushBatch::new(id, pusher, b.rows, tables)), b.change_millis))
+                        Ok((to, Some(PushBatch::new(id, pusher, b.rows, tables, per_statement)), b.change_millis))
                     })
                     .await;
-                let (rows, change_millis, result) = match read {
-                    Err(e) => (0, vec![], Err(tx_err(e))),
-                    Ok((None, millis)) => (0, millis, Ok(Duration::ZERO)),
-                    Ok((Some(batch), millis)) => {
+                let (to, rows, change_millis, result) = match read {
+                    Err(e) => (from, 0, vec![], Err(tx_err(e))),
+                    Ok((to, None, millis)) => (to, 0, millis, Ok(Duration::ZERO)),
+                    Ok((to, Some(batch), millis)) => {
                         let n = batch.rows.len();
                         let t0 = Instant::now();
                         let r = c.link.push(&batch).await.map(|_| t0.elapsed());
-                        (n, millis, r)
+                        // Free the batch here, not on the actor.
+                        drop(batch);
+                        (to, n, millis, r)
                     }
                 };
                 let _ = me.cast(SyncMsg::PushDone {
@@ -356,18 +412,25 @@ impl SyncActor {
             async move {
                 let t0 = Instant::now();
                 let res = async {
-                    let entries = c.link.pull(after, &c.origin, c.cfg.pull_rows.max(1)).await?;
+                    let page = c.link.pull(after, &c.origin, c.cfg.pull_rows.max(1), &c.registry).await?;
                     let rtt = t0.elapsed();
-                    let full = entries.len() >= c.cfg.pull_rows.max(1);
-                    let last = entries.last().map(|e| e.seq).unwrap_or(after);
-                    let versions: Vec<RowVersion> = entries
-                        .into_iter()
-                        .filter(|e| e.pusher != c.origin && e.origin != c.origin)
-                        .filter_map(|e| {
-                            let spec = c.registry.get(&e.tbl)?;
-                            RowVersion::from_json(&spec, e.row_id, e.data.as_deref()?)
-                        })
-                        .collect();
+                    let (full, last, entries) = (page.full, page.last, page.entries);
+                    // Each wanted entry comes with the version it names (or, from a
+                    // region written before superseded versions were kept, possibly a
+                    // newer one: then several entries may carry the same version, and
+                    // one may be this node's own, which it holds already).
+                    let mut seen = HashSet::new();
+                    let mut versions: Vec<RowVersion> = Vec::new();
+                    for e in entries {
+                        let (Some(vals), Some(spec)) = (e.row, c.registry.get(&e.tbl)) else {
+                            continue;
+                        };
+                        if let Some(v) = RowVersion::from_row(spec.name.clone(), e.row_id, spec.columns.clone(), vals) {
+                            if v.origin != c.origin && seen.insert((v.tbl.clone(), v.row_id.clone(), v.hlc, v.origin.clone())) {
+                                versions.push(v);
+                            }
+                        }
+                    }
                     let mut stats = ApplyStats::default();
                     if !versions.is_empty() {
                         let reg = c.registry.clone();
@@ -480,6 +543,13 @@ impl SyncActor {
     }
 }
 
+/// Row budget of the first batch after start or a failure; each further batch may
+/// carry twice as many rows, up to `batch_rows`. A backlog then starts with a few small
+/// batches, so reading at home, the network and applying in the region overlap from
+/// the start (a fresh region's 500 rows: three batches instead of one that is read,
+/// then shipped, then applied); a long backlog soon moves in full batches.
+const SLOW_START_ROWS: usize = 128;
+
 /// Upserts both cursors monotonically.
 const CURSOR_UPSERT: &str = "INSERT INTO _sync_cursors (region, push_seq, pull_seq, updated_at) VALUES (?1, ?2, ?3, ?4) \
     ON CONFLICT(region) DO UPDATE SET push_seq = MAX(push_seq, excluded.push_seq), pull_seq = MAX(pull_seq, excluded.pull_seq), updated_at = excluded.updated_at";
@@ -502,6 +572,10 @@ impl Actor for SyncActor {
             acked: push_seq,
             next_send: push_seq,
             inflight: BTreeMap::new(),
+            cutting: None,
+            linger_timer: false,
+            last_full: false,
+            budget: SLOW_START_ROWS,
             retry_at: None,
             last_dispatch: now,
             pull_seq,
@@ -544,6 +618,10 @@ impl Actor for SyncActor {
                 self.ctx.shared.wake_pending.store(false, Ordering::SeqCst);
                 self.maybe_push(&me, st);
             }
+            SyncMsg::LingerDone => {
+                st.linger_timer = false;
+                self.maybe_push(&me, st);
+            }
             SyncMsg::Tick => {
                 let now = Instant::now();
                 if st.acked >= self.ctx.home_max.load(Ordering::SeqCst) {
@@ -578,6 +656,12 @@ impl Actor for SyncActor {
                     self.spawn_status(me.clone(), st);
                 }
             }
+            SyncMsg::Cut { epoch, from, to } => {
+                if epoch == st.epoch {
+                    Self::apply_cut(st, from, to);
+                    self.maybe_push(&me, st);
+                }
+            }
             SyncMsg::PushDone {
                 epoch,
                 from,
@@ -592,6 +676,7 @@ impl Actor for SyncActor {
                 }
                 match result {
                     Ok(rtt) => {
+                        Self::apply_cut(st, from, to);
                         if rows > 0 {
                             self.on_success(st, Some(rtt));
                         }
@@ -656,12 +741,13 @@ impl Actor for SyncActor {
                                 }
                             });
                         }
-                        let _ = to;
                     }
                     Err(e) => {
                         self.on_failure(st, &e);
                         st.epoch += 1;
                         st.inflight.clear();
+                        st.cutting = None;
+                        st.budget = SLOW_START_ROWS;
                         st.next_send = st.acked;
                         st.retry_at = Some(Instant::now() + st.health.retry_delay());
                     }
@@ -708,6 +794,8 @@ impl Actor for SyncActor {
                         if was_down {
                             st.epoch += 1;
                             st.inflight.clear();
+                            st.cutting = None;
+                            st.budget = SLOW_START_ROWS;
                             st.next_send = st.acked;
                             st.retry_at = None;
                             st.next_pull = Instant::now();
@@ -719,6 +807,8 @@ impl Actor for SyncActor {
                         if st.health.health == Health::Down {
                             st.epoch += 1;
                             st.inflight.clear();
+                            st.cutting = None;
+                            st.budget = SLOW_START_ROWS;
                             st.next_send = st.acked;
                         }
                     }

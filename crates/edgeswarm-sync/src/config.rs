@@ -90,20 +90,30 @@ impl LinkProfile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SyncConfig {
-    /// Max `_changes` entries per pushed batch. Default 2,000: big enough to amortise a
-    /// region transaction, small enough to keep one batch well under a second of work.
+    /// Max rows per pushed batch. Default 2,000: big enough to amortise a region
+    /// transaction, small enough to keep one batch well under a second of work and to
+    /// pipeline a backlog. Counted in rows, not `_changes` entries: a rowid-range entry
+    /// of an append-only table counts as the rows it covers (it is never split, so a
+    /// batch holding one large range may exceed this). After start or a failure the
+    /// first batches are smaller (128 rows, doubling per batch) so reading, shipping and
+    /// applying overlap from the first batch.
     pub batch_rows: usize,
     /// Pushed batches in flight per region at once (pipelining hides latency). Default
     /// 32. Batches may land out of order; LWW makes that harmless and the cursor only
     /// advances over the contiguous acked prefix.
     pub window: usize,
     /// How long a partial batch may wait for more changes while another batch to the
-    /// same region is in flight. Default 10 ms: bounds batches per second per region
-    /// under a trickle of commits at the cost of at most this much extra lag.
+    /// same region is in flight and the previous batch was partial too (a trickle, not
+    /// a backlog draining). Default 10 ms: bounds batches per second per region under a
+    /// trickle of commits (each batch also costs a `distributed_transactions` row) at
+    /// the cost of at most this much extra lag; the batch leaves on its own timer the
+    /// moment the linger ends, not on the next `tick`.
     pub push_linger: Duration,
     /// How often each actor pulls the region's log. Default 100 ms.
     pub pull_interval: Duration,
-    /// Max log entries per pull. Default 2,000.
+    /// Region log positions per pull page (the entries of other nodes in it are
+    /// applied; this node's own are skipped on the region). Default 2,000; a full page
+    /// is followed by the next pull at once.
     pub pull_rows: usize,
     /// Health probe (ping) interval while a region is idle or degraded. Default 500 ms.
     pub probe_interval: Duration,
@@ -111,8 +121,9 @@ pub struct SyncConfig {
     pub max_probe_backoff: Duration,
     /// Consecutive failures that turn a region from degraded to down. Default 3.
     pub down_after: u32,
-    /// The actor's timer tick; due pulls, probes, lingering batches and retries are
-    /// checked on it. Default 5 ms.
+    /// The actor's timer tick; due pulls, probes and retries are checked on it (new
+    /// commits wake the actor by event, lingering batches by their own timer). Default
+    /// 5 ms.
     pub tick: Duration,
     /// How often `edge_replicas` is rewritten with fresh health and lag. Default 500 ms.
     pub status_interval: Duration,

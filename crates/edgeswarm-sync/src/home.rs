@@ -37,6 +37,37 @@ pub struct ReadBatch {
     pub change_millis: Vec<u64>,
 }
 
+/// Where a batch starting after `_changes.seq` `from` ends: the first `to <= limit` at
+/// which the entries in `(from, to]` cover at least `budget` rows (a rowid-range entry
+/// counts as the rows it covers, any other entry as one), else `limit`. An entry is
+/// never split, so a batch is at least one entry. Batches are cut by rows, not
+/// entries: an append-only table logs one entry per storage batch (up to thousands of
+/// rows), so counting entries made some batches a thousand times bigger than others
+/// and a backlog of them one batch with nothing to pipeline.
+pub fn cut_batch(r: &mut Reader, reg: &Registry, from: i64, limit: i64, budget: usize) -> Result<i64> {
+    if limit - from <= 1 {
+        return Ok(limit);
+    }
+    if !reg.change_ranges() {
+        return Ok(limit.min(from + budget as i64));
+    }
+    let q = r.query(
+        "SELECT seq, COALESCE(rowid_hi - rowid_lo + 1, 1) FROM _changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+        vec![from.into(), limit.into(), (budget as i64).into()],
+    )?;
+    let mut rows = 0i64;
+    for row in &q.rows {
+        let (Some(seq), w) = (row[0].as_i64(), row[1].as_i64().unwrap_or(1)) else {
+            continue;
+        };
+        rows += w.max(1);
+        if rows >= budget as i64 {
+            return Ok(seq);
+        }
+    }
+    Ok(limit)
+}
+
 /// Reads the current version of every row changed in `_changes` range `(from, to]`,
 /// with one query per table (keys joined against the log range), plus the commit
 /// time of each version for lag statistics.

@@ -7,7 +7,6 @@
 //! idempotent: replicas converge whatever the order or repetition of deliveries.
 
 use edgeswarm_store::{QueryResult, SqlValue};
-use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -61,6 +60,38 @@ impl TableSpec {
             pk: pk.into_iter().map(|(_, c)| c).collect::<Vec<_>>().into(),
             append_only,
         })
+    }
+
+    /// `SELECT * FROM t WHERE pk1 = ?1 AND ...`: a region's current row, whatever
+    /// columns the region's copy of the table has (see [`TableSpec::lay_out`]).
+    pub fn select_star_by_pk(&self) -> String {
+        let w = self
+            .pk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!("SELECT * FROM {} WHERE {w}", quote(&self.name))
+    }
+
+    /// A row read with `columns` laid out as this spec's columns: missing columns
+    /// become NULL, unknown ones are dropped (a region's copy of a user table may have
+    /// been created by a node with another version of its schema).
+    pub fn lay_out(&self, columns: &[String], mut values: Vec<SqlValue>) -> Vec<SqlValue> {
+        if columns.len() == self.columns.len() && columns.iter().zip(self.columns.iter()).all(|(a, b)| a == b) {
+            return values;
+        }
+        self.columns
+            .iter()
+            .map(|c| {
+                columns
+                    .iter()
+                    .position(|x| x == c)
+                    .and_then(|i| values.get_mut(i).map(|v| std::mem::replace(v, SqlValue::Null)))
+                    .unwrap_or(SqlValue::Null)
+            })
+            .collect()
     }
 
     /// `"c1", "c2", ...`
@@ -143,9 +174,11 @@ impl TableSpec {
         )
     }
 
-    /// `CREATE TABLE IF NOT EXISTS` for a region copy: same columns and key, no defaults
-    /// or constraints (every column is always shipped).
-    pub fn create_region_table(&self) -> String {
+    /// `CREATE TABLE IF NOT EXISTS` statements for a region copy: the table (same
+    /// columns and key, no defaults or constraints: every column is always shipped)
+    /// and, for a mutable table, its superseded-versions table (see
+    /// [`TableSpec::prev_table`]).
+    pub fn create_region_tables(&self) -> Vec<String> {
         let cols = self
             .columns
             .iter()
@@ -154,7 +187,46 @@ impl TableSpec {
             .collect::<Vec<_>>()
             .join(", ");
         let pk = self.pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-        format!("CREATE TABLE IF NOT EXISTS {} ({cols}, PRIMARY KEY ({pk}))", quote(&self.name))
+        let mut v = vec![format!(
+            "CREATE TABLE IF NOT EXISTS {} ({cols}, PRIMARY KEY ({pk}))",
+            quote(&self.name)
+        )];
+        if !self.append_only {
+            v.push(format!(
+                "CREATE TABLE IF NOT EXISTS {} ({cols}, PRIMARY KEY ({pk}, \"hlc\", \"origin\"))",
+                quote(&self.prev_table())
+            ));
+        }
+        v
+    }
+
+    /// The region table keeping versions of this table's rows that a newer version
+    /// replaced, keyed by (primary key, hlc, origin). The region log only points at
+    /// rows; a puller whose log entry names a version the row has since moved past reads
+    /// that version here, so it sees exactly the versions the region accepted (and
+    /// records the same conflicts) as when the log held copies. Written only when a row
+    /// is overwritten, so inserts pay nothing; append-only tables have none (their rows
+    /// are not overwritten, and their conflicts are not recorded).
+    pub fn prev_table(&self) -> String {
+        format!("_region_prev_{}", self.name)
+    }
+
+    /// `SELECT * FROM <prev> WHERE pk1 = ?1 AND ... AND hlc = ?k+1 AND origin = ?k+2`.
+    pub fn select_prev_version(&self) -> String {
+        let k = self.pk.len();
+        let w = self
+            .pk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "SELECT * FROM {} WHERE {w} AND \"hlc\" = ?{} AND \"origin\" = ?{}",
+            quote(&self.prev_table()),
+            k + 1,
+            k + 2
+        )
     }
 
     /// The SQL expression for `_changes.row_id` over trigger row `prefix` (`new`/`old`).
@@ -182,13 +254,29 @@ pub fn quote(id: &str) -> String {
     format!("\"{}\"", id.replace('"', "\"\""))
 }
 
-/// Region-side log table: every version a region accepted, in acceptance order. Pulls
-/// read it after a cursor.
+/// Region-side log table: one entry per version a region accepted, in acceptance
+/// order; pulls read it after a cursor. An entry is a pointer — table, key, and the
+/// `(hlc, origin)` of the version that won — not a copy of the row: a puller reads the
+/// row itself from the region's table, whose own `hlc`/`origin` columns are
+/// authoritative (when the row has moved on to a newer version since, the puller gets
+/// that newer version, which has its own later entry; applying it twice is a LWW
+/// no-op). Not copying the row halves what a push writes per version. `data` is
+/// always `''`: region files written before held a JSON copy of the row there, and
+/// keeping the column (NOT NULL) lets both kinds of file take the same statements and
+/// keep their pull cursors.
 pub const REGION_LOG_DDL: &str = "CREATE TABLE IF NOT EXISTS _region_log (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row_id TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, pusher TEXT NOT NULL, data TEXT NOT NULL)";
 
-/// Reads log entries after a cursor; data is omitted for entries pushed by the reader
-/// (it has them), so the cursor still moves past them cheaply.
-pub const REGION_LOG_PULL: &str = "SELECT seq, tbl, row_id, hlc, origin, pusher, CASE WHEN pusher = ?2 OR origin = ?2 THEN NULL ELSE data END FROM _region_log WHERE seq > ?1 ORDER BY seq LIMIT ?3";
+/// Reads the log entries of page `(?1, ?1 + ?2]` (a pull cursor and a page length)
+/// that node `?3` did not write or push: its own entries stay in the region (the page
+/// end, [`REGION_LOG_END`], moves the cursor past them). Most of a busy region's log is
+/// the reader's own pushes; shipping them only to be skipped cost the region thread
+/// more than the pushes did.
+pub const REGION_LOG_PULL: &str = "SELECT seq, tbl, row_id, hlc, origin, pusher FROM _region_log \
+    WHERE seq > ?1 AND seq <= ?1 + ?2 AND pusher <> ?3 AND origin <> ?3 ORDER BY seq";
+
+/// The last log position (0 for an empty log); read in the same transaction as
+/// [`REGION_LOG_PULL`].
+pub const REGION_LOG_END: &str = "SELECT COALESCE(MAX(seq), 0) FROM _region_log";
 
 /// One version of one row.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,7 +317,7 @@ impl RowVersion {
         (self.hlc, self.origin.as_str())
     }
 
-    /// Row content as a JSON object (the region log's `data`).
+    /// Row content as a JSON object (`conflicts.winner` / `conflicts.loser`).
     ///
     /// Written straight to a string (no intermediate `Map`): keys in sorted order, as a
     /// `serde_json::Map` would emit them, values as `SqlValue::to_json` renders them.
@@ -255,46 +343,12 @@ impl RowVersion {
         String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
-    /// Rebuilds a version from a region log entry, laid out as `spec`'s columns (missing
-    /// columns become NULL, unknown ones are dropped).
-    pub fn from_json(spec: &TableSpec, row_id: String, data: &str) -> Option<Self> {
-        let obj: serde_json::Map<String, Json> = serde_json::from_str(data).ok()?;
-        let values = spec
-            .columns
-            .iter()
-            .map(|c| obj.get(c).map(json_to_sql).unwrap_or(SqlValue::Null))
-            .collect();
-        RowVersion::from_row(spec.name.clone(), row_id, spec.columns.clone(), values)
-    }
-
     /// Content without the stamp, to tell a real conflict from a redelivery.
     pub fn same_content(&self, other: &RowVersion) -> bool {
         self.columns
             .iter()
             .zip(self.values.iter().zip(&other.values))
             .all(|(c, (a, b))| c == "hlc" || c == "origin" || a == b)
-    }
-}
-
-/// JSON (as written by `SqlValue::to_json`) back to a SQL value.
-pub fn json_to_sql(v: &Json) -> SqlValue {
-    match v {
-        Json::Null => SqlValue::Null,
-        Json::Bool(b) => SqlValue::Integer(*b as i64),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) if !n.is_f64() => SqlValue::Integer(i),
-            _ => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => SqlValue::Text(s.clone()),
-        Json::Object(o) => match o.get("blob_hex").and_then(|h| h.as_str()) {
-            Some(h) => SqlValue::Blob(
-                (0..h.len() / 2)
-                    .filter_map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
-                    .collect(),
-            ),
-            None => SqlValue::Text(v.to_string()),
-        },
-        Json::Array(_) => SqlValue::Text(v.to_string()),
     }
 }
 
@@ -412,6 +466,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
 
     fn spec() -> TableSpec {
         TableSpec {
@@ -428,24 +483,36 @@ mod tests {
     }
 
     #[test]
-    fn json_round_trip_keeps_types() {
+    fn lay_out_maps_columns_by_name() {
         let s = spec();
-        let v = RowVersion::from_row(
-            s.name.clone(),
-            "a\u{1f}b".into(),
-            s.columns.clone(),
+        let vals = vec![
+            SqlValue::Text("a".into()),
+            SqlValue::Text("5".into()),
+            SqlValue::Real(5.0),
+            SqlValue::Integer(7),
+            SqlValue::Text("n1".into()),
+        ];
+        assert_eq!(s.lay_out(&s.columns, vals.clone()), vals);
+        // Another column order, an unknown column, a missing one.
+        let cols: Vec<String> = ["origin", "extra", "key", "namespace", "hlc"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let got = s.lay_out(
+            &cols,
             vec![
-                SqlValue::Text("a".into()),
-                SqlValue::Text("5".into()),
-                SqlValue::Real(5.0),
-                SqlValue::Integer(7),
                 SqlValue::Text("n1".into()),
+                SqlValue::Integer(1),
+                SqlValue::Text("5".into()),
+                SqlValue::Text("a".into()),
+                SqlValue::Integer(7),
             ],
-        )
-        .unwrap();
-        let back = RowVersion::from_json(&s, v.row_id.clone(), &v.to_json()).unwrap();
-        assert_eq!(v, back);
-        assert_eq!(s.pk_params(&v.row_id).unwrap().len(), 2);
+        );
+        let mut want = vals;
+        want[2] = SqlValue::Null;
+        assert_eq!(got, want);
+        assert_eq!(s.pk_params("a\u{1f}b").unwrap().len(), 2);
+        assert!(s.select_star_by_pk().ends_with("WHERE \"namespace\" = ?1 AND \"key\" = ?2"));
     }
 
     #[test]
@@ -476,6 +543,8 @@ mod tests {
         let s = spec();
         assert!(s.upsert_lww().contains("(excluded.hlc, excluded.origin) > (\"kv\".hlc"));
         assert!(!s.upsert().contains("WHERE"));
-        assert!(s.create_region_table().contains("PRIMARY KEY (\"namespace\", \"key\")"));
+        let ddl = s.create_region_tables();
+        assert!(ddl[0].contains("PRIMARY KEY (\"namespace\", \"key\")"));
+        assert!(ddl[1].contains("\"_region_prev_kv\"") && ddl[1].contains("PRIMARY KEY (\"namespace\", \"key\", \"hlc\", \"origin\")"));
     }
 }

@@ -123,33 +123,43 @@ impl SyncSystem {
         for r in &regions {
             links.push(open_link(r, &cfg)?);
         }
-        let registry = Arc::new(Registry::default());
-        let has_ranges = store
+        // Everything start needs from the home file, in one read (one trip to a reader
+        // thread instead of one per question: start is on the path of a full sync).
+        let (has_ranges, specs, home_seq, cursors) = store
             .read(|r| {
                 let q = r.query("SELECT COUNT(*) FROM pragma_table_info('_changes') WHERE name = 'rowid_lo'", vec![])?;
-                Ok(q.rows[0][0].as_i64().unwrap_or(0) > 0)
+                let has_ranges = q.rows[0][0].as_i64().unwrap_or(0) > 0;
+                // Built-in tables, then user tables registered earlier.
+                let v = r.query("SELECT value FROM _meta WHERE key = ?1", vec![USER_TABLES_KEY.into()])?;
+                let user: Vec<String> = v
+                    .rows
+                    .first()
+                    .and_then(|r| r[0].as_str())
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or_default();
+                let mut names: Vec<(String, bool)> = edgeswarm_store::schema::REPLICATED_TABLES
+                    .iter()
+                    .map(|t| (t.to_string(), APPEND_ONLY.contains(t)))
+                    .collect();
+                names.extend(user.into_iter().map(|t| (t, false)));
+                let mut specs = Vec::new();
+                for (t, ao) in names {
+                    let spec = home::load_spec(r, &t, ao).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string()))?;
+                    specs.push((t, spec));
+                }
+                let home_seq = max_seq_in(r)?;
+                let q = r.query("SELECT region, push_seq, pull_seq FROM _sync_cursors", vec![])?;
+                let cursors: HashMap<String, (i64, i64)> = q
+                    .rows
+                    .iter()
+                    .filter_map(|r| Some((r[0].as_str()?.to_string(), (r[1].as_i64()?, r[2].as_i64()?))))
+                    .collect();
+                Ok((has_ranges, specs, home_seq, cursors))
             })
             .await?;
+        let registry = Arc::new(Registry::default());
         registry.set_change_ranges(has_ranges);
-        // Built-in tables, then user tables registered earlier.
-        let user: Vec<String> = store
-            .read(|r| {
-                let v = r.query("SELECT value FROM _meta WHERE key = ?1", vec![USER_TABLES_KEY.into()])?;
-                Ok(v.rows.first().and_then(|r| r[0].as_str().map(str::to_string)))
-            })
-            .await?
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
-        let mut names: Vec<(String, bool)> = edgeswarm_store::schema::REPLICATED_TABLES
-            .iter()
-            .map(|t| (t.to_string(), APPEND_ONLY.contains(t)))
-            .collect();
-        names.extend(user.into_iter().map(|t| (t, false)));
-        for (t, ao) in names {
-            let tt = t.clone();
-            let spec = store
-                .read(move |r| home::load_spec(r, &tt, ao).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
-                .await?;
+        for (t, spec) in specs {
             match spec {
                 Some(s) if !s.pk.is_empty() && s.col("hlc").is_some() => registry.insert(s),
                 _ => {
@@ -159,16 +169,7 @@ impl SyncSystem {
         }
         install_triggers(&store, &registry).await?;
 
-        let home_max = Arc::new(AtomicI64::new(max_seq(&store).await?));
-        let cursors: HashMap<String, (i64, i64)> = store
-            .read(|r| {
-                let q = r.query("SELECT region, push_seq, pull_seq FROM _sync_cursors", vec![])?;
-                Ok(q.rows
-                    .iter()
-                    .filter_map(|r| Some((r[0].as_str()?.to_string(), (r[1].as_i64()?, r[2].as_i64()?))))
-                    .collect())
-            })
-            .await?;
+        let home_max = Arc::new(AtomicI64::new(home_seq));
         let home_region = cfg.home_region.clone().unwrap_or_else(|| {
             regions
                 .iter()
@@ -237,16 +238,14 @@ impl SyncSystem {
     }
 }
 
+/// The highest `_changes.seq` (0 for an empty log).
+fn max_seq_in(r: &mut edgeswarm_store::Reader) -> edgeswarm_store::Result<i64> {
+    let q = r.query("SELECT COALESCE(MAX(seq), 0) FROM _changes", vec![])?;
+    Ok(q.rows[0][0].as_i64().unwrap_or(0))
+}
+
 async fn max_seq(store: &Store) -> Result<i64> {
-    Ok(store
-        .read(|r| {
-            let q = r.query(
-                "SELECT COALESCE(MAX(seq), 0), COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) FROM _changes",
-                vec![],
-            )?;
-            Ok(q.rows[0][0].as_i64().unwrap_or(0))
-        })
-        .await?)
+    Ok(store.read(max_seq_in).await?)
 }
 
 async fn install_triggers(store: &Store, reg: &Registry) -> Result<()> {
@@ -348,6 +347,8 @@ impl SyncHandle {
                 if s.lag_rows == 0 {
                     s.lag_ms = 0;
                 }
+                let l = r.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner());
+                (s.lag_p50_ms, s.lag_p99_ms) = (l.quantile(0.5), l.quantile(0.99));
                 s
             })
             .collect();

@@ -10,9 +10,9 @@
 //! serve all pipelines on one connection. Transient failures (connect errors, time
 //! outs, 5xx) are retried with exponential backoff; 401/403 are not.
 
-use super::{LogEntry, PushAck, PushBatch, RegionLink};
+use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RowLookup};
 use crate::error::{Result, SyncError};
-use crate::row::{TableSpec, REGION_LOG_DDL, REGION_LOG_PULL};
+use crate::row::{Registry, TableSpec, REGION_LOG_DDL, REGION_LOG_END, REGION_LOG_PULL};
 use async_trait::async_trait;
 use edgeswarm_store::{QueryResult, SqlValue};
 use libsql_hrana::proto::{
@@ -259,7 +259,12 @@ impl HranaLink {
             return Ok(());
         }
         let mut stmts = vec![Stmt::new(REGION_LOG_DDL, false)];
-        stmts.extend(missing.iter().map(|t| Stmt::new(t.create_region_table(), false)));
+        stmts.extend(
+            missing
+                .iter()
+                .flat_map(|t| t.create_region_tables())
+                .map(|sql| Stmt::new(sql, false)),
+        );
         self.transaction(stmts).await?;
         let mut e = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
         for t in missing {
@@ -294,26 +299,73 @@ impl RegionLink for HranaLink {
         Ok(PushAck { applied: None })
     }
 
-    async fn pull(&self, after: i64, me: &str, limit: usize) -> Result<Vec<LogEntry>> {
-        self.ensure_inner(&[]).await?;
-        let r = match self
-            .execute(stmt(REGION_LOG_PULL, vec![after.into(), me.into(), (limit as i64).into()], true))
+    async fn pull(&self, after: i64, me: &str, limit: usize, reg: &Arc<Registry>) -> Result<PullPage> {
+        // The log and every replicated table (with its superseded-versions table: a
+        // region written by an older version may lack it); once per link.
+        self.ensure_inner(&reg.all()).await?;
+        // The page and the log end, in one transaction.
+        let res = match self
+            .transaction(vec![
+                stmt(REGION_LOG_PULL, vec![after.into(), (limit as i64).into(), me.into()], true),
+                stmt(REGION_LOG_END, vec![], true),
+            ])
             .await
         {
             Ok(r) => r,
             // A fresh server has no log yet: nothing to pull.
-            Err(SyncError::RegionSql { message, .. }) if message.contains("no such table") => return Ok(vec![]),
+            Err(SyncError::RegionSql { message, .. }) if message.contains("no such table") => {
+                return Ok(PullPage::new(after, limit, 0, vec![]))
+            }
             Err(e) => return Err(e),
         };
-        r.rows
+        let malformed = |reason: String| SyncError::MalformedReply {
+            region: self.region.clone(),
+            reason,
+        };
+        // Steps: BEGIN, page, end, COMMIT, ROLLBACK.
+        let mut steps = res.step_results.into_iter().skip(1).take(2).map(|r| r.map(to_result));
+        let (Some(Some(r)), Some(Some(e))) = (steps.next(), steps.next()) else {
+            return Err(malformed("the pull reply lacks the page or the log end".into()));
+        };
+        let end = e.rows.first().and_then(|r| r.first()).and_then(|v| v.as_i64()).unwrap_or(0);
+        let mut entries = r
+            .rows
             .iter()
-            .map(|row| {
-                LogEntry::from_row(row).ok_or_else(|| SyncError::MalformedReply {
-                    region: self.region.clone(),
-                    reason: format!("log row has unexpected shape: {row:?}"),
-                })
+            .map(|row| LogEntry::from_row(row).ok_or_else(|| malformed(format!("log row has unexpected shape: {row:?}"))))
+            .collect::<Result<Vec<_>>>()?;
+        // The versions the entries name: one more request, the point reads in one
+        // read transaction.
+        let lookups: Vec<(usize, RowLookup)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.row_lookup(me, reg).map(|l| (i, l)))
+            .collect();
+        if lookups.is_empty() {
+            return Ok(PullPage::new(after, limit, end, entries));
+        }
+        let mut stmts = Vec::with_capacity(lookups.len() * 2);
+        for (_, l) in &lookups {
+            stmts.push(stmt(&l.current.0, l.current.1.clone(), true));
+            if let Some((sql, p)) = &l.prev {
+                stmts.push(stmt(sql, p.clone(), true));
+            }
+        }
+        let n = stmts.len();
+        let res = self.transaction(stmts).await?;
+        // Steps: BEGIN, the n reads, COMMIT, ROLLBACK.
+        let mut results = res.step_results.into_iter().skip(1).take(n).map(|r| r.map(to_result));
+        let mut next = || {
+            results.next().flatten().ok_or_else(|| SyncError::MalformedReply {
+                region: self.region.clone(),
+                reason: "a read of the pulled rows has no result".into(),
             })
-            .collect()
+        };
+        for (i, l) in lookups {
+            let cur = next()?;
+            let prev = if l.prev.is_some() { Some(next()?) } else { None };
+            entries[i].row = l.pick(cur, prev);
+        }
+        Ok(PullPage::new(after, limit, end, entries))
     }
 
     async fn ping(&self) -> Result<()> {
