@@ -108,6 +108,8 @@ impl Actor for StorageActor {
                     events: s.events.clone(),
                     faults: s.faults.clone(),
                     stats: s.stats.clone(),
+                    checkpoint: None,
+                    since_checkpoint: 0,
                 };
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run()));
                 let panic = r.err().map(|p| panic_message(&*p));
