@@ -176,6 +176,10 @@ pub struct BenchArgs {
     /// Where `bench all` writes its table.
     #[arg(long, default_value = "docs/benchmarks.md", value_name = "PATH")]
     pub out: PathBuf,
+    /// `search`: also measure at 1,000,000 entries (the p50 growth curve's last point;
+    /// adds several minutes).
+    #[arg(long)]
+    pub scale: bool,
 }
 
 #[derive(Debug, Args)]

@@ -115,6 +115,10 @@ pub struct SearchStatus {
     pub pending_changes: usize,
     /// True while a background embedding pass runs.
     pub syncing: bool,
+    /// Frequent terms whose instance lists the fast ranker holds in memory, and the
+    /// instances held (16 bytes each; bounded at 4 Mi).
+    pub hot_terms: usize,
+    pub hot_instances: usize,
 }
 
 /// Messages of the search actor. Use [`Search`] instead of building these.
@@ -664,6 +668,8 @@ impl Actor for SearchActor {
                     last_error: st.last_error.clone(),
                     pending_changes: st.pending.len() + st.need_fill as usize,
                     syncing: st.syncing,
+                    hot_terms: self.lens.as_ref().map(|l| l.hot_stats().0).unwrap_or(0),
+                    hot_instances: self.lens.as_ref().map(|l| l.hot_stats().1).unwrap_or(0),
                 });
             }
         }

@@ -381,6 +381,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
             let warm: Vec<String> = queries.iter().take(200).cloned().collect();
             measure(&search, warm, opts.threads).await?;
             let (qps, lat) = measure(&search, queries.clone(), opts.threads).await?;
+            let hot = search.status().await?;
             let like_terms: Vec<String> = queries
                 .iter()
                 .take(opts.like_queries)
@@ -410,6 +411,8 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
                 "speedup_vs_first10": round3(qps / like_first_qps.max(1e-9)),
                 "speedup": round3(qps / like_qps.max(1e-9)),
                 "rank_window": crate::actor::DEFAULT_RANK_WINDOW,
+                "hot_terms": hot.hot_terms,
+                "hot_instances": hot.hot_instances,
                 "read_pool_roundtrip_p50_ms": round3(read_rt),
                 "actor_roundtrip_p50_ms": round3(actor_rt),
                 "fts5_rank": {
@@ -457,7 +460,9 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
             json!(format!(
                 "lexical BM25 (topic>tags>content weights, snippets) through the Search actor and read pool, hot-query cache OFF, \
                  exact BM25 over every match (rank_window 0) computed by the fast ranker (term instance lists + in-memory token counts; \
-                 bit-identical scores and snippets to FTS5's); `fts5_rank` = the same queries with FTS5 ranking every match itself (`ORDER BY rank`); \
+                 bit-identical scores and snippets to FTS5's; a term with >= 1,000 instances stays in memory after its first query, patched on writes: \
+                 `hot_terms`/`hot_instances` at the end; the first query of each such term reads it from the index); \
+                 `fts5_rank` = the same queries with FTS5 ranking every match itself (`ORDER BY rank`); \
                  latency is per query seen by the caller. Corpus: Zipf(s=1) over {VOCAB} synthetic words, topic 3-6 words, content 20-60, 1-3 tags. \
                  Queries: 70% one word, 30% two words, uniform over vocabulary ranks {QUERY_MIN_RANK}..{VOCAB} (the top 100 words act as stop words). \
                  like_qps: `SELECT id, topic, content FROM knowledge WHERE content LIKE '%t%' OR topic LIKE '%t%' OR tags LIKE '%t%' ORDER BY created_at DESC LIMIT 10` \

@@ -26,7 +26,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Column weights, in FTS column order (topic, content, tags); the same numbers as
 /// [`crate::engine::BM25_WEIGHTS`].
@@ -34,6 +34,15 @@ pub(crate) const WEIGHTS: [f64; 3] = [10.0, 1.0, 4.0];
 /// FTS5's bm25 constants.
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
+/// A term with at least this many instances is kept in memory once a query has read
+/// it: reading it through `fts5vocab` costs ~0.4 µs an instance, so these are the
+/// queries whose latency grows with the corpus.
+const HOT_MIN: usize = 1_000;
+/// At most this many instances (16 bytes each: 64 MiB) are held for frequent terms.
+const HOT_MAX_INSTANCES: usize = 4 << 20;
+/// A catch-up over more changed rows than this clears the frequent-term lists instead
+/// of patching them (re-tokenizing and splicing a bulk load costs more than re-reading).
+const HOT_PATCH_MAX_ROWS: usize = 64;
 /// Marks a rowid whose token count is not held (row not indexed).
 const ABSENT: u32 = u32::MAX;
 /// Rowids below this are held in a dense vector; larger ones (rare: explicit rowids) in
@@ -58,16 +67,37 @@ pub(crate) struct DocLens {
     inner: RwLock<Lens>,
     /// Held while one thread catches the counts up, so others do not repeat the work.
     refresh: Mutex<()>,
+    /// Instances from which a term is kept in memory ([`HOT_MIN`]; tests lower it).
+    hot_min: usize,
 }
 
 struct Lens {
-    /// `_knowledge_touched.seq` the counts are current to; -1 = never loaded.
+    /// `_knowledge_touched.seq` the counts (and `hot`) are current to; -1 = never loaded.
     seq: i64,
     dense: Vec<u32>,
     sparse: HashMap<i64, u32>,
+    /// Instance lists of frequent terms (at least `DocLens::hot_min` instances), kept
+    /// exact like the counts: a few changed rows are re-tokenized and spliced in; a bulk
+    /// change clears them (queries admit them again).
+    hot: HashMap<String, Arc<Vec<Inst>>>,
+    /// Instances held in `hot` (bounded by [`HOT_MAX_INSTANCES`]).
+    hot_instances: usize,
 }
 
 impl Lens {
+    fn empty(seq: i64) -> Lens {
+        Lens {
+            seq,
+            dense: Vec::new(),
+            sparse: HashMap::new(),
+            hot: HashMap::new(),
+            hot_instances: 0,
+        }
+    }
+    fn clear_hot(&mut self) {
+        self.hot.clear();
+        self.hot_instances = 0;
+    }
     fn get(&self, rid: i64) -> Option<u32> {
         let v = if (0..DENSE_MAX).contains(&rid) {
             self.dense.get(rid as usize).copied().unwrap_or(ABSENT)
@@ -108,15 +138,30 @@ impl DocLens {
     pub(crate) fn new(path: &Path) -> Self {
         DocLens {
             path: path.to_path_buf(),
-            inner: RwLock::new(Lens {
-                seq: -1,
-                dense: Vec::new(),
-                sparse: HashMap::new(),
-            }),
+            inner: RwLock::new(Lens::empty(-1)),
             refresh: Mutex::new(()),
+            hot_min: HOT_MIN,
         }
     }
+
+    #[cfg(test)]
+    fn with_hot_min(path: &Path, hot_min: usize) -> Self {
+        DocLens {
+            hot_min,
+            ..DocLens::new(path)
+        }
+    }
+
+    /// Frequent-term statistics for the benchmark: (terms held, instances held).
+    pub(crate) fn hot_stats(&self) -> (usize, usize) {
+        self.inner.read().map(|g| (g.hot.len(), g.hot_instances)).unwrap_or((0, 0))
+    }
 }
+
+/// Instance lists by term (FTS5 token).
+type Lists = HashMap<String, Arc<Vec<Inst>>>;
+/// A changed row and the frequent terms' instances in it.
+type RowInstances = (i64, Vec<(String, Inst)>);
 
 /// One instance of a term: row, column index, token offset in the column.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +186,7 @@ struct RawConn {
     tok: *mut ffi::Fts5Tokenizer,
     /// The last query's instance lists and the `PRAGMA data_version` they were read at:
     /// a relaxed (OR) retry or the next page reuses them while nothing was committed.
-    memo: Option<(i64, HashMap<String, Vec<Inst>>)>,
+    memo: Option<(i64, Lists)>,
 }
 
 impl Drop for RawConn {
@@ -539,16 +584,38 @@ fn rank_in_txn(
     catch_up(conn, lens, snap)?;
 
     let version = conn.scalar("PRAGMA data_version")?;
-    let mut inst: HashMap<String, Vec<Inst>> = match conn.memo.take() {
+    let mut inst: Lists = match conn.memo.take() {
         Some((v, m)) if v == version => m,
         _ => HashMap::new(),
     };
     inst.retain(|t, _| phrases.iter().flatten().any(|p| p == t));
     for t in phrases.iter().flatten() {
-        if !inst.contains_key(t.as_str()) {
-            let v = conn.instances(t)?;
-            inst.insert(t.clone(), v);
+        if inst.contains_key(t.as_str()) {
+            continue;
         }
+        let held = {
+            let g = lens.inner.read().map_err(|_| err("doc length cache poisoned"))?;
+            if g.seq == snap {
+                g.hot.get(t).cloned()
+            } else {
+                None
+            }
+        };
+        let list = match held {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(conn.instances(t)?);
+                if l.len() >= lens.hot_min {
+                    let mut g = lens.inner.write().map_err(|_| err("doc length cache poisoned"))?;
+                    if g.seq == snap && g.hot_instances + l.len() <= HOT_MAX_INSTANCES && !g.hot.contains_key(t) {
+                        g.hot_instances += l.len();
+                        g.hot.insert(t.clone(), l.clone());
+                    }
+                }
+                l
+            }
+        };
+        inst.insert(t.clone(), list);
     }
     // Per phrase: (row, weighted frequency), ordered by row.
     let hits: Vec<Vec<(i64, f64)>> = phrases
@@ -632,11 +699,7 @@ fn catch_up(conn: &mut RawConn, lens: &DocLens, snap: i64) -> Result<()> {
     if have < 0 || oldest > have + 1 {
         // Never loaded, or the log no longer reaches back to what we hold: reload all.
         let db = conn.db;
-        let mut fresh = Lens {
-            seq: snap,
-            dense: Vec::new(),
-            sparse: HashMap::new(),
-        };
+        let mut fresh = Lens::empty(snap);
         let r = conn.prepare("SELECT id, sz FROM knowledge_fts_docsize")?;
         while r.step(db)? {
             fresh.set(r.i64(0), Some(size_sum(r.bytes(1))));
@@ -658,15 +721,89 @@ fn catch_up(conn: &mut RawConn, lens: &DocLens, snap: i64) -> Result<()> {
     rids.sort_unstable();
     rids.dedup();
     let mut sizes = Vec::with_capacity(rids.len());
-    for rid in rids {
-        sizes.push((rid, conn.doc_size(rid)?));
+    for rid in &rids {
+        sizes.push((*rid, conn.doc_size(*rid)?));
     }
+    let hot_terms: Vec<String> = lens.inner.read().map(|g| g.hot.keys().cloned().collect()).unwrap_or_default();
+    // The frequent terms' new instances in each changed row (None: too many rows, or a
+    // tokenization we cannot mirror; the lists are then dropped).
+    let patch: Option<Vec<RowInstances>> = if hot_terms.is_empty() || rids.len() > HOT_PATCH_MAX_ROWS {
+        None
+    } else {
+        let mut out = Vec::with_capacity(rids.len());
+        let mut ok = true;
+        for &(rid, sz) in &sizes {
+            if sz.is_none() {
+                out.push((rid, vec![])); // no longer indexed: only removal
+                continue;
+            }
+            match row_instances(conn, rid, &hot_terms)? {
+                Some(v) => out.push((rid, v)),
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        ok.then_some(out)
+    };
     let mut g = lens.inner.write().map_err(|_| err("doc length cache poisoned"))?;
     for (rid, sz) in sizes {
         g.set(rid, sz);
     }
+    match patch {
+        Some(rows) if !g.hot.is_empty() => {
+            // A term admitted meanwhile was not tokenized for: drop it (queries re-admit).
+            g.hot.retain(|t, _| hot_terms.contains(t));
+            for (term, list) in g.hot.iter_mut() {
+                let v = Arc::make_mut(list);
+                for (rid, insts) in &rows {
+                    let s = v.partition_point(|x| x.doc < *rid);
+                    let e = s + v[s..].partition_point(|x| x.doc == *rid);
+                    v.splice(s..e, insts.iter().filter(|(t, _)| t == term).map(|(_, i)| *i));
+                }
+            }
+            g.hot_instances = g.hot.values().map(|l| l.len()).sum();
+        }
+        _ => g.clear_hot(),
+    }
     g.seq = snap;
     Ok(())
+}
+
+/// The instances of `terms` in row `rid`, tokenized from the row's current columns as
+/// FTS5 indexed them (the same tokenizer, document mode), ordered by (column, offset).
+/// `None` if the row is gone or its tokenization yields synonyms.
+fn row_instances(conn: &mut RawConn, rid: i64, terms: &[String]) -> Result<Option<Vec<(String, Inst)>>> {
+    let db = conn.db;
+    let texts = {
+        let r = conn.prepare("SELECT topic, content, tags FROM knowledge WHERE rowid = ?1 AND deleted = 0")?;
+        conn.bind_i64(&r, 1, rid);
+        if !r.step(db)? {
+            return Ok(None);
+        }
+        let t = |i| String::from_utf8_lossy(r.bytes(i)).into_owned();
+        [t(0), t(1), t(2)]
+    };
+    let mut out = Vec::new();
+    for (col, text) in texts.iter().enumerate() {
+        let Some(toks) = conn.tokens(text, ffi::FTS5_TOKENIZE_DOCUMENT)? else {
+            return Ok(None);
+        };
+        for (off, (tok, _, _)) in toks.into_iter().enumerate() {
+            if terms.contains(&tok) {
+                out.push((
+                    tok,
+                    Inst {
+                        doc: rid,
+                        col: col as u8,
+                        off: off as u32,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Rows where the phrase `lists[0] lists[1] ...` occurs, with its weighted frequency
@@ -783,7 +920,7 @@ pub(crate) fn hydrate(q: &FastQuery, ids: &[i64], marks: (&str, &str, &str), nto
 
 fn hydrate_in_txn(
     conn: &mut RawConn,
-    inst: &HashMap<String, Vec<Inst>>,
+    inst: &Lists,
     q: &FastQuery,
     ids: &[i64],
     marks: (&str, &str, &str),
@@ -1117,7 +1254,8 @@ mod tests {
         }
         assert!(ids.len() > 350, "the corpus was built ({} entries)", ids.len());
 
-        let lens = Arc::new(DocLens::new(&store.config().path));
+        // Every term is "frequent" here, so the in-memory lists are used and patched.
+        let lens = Arc::new(DocLens::with_hot_min(&store.config().path, 1));
         let queries: Vec<String> = {
             let mut q: Vec<String> = words.iter().map(|w| w.to_string()).collect();
             for _ in 0..40 {
@@ -1196,6 +1334,34 @@ mod tests {
         };
         let nonempty = compare(store.clone(), lens.clone(), queries.clone()).await;
         assert!(nonempty > 60, "most queries match something ({nonempty})");
+        assert!(lens.hot_stats().0 > 20, "frequent-term lists were admitted: {:?}", lens.hot_stats());
+
+        // Small rounds of writes: the frequent-term lists are patched, not dropped.
+        for round in 0..4 {
+            for n in 0..6 {
+                let id = &ids[200 + round * 6 + n];
+                match n % 3 {
+                    0 => {
+                        delete_knowledge(&store, id).await.unwrap();
+                    }
+                    1 => {
+                        let upd = KnowledgeUpdate {
+                            topic: Some(text(&mut rnd, 1, 4)),
+                            content: Some(text(&mut rnd, 1, 30)),
+                            ..Default::default()
+                        };
+                        update_knowledge(&store, id, upd).await.unwrap();
+                    }
+                    _ => {
+                        let k = Knowledge::new("notes", text(&mut rnd, 1, 3), format!("{} round{round}", text(&mut rnd, 3, 20)));
+                        add_knowledge(&store, k).await.unwrap();
+                    }
+                }
+            }
+            let held = lens.hot_stats().0;
+            compare(store.clone(), lens.clone(), queries.clone()).await;
+            assert!(lens.hot_stats().0 >= held, "round {round}: lists were patched, not dropped");
+        }
 
         // More writes: updates of content and tags, deletes, new rows; the cache catches up.
         for (n, id) in ids.iter().enumerate().take(120) {

@@ -29,8 +29,9 @@ pub fn name(k: BenchKind) -> &'static str {
     }
 }
 
-/// Runs one benchmark through its crate's library function.
-pub async fn run_one(k: BenchKind) -> Result<Value> {
+/// Runs one benchmark through its crate's library function (`scale`: search adds the
+/// 1M-entry point).
+pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
     let v = match k {
         BenchKind::Ingest => edgeswarm_store::bench::ingest(edgeswarm_store::bench::IngestOpts::default())
             .await
@@ -38,9 +39,16 @@ pub async fn run_one(k: BenchKind) -> Result<Value> {
         BenchKind::Read => edgeswarm_store::bench::read(edgeswarm_store::bench::ReadOpts::default())
             .await
             .map_err(CliError::from),
-        BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts::default())
-            .await
-            .map_err(|e| CliError::Invalid(format!("bench search: {e}"))),
+        BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts {
+            scale_max: if scale {
+                1_000_000
+            } else {
+                edgeswarm_search::BenchOpts::default().scale_max
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| CliError::Invalid(format!("bench search: {e}"))),
         BenchKind::Sync => {
             let dir = std::env::temp_dir().join(format!("edgeswarm-sync-bench-{}", std::process::id()));
             let r = edgeswarm_sync::bench::bench(edgeswarm_sync::bench::BenchOpts::in_dir(dir.clone()))
@@ -65,7 +73,7 @@ pub async fn run_one(k: BenchKind) -> Result<Value> {
 
 pub async fn run(a: BenchArgs) -> Result<()> {
     if a.which != BenchKind::All {
-        let v = run_one(a.which).await?;
+        let v = run_one(a.which, a.scale).await?;
         if a.json {
             println!("{v}");
         } else {
@@ -78,7 +86,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         if !a.json {
             eprintln!("running bench {} ...", name(k));
         }
-        let r = run_one(k).await;
+        let r = run_one(k, a.scale).await;
         match &r {
             Ok(v) if a.json => println!("{v}"),
             Ok(v) => print!("{}", human(v)),
@@ -221,7 +229,13 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         "—",
         "like_qps",
     ),
-    ("knowledge search p99 (ms)", BenchKind::Search, "p99_ms", "—", ""),
+    (
+        "knowledge search p99 (ms; baseline: FTS5 ranking every match)",
+        BenchKind::Search,
+        "p99_ms",
+        "—",
+        "fts5_rank.p99_ms",
+    ),
     ("SYNC throughput (rows/s)", BenchKind::Sync, "rows_per_sec", "1,428 ops/s", ""),
     (
         "SYNC over Hrana HTTP (rows/s)",
@@ -235,6 +249,34 @@ const ROWS: &[(&str, BenchKind, &str, &str, &str)] = &[
         BenchKind::Sync,
         "full_sync_500_ms",
         "~350 ms",
+        "",
+    ),
+    (
+        "replication lag p99, us-west-2, 25 ms link (ms)",
+        BenchKind::Sync,
+        "lag_p99_ms.us-west-2",
+        "—",
+        "",
+    ),
+    (
+        "replication lag p99, eu-central-1, 45 ms link (ms)",
+        BenchKind::Sync,
+        "lag_p99_ms.eu-central-1",
+        "—",
+        "",
+    ),
+    (
+        "replication lag p99, ap-southeast-1, 85 ms link (ms)",
+        BenchKind::Sync,
+        "lag_p99_ms.ap-southeast-1",
+        "—",
+        "",
+    ),
+    (
+        "replication lag p99, sa-east-1, 120 ms link (ms)",
+        BenchKind::Sync,
+        "lag_p99_ms.sa-east-1",
+        "—",
         "",
     ),
     (
