@@ -65,14 +65,17 @@ impl TableSpec {
     /// `SELECT * FROM t WHERE pk1 = ?1 AND ...`: a region's current row, whatever
     /// columns the region's copy of the table has (see [`TableSpec::lay_out`]).
     pub fn select_star_by_pk(&self) -> String {
-        let w = self
-            .pk
+        format!("SELECT * FROM {} WHERE {}", quote(&self.name), self.pk_where())
+    }
+
+    /// `pk1 = ?1 AND pk2 = ?2 ...`
+    fn pk_where(&self) -> String {
+        self.pk
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
             .collect::<Vec<_>>()
-            .join(" AND ");
-        format!("SELECT * FROM {} WHERE {w}", quote(&self.name))
+            .join(" AND ")
     }
 
     /// A row read with `columns` laid out as this spec's columns: missing columns
@@ -101,14 +104,7 @@ impl TableSpec {
 
     /// `SELECT cols FROM t WHERE pk1 = ?1 AND ...` (point read of one row).
     pub fn select_by_pk(&self) -> String {
-        let w = self
-            .pk
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        format!("SELECT {} FROM {} WHERE {w}", self.col_list(), quote(&self.name))
+        format!("SELECT {} FROM {} WHERE {}", self.col_list(), quote(&self.name), self.pk_where())
     }
 
     /// Every row in primary-key order (for checksums).
@@ -214,13 +210,7 @@ impl TableSpec {
     /// `SELECT * FROM <prev> WHERE pk1 = ?1 AND ... AND hlc = ?k+1 AND origin = ?k+2`.
     pub fn select_prev_version(&self) -> String {
         let k = self.pk.len();
-        let w = self
-            .pk
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let w = self.pk_where();
         format!(
             "SELECT * FROM {} WHERE {w} AND \"hlc\" = ?{} AND \"origin\" = ?{}",
             quote(&self.prev_table()),
