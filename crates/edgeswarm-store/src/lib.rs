@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod bench;
+pub mod checkpoint;
 pub mod conn;
 pub mod error;
 pub mod guard;

@@ -319,9 +319,9 @@ pub struct Writer {
     pub events: broadcast::Sender<Arc<CommitEvent>>,
     pub faults: Arc<Faults>,
     pub stats: Arc<WriterStats>,
-    /// Wakes this writer's checkpointer thread (set by `run`; capacity 1: one pending
-    /// kick is enough).
-    pub checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
+    /// This writer's checkpointer thread (started by `run`; `None` until then or if it
+    /// could not start, and SQLite checkpoints inline).
+    pub checkpoint: Option<crate::checkpoint::Checkpointer>,
     /// Approximate bytes committed since the checkpointer was last kicked.
     pub since_checkpoint: usize,
 }
@@ -329,40 +329,6 @@ pub struct Writer {
 /// Committed bytes (approximate op sizes) after which the writer asks its checkpointer
 /// thread for a passive checkpoint: about SQLite's default 1,000-page auto-checkpoint.
 const CHECKPOINT_BYTES: usize = 4 << 20;
-/// WAL pages after which a COMMIT checkpoints inline (SQLite's auto-checkpoint, default
-/// 1,000): only a safety net if the checkpointer falls behind or cannot run.
-const WAL_HIGH_WATER_PAGES: u32 = 20_000;
-
-/// The home file's checkpointer: its own connection, on its own thread, copying the WAL
-/// into the database file when the writer asks.
-///
-/// Why: a checkpoint syncs the database file (50–100 ms measured here). Run inline by
-/// SQLite's auto-checkpoint it stalled the COMMIT that crossed the threshold, and every
-/// write queued behind it (the ack p99 and the sync lag tails were mostly that). A
-/// PASSIVE checkpoint on a second connection never blocks the writer (WAL mode: it
-/// appends while the checkpointer copies), and durability is unchanged: the WAL already
-/// holds every acked batch. Ends when the writer (the only sender) ends.
-fn run_checkpointer(path: std::path::PathBuf, durability: edgeswarm_core::Durability, kicks: std::sync::mpsc::Receiver<()>) {
-    let mut conn: Option<CachedConn> = None;
-    while kicks.recv().is_ok() {
-        if conn.is_none() {
-            match conn::open_writer(&path, durability) {
-                Ok((db, c)) => conn = Some(CachedConn::new(db, c)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "checkpointer cannot open the home file; retried on the next kick");
-                    continue;
-                }
-            }
-        }
-        if let Some(c) = conn.as_ref() {
-            if let Err(e) = c.batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                tracing::debug!(error = %e, "home checkpoint failed; retried on the next kick");
-                conn = None;
-            }
-        }
-    }
-}
-
 /// Interrupts the writer's connection when a raw SQL statement runs past the query
 /// time limit, so a runaway `INSERT ... SELECT` cannot stall every other write.
 struct Watchdog {
@@ -428,19 +394,14 @@ impl Writer {
     pub fn run(mut self) {
         let _span = tracing::info_span!("storage_writer", origin = %self.origin).entered();
         let dog = Watchdog::start(self.conn.conn.clone());
-        let (kick, kicks) = std::sync::mpsc::sync_channel(1);
-        let (path, durability) = (self.cfg.path.clone(), self.cfg.durability);
-        match std::thread::Builder::new()
-            .name("edgeswarm-checkpointer".into())
-            .spawn(move || run_checkpointer(path, durability, kicks))
-        {
-            Ok(_) => {
+        match crate::checkpoint::Checkpointer::spawn("home", self.cfg.path.clone(), self.cfg.durability) {
+            Ok(c) => {
                 // Checkpoints run on that thread; the inline auto-checkpoint stays as a
                 // high-water safety net.
-                if let Err(e) = self.conn.batch(&format!("PRAGMA wal_autocheckpoint = {WAL_HIGH_WATER_PAGES}")) {
-                    tracing::warn!(error = %e, "could not move checkpoints off the writer; SQLite checkpoints inline");
-                } else {
-                    self.checkpoint = Some(kick);
+                let pragma = format!("PRAGMA wal_autocheckpoint = {}", crate::checkpoint::WAL_HIGH_WATER_PAGES);
+                match self.conn.batch(&pragma) {
+                    Ok(()) => self.checkpoint = Some(c),
+                    Err(e) => tracing::warn!(error = %e, "could not move checkpoints off the writer; SQLite checkpoints inline"),
                 }
             }
             Err(e) => tracing::warn!(error = %e, "no checkpointer thread; SQLite checkpoints inline"),
@@ -581,9 +542,9 @@ impl Writer {
                 drop(permits);
                 self.since_checkpoint += bytes.max(1);
                 if self.since_checkpoint >= CHECKPOINT_BYTES {
-                    if let Some(k) = &self.checkpoint {
+                    if let Some(c) = &self.checkpoint {
                         self.since_checkpoint = 0;
-                        let _ = k.try_send(());
+                        c.kick();
                     }
                 }
             }

@@ -372,7 +372,15 @@ async fn measure_inserts(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64
             Ok::<_, crate::Error>(n)
         }));
     }
-    let mut total = 0;
+    join_counts(tasks, started).await
+}
+
+/// Sums the counts of measurement tasks; returns (total, seconds since `started`).
+async fn join_counts<T: std::ops::AddAssign + Default>(
+    tasks: Vec<tokio::task::JoinHandle<crate::Result<T>>>,
+    started: Instant,
+) -> crate::Result<(T, f64)> {
+    let mut total = T::default();
     for t in tasks {
         total += t.await.map_err(|e| crate::Error::Spawn(e.to_string()))??;
     }
@@ -404,11 +412,7 @@ async fn measure_selects(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64
             Ok::<_, crate::Error>(n)
         }));
     }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.map_err(|e| crate::Error::Spawn(e.to_string()))??;
-    }
-    Ok((total, started.elapsed().as_secs_f64()))
+    join_counts(tasks, started).await
 }
 
 /// Formats a query result as an aligned text table.

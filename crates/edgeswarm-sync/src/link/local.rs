@@ -4,7 +4,7 @@
 //! libSQL local calls block, so the file is owned by a dedicated OS thread fed by a
 //! bounded, named channel; the async side only sleeps (tokio time, so tests may pause
 //! it) and waits for replies. A second thread checkpoints the file's WAL off the
-//! region thread's path (see `run_checkpointer`).
+//! region thread's path (see `edgeswarm_store::checkpoint`).
 
 use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RegionStmt};
 use crate::config::LinkProfile;
@@ -12,6 +12,7 @@ use crate::error::{Result, SyncError};
 use crate::row::{Registry, TableSpec, REGION_LOG_DDL, REGION_LOG_END, REGION_LOG_PULL};
 use async_trait::async_trait;
 use edgeswarm_core::Durability;
+use edgeswarm_store::checkpoint::{Checkpointer, WAL_HIGH_WATER_PAGES};
 use edgeswarm_store::conn::{self, CachedConn};
 use edgeswarm_store::{QueryResult, SqlValue, StoreError};
 use rand::Rng;
@@ -27,10 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 const CHANNEL_CAPACITY: usize = 128;
 
 type Job = Box<dyn FnOnce(&mut RegionDb) + Send>;
-
-/// WAL pages after which a commit checkpoints inline (SQLite's auto-checkpoint; its
-/// default is 1,000). Normally the checkpointer thread has checkpointed long before.
-const WAL_HIGH_WATER_PAGES: u32 = 16_384;
 
 /// Versions applied since the last checkpoint after which the region's checkpointer
 /// thread runs a passive checkpoint (roughly SQLite's default 1,000-page threshold for
@@ -49,38 +46,8 @@ struct RegionDb {
     conn: Option<CachedConn>,
     /// Versions applied since the checkpointer was last asked to run.
     since_checkpoint: usize,
-    /// Wakes the checkpointer thread (capacity 1: a pending kick is enough).
-    checkpoint: std::sync::mpsc::SyncSender<()>,
-}
-
-/// The region's checkpointer: its own connection to the region file, on its own
-/// thread, copying the WAL into the database file when the region thread asks.
-///
-/// A checkpoint syncs the database file, which measured 50–100 ms here; run on the
-/// region thread it stalled every push queued behind it by as much (the region lag p99
-/// was mostly that). PASSIVE on a second connection never blocks the region's
-/// commits (WAL mode: the writer appends while the checkpointer copies), and
-/// durability is unchanged (the WAL already holds every committed batch).
-fn run_checkpointer(region: &str, path: &Path, kicks: std::sync::mpsc::Receiver<()>) {
-    let mut conn: Option<CachedConn> = None;
-    // Ends when the region thread (the only sender) ends.
-    while kicks.recv().is_ok() {
-        if conn.is_none() {
-            match conn::open_writer(path, Durability::Normal) {
-                Ok((db, c)) => conn = Some(CachedConn::new(db, c)),
-                Err(e) => {
-                    tracing::debug!(region, error = %e, "checkpointer cannot open the region file; retried on the next kick");
-                    continue;
-                }
-            }
-        }
-        if let Some(c) = conn.as_ref() {
-            if let Err(e) = c.batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                tracing::debug!(region, error = %e, "region checkpoint failed; retried on the next kick");
-                conn = None;
-            }
-        }
-    }
+    /// The region file's checkpointer thread (see `edgeswarm_store::checkpoint`).
+    checkpoint: Checkpointer,
 }
 
 impl RegionDb {
@@ -89,7 +56,7 @@ impl RegionDb {
         self.since_checkpoint += n;
         if self.since_checkpoint >= CHECKPOINT_ROWS {
             self.since_checkpoint = 0;
-            let _ = self.checkpoint.try_send(());
+            self.checkpoint.kick();
         }
     }
 
@@ -111,8 +78,8 @@ impl RegionDb {
             let (db, c) = conn::open_writer(&self.path, Durability::Normal).map_err(open_err)?;
             let cc = CachedConn::new(db, c);
             cc.batch(REGION_LOG_DDL).map_err(open_err)?;
-            // Checkpoints run on the checkpointer thread (see `run_checkpointer`);
-            // SQLite's own auto-checkpoint stays as a high-water safety net.
+            // Checkpoints run on the checkpointer thread; SQLite's own auto-checkpoint
+            // stays as a high-water safety net.
             cc.batch(&format!("PRAGMA wal_autocheckpoint = {WAL_HIGH_WATER_PAGES}"))
                 .map_err(open_err)?;
             self.conn = Some(cc);
@@ -206,19 +173,15 @@ impl LocalLink {
     pub fn open(region: &str, path: impl AsRef<Path>, profile: LinkProfile) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let (tx, mut rx) = mpsc::channel::<Job>(CHANNEL_CAPACITY);
-        let (kick, kicks) = std::sync::mpsc::sync_channel(1);
+        let checkpoint = Checkpointer::spawn(region, path.clone(), Durability::Normal)
+            .map_err(|e| SyncError::Internal(format!("cannot start region checkpointer thread: {e}")))?;
         let mut db = RegionDb {
             region: region.to_string(),
             path: path.clone(),
             conn: None,
             since_checkpoint: 0,
-            checkpoint: kick,
+            checkpoint,
         };
-        let (name, file) = (region.to_string(), path.clone());
-        std::thread::Builder::new()
-            .name(format!("edgeswarm-ckpt-{region}"))
-            .spawn(move || run_checkpointer(&name, &file, kicks))
-            .map_err(|e| SyncError::Internal(format!("cannot start region checkpointer thread: {e}")))?;
         std::thread::Builder::new()
             .name(format!("edgeswarm-region-{region}"))
             .spawn(move || {
