@@ -142,7 +142,9 @@ impl Agent for Analyst {
             CasOutcome::Swapped { .. } => {}
         }
         if let Some(flag) = &self.crash_once {
-            if n % 7 == 3 && flag.swap(false, Ordering::SeqCst) {
+            // On its first claimed item: with `n % 7 == 3` as well, a short run on a busy
+            // machine could end before this agent claimed such an item (a flaky test).
+            if flag.swap(false, Ordering::SeqCst) {
                 panic!("simulated agent crash on item {n}");
             }
         }
