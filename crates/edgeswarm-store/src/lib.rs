@@ -10,6 +10,7 @@ pub mod error;
 pub mod guard;
 pub mod kv;
 pub mod queue;
+pub mod raw;
 pub mod read_pool;
 pub mod schema;
 pub mod store;
