@@ -201,16 +201,52 @@ pub enum SyncMsg {
     Persisted,
 }
 
-/// Mutable state of a SyncActor.
+/// Mutable state of a SyncActor: the push window, the pull cursor, the counters behind
+/// the status, and the link's health, probe and status schedule.
 pub struct SyncState {
+    /// Which `_changes` ranges are being pushed and which the region has acked.
+    push: PushWindow,
+    /// Where this node is in the region's log, and when it reads it next.
+    pull: PullCursor,
+    /// Counters and rates for `sync_status`, the router and `edge_replicas`.
+    stats: SyncStats,
+    /// Up/degraded/down, RTT and probe backoff: decides whether the actor talks to the
+    /// region at all, and feeds the router and the retry delay.
+    health: HealthTracker,
+    /// Last successful request: a probe is sent only after `probe_interval` without one
+    /// (pushes and pulls already prove the link is alive).
+    last_ok: Instant,
+    /// A probe is running: at most one at a time.
+    probe_inflight: bool,
+    /// When the status is next published and written to `edge_replicas`.
+    next_status: Instant,
+    /// A status write is running: at most one at a time (they would only race).
+    status_inflight: bool,
+    /// The `Tick` interval timer, aborted when the actor stops (its task would outlive
+    /// the actor otherwise).
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The push side: a window of up to `window` batches in flight over `_changes` ranges
+/// `(from, to]`, and the acked cursor that advances over their contiguous acked prefix.
+struct PushWindow {
+    /// Attempt number, carried by every push task: raised on a failure (or when the
+    /// region goes down or comes back), so `Cut`/`PushDone` replies of the abandoned
+    /// attempt are recognised and ignored.
     epoch: u64,
+    /// Highest contiguous `_changes.seq` the region has acked: what consistency waits,
+    /// lag and the persisted push cursor are based on, and where a retry restarts.
     acked: i64,
+    /// Where the next batch starts (the end of the last batch cut).
     next_send: i64,
+    /// Batches in flight, by `from`: (end, acked). The end is provisional (the limit
+    /// given to the task) until its `Cut` arrives; acked batches stay until every batch
+    /// before them is acked too, since batches may complete out of order.
     inflight: BTreeMap<i64, (i64, bool)>,
     /// `from` of the in-flight batch whose end is not known yet (its task is cutting
     /// it by rows); no further batch starts until it is.
     cutting: Option<i64>,
-    /// A `LingerDone` timer is pending.
+    /// A `LingerDone` timer is pending (so a linger never arms two).
     linger_timer: bool,
     /// The last batch cut was full (its row budget reached): a backlog is draining,
     /// so the next partial batch need not linger.
@@ -218,26 +254,122 @@ pub struct SyncState {
     /// Row budget of the next batch: starts at [`SLOW_START_ROWS`] (after start and
     /// after a failure) and doubles per batch up to `batch_rows`.
     budget: usize,
+    /// After a push failure, no batch starts before this instant (the health tracker's
+    /// retry delay), so a failing region is not hammered.
     retry_at: Option<Instant>,
+    /// When the last batch started: a partial batch lingers at most `push_linger` from
+    /// here (Nagle-like batching of a trickle of commits).
     last_dispatch: Instant,
-    pull_seq: i64,
-    pull_inflight: bool,
-    next_pull: Instant,
-    probe_inflight: bool,
-    health: HealthTracker,
-    last_ok: Instant,
-    caught_up_at: Instant,
-    next_status: Instant,
-    status_inflight: bool,
+}
+
+impl PushWindow {
+    fn new(acked: i64, now: Instant) -> Self {
+        PushWindow {
+            epoch: 0,
+            acked,
+            next_send: acked,
+            inflight: BTreeMap::new(),
+            cutting: None,
+            linger_timer: false,
+            last_full: false,
+            budget: SLOW_START_ROWS,
+            retry_at: None,
+            last_dispatch: now,
+        }
+    }
+
+    /// Abandons every batch in flight and restarts from the acked cursor, slow start
+    /// included; a new epoch makes the abandoned tasks' late replies harmless.
+    fn restart(&mut self) {
+        self.epoch += 1;
+        self.inflight.clear();
+        self.cutting = None;
+        self.budget = SLOW_START_ROWS;
+        self.next_send = self.acked;
+    }
+
+    /// Records where the batch starting at `from` ends; idempotent.
+    fn apply_cut(&mut self, from: i64, to: i64) {
+        let mut full = false;
+        if let Some(e) = self.inflight.get_mut(&from) {
+            // Cut before the limit it was given: the row budget was reached.
+            full = to < e.0;
+            e.0 = to;
+        }
+        if self.cutting == Some(from) {
+            self.cutting = None;
+            self.next_send = to;
+            self.last_full = full;
+        }
+    }
+
+    /// Marks the batch starting at `from` acked and advances the acked cursor over the
+    /// contiguous acked prefix; true if it moved.
+    fn ack(&mut self, from: i64) -> bool {
+        if let Some(e) = self.inflight.get_mut(&from) {
+            e.1 = true;
+        }
+        let before = self.acked;
+        while let Some((&f, &(t, done))) = self.inflight.iter().next() {
+            if !done || f != self.acked {
+                break;
+            }
+            self.inflight.remove(&f);
+            self.acked = t;
+        }
+        self.acked != before
+    }
+}
+
+/// The pull side: this node's position in the region's log.
+struct PullCursor {
+    /// Region log position applied up to (persisted in `_sync_cursors` with each
+    /// applied page and each status write, so a restart resumes here).
+    seq: i64,
+    /// A pull is running: at most one at a time, so pages apply in order.
+    inflight: bool,
+    /// When the next pull is due: at once after a full page (more is waiting), else
+    /// after `pull_interval`.
+    next: Instant,
+}
+
+/// Counters behind the status (`sync_status`, `edge_replicas`, the router's lag).
+struct SyncStats {
+    /// Row versions pushed and acked since start.
     pushed_rows: u64,
+    /// Batches pushed and acked since start.
     pushed_batches: u64,
+    /// Pulled row versions applied (won LWW) since start.
     applied_rows: u64,
+    /// Conflicts resolved while applying pulls since start.
     conflicts: u64,
+    /// `pushed_rows` at the last status, to compute the push rate over the interval.
     rows_at_last_status: u64,
+    /// When the last status was computed (the rate's interval start).
     last_status_at: Instant,
+    /// Push throughput over the last status interval, rows/s.
     rate: f64,
+    /// Last successful push or pull (ms since epoch), shown in the status.
     last_sync_at: Option<i64>,
-    timer: Option<tokio::task::JoinHandle<()>>,
+    /// When the region last held everything home had: `lag_ms` counts from here, and
+    /// the router avoids regions that lag.
+    caught_up_at: Instant,
+}
+
+impl SyncStats {
+    fn new(now: Instant) -> Self {
+        SyncStats {
+            pushed_rows: 0,
+            pushed_batches: 0,
+            applied_rows: 0,
+            conflicts: 0,
+            rows_at_last_status: 0,
+            last_status_at: now,
+            rate: 0.0,
+            last_sync_at: None,
+            caught_up_at: now,
+        }
+    }
 }
 
 fn tx_err(e: edgeswarm_store::StoreError) -> SyncError {
@@ -248,11 +380,11 @@ impl SyncActor {
     fn publish(&self, st: &SyncState) {
         let c = &self.ctx;
         let home = c.home_max.load(Ordering::SeqCst);
-        let lag_rows = (home - st.acked).max(0);
+        let lag_rows = (home - st.push.acked).max(0);
         let lag_ms = if lag_rows == 0 {
             0
         } else {
-            st.caught_up_at.elapsed().as_millis() as u64
+            st.stats.caught_up_at.elapsed().as_millis() as u64
         };
         let rtt = st.health.rtt_ewma_ms;
         {
@@ -262,16 +394,16 @@ impl SyncActor {
             s.performance_tier = rtt.map(performance_tier);
             s.lag_rows = lag_rows;
             s.lag_ms = lag_ms;
-            s.acked_seq = st.acked;
-            s.pull_seq = st.pull_seq;
-            s.pushed_rows = st.pushed_rows;
-            s.pushed_batches = st.pushed_batches;
-            s.applied_rows = st.applied_rows;
-            s.conflicts = st.conflicts;
-            s.push_rows_per_sec = st.rate;
+            s.acked_seq = st.push.acked;
+            s.pull_seq = st.pull.seq;
+            s.pushed_rows = st.stats.pushed_rows;
+            s.pushed_batches = st.stats.pushed_batches;
+            s.applied_rows = st.stats.applied_rows;
+            s.conflicts = st.stats.conflicts;
+            s.push_rows_per_sec = st.stats.rate;
             s.errors = st.health.errors_total;
             s.last_error = st.health.last_error.clone();
-            s.last_sync_at = st.last_sync_at;
+            s.last_sync_at = st.stats.last_sync_at;
         }
         c.router.update(
             &c.name,
@@ -292,57 +424,42 @@ impl SyncActor {
         if !self.can_talk(st) {
             return;
         }
-        if let Some(t) = st.retry_at {
+        if let Some(t) = st.push.retry_at {
             if Instant::now() < t {
                 return;
             }
-            st.retry_at = None;
+            st.push.retry_at = None;
         }
         let home = self.ctx.home_max.load(Ordering::SeqCst);
         let now = Instant::now();
-        while st.cutting.is_none() && st.inflight.len() < self.ctx.cfg.window.max(1) && st.next_send < home {
+        while st.push.cutting.is_none() && st.push.inflight.len() < self.ctx.cfg.window.max(1) && st.push.next_send < home {
             // Nagle-like: a partial batch waits up to `push_linger` while another batch
             // is in flight, so a trickle of commits does not become one tiny batch each.
             // Only while trickling: right after a full batch (a backlog draining) the
             // rest goes at once, or the tail of every backlog would wait the linger.
             // (An entry is at least one row, so fewer entries than the budget may still
             // be a full batch of rows; such a batch at most waits the linger.)
-            let partial = ((home - st.next_send) as usize) < st.budget.min(self.ctx.cfg.batch_rows);
-            let waited = now.duration_since(st.last_dispatch);
-            if partial && !st.last_full && !st.inflight.is_empty() && waited < self.ctx.cfg.push_linger {
+            let partial = ((home - st.push.next_send) as usize) < st.push.budget.min(self.ctx.cfg.batch_rows);
+            let waited = now.duration_since(st.push.last_dispatch);
+            if partial && !st.push.last_full && !st.push.inflight.is_empty() && waited < self.ctx.cfg.push_linger {
                 // Come back exactly when the linger ends (not on the next tick).
-                if !st.linger_timer {
-                    st.linger_timer = true;
+                if !st.push.linger_timer {
+                    st.push.linger_timer = true;
                     // The timer task runs detached; its handle is not needed.
                     drop(me.send_after(self.ctx.cfg.push_linger - waited, || SyncMsg::LingerDone));
                 }
                 break;
             }
-            st.last_dispatch = now;
+            st.push.last_dispatch = now;
             // The task cuts the batch at `batch_rows` rows (a rowid-range entry counts
             // as the rows it covers) and reports the end with `Cut`.
-            let from = st.next_send;
-            st.cutting = Some(from);
-            st.inflight.insert(from, (home, false));
+            let from = st.push.next_send;
+            st.push.cutting = Some(from);
+            st.push.inflight.insert(from, (home, false));
             let max = self.ctx.cfg.batch_rows.max(1);
-            let budget = st.budget.min(max);
-            st.budget = (budget * 2).min(max);
-            self.spawn_push(me.clone(), st.epoch, from, home, budget);
-        }
-    }
-
-    /// Records where the batch starting at `from` ends; idempotent.
-    fn apply_cut(st: &mut SyncState, from: i64, to: i64) {
-        let mut full = false;
-        if let Some(e) = st.inflight.get_mut(&from) {
-            // Cut before the limit it was given: the row budget was reached.
-            full = to < e.0;
-            e.0 = to;
-        }
-        if st.cutting == Some(from) {
-            st.cutting = None;
-            st.next_send = to;
-            st.last_full = full;
+            let budget = st.push.budget.min(max);
+            st.push.budget = (budget * 2).min(max);
+            self.spawn_push(me.clone(), st.push.epoch, from, home, budget);
         }
     }
 
@@ -488,7 +605,7 @@ impl SyncActor {
         let c = self.ctx.clone();
         let s = c.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let url = c.link.url().to_string();
-        let (acked, pull) = (st.acked, st.pull_seq);
+        let (acked, pull) = (st.push.acked, st.pull.seq);
         tokio::spawn(async move {
             let region = c.name.clone();
             let r = c
@@ -568,33 +685,18 @@ impl Actor for SyncActor {
         let cfg = &self.ctx.cfg;
         let timer = me.send_interval(cfg.tick, || SyncMsg::Tick);
         let st = SyncState {
-            epoch: 0,
-            acked: push_seq,
-            next_send: push_seq,
-            inflight: BTreeMap::new(),
-            cutting: None,
-            linger_timer: false,
-            last_full: false,
-            budget: SLOW_START_ROWS,
-            retry_at: None,
-            last_dispatch: now,
-            pull_seq,
-            pull_inflight: false,
-            next_pull: now,
-            probe_inflight: false,
+            push: PushWindow::new(push_seq, now),
+            pull: PullCursor {
+                seq: pull_seq,
+                inflight: false,
+                next: now,
+            },
+            stats: SyncStats::new(now),
             health: HealthTracker::new(now, cfg.rtt_alpha, cfg.down_after, cfg.probe_interval, cfg.max_probe_backoff),
             last_ok: now,
-            caught_up_at: now,
+            probe_inflight: false,
             next_status: now,
             status_inflight: false,
-            pushed_rows: 0,
-            pushed_batches: 0,
-            applied_rows: 0,
-            conflicts: 0,
-            rows_at_last_status: 0,
-            last_status_at: now,
-            rate: 0.0,
-            last_sync_at: None,
             timer: Some(timer),
         };
         self.ctx.shared.acked.send_replace(push_seq);
@@ -619,19 +721,19 @@ impl Actor for SyncActor {
                 self.maybe_push(&me, st);
             }
             SyncMsg::LingerDone => {
-                st.linger_timer = false;
+                st.push.linger_timer = false;
                 self.maybe_push(&me, st);
             }
             SyncMsg::Tick => {
                 let now = Instant::now();
-                if st.acked >= self.ctx.home_max.load(Ordering::SeqCst) {
-                    st.caught_up_at = now;
+                if st.push.acked >= self.ctx.home_max.load(Ordering::SeqCst) {
+                    st.stats.caught_up_at = now;
                 }
                 if self.can_talk(st) {
                     self.maybe_push(&me, st);
-                    if !st.pull_inflight && now >= st.next_pull {
-                        st.pull_inflight = true;
-                        self.spawn_pull(me.clone(), st.pull_seq);
+                    if !st.pull.inflight && now >= st.pull.next {
+                        st.pull.inflight = true;
+                        self.spawn_pull(me.clone(), st.pull.seq);
                     }
                     let idle = now.duration_since(st.last_ok) >= self.ctx.cfg.probe_interval;
                     if idle && !st.probe_inflight && now >= st.health.next_probe {
@@ -644,12 +746,12 @@ impl Actor for SyncActor {
                     self.spawn_probe(me.clone());
                 }
                 if now >= st.next_status && !st.status_inflight {
-                    let dt = now.duration_since(st.last_status_at).as_secs_f64();
+                    let dt = now.duration_since(st.stats.last_status_at).as_secs_f64();
                     if dt > 0.0 {
-                        st.rate = (st.pushed_rows - st.rows_at_last_status) as f64 / dt;
+                        st.stats.rate = (st.stats.pushed_rows - st.stats.rows_at_last_status) as f64 / dt;
                     }
-                    st.rows_at_last_status = st.pushed_rows;
-                    st.last_status_at = now;
+                    st.stats.rows_at_last_status = st.stats.pushed_rows;
+                    st.stats.last_status_at = now;
                     st.next_status = now + self.ctx.cfg.status_interval;
                     st.status_inflight = true;
                     self.publish(st);
@@ -657,8 +759,8 @@ impl Actor for SyncActor {
                 }
             }
             SyncMsg::Cut { epoch, from, to } => {
-                if epoch == st.epoch {
-                    Self::apply_cut(st, from, to);
+                if epoch == st.push.epoch {
+                    st.push.apply_cut(from, to);
                     self.maybe_push(&me, st);
                 }
             }
@@ -671,46 +773,36 @@ impl Actor for SyncActor {
                 txid,
                 result,
             } => {
-                if epoch != st.epoch {
+                if epoch != st.push.epoch {
                     return Ok(());
                 }
                 match result {
                     Ok(rtt) => {
-                        Self::apply_cut(st, from, to);
+                        st.push.apply_cut(from, to);
                         if rows > 0 {
                             self.on_success(st, Some(rtt));
                         }
-                        if let Some(e) = st.inflight.get_mut(&from) {
-                            e.1 = true;
-                        }
-                        let before = st.acked;
-                        while let Some((&f, &(t, done))) = st.inflight.iter().next() {
-                            if !done || f != st.acked {
-                                break;
-                            }
-                            st.inflight.remove(&f);
-                            st.acked = t;
-                        }
+                        let advanced = st.push.ack(from);
                         if rows > 0 {
-                            st.pushed_rows += rows as u64;
-                            st.pushed_batches += 1;
-                            st.last_sync_at = Some(now_millis());
+                            st.stats.pushed_rows += rows as u64;
+                            st.stats.pushed_batches += 1;
+                            st.stats.last_sync_at = Some(now_millis());
                             let now = now_millis() as u64;
                             let mut l = self.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner());
                             for m in &change_millis {
                                 l.push(now.saturating_sub(*m));
                             }
                         }
-                        if st.acked != before {
-                            self.ctx.shared.acked.send_replace(st.acked);
+                        if advanced {
+                            self.ctx.shared.acked.send_replace(st.push.acked);
                             self.ctx.acked_notify.notify_waiters();
-                            if st.acked >= self.ctx.home_max.load(Ordering::SeqCst) {
-                                st.caught_up_at = Instant::now();
+                            if st.push.acked >= self.ctx.home_max.load(Ordering::SeqCst) {
+                                st.stats.caught_up_at = Instant::now();
                             }
                         }
                         if rows > 0 || self.ctx.cfg.record_empty_batches {
                             let c = self.ctx.clone();
-                            let acked = st.acked;
+                            let acked = st.push.acked;
                             let latency = rtt.as_secs_f64() * 1000.0;
                             tokio::spawn(async move {
                                 let (region, home_region) = (c.name.clone(), c.home_region.clone());
@@ -744,43 +836,39 @@ impl Actor for SyncActor {
                     }
                     Err(e) => {
                         self.on_failure(st, &e);
-                        st.epoch += 1;
-                        st.inflight.clear();
-                        st.cutting = None;
-                        st.budget = SLOW_START_ROWS;
-                        st.next_send = st.acked;
-                        st.retry_at = Some(Instant::now() + st.health.retry_delay());
+                        st.push.restart();
+                        st.push.retry_at = Some(Instant::now() + st.health.retry_delay());
                     }
                 }
                 self.maybe_push(&me, st);
                 self.publish(st);
             }
             SyncMsg::PullDone { result } => {
-                st.pull_inflight = false;
+                st.pull.inflight = false;
                 match result {
                     Ok((last, full, stats, rtt)) => {
                         self.on_success(st, Some(rtt));
-                        if last > st.pull_seq {
-                            st.pull_seq = last;
+                        if last > st.pull.seq {
+                            st.pull.seq = last;
                         }
-                        st.applied_rows += stats.applied as u64;
-                        st.conflicts += stats.conflicts as u64;
+                        st.stats.applied_rows += stats.applied as u64;
+                        st.stats.conflicts += stats.conflicts as u64;
                         if stats.applied > 0 {
-                            st.last_sync_at = Some(now_millis());
+                            st.stats.last_sync_at = Some(now_millis());
                         }
-                        st.next_pull = if full {
+                        st.pull.next = if full {
                             Instant::now()
                         } else {
                             Instant::now() + self.ctx.cfg.pull_interval
                         };
                         if full && self.can_talk(st) {
-                            st.pull_inflight = true;
-                            self.spawn_pull(me.clone(), st.pull_seq);
+                            st.pull.inflight = true;
+                            self.spawn_pull(me.clone(), st.pull.seq);
                         }
                     }
                     Err(e) => {
                         self.on_failure(st, &e);
-                        st.next_pull = Instant::now() + self.ctx.cfg.pull_interval;
+                        st.pull.next = Instant::now() + self.ctx.cfg.pull_interval;
                     }
                 }
                 self.publish(st);
@@ -792,24 +880,16 @@ impl Actor for SyncActor {
                         let was_down = st.health.health == Health::Down;
                         self.on_success(st, Some(rtt));
                         if was_down {
-                            st.epoch += 1;
-                            st.inflight.clear();
-                            st.cutting = None;
-                            st.budget = SLOW_START_ROWS;
-                            st.next_send = st.acked;
-                            st.retry_at = None;
-                            st.next_pull = Instant::now();
+                            st.push.restart();
+                            st.push.retry_at = None;
+                            st.pull.next = Instant::now();
                             self.maybe_push(&me, st);
                         }
                     }
                     Err(e) => {
                         self.on_failure(st, &e);
                         if st.health.health == Health::Down {
-                            st.epoch += 1;
-                            st.inflight.clear();
-                            st.cutting = None;
-                            st.budget = SLOW_START_ROWS;
-                            st.next_send = st.acked;
+                            st.push.restart();
                         }
                     }
                 }
