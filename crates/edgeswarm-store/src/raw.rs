@@ -21,7 +21,6 @@
 use crate::value::SqlValue;
 use libsql::ffi;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -61,7 +60,10 @@ pub type Result<T, E = RawError> = std::result::Result<T, E>;
 
 /// Flags for [`Conn::open`] (`SQLITE_OPEN_*`), combined with `|`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenFlags(c_int);
+pub struct OpenFlags(
+    /// The `SQLITE_OPEN_*` bits passed to `sqlite3_open_v2`.
+    c_int,
+);
 
 impl OpenFlags {
     /// Open read-only: nothing on this connection can write the file.
@@ -146,10 +148,11 @@ struct Fts5Tokenizer {
 pub struct Conn {
     /// The handle from `sqlite3_open_v2`; never null, closed exactly once in `Drop`.
     db: NonNull<ffi::sqlite3>,
-    /// Statements prepared once by [`Conn::prepare_cached`], keyed by their SQL. A
-    /// statement in use is taken out (so it is never stepped by two [`Stmt`]s at once)
-    /// and put back, reset, when its `Stmt` drops.
-    cache: RefCell<HashMap<&'static str, NonNull<ffi::sqlite3_stmt>>>,
+    /// Statements prepared once by [`Conn::prepare_cached`], keyed by their SQL string
+    /// (compared by address: a few entries, scanned faster than hashed). A statement in
+    /// use is taken out (so it is never stepped by two [`Stmt`]s at once) and put back,
+    /// reset, when its `Stmt` drops.
+    cache: RefCell<Vec<(&'static str, NonNull<ffi::sqlite3_stmt>)>>,
     /// The installed authorizer. Boxed twice so SQLite holds a thin, stable pointer to
     /// it; kept here until it is replaced or the connection closes.
     authorizer: Option<Box<Authorizer>>,
@@ -172,7 +175,7 @@ impl Drop for Conn {
                     del(t.tok.as_ptr());
                 }
             }
-            for (_, s) in self.cache.get_mut().drain() {
+            for (_, s) in self.cache.get_mut().drain(..) {
                 ffi::sqlite3_finalize(s.as_ptr());
             }
             ffi::sqlite3_close_v2(self.db.as_ptr());
@@ -274,7 +277,7 @@ impl Conn {
         // Built before the error check so that a failed open's handle is closed too.
         let conn = Conn {
             db,
-            cache: RefCell::new(HashMap::new()),
+            cache: RefCell::new(Vec::new()),
             authorizer: None,
             progress: None,
             tokenizer: None,
@@ -346,7 +349,14 @@ impl Conn {
     /// The statement for `sql` (exactly one statement), prepared on first use and kept:
     /// its `Stmt` resets it and returns it to the cache on drop.
     pub fn prepare_cached(&self, sql: &'static str) -> Result<Stmt<'_>> {
-        if let Some(ptr) = self.cache.borrow_mut().remove(sql) {
+        let hit = {
+            let mut cache = self.cache.borrow_mut();
+            cache
+                .iter()
+                .position(|(k, _)| std::ptr::eq(*k, sql))
+                .map(|i| cache.swap_remove(i).1)
+        };
+        if let Some(ptr) = hit {
             return Ok(Stmt {
                 conn: self,
                 ptr,
@@ -516,7 +526,7 @@ impl Drop for Stmt<'_> {
                 Some(sql) => {
                     ffi::sqlite3_reset(self.ptr.as_ptr());
                     ffi::sqlite3_clear_bindings(self.ptr.as_ptr());
-                    self.conn.cache.borrow_mut().insert(sql, self.ptr);
+                    self.conn.cache.borrow_mut().push((sql, self.ptr));
                 }
                 None => {
                     ffi::sqlite3_finalize(self.ptr.as_ptr());

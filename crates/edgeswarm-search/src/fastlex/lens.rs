@@ -295,7 +295,10 @@ pub(super) struct IndexConn {
 }
 
 /// Ends the read transaction however the query ends.
-pub(super) struct ReadTxn<'c>(&'c Conn);
+pub(super) struct ReadTxn<'c>(
+    /// The connection whose transaction this is.
+    &'c Conn,
+);
 impl Drop for ReadTxn<'_> {
     fn drop(&mut self) {
         // COMMIT of a read transaction only releases the snapshot; nothing to report.
