@@ -93,7 +93,11 @@ impl LatencyHistogram {
 
     /// Records one value in microseconds.
     pub fn record_us(&mut self, us: u64) {
-        self.hist.saturating_record(us);
+        // `record` grows the histogram to fit (auto-resize); it fails only for values near
+        // u64::MAX, which are then counted at the largest trackable value.
+        if self.hist.record(us).is_err() {
+            self.hist.saturating_record(us);
+        }
         self.sum_us = self.sum_us.saturating_add(us);
         self.max_us = self.max_us.max(us);
     }
