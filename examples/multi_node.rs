@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 async fn main() -> edgeswarm::Result<()> {
     let dir = std::env::temp_dir().join(format!("edgeswarm-multi-node-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("regions")).map_err(|e| edgeswarm::Error::Invalid(e.to_string()))?;
-    let regions: Vec<RegionConfig> = edgeswarm::sim::SEED_REGIONS
+    let regions: Vec<RegionConfig> = edgeswarm_bench::sim::SEED_REGIONS
         .iter()
         .map(|(n, ms)| RegionConfig::local(*n, dir.join("regions").join(format!("{n}.db")), *ms))
         .collect();

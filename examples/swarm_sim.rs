@@ -3,7 +3,7 @@
 //! `cargo run --release --example swarm_sim [-- --agents 64 --seconds 15 --db ./edgeswarm.db]`
 
 use clap::Parser;
-use edgeswarm::sim::{self, SimOptions, SimProgress};
+use edgeswarm_bench::sim::{self, SimOptions, SimProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -1,41 +1,27 @@
 //! Crash safety: a writer process is killed with SIGKILL while publishing; every id it
 //! reported acked is in the file afterwards.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use edgeswarm_testkit::child::ChildLines;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_write_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = edgeswarm_testkit::temp_dir();
     let db = dir.path().join("crash.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeswarm-test-child"))
-        .args(["write", db.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child writer");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut ids = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            match line {
-                Ok(l) if l.len() == 36 => ids.push(l),
-                _ => break,
-            }
-        }
-        ids
-    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeswarm-test-child"));
+    cmd.args(["write", db.to_str().unwrap()]);
+    let child = ChildLines::spawn(cmd);
     // Let it write for a while, then kill it without warning.
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1500) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    unsafe_kill(child.id());
-    let _ = child.wait();
-    let acked = reader.join().unwrap();
+    // Every full id line before the kill (a line cut by the kill ends the list).
+    let acked: Vec<String> = child.sigkill().into_iter().take_while(|l| l.len() == 36).collect();
     assert!(acked.len() > 100, "the child acked only {} writes before the kill", acked.len());
 
-    let store = edgeswarm_store::Store::open(edgeswarm_core::StoreConfig::at(&db)).await.unwrap();
+    let store = edgeswarm_testkit::open_store(&db).await;
     let mut missing = Vec::new();
     for chunk in acked.chunks(500) {
         let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
@@ -55,9 +41,4 @@ async fn every_acked_write_survives_sigkill() {
     let integrity = store.read_sql("PRAGMA integrity_check", vec![]).await.unwrap();
     assert_eq!(integrity.rows[0][0].as_str(), Some("ok"));
     store.shutdown().await.unwrap();
-}
-
-fn unsafe_kill(pid: u32) {
-    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
-    assert!(status.success());
 }

@@ -1,15 +1,15 @@
 //! No "database is locked", ever: 256 concurrent publishers, readers in-process, and a
 //! second process reading the same file.
 
-use edgeswarm_core::{Metric, StoreConfig};
-use edgeswarm_store::{Store, StoreError};
+use edgeswarm_core::Metric;
+use edgeswarm_store::StoreError;
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_publishers_readers_and_another_process_see_no_lock_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = edgeswarm_testkit::temp_dir();
     let db = dir.path().join("busy.db");
-    let store = Store::open(StoreConfig::at(&db)).await.unwrap();
+    let store = edgeswarm_testkit::open_store(&db).await;
     store.publish(Metric::new("seed", "t", 1.0, 1)).await.unwrap();
 
     let child = Command::new(env!("CARGO_BIN_EXE_edgeswarm-test-child"))

@@ -1,8 +1,8 @@
 //! The seed report's own SQL, run exactly as written against the database swarm_sim
 //! leaves behind, returns real rows.
 
-use edgeswarm::sim::{self, SimOptions, SimProgress};
-use edgeswarm::{SqlValue, Swarm};
+use edgeswarm::SqlValue;
+use edgeswarm_bench::sim::{self, SimOptions, SimProgress};
 use std::sync::Arc;
 
 const SEED_PERFORMANCE: &str = "SELECT operation_type, AVG(throughput) as avg_ops_per_sec
@@ -14,7 +14,7 @@ const SEED_METRICS_INSERT: &str = "INSERT INTO agent_metrics
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_queries_return_real_rows_after_swarm_sim() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = edgeswarm_testkit::temp_dir();
     let db = dir.path().join("edgeswarm.db");
     let opts = SimOptions {
         agents: 8,
@@ -22,14 +22,14 @@ async fn seed_queries_return_real_rows_after_swarm_sim() {
         db: db.clone(),
         ..Default::default()
     };
-    let swarm = Swarm::builder().path(&db).start().await.unwrap();
+    let swarm = edgeswarm_testkit::open_swarm(&db).await;
     let report = sim::run_on(&swarm, &opts, Arc::new(SimProgress::default())).await.unwrap();
     assert!(report.tasks_done > 0, "agents did work");
     assert_eq!(report.agent_restarts, 1, "the crashing agent was restarted once");
     swarm.shutdown().await.unwrap();
 
     // Reopen the file the simulation left behind and run the seed's SQL unchanged.
-    let swarm = Swarm::builder().path(&db).start().await.unwrap();
+    let swarm = edgeswarm_testkit::open_swarm(&db).await;
     let perf = swarm.store().read_sql(SEED_PERFORMANCE, vec![]).await.unwrap();
     assert_eq!(perf.columns, vec!["operation_type", "avg_ops_per_sec"]);
     let ops: Vec<&str> = perf.rows.iter().filter_map(|r| r[0].as_str()).collect();

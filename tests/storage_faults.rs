@@ -2,14 +2,13 @@
 //! exactly once, or reported failed to its caller; retries stay single.
 
 use edgeswarm_core::{Metric, StoreConfig};
-use edgeswarm_store::{SqlValue, Store, StoreError};
+use edgeswarm_store::{SqlValue, StoreError};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_panic_mid_batch_fails_or_acks_every_write_and_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("home.db"))).await.unwrap();
+    let (_dir, store) = edgeswarm_testkit::temp_store().await;
     // Warm up, then arm a panic 37 ops into some later batch.
     store.publish(Metric::new("warm", "t", 1.0, 1)).await.unwrap();
     store.faults().panic_after_ops.store(37, Ordering::SeqCst);
@@ -86,8 +85,7 @@ async fn writer_panic_mid_batch_fails_or_acks_every_write_and_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_commit_fails_every_sender_in_the_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("home.db"))).await.unwrap();
+    let (_dir, store) = edgeswarm_testkit::temp_store().await;
     store.faults().fail_next_commit.store(true, Ordering::SeqCst);
     let mut acks = Vec::new();
     for i in 0..100 {
@@ -119,10 +117,10 @@ async fn failed_commit_fails_every_sender_in_the_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_backpressure_and_overloaded() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = edgeswarm_testkit::temp_dir();
     let mut cfg = StoreConfig::at(dir.path().join("home.db"));
     cfg.queue_capacity = 8;
-    let store = Store::open(cfg).await.unwrap();
+    let store = edgeswarm_testkit::open_store_with(cfg).await;
     // Fill the queue without waiting for acks until try_publish refuses.
     let mut acks = Vec::new();
     let mut overloaded = false;

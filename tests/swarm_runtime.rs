@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn swarm(dir: &tempfile::TempDir) -> Swarm {
-    Swarm::builder().path(dir.path().join("swarm.db")).start().await.unwrap()
+    edgeswarm_testkit::open_swarm(dir.path().join("swarm.db")).await
 }
 
 #[derive(Clone)]

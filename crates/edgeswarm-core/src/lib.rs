@@ -6,6 +6,7 @@ pub mod consistency;
 pub mod error;
 pub mod hlc;
 pub mod id;
+pub mod latency;
 pub mod record;
 
 pub use config::{BatchConfig, Durability, Limits, StoreConfig};
@@ -13,4 +14,5 @@ pub use consistency::{ReadConsistency, WriteConsistency};
 pub use error::ValidationError;
 pub use hlc::{Hlc, HybridClock};
 pub use id::new_id;
+pub use latency::{LatencyHistogram, LatencySummary, SharedLatency};
 pub use record::{Knowledge, KvEntry, Message, Metric, Record};

@@ -2,15 +2,14 @@
 //! names) plus metrics, sync status and kv tools, served over stdio or streamable HTTP
 //! from one `Swarm` handle. See README.md in this crate for the tool table and host setup.
 //!
-//! Entry points: [`run`] for `edgeswarm mcp`, [`bench`] for `edgeswarm bench mcp`.
+//! Entry point: [`run`] for `edgeswarm mcp` (its benchmark, `edgeswarm bench mcp`, lives in
+//! the edgeswarm-bench crate).
 
 pub mod args;
-pub mod bench;
 pub mod errors;
 pub mod http;
 pub mod server;
 
-pub use bench::{bench, BenchOpts};
 pub use server::{EdgeswarmMcp, TOOL_NAMES};
 
 use clap::Args;

@@ -13,7 +13,6 @@
 //! Start it with [`Search::start`]; see the crate README section in docs/DESIGN.md.
 
 pub mod actor;
-pub mod bench;
 pub mod embed;
 mod engine;
 pub mod error;
@@ -23,7 +22,6 @@ pub mod query;
 mod vectors;
 
 pub use actor::{Search, SearchActor, SearchConfig, SearchMsg, SearchStatus};
-pub use bench::{bench, BenchOpts};
 pub use embed::{Embedder, HashEmbedder, SharedEmbedder};
 pub use error::{Result, SearchError};
 pub use knowledge::{add_knowledge, delete_knowledge, get_knowledge, update_knowledge, AddOutcome, KnowledgeEntry, KnowledgeUpdate};

@@ -1,14 +1,12 @@
 //! Bad input never panics and never surfaces an FTS syntax error: it is a clear typed
 //! error or a correct (possibly empty) result.
 
-use edgeswarm_core::{Knowledge, StoreConfig};
+use edgeswarm_core::Knowledge;
 use edgeswarm_search::{Search, SearchConfig, SearchError, SearchRequest};
-use edgeswarm_store::Store;
 use serde_json::json;
 
 async fn setup() -> (tempfile::TempDir, Search) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("s.db"))).await.unwrap();
+    let (dir, store) = edgeswarm_testkit::temp_store().await;
     let s = Search::start(store, SearchConfig::new()).await.unwrap();
     for (t, c) in [
         ("NEAR operators", "The NEAR keyword and AND OR NOT are just words here."),

@@ -1,17 +1,15 @@
 //! Relevance with a fixed corpus and known answers, filters, pagination, write paths,
 //! vectors and hybrid.
 
-use edgeswarm_core::{Knowledge, StoreConfig};
+use edgeswarm_core::Knowledge;
 use edgeswarm_search::{Filters, HashEmbedder, KnowledgeUpdate, Mode, Search, SearchConfig, SearchRequest};
 use edgeswarm_store::{SqlValue, Store};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::at(dir.path().join("s.db"))).await.unwrap();
-    (dir, store)
+async fn open() -> (edgeswarm_testkit::TempDir, Store) {
+    edgeswarm_testkit::temp_store().await
 }
 
 /// Fixed corpus: (category, topic, content, tags, region, created_at, metadata).

@@ -3,7 +3,6 @@
 //! guard. See docs/ARCHITECTURE.md for the write path.
 
 pub mod actor;
-pub mod bench;
 pub mod checkpoint;
 pub mod conn;
 pub mod error;

@@ -8,7 +8,7 @@ use crate::queue::SendError;
 use crate::read_pool::{ReadPool, Reader};
 use crate::value::{QueryResult, SqlValue};
 use crate::writer::{self, CommitEvent, Faults, OpOutput, TxCtx, WriteOp, WriterMsg, WriterStats};
-use edgeswarm_core::{HybridClock, Record, StoreConfig};
+use edgeswarm_core::{HybridClock, LatencySummary, Record, StoreConfig};
 use ractor::{Actor, ActorRef};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,7 +45,8 @@ pub struct StoreStats {
     pub last_batch_size: u64,
     /// Batch sizes, power-of-two buckets (index i: size <= 2^i).
     pub batch_size_hist: Vec<u64>,
-    /// Commit latencies in µs, power-of-two buckets.
+    /// Commit latencies in µs, power-of-two buckets (`edgeswarm_core::latency::pow2_bucket`),
+    /// read from `commit_latency`'s histogram.
     pub commit_us_hist: Vec<u64>,
     /// Sum of commit latencies in µs.
     pub commit_us_sum: u64,
@@ -53,6 +54,11 @@ pub struct StoreStats {
     pub ack_us_hist: Vec<u64>,
     /// Sum of queue-to-ack latencies in µs.
     pub ack_us_sum: u64,
+    /// Commit latency: count, exact sum and mean, nearest-rank percentiles (the one
+    /// definition in `edgeswarm_core::latency`).
+    pub commit_latency: LatencySummary,
+    /// Queue-to-ack latency, likewise.
+    pub ack_latency: LatencySummary,
 }
 
 struct Inner {
@@ -287,6 +293,8 @@ impl Store {
             Inbox::Running { tx, .. } => (tx.depth(), tx.capacity(), tx.stats().rejected.load(Ordering::Relaxed)),
             _ => (0, self.inner.cfg.queue_capacity, 0),
         };
+        let (commit_us_hist, commit_us_sum) = s.commit_latency.pow2_buckets(24);
+        let (ack_us_hist, ack_us_sum) = s.ack_latency.pow2_buckets(24);
         StoreStats {
             queue_depth: depth,
             queue_capacity: cap,
@@ -298,10 +306,12 @@ impl Store {
             writer_restarts: self.inner.setup.generations.load(Ordering::Relaxed).saturating_sub(1),
             last_batch_size: s.last_batch_size.load(Ordering::Relaxed),
             batch_size_hist: s.batch_size_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
-            commit_us_hist: s.commit_us_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
-            commit_us_sum: s.commit_us_sum.load(Ordering::Relaxed),
-            ack_us_hist: s.ack_us_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
-            ack_us_sum: s.ack_us_sum.load(Ordering::Relaxed),
+            commit_us_hist,
+            commit_us_sum,
+            ack_us_hist,
+            ack_us_sum,
+            commit_latency: s.commit_latency.summary(),
+            ack_latency: s.ack_latency.summary(),
         }
     }
 

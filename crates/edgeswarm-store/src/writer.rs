@@ -6,6 +6,7 @@ use crate::conn::{self, CachedConn};
 use crate::error::{Result, StoreError};
 use crate::schema;
 use crate::value::{QueryResult, SqlValue};
+use edgeswarm_core::latency::{pow2_bucket, SharedLatency};
 use edgeswarm_core::{Hlc, HybridClock, Record, StoreConfig};
 use libsql::Value as V;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -124,19 +125,13 @@ pub struct WriterStats {
     /// Sum of batch sizes (ops) per power-of-two bucket: index i counts batches with
     /// 2^(i-1) < size <= 2^i.
     pub batch_size_hist: [AtomicU64; 16],
-    /// Commit latency histogram (µs, power-of-two buckets).
-    pub commit_us_hist: [AtomicU64; 24],
-    /// Sum of commit latencies (µs), for the histogram's `_sum`.
-    pub commit_us_sum: AtomicU64,
-    /// Queue-to-ack latency of every acked write (µs, power-of-two buckets): what a
-    /// publisher waits, queueing included.
-    pub ack_us_hist: [AtomicU64; 24],
-    pub ack_us_sum: AtomicU64,
+    /// Commit latency of every committed batch (edgeswarm_core's one histogram type),
+    /// for `StoreStats` and the metrics endpoint.
+    pub commit_latency: SharedLatency,
+    /// Queue-to-ack latency of every acked write: what a publisher waits, queueing
+    /// included. Recorded under one lock per batch.
+    pub ack_latency: SharedLatency,
     pub last_batch_size: AtomicU64,
-}
-
-pub(crate) fn bucket(v: u64, n: usize) -> usize {
-    ((64 - v.max(1).saturating_sub(1).leading_zeros()) as usize).min(n - 1)
 }
 
 /// What the writer's ops see of the open transaction.
@@ -515,8 +510,8 @@ impl Writer {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.ops.fetch_add(n as u64, Ordering::Relaxed);
                 self.stats.last_batch_size.store(n as u64, Ordering::Relaxed);
-                self.stats.batch_size_hist[bucket(n as u64, 16)].fetch_add(1, Ordering::Relaxed);
-                self.stats.commit_us_hist[bucket(elapsed.as_micros() as u64, 24)].fetch_add(1, Ordering::Relaxed);
+                self.stats.batch_size_hist[pow2_bucket(n as u64, 16)].fetch_add(1, Ordering::Relaxed);
+                self.stats.commit_latency.record(elapsed);
                 if raw_sql {
                     // User SQL may have changed the schema: re-prepare from now on.
                     self.conn.clear_cache();
@@ -530,15 +525,12 @@ impl Writer {
                         raw_sql,
                     }));
                 }
-                self.stats.commit_us_sum.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-                let mut ack_sum = 0u64;
+                let mut ack_latency = self.stats.ack_latency.lock();
                 for ((ack, r), at) in acks.into_iter().zip(results).zip(queued_at) {
                     let _ = ack.send(r);
-                    let us = at.elapsed().as_micros() as u64;
-                    ack_sum += us;
-                    self.stats.ack_us_hist[bucket(us, 24)].fetch_add(1, Ordering::Relaxed);
+                    ack_latency.record(at.elapsed());
                 }
-                self.stats.ack_us_sum.fetch_add(ack_sum, Ordering::Relaxed);
+                drop(ack_latency);
                 drop(permits);
                 self.since_checkpoint += bytes.max(1);
                 if self.since_checkpoint >= CHECKPOINT_BYTES {
@@ -824,14 +816,5 @@ mod tests {
     fn content_hash_normalises_case_and_whitespace() {
         assert_eq!(content_hash("Hello   World\n"), content_hash("hello world"));
         assert_ne!(content_hash("hello world"), content_hash("hello worlds"));
-    }
-
-    #[test]
-    fn buckets() {
-        assert_eq!(bucket(1, 16), 0);
-        assert_eq!(bucket(2, 16), 1);
-        assert_eq!(bucket(3, 16), 2);
-        assert_eq!(bucket(4096, 16), 12);
-        assert_eq!(bucket(u64::MAX, 16), 15);
     }
 }

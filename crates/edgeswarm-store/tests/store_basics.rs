@@ -5,7 +5,7 @@ use edgeswarm_store::{OpOutput, SqlValue, Store, StoreError};
 use serde_json::json;
 
 async fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(StoreConfig::at(dir.path().join("home.db"))).await.unwrap()
+    edgeswarm_testkit::open_store(dir.path().join("home.db")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

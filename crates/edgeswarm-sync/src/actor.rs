@@ -117,15 +117,14 @@ impl LagRing {
         }
         self.next = (self.next + 1) % Self::CAP;
     }
-    /// The q-quantile (0..=1) of the samples.
+    /// The q-quantile (0..=1) of the samples (ms, rounded), by the one percentile
+    /// definition in `edgeswarm_core::latency` (nearest rank).
     pub fn quantile(&self, q: f64) -> Option<u64> {
         if self.buf.is_empty() {
             return None;
         }
-        let mut v = self.buf.clone();
-        v.sort_unstable();
-        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-        v.get(i).copied()
+        let h = edgeswarm_core::LatencyHistogram::from_ms(self.buf.iter().map(|&ms| ms as f64));
+        Some(h.percentile_ms(q).round() as u64)
     }
     /// Drops all samples.
     pub fn clear(&mut self) {

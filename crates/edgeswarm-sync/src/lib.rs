@@ -14,7 +14,6 @@
 //! [`actor`] for ordering and delivery, [`row`] for LWW, [`router`] for health.
 
 pub mod actor;
-pub mod bench;
 pub mod config;
 pub mod error;
 pub mod home;

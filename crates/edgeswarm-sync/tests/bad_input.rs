@@ -1,11 +1,9 @@
 //! Bad input: unknown region, duplicate names, unreachable URL, wrong token (401), a
 //! region file that is not a database, a malformed server reply. Each gives a clear
 //! typed error; the other regions keep syncing and nothing is lost.
-mod common;
-
-use common::*;
 use edgeswarm_core::{Knowledge, ReadConsistency, WriteConsistency};
 use edgeswarm_sync::{HranaLink, RegionConfig, RegionLink, SyncError, SyncSystem};
+use edgeswarm_testkit::sync::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -5,12 +5,10 @@
 //! region holds identical rows (content hash) and no acked write is missing.
 //!
 //! Seeds: `EDGESWARM_SIM_SEEDS=1,2,3` (default 7 and 42).
-mod common;
-
-use common::*;
 use edgeswarm_core::{Knowledge, Metric};
 use edgeswarm_store::{SqlValue, Store};
 use edgeswarm_sync::{LinkProfile, RegionConfig, SyncConfig, SyncHandle, SyncSystem};
+use edgeswarm_testkit::sync::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;

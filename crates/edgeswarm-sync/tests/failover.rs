@@ -1,11 +1,9 @@
 //! Failover: the nearest region partitioned -> Nearest reads move to the next region
 //! within 2 probe intervals and come back after heal; Quorum writes succeed with one
 //! of four regions down; All reports the timeout and completes after heal.
-mod common;
-
-use common::*;
 use edgeswarm_core::{Knowledge, ReadConsistency, WriteConsistency};
 use edgeswarm_sync::{Health, ReadTarget, SyncError, SyncSystem};
+use edgeswarm_testkit::sync::*;
 use std::time::{Duration, Instant};
 
 const NEAREST: ReadConsistency = ReadConsistency::Nearest { max_lag: None };

@@ -1,10 +1,8 @@
 //! Basic two-node replication through two local regions.
-mod common;
-
-use common::*;
 use edgeswarm_core::{Knowledge, Metric, ReadConsistency, WriteConsistency};
 use edgeswarm_store::SqlValue;
 use edgeswarm_sync::{ReadTarget, SyncSystem};
+use edgeswarm_testkit::sync::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,13 +5,11 @@
 //!
 //! Needs tursodb: `npm install --prefix .ci/tools turso@0.6.0` in the repo root, or
 //! `EDGESWARM_TURSODB=/path/to/tursodb`. Without it this test FAILS (by design).
-mod common;
-
-use common::*;
 use edgeswarm_core::{Knowledge, WriteConsistency};
 use edgeswarm_store::Store;
-use edgeswarm_sync::bench::{tursodb_path, TursoServer, TURSODB_HINT};
 use edgeswarm_sync::{RegionConfig, SyncConfig, SyncSystem};
+use edgeswarm_testkit::sync::*;
+use edgeswarm_testkit::tursodb::{tursodb_path, TursoServer, TURSODB_HINT};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! User tables registered for replication, and a per-table conflict resolver.
-mod common;
-
-use common::*;
 use edgeswarm_store::SqlValue;
 use edgeswarm_sync::{SyncError, SyncSystem};
+use edgeswarm_testkit::sync::*;
 use std::sync::Arc;
 use std::time::Duration;
 

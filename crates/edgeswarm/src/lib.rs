@@ -32,7 +32,6 @@ pub mod agent;
 pub mod ctx;
 pub mod error;
 pub mod memory;
-pub mod sim;
 pub mod swarm;
 
 pub use agent::{Agent, AgentInfo, AgentOptions, AgentStatus, BoxError, RestartPolicy, SwarmEvent, TaskReport};

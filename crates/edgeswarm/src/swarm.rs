@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::memory::{watch_loop, KvWatch, Page, Watcher};
 use dashmap::DashMap;
 use edgeswarm_core::{BatchConfig, Durability, Knowledge, Limits, Message, StoreConfig};
-use edgeswarm_core::{ReadConsistency, Record, WriteConsistency};
+use edgeswarm_core::{LatencyHistogram, ReadConsistency, Record, SharedLatency, WriteConsistency};
 use edgeswarm_search::{HashEmbedder, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder};
 use edgeswarm_store::{QueryResult, SqlValue, Store};
 use edgeswarm_sync::{ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus, SyncSystem};
@@ -166,8 +166,7 @@ impl SwarmBuilder {
         let inner = Arc::new_cyclic(|_| SwarmInner {
             store,
             search,
-            search_us: Default::default(),
-            search_us_sum: AtomicU64::new(0),
+            search_latency: SharedLatency::new(),
             sync,
             agents: DashMap::new(),
             by_actor: DashMap::new(),
@@ -212,10 +211,9 @@ impl SwarmBuilder {
 pub(crate) struct SwarmInner {
     pub store: Store,
     pub search: Search,
-    /// Latency of every search through this handle (µs, power-of-two buckets) and the
-    /// sum, for the metrics endpoint.
-    pub search_us: [AtomicU64; 24],
-    pub search_us_sum: AtomicU64,
+    /// Latency of every search through this handle, for the metrics endpoint
+    /// (`search_latency_hist`, `search_latency`).
+    pub search_latency: SharedLatency,
     pub sync: Option<SyncHandle>,
     pub agents: DashMap<String, Arc<AgentEntry>>,
     pub by_actor: DashMap<ActorId, String>,
@@ -583,20 +581,20 @@ impl Swarm {
     pub async fn search_with(&self, req: SearchRequest) -> Result<SearchResponse> {
         let t = std::time::Instant::now();
         let r = self.inner.search.search(req).await;
-        let us = t.elapsed().as_micros() as u64;
-        let bucket = ((64 - us.max(1).saturating_sub(1).leading_zeros()) as usize).min(23);
-        self.inner.search_us[bucket].fetch_add(1, Ordering::Relaxed);
-        self.inner.search_us_sum.fetch_add(us, Ordering::Relaxed);
+        self.inner.search_latency.record(t.elapsed());
         Ok(r?)
     }
 
     /// Search latency so far: counts per power-of-two µs bucket (index i: ≤ 2^i µs) and
     /// the sum in µs.
     pub fn search_latency_hist(&self) -> (Vec<u64>, u64) {
-        (
-            self.inner.search_us.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
-            self.inner.search_us_sum.load(Ordering::Relaxed),
-        )
+        self.inner.search_latency.pow2_buckets(24)
+    }
+
+    /// A copy of the search latency histogram so far (count, sum, percentiles, bucket
+    /// counts at any bound; see `edgeswarm_core::latency`).
+    pub fn search_latency(&self) -> LatencyHistogram {
+        self.inner.search_latency.snapshot()
     }
 
     // ---- regions ----------------------------------------------------------------------
@@ -753,23 +751,17 @@ fn summarise(q: edgeswarm_store::QueryResult) -> MetricsSummary {
     }
 }
 
-fn agg(key: String, mut v: Vec<f64>, tokens: i64) -> MetricAgg {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    let pct = |p: f64| {
-        if n == 0 {
-            0.0
-        } else {
-            v[(((n as f64) * p).ceil() as usize).clamp(1, n) - 1]
-        }
-    };
+/// One group's figures. Percentiles by the one definition in `edgeswarm_core::latency`
+/// (nearest rank at 3 significant digits); the mean is exact to the microsecond.
+fn agg(key: String, v: Vec<f64>, tokens: i64) -> MetricAgg {
+    let h = LatencyHistogram::from_ms(v);
     MetricAgg {
         key,
-        count: n as u64,
-        mean_ms: if n == 0 { 0.0 } else { v.iter().sum::<f64>() / n as f64 },
-        p50_ms: pct(0.50),
-        p95_ms: pct(0.95),
-        p99_ms: pct(0.99),
+        count: h.count(),
+        mean_ms: h.mean_ms(),
+        p50_ms: h.percentile_ms(0.50),
+        p95_ms: h.percentile_ms(0.95),
+        p99_ms: h.percentile_ms(0.99),
         tokens,
     }
 }
@@ -781,7 +773,13 @@ mod tests {
     #[test]
     fn percentiles_are_nearest_rank() {
         let a = agg("x".into(), (1..=100).map(|i| i as f64).collect(), 7);
-        assert_eq!((a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens), (100, 50.0, 95.0, 99.0, 7));
+        assert_eq!((a.count, a.tokens), (100, 7));
+        // Nearest rank at the histogram's resolution (exact below 2.048 ms, within 0.1% above).
+        for (got, want) in [(a.p50_ms, 50.0), (a.p95_ms, 95.0), (a.p99_ms, 99.0)] {
+            assert!(got >= want && got <= want * 1.001, "{got} vs {want}");
+        }
+        let a = agg("x".into(), (1..=100).map(|i| i as f64 / 100.0).collect(), 7);
+        assert_eq!((a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens), (100, 0.5, 0.95, 0.99, 7));
         assert_eq!(agg("e".into(), vec![], 0).p99_ms, 0.0);
     }
 }

@@ -1,11 +1,13 @@
-//! `edgeswarm bench`: each benchmark is a library function in its crate; the CLI only
-//! calls it and prints. `--json` prints exactly one JSON line per benchmark. `bench all`
+//! `edgeswarm bench`: each benchmark is a library function in the edgeswarm-bench crate;
+//! the CLI only calls it and prints. `--json` prints exactly one JSON line per benchmark. `bench all`
 //! also writes docs/benchmarks.md: each figure beside the seed report's own figure and
 //! the plain-libSQL baseline measured in the same run, with the machine it ran on.
 
 use std::path::Path;
 
 use serde_json::{json, Value};
+
+use edgeswarm_bench::BenchError;
 
 use crate::cli::{BenchArgs, BenchKind};
 use crate::error::{CliError, Result};
@@ -29,39 +31,42 @@ pub fn name(k: BenchKind) -> &'static str {
     }
 }
 
-/// Runs one benchmark through its crate's library function (`scale`: search adds the
-/// 1M-entry point).
+/// A benchmark's error as the CLI reports it: store errors keep their own kind (as the
+/// ingest and read benchmarks always did), anything else is named after the benchmark.
+fn bench_error(k: BenchKind, e: BenchError) -> CliError {
+    match e {
+        BenchError::Store(e) if matches!(k, BenchKind::Ingest | BenchKind::Read) => CliError::from(e),
+        e => CliError::Invalid(format!("bench {}: {e}", name(k))),
+    }
+}
+
+/// Runs one benchmark through its library function in edgeswarm-bench (`scale`: search
+/// adds the 1M-entry point).
 pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
     let v = match k {
-        BenchKind::Ingest => edgeswarm_store::bench::ingest(edgeswarm_store::bench::IngestOpts::default())
+        BenchKind::Ingest => edgeswarm_bench::store::ingest(edgeswarm_bench::store::IngestOpts::default()).await,
+        BenchKind::Read => edgeswarm_bench::store::read(edgeswarm_bench::store::ReadOpts::default()).await,
+        BenchKind::Search => {
+            edgeswarm_bench::search::bench(edgeswarm_bench::search::BenchOpts {
+                scale_max: if scale {
+                    1_000_000
+                } else {
+                    edgeswarm_bench::search::BenchOpts::default().scale_max
+                },
+                ..Default::default()
+            })
             .await
-            .map_err(CliError::from),
-        BenchKind::Read => edgeswarm_store::bench::read(edgeswarm_store::bench::ReadOpts::default())
-            .await
-            .map_err(CliError::from),
-        BenchKind::Search => edgeswarm_search::bench(edgeswarm_search::BenchOpts {
-            scale_max: if scale {
-                1_000_000
-            } else {
-                edgeswarm_search::BenchOpts::default().scale_max
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| CliError::Invalid(format!("bench search: {e}"))),
+        }
         BenchKind::Sync => {
             let dir = std::env::temp_dir().join(format!("edgeswarm-sync-bench-{}", std::process::id()));
-            let r = edgeswarm_sync::bench::bench(edgeswarm_sync::bench::BenchOpts::in_dir(dir.clone()))
-                .await
-                .map_err(|e| CliError::Invalid(format!("bench sync: {e}")));
+            let r = edgeswarm_bench::sync::bench(edgeswarm_bench::sync::BenchOpts::in_dir(dir.clone())).await;
             let _ = std::fs::remove_dir_all(&dir);
             r
         }
-        BenchKind::Mcp => edgeswarm_mcp::bench(edgeswarm_mcp::BenchOpts::default())
-            .await
-            .map_err(|e| CliError::Invalid(format!("bench mcp: {e}"))),
-        BenchKind::All => Err(CliError::Invalid("`all` is not a single benchmark".into())),
-    }?;
+        BenchKind::Mcp => edgeswarm_bench::mcp::bench(edgeswarm_bench::mcp::BenchOpts::default()).await,
+        BenchKind::All => return Err(CliError::Invalid("`all` is not a single benchmark".into())),
+    }
+    .map_err(|e| bench_error(k, e))?;
     Ok(match v {
         Value::Object(mut m) => {
             m.entry("bench").or_insert_with(|| json!(name(k)));

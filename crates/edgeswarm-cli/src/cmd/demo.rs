@@ -1,4 +1,4 @@
-//! `edgeswarm demo`: runs the swarm simulation (`edgeswarm::sim`) on a swarm built from
+//! `edgeswarm demo`: runs the swarm simulation (`edgeswarm_bench::sim`) on a swarm built from
 //! the effective settings, with an indicatif progress bar on stderr, and prints the
 //! report tables (or one JSON line). While it runs it serves `--metrics-addr`, publishes
 //! the status heartbeat `edgeswarm status` reads, registers its regions in the control
@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgeswarm::sim::{self, SimOptions, SimProgress};
 use edgeswarm::Swarm;
+use edgeswarm_bench::sim::{self, SimOptions, SimProgress, SEED_REGIONS};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -19,9 +19,6 @@ use crate::cmd::regions::REGIONS_NS;
 use crate::config;
 use crate::error::{CliError, Result};
 use crate::{metrics, open};
-
-/// The seed report's four regions and their latencies.
-pub const SEED_REGIONS: &[(&str, u64)] = &[("us-west-2", 25), ("eu-central-1", 45), ("ap-southeast-1", 85), ("sa-east-1", 120)];
 
 /// Parses `NAME:MS` region flags; empty means the seed's regions.
 pub fn parse_regions(raw: &[String]) -> Result<Vec<(String, u64)>> {

@@ -3,6 +3,9 @@
 //! JSON-RPC to it directly, so the numbers include the full path an MCP host sees:
 //! serialisation, the stdio pipe, rmcp's dispatch, argument checks and the commit.
 
+use crate::error::BenchError;
+use crate::util::{round3, scratch_dir};
+use edgeswarm_core::LatencyHistogram;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -78,24 +81,15 @@ impl Rpc {
     }
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() as f64) * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-fn summary(mut lat_ms: Vec<f64>, wall: Duration) -> Value {
-    lat_ms.sort_by(|a, b| a.total_cmp(b));
-    let n = lat_ms.len();
-    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+fn summary(lat: &LatencyHistogram, wall: Duration) -> Value {
+    let n = lat.count();
     json!({
         "calls": n,
-        "calls_per_sec": r3(n as f64 / wall.as_secs_f64().max(1e-9)),
-        "p50_ms": r3(pct(&lat_ms, 0.50)),
-        "p99_ms": r3(pct(&lat_ms, 0.99)),
-        "max_ms": r3(lat_ms.last().copied().unwrap_or(0.0)),
-        "mean_ms": r3(if n == 0 { 0.0 } else { lat_ms.iter().sum::<f64>() / n as f64 }),
+        "calls_per_sec": round3(n as f64 / wall.as_secs_f64().max(1e-9)),
+        "p50_ms": round3(lat.percentile_ms(0.50)),
+        "p99_ms": round3(lat.percentile_ms(0.99)),
+        "max_ms": round3(lat.max_ms()),
+        "mean_ms": round3(lat.mean_ms()),
     })
 }
 
@@ -115,21 +109,16 @@ fn knowledge_args(i: usize) -> Value {
 }
 
 /// Runs the bench and returns one JSON object (what `edgeswarm bench mcp --json` prints).
-pub async fn bench(opts: BenchOpts) -> Result<Value, BoxError> {
+pub async fn bench(opts: BenchOpts) -> crate::Result<Value> {
     let exe = match opts.exe.clone().or_else(|| std::env::var_os("EDGESWARM_BIN").map(PathBuf::from)) {
         Some(p) => p,
-        None => std::env::current_exe()?,
+        None => std::env::current_exe().map_err(|e| BenchError::io("cannot find this executable", e))?,
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("edgeswarm-mcp-bench-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = scratch_dir(None, "mcp-bench")?;
     let db = dir.join("bench.db");
     let result = run(&exe, &db, &opts).await;
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    result.map_err(|e| BenchError::Other(e.to_string()))
 }
 
 async fn run(exe: &std::path::Path, db: &std::path::Path, opts: &BenchOpts) -> Result<Value, BoxError> {
@@ -162,29 +151,29 @@ async fn run(exe: &std::path::Path, db: &std::path::Path, opts: &BenchOpts) -> R
     for i in 0..opts.warmup {
         rpc.tool("add_knowledge", knowledge_args(1_000_000 + i)).await?;
     }
-    let mut lat = Vec::with_capacity(calls);
+    let mut lat = LatencyHistogram::new();
     let t0 = Instant::now();
     for i in 0..calls {
         let t = Instant::now();
         rpc.tool("add_knowledge", knowledge_args(i)).await?;
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        lat.record(t.elapsed());
     }
-    let add = summary(lat, t0.elapsed());
+    let add = summary(&lat, t0.elapsed());
 
     let query = |i: usize| format!("{} {}", WORDS[i % WORDS.len()], WORDS[(i * 5 + 1) % WORDS.len()]);
     for i in 0..opts.warmup {
         rpc.tool("search_knowledge", json!({"query": query(i), "limit": 10})).await?;
     }
-    let mut lat = Vec::with_capacity(calls);
+    let mut lat = LatencyHistogram::new();
     let mut hits = 0u64;
     let t0 = Instant::now();
     for i in 0..calls {
         let t = Instant::now();
         let r = rpc.tool("search_knowledge", json!({"query": query(i), "limit": 10})).await?;
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        lat.record(t.elapsed());
         hits += r["structuredContent"]["count"].as_u64().unwrap_or(0);
     }
-    let mut search = summary(lat, t0.elapsed());
+    let mut search = summary(&lat, t0.elapsed());
     search["mean_hits"] = json!((hits as f64 / calls as f64 * 100.0).round() / 100.0);
 
     drop(rpc);
@@ -208,11 +197,21 @@ mod tests {
 
     #[test]
     fn percentiles_and_rates() {
-        let s = summary((1..=100).map(|i| i as f64).collect(), Duration::from_secs(2));
+        let s = summary(&LatencyHistogram::from_ms((1..=100).map(|i| i as f64)), Duration::from_secs(2));
         assert_eq!(s["calls"], 100);
         assert_eq!(s["calls_per_sec"], 50.0);
-        assert_eq!(s["p50_ms"], 50.0);
-        assert_eq!(s["p99_ms"], 99.0);
-        assert_eq!(summary(vec![], Duration::from_secs(1))["p99_ms"], 0.0);
+        // Nearest rank, at the histogram's 0.1% resolution above 2.048 ms (exact below).
+        for (key, want) in [("p50_ms", 50.0), ("p99_ms", 99.0)] {
+            let got = s[key].as_f64().unwrap();
+            assert!(got >= want && got <= want * 1.001, "{key}: {got}");
+        }
+        assert_eq!(s["max_ms"], 100.0);
+        assert_eq!(s["mean_ms"], 50.5);
+        let s = summary(
+            &LatencyHistogram::from_ms((1..=100).map(|i| i as f64 / 100.0)),
+            Duration::from_secs(2),
+        );
+        assert_eq!((s["p50_ms"].as_f64(), s["p99_ms"].as_f64()), (Some(0.5), Some(0.99)));
+        assert_eq!(summary(&LatencyHistogram::new(), Duration::from_secs(1))["p99_ms"], 0.0);
     }
 }

@@ -3,7 +3,10 @@
 //! metrics, conversations and knowledge; one agent crashes on purpose and is restarted.
 //! At the end the seed's tables hold figures measured in this run.
 
-use crate::{Agent, AgentCtx, AgentOptions, BoxError, CasOutcome, Knowledge, MetricsSummary, RestartPolicy, Swarm, SwarmEvent, TaskReport};
+use edgeswarm::{
+    Agent, AgentCtx, AgentOptions, BoxError, CasOutcome, Error, Knowledge, MetricAgg, MetricsSummary, RegionConfig, RestartPolicy, Result,
+    Swarm, SwarmBuilder, SwarmEvent, TaskReport, WriteConsistency,
+};
 use edgeswarm_store::{QueryResult, SqlValue};
 use serde_json::json;
 use std::path::PathBuf;
@@ -57,13 +60,13 @@ impl SimOptions {
 
     /// A swarm builder for this simulation: the home file and, when `replicate`, one
     /// `LocalLink` region per configured region.
-    pub fn builder(&self) -> crate::Result<crate::SwarmBuilder> {
+    pub fn builder(&self) -> Result<SwarmBuilder> {
         let mut b = Swarm::builder().path(&self.db);
         if self.replicate {
             let dir = self.regions_dir();
-            std::fs::create_dir_all(&dir).map_err(|e| crate::Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
             for (name, latency) in &self.regions {
-                b = b.region(crate::RegionConfig::local(name.clone(), dir.join(format!("{name}.db")), *latency));
+                b = b.region(RegionConfig::local(name.clone(), dir.join(format!("{name}.db")), *latency));
             }
         }
         Ok(b)
@@ -73,10 +76,15 @@ impl SimOptions {
 /// Live counters, for a progress bar.
 #[derive(Debug, Default)]
 pub struct SimProgress {
+    /// Work items analysed to the end (claimed, worked, recorded).
     pub tasks_done: AtomicU64,
+    /// Offers an agent lost because another agent claimed the item first (the CAS path).
     pub claims_lost: AtomicU64,
+    /// Records the agents wrote (conversations, knowledge, kv results), for the report.
     pub writes: AtomicU64,
+    /// Agent restarts seen on the swarm's event stream (the planned crash shows as 1).
     pub restarts: AtomicU64,
+    /// Time since the producer started, for the progress bar's position.
     pub elapsed_ms: AtomicU64,
 }
 
@@ -95,18 +103,27 @@ impl SimProgress {
 /// What a run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SimReport {
+    /// This run's id: the prefix of its kv keys, sessions and `performance_tests` rows.
     pub run_id: String,
+    /// The home file, canonical, so the reader knows which file holds the tables.
     pub db_path: String,
+    /// Agents spawned.
     pub agents: usize,
+    /// How long the agents worked (s, measured).
     pub seconds: f64,
+    /// See [`SimProgress::tasks_done`].
     pub tasks_done: u64,
+    /// See [`SimProgress::claims_lost`].
     pub claims_lost: u64,
+    /// Records written by the agents, plus one metric row per task.
     pub writes: u64,
+    /// See [`SimProgress::restarts`].
     pub agent_restarts: u64,
     /// The seed's performance query, run against this run's rows.
     pub throughput: QueryResult,
     /// The seed's latency-by-region query.
     pub regions: QueryResult,
+    /// Task-duration aggregates (count, mean, percentiles) over this run's metric rows.
     pub metrics: MetricsSummary,
 }
 
@@ -119,10 +136,13 @@ enum Work {
 /// An agent that claims work items and "analyses" them.
 #[derive(Clone)]
 struct Analyst {
+    /// The simulated round trip to the agent's region (its latency), slept per item.
     latency: Duration,
+    /// Shared counters the progress bar and the report read.
     progress: Arc<SimProgress>,
     /// The one agent that crashes on purpose (once).
     crash_once: Option<Arc<AtomicBool>>,
+    /// Prefix of every key and session this run writes, so runs sharing a file stay apart.
     run_id: Arc<str>,
 }
 
@@ -207,7 +227,7 @@ fn next(state: &mut u64) -> u64 {
 }
 
 /// Runs the simulation on a started swarm and returns what it measured.
-pub async fn run_on(swarm: &Swarm, opts: &SimOptions, progress: Arc<SimProgress>) -> crate::Result<SimReport> {
+pub async fn run_on(swarm: &Swarm, opts: &SimOptions, progress: Arc<SimProgress>) -> Result<SimReport> {
     let run_id: Arc<str> = format!("run-{}", edgeswarm_core::new_id()).into();
     let crash = Arc::new(AtomicBool::new(true));
     let mut events = swarm.events();
@@ -341,11 +361,11 @@ fn chrono_ms() -> i64 {
 async fn wait_caught_up(swarm: &Swarm, limit: Duration) -> bool {
     let Some(sync) = swarm.sync() else { return true };
     let Ok(seq) = sync.latest_seq().await else { return false };
-    sync.wait_replicated(seq, crate::WriteConsistency::All, limit).await.is_ok()
+    sync.wait_replicated(seq, WriteConsistency::All, limit).await.is_ok()
 }
 
 /// 64 publishers write 32,768 metric rows through the storage actor, pipelined.
-async fn measure_inserts(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64)> {
+async fn measure_inserts(swarm: &Swarm, run_id: &str) -> Result<(u64, f64)> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..64 {
@@ -371,7 +391,7 @@ async fn measure_inserts(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64
                 a.wait().await?;
                 n += 1;
             }
-            Ok::<_, crate::Error>(n)
+            Ok::<_, Error>(n)
         }));
     }
     join_counts(tasks, started).await
@@ -379,18 +399,18 @@ async fn measure_inserts(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64
 
 /// Sums the counts of measurement tasks; returns (total, seconds since `started`).
 async fn join_counts<T: std::ops::AddAssign + Default>(
-    tasks: Vec<tokio::task::JoinHandle<crate::Result<T>>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<T>>>,
     started: Instant,
-) -> crate::Result<(T, f64)> {
+) -> Result<(T, f64)> {
     let mut total = T::default();
     for t in tasks {
-        total += t.await.map_err(|e| crate::Error::Spawn(e.to_string()))??;
+        total += t.await.map_err(|e| Error::Spawn(e.to_string()))??;
     }
     Ok((total, started.elapsed().as_secs_f64()))
 }
 
 /// Indexed reads of this run's sessions from 2 concurrent readers for ~1 s.
-async fn measure_selects(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64)> {
+async fn measure_selects(swarm: &Swarm, run_id: &str) -> Result<(u64, f64)> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for r in 0..2u64 {
@@ -411,7 +431,7 @@ async fn measure_selects(swarm: &Swarm, run_id: &str) -> crate::Result<(u64, f64
                     .await?;
                 n += 1;
             }
-            Ok::<_, crate::Error>(n)
+            Ok::<_, Error>(n)
         }));
     }
     join_counts(tasks, started).await
@@ -478,7 +498,7 @@ pub fn render(r: &SimReport) -> String {
     s
 }
 
-fn metric_table(v: &[crate::MetricAgg]) -> String {
+fn metric_table(v: &[MetricAgg]) -> String {
     let qr = QueryResult {
         columns: ["key", "count", "mean", "p50", "p95", "p99", "tokens"]
             .iter()

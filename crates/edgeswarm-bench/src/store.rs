@@ -1,12 +1,12 @@
-//! Benchmarks of the real write and read paths, each printed beside a plain-libSQL
-//! baseline measured in the same run on the same machine. The CLI prints these
-//! (`edgeswarm bench ingest|read --json`); no test asserts a speed.
+//! Benchmarks of the store's real write and read paths, each printed beside a
+//! plain-libSQL baseline measured in the same run on the same machine. The CLI prints
+//! these (`edgeswarm bench ingest|read --json`); no test asserts a speed.
 
-use crate::conn::{self, CachedConn};
-use crate::error::{Result, StoreError};
-use crate::store::Store;
-use crate::value::SqlValue;
-use edgeswarm_core::{Durability, Metric, StoreConfig};
+use crate::error::Result;
+use crate::util::{round3, scratch_dir};
+use edgeswarm_core::{Durability, LatencyHistogram, Metric, StoreConfig};
+use edgeswarm_store::conn::{self, CachedConn};
+use edgeswarm_store::{SqlValue, Store, StoreError};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ pub struct IngestOpts {
     /// Acks each publisher may have outstanding (pipelining). Default 256. With 1 every
     /// publisher waits for each commit and batches can hold at most `publishers` rows.
     pub window: usize,
+    /// Durability of both the store and the baseline. Default `Full`.
     pub durability: Durability,
     /// Folder for the bench files (a temp dir when `None`).
     pub dir: Option<std::path::PathBuf>,
@@ -35,18 +36,6 @@ impl Default for IngestOpts {
             dir: None,
         }
     }
-}
-
-fn bench_dir(dir: &Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
-    let d = match dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("edgeswarm-bench-{}", edgeswarm_core::new_id())),
-    };
-    std::fs::create_dir_all(&d).map_err(|e| StoreError::Open {
-        path: d.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    Ok(d)
 }
 
 fn metric(i: usize) -> Metric {
@@ -69,7 +58,7 @@ pub fn raw_ingest(path: &std::path::Path, rows: usize, durability: Durability) -
         durability,
         ..Default::default()
     };
-    crate::writer::bootstrap(&cfg)?;
+    edgeswarm_store::writer::bootstrap(&cfg)?;
     let (db, c) = conn::open_writer(path, durability)?;
     let mut cc = CachedConn::new(db, c);
     let data: Vec<Metric> = (0..rows).map(metric).collect();
@@ -99,23 +88,13 @@ pub fn raw_ingest(path: &std::path::Path, rows: usize, durability: Durability) -
     Ok(rows as f64 / started.elapsed().as_secs_f64())
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[(((v.len() as f64) * p).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
 /// `publishers` tasks publish `rows` metrics through the StorageActor; reports
 /// throughput, ack latency and the ratio to `raw_ingest` on the same machine.
 pub async fn ingest(opts: IngestOpts) -> Result<Value> {
-    let dir = bench_dir(&opts.dir)?;
+    let dir = scratch_dir(opts.dir.as_deref(), "bench")?;
     let raw_path = dir.join("raw.db");
     let (rp, rows, d) = (raw_path.clone(), opts.rows, opts.durability);
-    let raw = tokio::task::spawn_blocking(move || raw_ingest(&rp, rows, d))
-        .await
-        .map_err(|e| StoreError::Sql(e.to_string()))??;
+    let raw = tokio::task::spawn_blocking(move || raw_ingest(&rp, rows, d)).await??;
 
     let cfg = StoreConfig {
         path: dir.join("store.db"),
@@ -135,7 +114,7 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
         let s = store.clone();
         let window = opts.window.max(1);
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per);
+            let mut lat = LatencyHistogram::new();
             let mut inflight = std::collections::VecDeque::with_capacity(window);
             let mut failed = 0usize;
             for m in records {
@@ -148,7 +127,7 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
                 if inflight.len() >= window {
                     if let Some((t0, a)) = inflight.pop_front() {
                         match a.wait().await {
-                            Ok(_) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+                            Ok(_) => lat.record(t0.elapsed()),
                             Err(_) => failed += 1,
                         }
                     }
@@ -156,22 +135,22 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
             }
             for (t0, a) in inflight {
                 match a.wait().await {
-                    Ok(_) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+                    Ok(_) => lat.record(t0.elapsed()),
                     Err(_) => failed += 1,
                 }
             }
             (lat, failed)
         }));
     }
-    let mut lat = Vec::with_capacity(opts.rows);
+    let mut lat = LatencyHistogram::new();
     let mut failed = 0;
     for t in tasks {
-        let (l, f) = t.await.map_err(|e| StoreError::Sql(e.to_string()))?;
-        lat.extend(l);
+        let (l, f) = t.await?;
+        lat.merge(&l);
         failed += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let acked = lat.len();
+    let acked = lat.count() as usize;
     let stats = store.stats();
     let stored = store.read_sql("SELECT count(*) FROM agent_metrics", vec![]).await?.rows[0][0]
         .as_i64()
@@ -187,8 +166,8 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
         "failed": failed,
         "stored": stored,
         "rows_per_sec": rps.round(),
-        "p50_ack_ms": round3(pct(&mut lat, 0.50)),
-        "p99_ack_ms": round3(pct(&mut lat, 0.99)),
+        "p50_ack_ms": round3(lat.percentile_ms(0.50)),
+        "p99_ack_ms": round3(lat.percentile_ms(0.99)),
         "durability": opts.durability.as_str(),
         "batches": stats.batches,
         "mean_batch_rows": if stats.batches > 0 { (stats.ops as f64 / stats.batches as f64).round() } else { 0.0 },
@@ -201,10 +180,6 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
     Ok(out)
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 /// Options for `read`.
 #[derive(Debug, Clone)]
 pub struct ReadOpts {
@@ -214,6 +189,7 @@ pub struct ReadOpts {
     pub queries: usize,
     /// Concurrent reader tasks. Default 2 (the machine's cores).
     pub readers: usize,
+    /// Folder for the bench file (a temp dir when `None`).
     pub dir: Option<std::path::PathBuf>,
 }
 
@@ -231,7 +207,7 @@ impl Default for ReadOpts {
 /// Indexed point reads (`get_conversations`-style, by session) through the read pool
 /// while nothing else runs, beside the same query on one plain libSQL connection.
 pub async fn read(opts: ReadOpts) -> Result<Value> {
-    let dir = bench_dir(&opts.dir)?;
+    let dir = scratch_dir(opts.dir.as_deref(), "bench")?;
     let store = Store::open(StoreConfig {
         path: dir.join("read.db"),
         durability: Durability::Normal,
@@ -257,21 +233,21 @@ pub async fn read(opts: ReadOpts) -> Result<Value> {
         let s = store.clone();
         let n = opts.queries;
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(n);
+            let mut lat = LatencyHistogram::new();
             for i in 0..n {
                 let t0 = Instant::now();
                 let sid = format!("session-{}", (i * 7 + r * 13) % 5000);
                 s.read(move |rd| rd.query(sql, vec![SqlValue::Text(sid)])).await?;
-                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                lat.record(t0.elapsed());
             }
             Ok::<_, StoreError>(lat)
         }));
     }
-    let mut lat = Vec::new();
+    let mut lat = LatencyHistogram::new();
     for t in tasks {
-        lat.extend(t.await.map_err(|e| StoreError::Sql(e.to_string()))??);
+        lat.merge(&t.await??);
     }
-    let qps = lat.len() as f64 / started.elapsed().as_secs_f64();
+    let qps = lat.count() as f64 / started.elapsed().as_secs_f64();
     store.shutdown().await?;
     let path = dir.join("read.db");
     let n = opts.queries * opts.readers;
@@ -284,8 +260,7 @@ pub async fn read(opts: ReadOpts) -> Result<Value> {
         }
         Ok(n as f64 / t0.elapsed().as_secs_f64())
     })
-    .await
-    .map_err(|e| StoreError::Sql(e.to_string()))??;
+    .await??;
     if opts.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -295,8 +270,8 @@ pub async fn read(opts: ReadOpts) -> Result<Value> {
         "readers": opts.readers,
         "queries": n,
         "qps": qps.round(),
-        "p50_ms": round3(pct(&mut lat, 0.5)),
-        "p99_ms": round3(pct(&mut lat, 0.99)),
+        "p50_ms": round3(lat.percentile_ms(0.5)),
+        "p99_ms": round3(lat.percentile_ms(0.99)),
         "raw_qps_one_connection": raw.round(),
         "ratio": round3(qps / raw),
     }))

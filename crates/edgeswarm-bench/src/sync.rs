@@ -1,11 +1,12 @@
 //! Sync benchmarks, as a library function the CLI (`edgeswarm bench sync --json`)
 //! calls. Nothing here asserts timings; it measures and reports.
 
-use crate::config::{RegionConfig, SyncConfig};
-use crate::error::{Result, SyncError};
-use crate::system::SyncSystem;
+use crate::error::{BenchError, Result};
+use crate::sim::SEED_REGIONS;
 use edgeswarm_core::{Durability, Knowledge, Metric, StoreConfig, WriteConsistency};
 use edgeswarm_store::Store;
+use edgeswarm_sync::{RegionConfig, SyncConfig, SyncSystem};
+use edgeswarm_testkit::tursodb::{tursodb_path, TursoServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ pub struct BenchOpts {
     pub lag_secs: u64,
     /// Writes per second during the lag run. Default 10,000.
     pub lag_rate: u64,
-    /// `tursodb` binary for `hrana_rows_per_sec`; `None` = [`tursodb_path`]; missing =
+    /// `tursodb` binary for `hrana_rows_per_sec`; `None` = [`tursodb_path`] (the tests' lookup); missing =
     /// the field is `null`.
     pub tursodb: Option<PathBuf>,
 }
@@ -36,93 +37,6 @@ impl BenchOpts {
             lag_rate: 10_000,
             tursodb: None,
         }
-    }
-}
-
-/// The seed's four regions and their latencies (ms).
-pub const SEED_REGIONS: [(&str, u64); 4] = [("us-west-2", 25), ("eu-central-1", 45), ("ap-southeast-1", 85), ("sa-east-1", 120)];
-
-/// Where the tests and the benchmark look for `tursodb` (npm package `turso`, pinned
-/// 0.6.0): `$EDGESWARM_TURSODB`, then
-/// `<repo>/.ci/tools/node_modules/@tursodatabase/cli-<platform>/tursodb`, then `PATH`.
-/// The npm `.bin/turso` wrapper is a node script that does not forward SIGKILL, so
-/// the platform binary is used directly.
-pub fn tursodb_path() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("EDGESWARM_TURSODB") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let scope = root.join(".ci/tools/node_modules/@tursodatabase");
-    if let Ok(rd) = std::fs::read_dir(&scope) {
-        for e in rd.flatten() {
-            let p = e.path().join("tursodb");
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tursodb")).find(|p| p.is_file()))
-}
-
-/// How to install `tursodb` for the tests and benchmark.
-pub const TURSODB_HINT: &str =
-    "tursodb not found: run `npm install --prefix .ci/tools turso@0.6.0` in the repo root (or set EDGESWARM_TURSODB to the tursodb binary)";
-
-/// A `tursodb --sync-server` child process on a loopback port (killed on drop).
-pub struct TursoServer {
-    /// The child.
-    pub child: std::process::Child,
-    /// Its base url.
-    pub url: String,
-    /// Port it listens on.
-    pub port: u16,
-}
-
-impl TursoServer {
-    /// Starts `bin --sync-server 127.0.0.1:<port> <db>` and waits until it answers.
-    pub async fn start(bin: &Path, db: &Path, port: Option<u16>) -> Result<Self> {
-        let port = match port {
-            Some(p) => p,
-            None => std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .map_err(|e| SyncError::Internal(format!("no free port: {e}")))?,
-        };
-        let child = std::process::Command::new(bin)
-            .arg("--sync-server")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(db)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| SyncError::Internal(format!("cannot start {}: {e}", bin.display())))?;
-        let url = format!("http://127.0.0.1:{port}");
-        let s = TursoServer { child, url, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                return Err(SyncError::Internal("tursodb did not start listening within 10 s".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILLs the server.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for TursoServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -170,7 +84,7 @@ async fn push_throughput(dir: &Path, rows: usize, region: RegionConfig, name: &s
 /// Runs every sync benchmark and returns one JSON object:
 /// `{rows_per_sec, hrana_rows_per_sec, full_sync_500_ms, lag_p99_ms: {region: ms}}`.
 pub async fn bench(opts: BenchOpts) -> Result<Value> {
-    std::fs::create_dir_all(&opts.dir).map_err(|e| SyncError::Internal(format!("cannot create {}: {e}", opts.dir.display())))?;
+    std::fs::create_dir_all(&opts.dir).map_err(|e| BenchError::io(format!("cannot create {}", opts.dir.display()), e))?;
     let d = &opts.dir;
 
     // 1. Throughput home -> one local region, no injected latency.
@@ -180,7 +94,9 @@ pub async fn bench(opts: BenchOpts) -> Result<Value> {
     let bin = opts.tursodb.clone().or_else(tursodb_path);
     let hrana_rows_per_sec = match bin {
         Some(b) => {
-            let srv = TursoServer::start(&b, &d.join("hrana-region.db"), None).await?;
+            let srv = TursoServer::start(&b, &d.join("hrana-region.db"), None)
+                .await
+                .map_err(|e| BenchError::io("tursodb", e))?;
             let r = push_throughput(d, opts.rows.min(20_000), RegionConfig::http("hrana", &srv.url, None), "hr").await;
             drop(srv);
             Some(r?)

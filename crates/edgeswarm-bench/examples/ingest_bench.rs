@@ -1,4 +1,4 @@
-//! `cargo run --release -p edgeswarm-store --example ingest_bench` — the ingest benchmark
+//! `cargo run --release -p edgeswarm-bench --example ingest_bench` — the ingest benchmark
 //! without the CLI (prints one JSON line).
 #[tokio::main]
 async fn main() {
@@ -7,12 +7,12 @@ async fn main() {
         Some("normal") => edgeswarm_core::Durability::Normal,
         _ => edgeswarm_core::Durability::Full,
     };
-    let opts = edgeswarm_store::bench::IngestOpts {
+    let opts = edgeswarm_bench::store::IngestOpts {
         rows,
         durability,
         ..Default::default()
     };
-    match edgeswarm_store::bench::ingest(opts).await {
+    match edgeswarm_bench::store::ingest(opts).await {
         Ok(v) => println!("{v}"),
         Err(e) => {
             eprintln!("error: {e}");

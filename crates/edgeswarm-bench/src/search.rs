@@ -6,10 +6,10 @@
 //! data the `LIKE '%term%'` scan the Turso MCP servers use. Also: how p50 grows with the
 //! corpus size, and ingest throughput with the FTS index on and off.
 
-use crate::actor::{Search, SearchConfig};
-use crate::error::{Result, SearchError};
-use crate::query::{Mode, SearchRequest};
-use edgeswarm_core::{Durability, Knowledge, StoreConfig};
+use crate::error::{BenchError, Result};
+use crate::util::{loadavg, round3, scratch_dir};
+use edgeswarm_core::{Durability, Knowledge, LatencyHistogram, StoreConfig};
+use edgeswarm_search::{Mode, Search, SearchConfig, SearchRequest};
 use edgeswarm_store::{OpOutput, PendingAck, SqlValue, Store};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -158,25 +158,6 @@ impl Corpus {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-fn bench_err(e: impl std::fmt::Display) -> SearchError {
-    SearchError::InvalidArgument {
-        field: "bench",
-        reason: e.to_string(),
-    }
-}
-
 async fn open(path: &Path) -> Result<Store> {
     let mut cfg = StoreConfig::at(path);
     cfg.durability = Durability::Normal;
@@ -203,8 +184,8 @@ async fn ingest(store: &Store, corpus: &Corpus, seed: u64, from: usize, to: usiz
     Ok((to - from) as f64 / secs)
 }
 
-/// Runs `queries` from `threads` OS threads; returns (qps, sorted latencies in ms).
-async fn measure(search: &Search, queries: Vec<String>, threads: usize) -> Result<(f64, Vec<f64>)> {
+/// Runs `queries` from `threads` OS threads; returns (qps, latencies).
+async fn measure(search: &Search, queries: Vec<String>, threads: usize) -> Result<(f64, LatencyHistogram)> {
     let handle = tokio::runtime::Handle::current();
     let threads = threads.max(1);
     let chunk = queries.len().div_ceil(threads);
@@ -213,54 +194,48 @@ async fn measure(search: &Search, queries: Vec<String>, threads: usize) -> Resul
     let mut joins = Vec::new();
     for part in parts {
         let (h, s) = (handle.clone(), search.clone());
-        joins.push(std::thread::spawn(move || -> Result<Vec<f64>> {
-            let mut lat = Vec::with_capacity(part.len());
+        joins.push(std::thread::spawn(move || -> Result<LatencyHistogram> {
+            let mut lat = LatencyHistogram::new();
             for q in part {
                 let t = Instant::now();
                 h.block_on(s.search(SearchRequest::new(q).mode(Mode::Lexical)))?;
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                lat.record(t.elapsed());
             }
             Ok(lat)
         }));
     }
     let all = tokio::task::spawn_blocking(move || {
-        let mut all = Vec::new();
+        let mut all = LatencyHistogram::new();
         for j in joins {
-            all.extend(j.join().map_err(|_| bench_err("a query thread panicked"))??);
+            all.merge(&j.join().map_err(|_| BenchError::Other("a query thread panicked".into()))??);
         }
-        Ok::<_, SearchError>(all)
+        Ok::<_, BenchError>(all)
     })
-    .await
-    .map_err(bench_err)??;
+    .await??;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let mut all = all;
-    all.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    Ok((all.len() as f64 / secs, all))
+    Ok((all.count() as f64 / secs, all))
 }
 
 /// Round-trip latency (ms, p50) of an empty read-pool job and of an actor status call,
 /// from a client thread: the fixed cost every query pays before any SQL runs.
 async fn overhead(search: &Search, n: usize) -> Result<(f64, f64)> {
     let (h, s) = (tokio::runtime::Handle::current(), search.clone());
-    let j = std::thread::spawn(move || -> Result<(Vec<f64>, Vec<f64>)> {
-        let mut read = Vec::with_capacity(n);
-        let mut actor = Vec::with_capacity(n);
+    let j = std::thread::spawn(move || -> Result<(LatencyHistogram, LatencyHistogram)> {
+        let mut read = LatencyHistogram::new();
+        let mut actor = LatencyHistogram::new();
         for _ in 0..n {
             let t = Instant::now();
             h.block_on(s.store().read(|_| Ok(())))?;
-            read.push(t.elapsed().as_secs_f64() * 1000.0);
+            read.record(t.elapsed());
             let t = Instant::now();
             h.block_on(s.status())?;
-            actor.push(t.elapsed().as_secs_f64() * 1000.0);
+            actor.record(t.elapsed());
         }
         Ok((read, actor))
     });
-    let (mut read, mut actor) = tokio::task::spawn_blocking(move || j.join().map_err(|_| bench_err("overhead thread panicked")))
-        .await
-        .map_err(bench_err)???;
-    read.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    actor.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    Ok((percentile(&read, 0.5), percentile(&actor, 0.5)))
+    let (read, actor) =
+        tokio::task::spawn_blocking(move || j.join().map_err(|_| BenchError::Other("overhead thread panicked".into()))).await???;
+    Ok((read.percentile_ms(0.5), actor.percentile_ms(0.5)))
 }
 
 /// The LIKE search agent-memory MCP servers run: substring match on content, topic and
@@ -279,22 +254,21 @@ async fn measure_like(store: &Store, terms: Vec<String>, threads: usize, sql: &'
     for part in terms.chunks(chunk).map(|c| c.to_vec()) {
         let st = store.clone();
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let mut lat = LatencyHistogram::new();
             for t in part {
                 let s = Instant::now();
                 st.read(move |r| r.query(sql, vec![SqlValue::Text(format!("%{t}%"))])).await?;
-                lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                lat.record(s.elapsed());
             }
-            Ok::<_, SearchError>(lat)
+            Ok::<_, BenchError>(lat)
         }));
     }
-    let mut all = Vec::new();
+    let mut all = LatencyHistogram::new();
     for t in tasks {
-        all.extend(t.await.map_err(bench_err)??);
+        all.merge(&t.await??);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    all.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    Ok((all.len() as f64 / secs, percentile(&all, 0.5)))
+    Ok((all.count() as f64 / secs, all.percentile_ms(0.5)))
 }
 
 async fn ingest_run(dir: &Path, name: &str, corpus: &Corpus, opts: &BenchOpts, fts: bool) -> Result<f64> {
@@ -315,33 +289,12 @@ async fn ingest_run(dir: &Path, name: &str, corpus: &Corpus, opts: &BenchOpts, f
 /// Runs the benchmark; returns one JSON object (see the fields' `*_note`s).
 pub async fn bench(opts: BenchOpts) -> Result<Value> {
     let span = tracing::info_span!("search_bench", entries = opts.entries);
-    let dir = match &opts.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!(
-            "edgeswarm-search-bench-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        )),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| bench_err(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = scratch_dir(opts.dir.as_deref(), "search-bench")?;
     let out = run(&opts, &dir).instrument(span).await;
     if opts.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     out
-}
-
-/// The 1-minute load average (Linux), recorded so numbers from a shared machine can be read
-/// in context.
-fn loadavg() -> Value {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()))
-        .map(|x| json!(x))
-        .unwrap_or(Value::Null)
 }
 
 async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
@@ -400,17 +353,17 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
             let (read_rt, actor_rt) = overhead(&search, 1000).await?;
             main = Some(json!({
                 "qps": round3(qps),
-                "p50_ms": round3(percentile(&lat, 0.5)),
-                "p90_ms": round3(percentile(&lat, 0.9)),
-                "p99_ms": round3(percentile(&lat, 0.99)),
-                "max_ms": round3(lat.last().copied().unwrap_or(0.0)),
+                "p50_ms": round3(lat.percentile_ms(0.5)),
+                "p90_ms": round3(lat.percentile_ms(0.9)),
+                "p99_ms": round3(lat.percentile_ms(0.99)),
+                "max_ms": round3(lat.max_ms()),
                 "like_qps": round3(like_qps),
                 "like_p50_ms": round3(like_p50),
                 "like_first10_qps": round3(like_first_qps),
                 "like_first10_p50_ms": round3(like_first_p50),
                 "speedup_vs_first10": round3(qps / like_first_qps.max(1e-9)),
                 "speedup": round3(qps / like_qps.max(1e-9)),
-                "rank_window": crate::actor::DEFAULT_RANK_WINDOW,
+                "rank_window": edgeswarm_search::actor::DEFAULT_RANK_WINDOW,
                 "hot_terms": hot.hot_terms,
                 "hot_instances": hot.hot_instances,
                 "read_pool_roundtrip_p50_ms": round3(read_rt),
@@ -418,24 +371,24 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
                 "fts5_rank": {
                     "queries": opts.scale_queries,
                     "qps": round3(ex_qps),
-                    "p50_ms": round3(percentile(&ex_lat, 0.5)),
-                    "p99_ms": round3(percentile(&ex_lat, 0.99)),
+                    "p50_ms": round3(ex_lat.percentile_ms(0.5)),
+                    "p99_ms": round3(ex_lat.percentile_ms(0.99)),
                     "speedup": round3(ex_qps / like_qps.max(1e-9)),
                 },
             }));
-            scale.insert(format!("p50_ms_at_{p}"), json!(round3(percentile(&lat, 0.5))));
+            scale.insert(format!("p50_ms_at_{p}"), json!(round3(lat.percentile_ms(0.5))));
         } else {
             let queries: Vec<String> = (0..opts.scale_queries).map(|_| corpus.query(&mut qrng)).collect();
             let warm: Vec<String> = queries.iter().take(100).cloned().collect();
             measure(&search, warm, opts.threads).await?;
             let (_, lat) = measure(&search, queries, opts.threads).await?;
-            scale.insert(format!("p50_ms_at_{p}"), json!(round3(percentile(&lat, 0.5))));
-            scale.insert(format!("p99_ms_at_{p}"), json!(round3(percentile(&lat, 0.99))));
+            scale.insert(format!("p50_ms_at_{p}"), json!(round3(lat.percentile_ms(0.5))));
+            scale.insert(format!("p99_ms_at_{p}"), json!(round3(lat.percentile_ms(0.99))));
         }
     }
     search.stop();
     store.shutdown().await?;
-    let mut v = main.ok_or_else(|| bench_err("the main corpus size was not measured"))?;
+    let mut v = main.ok_or_else(|| BenchError::Other("the main corpus size was not measured".into()))?;
     if let Some(o) = v.as_object_mut() {
         o.insert("bench".into(), json!("search"));
         o.insert("mode".into(), json!("lexical"));
@@ -463,7 +416,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
                  bit-identical scores and snippets to FTS5's; a term with >= 1,000 instances stays in memory after its first query, patched on writes: \
                  `hot_terms`/`hot_instances` at the end; the first query of each such term reads it from the index); \
                  `fts5_rank` = the same queries with FTS5 ranking every match itself (`ORDER BY rank`); \
-                 latency is per query seen by the caller. Corpus: Zipf(s=1) over {VOCAB} synthetic words, topic 3-6 words, content 20-60, 1-3 tags. \
+                 latency is per query seen by the caller; percentiles are nearest rank (edgeswarm_core::latency). Corpus: Zipf(s=1) over {VOCAB} synthetic words, topic 3-6 words, content 20-60, 1-3 tags. \
                  Queries: 70% one word, 30% two words, uniform over vocabulary ranks {QUERY_MIN_RANK}..{VOCAB} (the top 100 words act as stop words). \
                  like_qps: `SELECT id, topic, content FROM knowledge WHERE content LIKE '%t%' OR topic LIKE '%t%' OR tags LIKE '%t%' ORDER BY created_at DESC LIMIT 10` \
                  (newest matches first, as agent-memory MCP servers do; a full scan) with the first word of the same queries, {} of them, same threads, same data; \

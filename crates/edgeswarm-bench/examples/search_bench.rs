@@ -1,11 +1,11 @@
 //! Runs the search benchmark and prints one JSON line.
 //!
-//! `cargo run --release -p edgeswarm-search --example search_bench [-- --scale]`
+//! `cargo run --release -p edgeswarm-bench --example search_bench [-- --scale]`
 //! (`--scale` adds the 1M-entry point; slow.)
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut opts = edgeswarm_search::BenchOpts::default();
+    let mut opts = edgeswarm_bench::search::BenchOpts::default();
     if std::env::args().any(|a| a == "--scale") {
         opts.scale_max = 1_000_000;
     }
@@ -20,7 +20,7 @@ async fn main() {
     if let Ok(d) = std::env::var("SEARCH_BENCH_DIR") {
         opts.dir = Some(d.into());
     }
-    match edgeswarm_search::bench(opts).await {
+    match edgeswarm_bench::search::bench(opts).await {
         Ok(v) => println!("{v}"),
         Err(e) => {
             eprintln!("bench failed: {e}");

@@ -1,0 +1,25 @@
+//! edgeswarm's benchmarks and the swarm simulation, kept out of the library crates.
+//!
+//! - [`store`]: ingest (64 publishers through the storage actor) and indexed reads
+//!   through the read pool, each beside plain libSQL on the same machine in the same run.
+//! - [`search`]: lexical search through the `Search` actor beside the `LIKE` scan and
+//!   FTS5's own ranking, the p50 growth curve, ingest with the FTS index on and off.
+//! - [`sync`]: push throughput (local file and Hrana over HTTP to `tursodb`), full sync
+//!   of 500 records, replication lag under steady load.
+//! - [`mcp`]: tool calls per second over stdio against the `edgeswarm mcp` binary.
+//! - [`sim`]: the swarm simulation behind `edgeswarm demo` and `examples/swarm_sim.rs`.
+//!
+//! Every benchmark returns one JSON object (what `edgeswarm bench <name> --json` prints);
+//! nothing here asserts a speed. Every latency figure comes from
+//! [`edgeswarm_core::LatencyHistogram`], so all percentiles share one definition
+//! (nearest rank; see `edgeswarm_core::latency`).
+
+pub mod error;
+pub mod mcp;
+pub mod search;
+pub mod sim;
+pub mod store;
+pub mod sync;
+mod util;
+
+pub use error::{BenchError, Result};
