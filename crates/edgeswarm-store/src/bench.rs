@@ -69,7 +69,7 @@ pub fn raw_ingest(path: &std::path::Path, rows: usize, durability: Durability) -
         durability,
         ..Default::default()
     };
-    crate::writer::bootstrap(&cfg)?;
+    crate::schema::bootstrap(&cfg)?;
     let (db, c) = conn::open_writer(path, durability)?;
     let mut cc = CachedConn::new(db, c);
     let data: Vec<Metric> = (0..rows).map(metric).collect();
@@ -115,7 +115,7 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
     let (rp, rows, d) = (raw_path.clone(), opts.rows, opts.durability);
     let raw = tokio::task::spawn_blocking(move || raw_ingest(&rp, rows, d))
         .await
-        .map_err(|e| StoreError::Sql(e.to_string()))??;
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
 
     let cfg = StoreConfig {
         path: dir.join("store.db"),
@@ -166,7 +166,7 @@ pub async fn ingest(opts: IngestOpts) -> Result<Value> {
     let mut lat = Vec::with_capacity(opts.rows);
     let mut failed = 0;
     for t in tasks {
-        let (l, f) = t.await.map_err(|e| StoreError::Sql(e.to_string()))?;
+        let (l, f) = t.await.map_err(|e| StoreError::Internal(e.to_string()))?;
         lat.extend(l);
         failed += f;
     }
@@ -269,7 +269,7 @@ pub async fn read(opts: ReadOpts) -> Result<Value> {
     }
     let mut lat = Vec::new();
     for t in tasks {
-        lat.extend(t.await.map_err(|e| StoreError::Sql(e.to_string()))??);
+        lat.extend(t.await.map_err(|e| StoreError::Internal(e.to_string()))??);
     }
     let qps = lat.len() as f64 / started.elapsed().as_secs_f64();
     store.shutdown().await?;
@@ -285,7 +285,7 @@ pub async fn read(opts: ReadOpts) -> Result<Value> {
         Ok(n as f64 / t0.elapsed().as_secs_f64())
     })
     .await
-    .map_err(|e| StoreError::Sql(e.to_string()))??;
+    .map_err(|e| StoreError::Internal(e.to_string()))??;
     if opts.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

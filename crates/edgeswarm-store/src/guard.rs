@@ -237,6 +237,13 @@ impl GuardConn {
         unsafe { cstr(ffi::sqlite3_errmsg(self.db)).unwrap_or("unknown SQLite error").to_string() }
     }
 
+    /// The connection's last error, sorted by its extended result code.
+    fn error(&self) -> StoreError {
+        // SAFETY: valid (or null) handle; sqlite3_extended_errcode only reads it.
+        let code = unsafe { ffi::sqlite3_extended_errcode(self.db) };
+        StoreError::from_sqlite(code, self.errmsg(), None)
+    }
+
     fn exec_plain(&mut self, sql: &str) -> Result<()> {
         // Pragmas we issue ourselves bypass the authorizer's setter rule.
         // SAFETY: clearing and restoring the authorizer around one statement.
@@ -247,7 +254,7 @@ impl GuardConn {
         let hooks_ptr = &*self.hooks as *const Hooks as *mut c_void;
         unsafe { ffi::sqlite3_set_authorizer(self.db, Some(authorizer), hooks_ptr) };
         if rc != ffi::SQLITE_OK {
-            return Err(StoreError::Sql(self.errmsg()));
+            return Err(self.error());
         }
         Ok(())
     }
@@ -272,7 +279,7 @@ impl GuardConn {
             return Err(StoreError::Refused(why));
         }
         if rc != ffi::SQLITE_OK {
-            return Err(StoreError::Sql(self.errmsg()));
+            return Err(self.error());
         }
         if stmt.0.is_null() {
             return Err(StoreError::Refused(
@@ -373,7 +380,7 @@ impl GuardConn {
                         limit_ms: timeout.as_millis() as u64,
                     })
                 }
-                _ => break Err(StoreError::Sql(self.errmsg())),
+                _ => break Err(self.error()),
             }
         };
         self.hooks.deadline = None;
