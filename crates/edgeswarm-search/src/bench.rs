@@ -10,7 +10,7 @@ use crate::actor::{Search, SearchConfig};
 use crate::error::{Result, SearchError};
 use crate::query::{Mode, SearchRequest};
 use edgeswarm_core::{Durability, Knowledge, StoreConfig};
-use edgeswarm_store::{OpOutput, PendingAck, SqlValue, Store};
+use edgeswarm_store::{PendingAck, SqlValue, Store};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -180,7 +180,9 @@ fn bench_err(e: impl std::fmt::Display) -> SearchError {
 async fn open(path: &Path) -> Result<Store> {
     let mut cfg = StoreConfig::at(path);
     cfg.durability = Durability::Normal;
-    Ok(Store::open(cfg).await?)
+    let store = Store::open(cfg).await?;
+    crate::knowledge::install(&store);
+    Ok(store)
 }
 
 /// Inserts entries `from..to` through the typed write path; returns rows/s.
@@ -303,7 +305,7 @@ async fn ingest_run(dir: &Path, name: &str, corpus: &Corpus, opts: &BenchOpts, f
         store
             .transact(|ctx| {
                 ctx.execute("DROP TRIGGER IF EXISTS knowledge_fts_ai", vec![])?;
-                Ok(OpOutput::Unit)
+                Ok(())
             })
             .await?;
     }
@@ -372,7 +374,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
         let _ = store
             .transact(|ctx| {
                 ctx.execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES ('optimize')", vec![])?;
-                Ok(OpOutput::Unit)
+                Ok(())
             })
             .await;
         if p == opts.entries {

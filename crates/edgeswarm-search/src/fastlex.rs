@@ -172,7 +172,7 @@ struct Inst {
 }
 
 fn err(msg: impl std::fmt::Display) -> SearchError {
-    SearchError::Store(edgeswarm_store::StoreError::Sql(format!("fast lexical ranking: {msg}")))
+    SearchError::Store(edgeswarm_store::StoreError::sql(format!("fast lexical ranking: {msg}")))
 }
 
 // ---- raw connection ------------------------------------------------------------------

@@ -187,11 +187,7 @@ async fn restart_never_reissues_a_clock_stamp() {
         "the clock is seeded with the persisted high-water mark"
     );
     s.kv_set("c", "after", json!("body"), None).await.unwrap();
-    let after = s
-        .read_sql("SELECT hlc FROM kv WHERE key = 'after'", vec![])
-        .await
-        .unwrap()
-        .rows[0][0]
+    let after = s.read_sql("SELECT hlc FROM kv WHERE key = 'after'", vec![]).await.unwrap().rows[0][0]
         .as_i64()
         .unwrap();
     assert!(after > before, "{after} <= {before}");
@@ -231,7 +227,11 @@ async fn knowledge_without_a_writer_is_refused_alone() {
     let k = s.enqueue_record(Knowledge::new("c", "t", "body")).await.unwrap();
     let m = s.enqueue_record(Message::new("s", "user", "same batch")).await.unwrap();
     assert!(matches!(k.wait().await, Err(StoreError::NoKnowledgeWriter)));
-    assert_eq!(m.wait().await.unwrap(), Inserted { duplicate: false }, "the rest of the batch commits");
+    assert_eq!(
+        m.wait().await.unwrap(),
+        Inserted { duplicate: false },
+        "the rest of the batch commits"
+    );
     s.shutdown().await.unwrap();
 }
 
@@ -239,7 +239,9 @@ async fn knowledge_without_a_writer_is_refused_alone() {
 async fn sqlite_errors_are_typed_with_their_code() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
-    s.execute_sql("CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT UNIQUE)", vec![]).await.unwrap();
+    s.execute_sql("CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT UNIQUE)", vec![])
+        .await
+        .unwrap();
     s.execute_sql("INSERT INTO u (v) VALUES ('a')", vec![]).await.unwrap();
     let e = s.execute_sql("INSERT INTO u (v) VALUES ('a')", vec![]).await.unwrap_err();
     assert!(matches!(e, StoreError::Constraint(_)), "{e:?}");

@@ -129,7 +129,10 @@ impl Drop for TursoServer {
 async fn open_store(path: PathBuf) -> Result<Store> {
     let mut c = StoreConfig::at(path);
     c.durability = Durability::Normal;
-    Ok(Store::open(c).await?)
+    let store = Store::open(c).await?;
+    // Knowledge records take edgeswarm-search's insert path (dedup included).
+    edgeswarm_search::knowledge::install(&store);
+    Ok(store)
 }
 
 async fn fill_metrics(store: &Store, n: usize) -> Result<()> {

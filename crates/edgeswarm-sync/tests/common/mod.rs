@@ -11,7 +11,10 @@ pub async fn open_store(path: &Path) -> Store {
     let mut c = StoreConfig::at(path);
     c.durability = Durability::Normal;
     c.read_pool_size = 2;
-    Store::open(c).await.expect("open store")
+    let store = Store::open(c).await.expect("open store");
+    // Knowledge records take edgeswarm-search's insert path (dedup by content included).
+    edgeswarm_search::knowledge::install(&store);
+    store
 }
 
 /// Fast timings for tests.
