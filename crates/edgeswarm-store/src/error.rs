@@ -213,10 +213,10 @@ impl StoreError {
             | StoreError::Interrupted(_)
             | StoreError::WriterCrashed(_)
             | StoreError::Internal(_) => true,
-            StoreError::BatchFailed { cause } => match &**cause {
-                StoreError::Full(_) | StoreError::Corrupt(_) | StoreError::ReadOnly(_) | StoreError::Io(_) => false,
-                _ => true,
-            },
+            StoreError::BatchFailed { cause } => !matches!(
+                **cause,
+                StoreError::Full(_) | StoreError::Corrupt(_) | StoreError::ReadOnly(_) | StoreError::Io(_)
+            ),
             StoreError::Invalid(_)
             | StoreError::Refused(_)
             | StoreError::Sql(_)
