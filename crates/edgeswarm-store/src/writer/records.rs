@@ -14,6 +14,10 @@ use libsql::Value as V;
 /// (`duplicate`). An error here leaves the transaction in an unknown state: the caller
 /// fails the whole batch.
 pub(crate) fn insert_record(ctx: &mut TxCtx<'_>, r: Record, knowledge: Option<&KnowledgeWriter>) -> Result<Inserted> {
+    if let Record::Knowledge(k) = r {
+        let write = knowledge.ok_or(StoreError::NoKnowledgeWriter)?;
+        return write(ctx, k);
+    }
     let hlc = ctx.clock.now();
     let origin = V::Text(ctx.origin.to_string());
     let (table, id, n) = match r {
@@ -53,10 +57,8 @@ pub(crate) fn insert_record(ctx: &mut TxCtx<'_>, r: Record, knowledge: Option<&K
             )?;
             (CONVERSATIONS, m.id, n)
         }
-        Record::Knowledge(k) => {
-            let write = knowledge.ok_or(StoreError::NoKnowledgeWriter)?;
-            return write(ctx, k);
-        }
+        // Handled above.
+        Record::Knowledge(_) => return Err(StoreError::NoKnowledgeWriter),
     };
     if n == 0 {
         return Ok(Inserted { duplicate: true });
