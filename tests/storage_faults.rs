@@ -96,8 +96,8 @@ async fn failed_commit_fails_every_sender_in_the_batch() {
     for a in acks {
         match a.wait().await {
             Ok(_) => ok += 1,
-            Err(StoreError::BatchFailed(msg)) => {
-                assert!(msg.contains("injected commit failure"), "{msg}");
+            Err(StoreError::BatchFailed { cause }) => {
+                assert!(cause.to_string().contains("injected commit failure"), "{cause}");
                 failed += 1
             }
             Err(e) => panic!("{e:?}"),

@@ -10,7 +10,7 @@ use crate::error::{BenchError, Result};
 use crate::util::{loadavg, round3, scratch_dir};
 use edgeswarm_core::{Durability, Knowledge, LatencyHistogram, StoreConfig};
 use edgeswarm_search::{Mode, Search, SearchConfig, SearchRequest};
-use edgeswarm_store::{OpOutput, PendingAck, SqlValue, Store};
+use edgeswarm_store::{PendingAck, SqlValue, Store};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -161,7 +161,9 @@ impl Corpus {
 async fn open(path: &Path) -> Result<Store> {
     let mut cfg = StoreConfig::at(path);
     cfg.durability = Durability::Normal;
-    Ok(Store::open(cfg).await?)
+    let store = Store::open(cfg).await?;
+    edgeswarm_search::knowledge::install(&store);
+    Ok(store)
 }
 
 /// Inserts entries `from..to` through the typed write path; returns rows/s.
@@ -277,7 +279,7 @@ async fn ingest_run(dir: &Path, name: &str, corpus: &Corpus, opts: &BenchOpts, f
         store
             .transact(|ctx| {
                 ctx.execute("DROP TRIGGER IF EXISTS knowledge_fts_ai", vec![])?;
-                Ok(OpOutput::Unit)
+                Ok(())
             })
             .await?;
     }
@@ -325,7 +327,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
         let _ = store
             .transact(|ctx| {
                 ctx.execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES ('optimize')", vec![])?;
-                Ok(OpOutput::Unit)
+                Ok(())
             })
             .await;
         if p == opts.entries {

@@ -58,7 +58,7 @@ pub fn raw_ingest(path: &std::path::Path, rows: usize, durability: Durability) -
         durability,
         ..Default::default()
     };
-    edgeswarm_store::writer::bootstrap(&cfg)?;
+    edgeswarm_store::schema::bootstrap(&cfg)?;
     let (db, c) = conn::open_writer(path, durability)?;
     let mut cc = CachedConn::new(db, c);
     let data: Vec<Metric> = (0..rows).map(metric).collect();

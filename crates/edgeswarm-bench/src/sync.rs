@@ -43,7 +43,10 @@ impl BenchOpts {
 async fn open_store(path: PathBuf) -> Result<Store> {
     let mut c = StoreConfig::at(path);
     c.durability = Durability::Normal;
-    Ok(Store::open(c).await?)
+    let store = Store::open(c).await?;
+    // Knowledge records take edgeswarm-search's insert path (dedup included).
+    edgeswarm_search::knowledge::install(&store);
+    Ok(store)
 }
 
 async fn fill_metrics(store: &Store, n: usize) -> Result<()> {

@@ -21,6 +21,7 @@ pub fn internal(kind: &str, message: impl Into<String>, retryable: bool) -> Erro
 /// Maps a store error.
 pub fn store(e: StoreError) -> ErrorData {
     let msg = e.to_string();
+    let retryable = e.is_retryable();
     match e {
         StoreError::Invalid(_) => invalid("invalid_argument", msg),
         StoreError::Refused(_) => invalid("sql_refused", msg),
@@ -28,11 +29,14 @@ pub fn store(e: StoreError) -> ErrorData {
         StoreError::Timeout { .. } => invalid("query_timeout", msg),
         StoreError::NotFound(_) => invalid("not_found", msg),
         StoreError::Overloaded { .. } => internal("overloaded", msg, true),
-        StoreError::BatchFailed(_) => internal("write_failed", msg, true),
+        StoreError::BatchFailed { .. } => internal("write_failed", msg, retryable),
         StoreError::WriterCrashed(_) => internal("writer_crashed", msg, true),
         StoreError::Closed => internal("closed", msg, false),
         StoreError::Open { .. } => internal("open_failed", msg, false),
         StoreError::SchemaTooNew { .. } => internal("schema_too_new", msg, false),
+        StoreError::Constraint(_) => invalid("constraint_failed", msg),
+        // Storage conditions (locked, full, I/O, damaged, read-only, interrupted, internal).
+        _ => internal("storage", msg, retryable),
     }
 }
 

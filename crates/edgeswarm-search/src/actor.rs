@@ -695,6 +695,8 @@ impl Search {
     /// Starts a search actor over `store`. With an embedder, vectors missing for it are
     /// built in the background (searches fall back to lexical, saying why, until ready).
     pub async fn start(store: Store, cfg: SearchConfig) -> Result<Search> {
+        // Knowledge published on the store directly takes the same insert path.
+        knowledge::install(&store);
         let actor = SearchActor {
             store: store.clone(),
             cache_capacity: cfg.cache_capacity,

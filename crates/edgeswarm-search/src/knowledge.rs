@@ -1,15 +1,56 @@
-//! Knowledge writes with dedup, updates, tombstone deletes and whole-entry reads. Every
-//! write runs atomically as one custom op in the store writer's batch transaction, sets
-//! `hlc`/`origin` and appends to the change log so it replicates.
+//! Knowledge writes with dedup, updates, tombstone deletes and whole-entry reads: the one
+//! place knowledge rows are inserted. Every write runs atomically inside the store
+//! writer's batch transaction, sets `hlc`/`origin` and appends to the change log so it
+//! replicates.
+//!
+//! There is one insert path, [`insert`] (dedup by normalised content hash within a
+//! category). `add_knowledge` runs it as a custom op (its own savepoint, returns the id);
+//! knowledge records published on the store (`Store::publish`, `enqueue_record`, CLI
+//! import) reach it through the knowledge writer [`install`] puts on the store, and share
+//! batches with every other write.
 
 use crate::error::{Result, SearchError};
 use edgeswarm_core::record::now_millis;
 use edgeswarm_core::Knowledge;
-use edgeswarm_store::writer::content_hash;
-use edgeswarm_store::{OpOutput, SqlValue, Store, StoreError, TxCtx};
+use edgeswarm_store::{Inserted, SqlValue, Store, StoreError, TxCtx};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
+use std::sync::Arc;
 use tracing::Instrument;
+
+/// Normalised content hash (lowercase, whitespace collapsed), FNV-1a 64, hex: the dedup
+/// key within a category (`knowledge.content_hash`).
+pub fn content_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut last_space = true;
+    for ch in s.trim().chars().flat_map(char::to_lowercase) {
+        let ch = if ch.is_whitespace() { ' ' } else { ch };
+        if ch == ' ' && last_space {
+            continue;
+        }
+        last_space = ch == ' ';
+        let mut buf = [0u8; 4];
+        for b in ch.encode_utf8(&mut buf).bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Installs [`insert`] as `store`'s knowledge writer, so knowledge records published on
+/// the store directly (`Store::publish`, `enqueue_record`, import) take the same path as
+/// `add_knowledge`, dedup included. `Search::start` calls it; call it yourself on a store
+/// you write knowledge to without starting `Search`. Idempotent.
+pub fn install(store: &Store) {
+    if store.has_knowledge_writer() {
+        return;
+    }
+    let max_tags = store.config().limits.max_tags;
+    store.install_knowledge_writer(Arc::new(move |ctx: &mut TxCtx<'_>, k: Knowledge| {
+        insert(ctx, k, max_tags).map(|o| Inserted { duplicate: o.duplicate })
+    }));
+}
 
 /// What `add_knowledge` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,14 +224,15 @@ pub async fn add_knowledge(store: &Store, k: Knowledge) -> Result<AddOutcome> {
     k.validate(&store.config().limits)?;
     let max_tags = store.config().limits.max_tags;
     let span = tracing::debug_span!("add_knowledge", category = %k.category);
-    let out = store.transact(move |ctx| add_in_tx(ctx, k, max_tags)).instrument(span).await?;
-    match out {
-        OpOutput::Json(v) => serde_json::from_value(v).map_err(|e| SearchError::Store(StoreError::Sql(format!("bad add reply: {e}")))),
-        other => Err(SearchError::Store(StoreError::Sql(format!("unexpected writer reply {other:?}")))),
-    }
+    Ok(store.transact(move |ctx| insert(ctx, k, max_tags)).instrument(span).await?)
 }
 
-fn add_in_tx(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_store::Result<OpOutput> {
+/// Inserts a (validated) entry inside the writer's transaction: the one knowledge insert
+/// path. If a live entry in the same category has the same normalised content, `k` is
+/// merged into it (tags unioned up to `max_tags`, metadata keys merged with the new
+/// values winning) and its id is returned with `duplicate`; a retry of an entry already
+/// stored under the same id, or an id already taken, changes nothing (`duplicate`).
+pub fn insert(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_store::Result<AddOutcome> {
     let hash = content_hash(&k.content);
     let hlc = ctx.stamp();
     let origin = ctx.origin().to_string();
@@ -202,10 +244,14 @@ fn add_in_tx(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_st
     )?;
     if let Some(mut row) = existing {
         let id = row.id.clone();
+        if id == k.id {
+            // The same entry again (a retry or a re-import): nothing to merge.
+            return Ok(AddOutcome { id, duplicate: true });
+        }
         row.tags = merge_tags(&row.tags, &k.tags, max_tags);
         row.metadata = merge_metadata(row.metadata.as_str(), k.metadata.as_ref());
         rewrite(ctx, row)?;
-        return Ok(OpOutput::Json(json!({"id": id, "duplicate": true})));
+        return Ok(AddOutcome { id, duplicate: true });
     }
     let tags = serde_json::to_string(&k.tags).unwrap_or_else(|_| "[]".into());
     let meta = match k.metadata {
@@ -232,10 +278,13 @@ fn add_in_tx(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_st
     )?;
     if n == 0 {
         // Same id already stored: idempotent retry.
-        return Ok(OpOutput::Json(json!({"id": k.id, "duplicate": true})));
+        return Ok(AddOutcome { id: k.id, duplicate: true });
     }
     ctx.log_change("knowledge", k.id.clone(), hlc, &origin)?;
-    Ok(OpOutput::Json(json!({"id": k.id, "duplicate": false})))
+    Ok(AddOutcome {
+        id: k.id,
+        duplicate: false,
+    })
 }
 
 /// Changes fields of a live entry. `NotFound` if there is no live entry with this id.
@@ -293,8 +342,7 @@ pub async fn update_knowledge(store: &Store, id: &str, upd: KnowledgeUpdate) -> 
             if let Some(r) = upd.region {
                 row.region = r.into();
             }
-            rewrite(ctx, row)?;
-            Ok(OpOutput::Unit)
+            rewrite(ctx, row)
         })
         .await;
     match r {
@@ -308,7 +356,7 @@ pub async fn update_knowledge(store: &Store, id: &str, upd: KnowledgeUpdate) -> 
 /// there was no live entry with this id.
 pub async fn delete_knowledge(store: &Store, id: &str) -> Result<bool> {
     let id = id.to_string();
-    let out = store
+    let deleted = store
         .transact(move |ctx| {
             let hlc = ctx.stamp();
             let origin = ctx.origin().to_string();
@@ -319,10 +367,10 @@ pub async fn delete_knowledge(store: &Store, id: &str) -> Result<bool> {
             if n > 0 {
                 ctx.log_change("knowledge", id, hlc, &origin)?;
             }
-            Ok(OpOutput::Json(json!(n > 0)))
+            Ok(n > 0)
         })
         .await?;
-    Ok(matches!(out, OpOutput::Json(Json::Bool(true))))
+    Ok(deleted)
 }
 
 /// The whole live entry with this id, or `None`.
@@ -356,6 +404,13 @@ pub async fn get_knowledge(store: &Store, id: &str) -> Result<Option<KnowledgeEn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn content_hash_normalises_case_and_whitespace() {
+        assert_eq!(content_hash("Hello   World\n"), content_hash("hello world"));
+        assert_ne!(content_hash("hello world"), content_hash("hello worlds"));
+    }
 
     #[test]
     fn merges_tags_and_metadata() {

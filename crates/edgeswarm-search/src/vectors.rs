@@ -5,8 +5,7 @@
 
 use crate::embed::{entry_text, to_blob, SharedEmbedder, EMBED_BATCH};
 use crate::error::{Result, SearchError};
-use edgeswarm_store::{OpOutput, SqlValue, Store};
-use serde_json::json;
+use edgeswarm_store::{SqlValue, Store};
 
 /// One embedder's vector space.
 #[derive(Clone)]
@@ -43,7 +42,7 @@ pub(crate) async fn ensure_space(store: &Store, e: SharedEmbedder) -> Result<(Sp
             reason: format!("dimension {dim} is out of range 1..=65536"),
         });
     }
-    let out = store
+    let (slot, active) = store
         .transact(move |ctx| {
             ctx.execute(REGISTRY, vec![])?;
             ctx.execute(
@@ -65,13 +64,9 @@ pub(crate) async fn ensure_space(store: &Store, e: SharedEmbedder) -> Result<(Sp
                 &format!("CREATE INDEX IF NOT EXISTS search_vec_{slot}_idx ON search_vec_{slot} (libsql_vector_idx(emb, 'metric=cosine'))"),
                 vec![],
             )?;
-            Ok(OpOutput::Json(json!([slot, active])))
+            Ok((slot, active))
         })
         .await?;
-    let (slot, active) = match out {
-        OpOutput::Json(v) => (v[0].as_i64().unwrap_or(0), v[1].as_bool().unwrap_or(false)),
-        _ => (0, false),
-    };
     Ok((
         Space {
             embedder: e,
@@ -91,7 +86,7 @@ pub(crate) async fn mark_active(store: &Store, slot: i64) -> Result<()> {
                 "UPDATE search_embedders SET active = (slot = ?1), state = CASE WHEN slot = ?1 THEN 'ready' ELSE state END",
                 vec![slot.into()],
             )?;
-            Ok(OpOutput::Unit)
+            Ok(())
         })
         .await?;
     Ok(())
@@ -123,7 +118,7 @@ pub(crate) async fn sync(store: &Store, space: &Space, changed: Vec<String>, max
                     &format!("DELETE FROM {t} WHERE id NOT IN (SELECT id FROM knowledge WHERE deleted = 0)"),
                     vec![],
                 )?;
-                Ok(OpOutput::Json(json!(n)))
+                Ok(n)
             })
             .await?;
     }
@@ -155,7 +150,7 @@ pub(crate) async fn sync(store: &Store, space: &Space, changed: Vec<String>, max
                     for id in gone {
                         ctx.execute(&format!("DELETE FROM {t} WHERE id = ?1"), vec![id.into()])?;
                     }
-                    Ok(OpOutput::Unit)
+                    Ok(())
                 })
                 .await?;
         }
@@ -242,7 +237,7 @@ async fn embed_and_write(store: &Store, space: &Space, rows: Vec<Vec<SqlValue>>)
                     vec![id.into(), SqlValue::Blob(blob)],
                 )?;
             }
-            Ok(OpOutput::Unit)
+            Ok(())
         })
         .await?;
     Ok(n)

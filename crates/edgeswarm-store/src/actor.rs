@@ -10,12 +10,12 @@
 use crate::conn::{self, CachedConn};
 use crate::error::{Result, StoreError};
 use crate::queue::{self, QueueSender};
-use crate::writer::{CommitEvent, Faults, Writer, WriterMsg, WriterStats};
+use crate::writer::{CommitEvent, Faults, KnowledgeWriter, Writer, WriterMsg, WriterStats};
 use edgeswarm_core::{HybridClock, StoreConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
@@ -50,6 +50,9 @@ pub struct WriterSetup {
     pub inbox: watch::Sender<Inbox>,
     pub faults: Arc<Faults>,
     pub stats: Arc<WriterStats>,
+    /// The knowledge writer edgeswarm-search installs (`Store::install_knowledge_writer`);
+    /// shared so it survives writer restarts.
+    pub knowledge: Arc<OnceLock<KnowledgeWriter>>,
     /// Generations started so far (restarts = generations - 1).
     pub generations: AtomicU64,
 }
@@ -108,6 +111,7 @@ impl Actor for StorageActor {
                     events: s.events.clone(),
                     faults: s.faults.clone(),
                     stats: s.stats.clone(),
+                    knowledge: s.knowledge.clone(),
                     checkpoint: None,
                     since_checkpoint: 0,
                 };

@@ -102,7 +102,9 @@ impl CachedConn {
             let s = run(self.conn.prepare(sql))?;
             self.cache.insert(sql.to_string(), s);
         }
-        self.cache.get(sql).ok_or_else(|| StoreError::Sql("statement cache miss".into()))
+        self.cache
+            .get(sql)
+            .ok_or_else(|| StoreError::Internal("statement cache miss".into()))
     }
 
     /// Executes a cached statement; returns rows changed.

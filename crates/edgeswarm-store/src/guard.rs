@@ -140,7 +140,7 @@ fn authorize(hooks: &Hooks, r: &AuthRequest<'_>) -> Authorization {
 
 /// A SQLite error as the store reports it.
 fn sql_err(e: RawError) -> StoreError {
-    StoreError::sql(e)
+    StoreError::from_sqlite(e.code, e.message, None)
 }
 
 /// A raw, read-only SQLite connection used to check and run raw SQL reads.

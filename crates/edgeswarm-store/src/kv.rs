@@ -3,13 +3,13 @@
 //! atomic with respect to every other write. Deletes are tombstones so they replicate;
 //! expired entries are swept (really deleted) by `sweep_expired`.
 
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::store::Store;
 use crate::value::SqlValue;
-use crate::writer::{OpOutput, TxCtx};
+use crate::writer::TxCtx;
 use edgeswarm_core::record::{name, now_millis};
 use edgeswarm_core::{KvEntry, ValidationError};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 
 /// Longest TTL accepted: 10 years. Longer is almost certainly a unit mistake.
@@ -110,13 +110,7 @@ impl Store {
     pub async fn kv_set(&self, namespace: &str, key: &str, value: Value, ttl: Option<Duration>) -> Result<i64> {
         check(namespace, key, &value, ttl, self)?;
         let (ns, k) = (namespace.to_string(), key.to_string());
-        let out = self
-            .transact(move |ctx| Ok(OpOutput::Json(json!(put(ctx, &ns, &k, &value, ttl, false)?))))
-            .await?;
-        match out {
-            OpOutput::Json(v) => v.as_i64().ok_or_else(|| StoreError::Sql("bad kv_set reply".into())),
-            _ => Err(StoreError::Sql("bad kv_set reply".into())),
-        }
+        self.transact(move |ctx| put(ctx, &ns, &k, &value, ttl, false)).await
     }
 
     /// Compare-and-swap: writes only if the live version equals `expected`
@@ -132,41 +126,29 @@ impl Store {
     ) -> Result<CasOutcome> {
         check(namespace, key, &value, ttl, self)?;
         let (ns, k) = (namespace.to_string(), key.to_string());
-        let out = self
-            .transact(move |ctx| {
-                let cur = current_version(ctx, &ns, &k, now_millis())?;
-                if cur != expected {
-                    return Ok(OpOutput::Json(json!({"ok": false, "current": cur})));
-                }
-                let v = put(ctx, &ns, &k, &value, ttl, false)?;
-                Ok(OpOutput::Json(json!({"ok": true, "version": v})))
-            })
-            .await?;
-        match out {
-            OpOutput::Json(v) if v["ok"] == json!(true) => Ok(CasOutcome::Swapped {
-                version: v["version"].as_i64().unwrap_or(0),
-            }),
-            OpOutput::Json(v) => Ok(CasOutcome::Conflict {
-                current: v["current"].as_i64(),
-            }),
-            _ => Err(StoreError::Sql("bad kv_cas reply".into())),
-        }
+        self.transact(move |ctx| {
+            let cur = current_version(ctx, &ns, &k, now_millis())?;
+            if cur != expected {
+                return Ok(CasOutcome::Conflict { current: cur });
+            }
+            let version = put(ctx, &ns, &k, &value, ttl, false)?;
+            Ok(CasOutcome::Swapped { version })
+        })
+        .await
     }
 
     /// Deletes `namespace/key` (a tombstone that replicates). Returns whether it existed.
     pub async fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool> {
         check(namespace, key, &Value::Null, None, self)?;
         let (ns, k) = (namespace.to_string(), key.to_string());
-        let out = self
-            .transact(move |ctx| {
-                let existed = current_version(ctx, &ns, &k, now_millis())?.is_some();
-                if existed {
-                    put(ctx, &ns, &k, &Value::Null, None, true)?;
-                }
-                Ok(OpOutput::Json(json!(existed)))
-            })
-            .await?;
-        Ok(matches!(out, OpOutput::Json(Value::Bool(true))))
+        self.transact(move |ctx| {
+            let existed = current_version(ctx, &ns, &k, now_millis())?.is_some();
+            if existed {
+                put(ctx, &ns, &k, &Value::Null, None, true)?;
+            }
+            Ok(existed)
+        })
+        .await
     }
 
     /// Reads a live entry (`None` if missing, deleted or expired).
@@ -207,26 +189,21 @@ impl Store {
 
     /// Deletes expired entries for good; returns how many.
     pub async fn kv_sweep_expired(&self) -> Result<u64> {
-        let out = self
-            .transact(|ctx| {
-                let now = now_millis();
-                let gone = ctx.query(
-                    "SELECT namespace, key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                    vec![now.into()],
-                )?;
-                let n = ctx.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", vec![now.into()])?;
-                for row in gone.rows {
-                    if let (Some(ns), Some(k)) = (row[0].as_str(), row[1].as_str()) {
-                        ctx.note_change("kv", row_id(ns, k));
-                    }
+        self.transact(|ctx| {
+            let now = now_millis();
+            let gone = ctx.query(
+                "SELECT namespace, key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                vec![now.into()],
+            )?;
+            let n = ctx.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", vec![now.into()])?;
+            for row in gone.rows {
+                if let (Some(ns), Some(k)) = (row[0].as_str(), row[1].as_str()) {
+                    ctx.note_change("kv", row_id(ns, k));
                 }
-                Ok(OpOutput::Json(json!(n)))
-            })
-            .await?;
-        match out {
-            OpOutput::Json(v) => Ok(v.as_u64().unwrap_or(0)),
-            _ => Ok(0),
-        }
+            }
+            Ok(n)
+        })
+        .await
     }
 }
 

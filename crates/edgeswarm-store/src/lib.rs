@@ -16,8 +16,8 @@ pub mod store;
 pub mod value;
 pub mod writer;
 
-pub use error::{Result, StoreError};
+pub use error::{Result, SqliteFailure, StoreError};
 pub use read_pool::Reader;
 pub use store::{PendingAck, Store, StoreStats};
 pub use value::{QueryResult, SqlValue};
-pub use writer::{ChangeRef, CommitEvent, OpOutput, TxCtx, WriteOp};
+pub use writer::{ChangeRef, CommitEvent, Inserted, KnowledgeWriter, OpOutput, TxCtx, WriteOp};

@@ -88,10 +88,10 @@ impl ReadPool {
                         drop(slot.permit);
                     }
                 })
-                .map_err(|e| StoreError::Sql(format!("cannot start a reader thread: {e}")))?;
+                .map_err(|e| StoreError::Internal(format!("cannot start a reader thread: {e}")))?;
             ready_rx
                 .recv()
-                .map_err(|_| StoreError::Sql("reader thread died while opening".into()))??;
+                .map_err(|_| StoreError::Internal("reader thread died while opening".into()))??;
             threads.push(h);
         }
         Ok(ReadPool {
@@ -121,7 +121,7 @@ impl ReadPool {
             Err(SendError::Closed(_)) | Err(SendError::Full(_)) => return Err(StoreError::Closed),
         }
         rx.await
-            .map_err(|_| StoreError::Sql("the read failed unexpectedly (reader job panicked)".into()))?
+            .map_err(|_| StoreError::Internal("the read failed unexpectedly (reader job panicked)".into()))?
     }
 
     /// Jobs queued or running.

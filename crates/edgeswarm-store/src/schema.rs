@@ -1,4 +1,6 @@
-//! Schema and migrations, versioned by `PRAGMA user_version`.
+//! Schema, migrations and opening the file, versioned by `PRAGMA user_version`.
+//! `bootstrap` opens the home file, applies pending migrations and reads the node id and
+//! the clock's high-water mark; the migrations follow.
 //!
 //! Every replicated table carries `hlc` (hybrid logical clock stamp) and `origin` (node
 //! id). Mutable tables (knowledge, kv) keep deletes as tombstones (`deleted = 1`) so a
@@ -11,6 +13,11 @@
 //! `region = source_region` and averages `latency_ms`, so `region` exists only in
 //! `edge_replicas` and `latency_ms` only in `distributed_transactions`.
 
+use crate::conn::{self, CachedConn};
+use crate::error::{Result, StoreError};
+use edgeswarm_core::{Hlc, StoreConfig};
+use libsql::Value as V;
+
 /// Migrations in order; migration `i` moves `user_version` from `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
@@ -19,6 +26,65 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Tables whose rows replicate, with the SQL expression naming a row in `_changes.row_id`.
 pub const REPLICATED_TABLES: &[&str] = &["agent_metrics", "conversations", "knowledge", "kv"];
+
+/// Facts read from the file when it is opened.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// This node's id (`_meta.node_id`, created on first open).
+    pub origin: String,
+    /// The clock's floor: the persisted high-water mark or the newest logged stamp.
+    pub high_water: Hlc,
+}
+
+/// Opens the file, applies pending migrations, and reads (or creates) the node id and
+/// the clock's persisted high-water mark.
+pub fn bootstrap(cfg: &StoreConfig) -> Result<Bootstrap> {
+    let (db, c) = conn::open_writer(&cfg.path, cfg.durability)?;
+    let cc = CachedConn::new(db, c);
+    migrate(&cc, &cfg.path.display().to_string())?;
+    let meta = |k: &str| -> Result<Option<String>> {
+        let r = cc.query_once("SELECT value FROM _meta WHERE key = ?1", vec![V::Text(k.into())])?;
+        Ok(r.rows.first().and_then(|r| r[0].as_str().map(str::to_string)))
+    };
+    let origin = match meta("node_id")? {
+        Some(o) => o,
+        None => {
+            let o = edgeswarm_core::new_id();
+            cc.query_once("INSERT INTO _meta (key, value) VALUES ('node_id', ?1)", vec![V::Text(o.clone())])?;
+            o
+        }
+    };
+    let hw_meta = meta("hlc_hwm")?.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let hw_log = cc.query_once("SELECT COALESCE(MAX(hlc), 0) FROM _changes", vec![])?.rows[0][0]
+        .as_i64()
+        .unwrap_or(0);
+    Ok(Bootstrap {
+        origin,
+        high_water: Hlc::from_i64(hw_meta.max(hw_log)),
+    })
+}
+
+fn migrate(cc: &CachedConn, path: &str) -> Result<()> {
+    let v = cc.query_once("PRAGMA user_version", vec![])?.rows[0][0].as_i64().unwrap_or(0);
+    if v > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: v,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+        let sql = format!("BEGIN IMMEDIATE; {m}; PRAGMA user_version = {}; COMMIT;", i + 1);
+        if let Err(e) = cc.batch(&sql) {
+            let _ = cc.batch("ROLLBACK");
+            return Err(StoreError::Open {
+                path: path.into(),
+                reason: format!("migration {} failed: {e}", i + 1),
+            });
+        }
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}
 
 /// Migration 3: `_knowledge_touched`, the rowids whose FTS entry the triggers rewrote, in
 /// order. The search engine keeps every indexed row's token count in memory (FTS5 would

@@ -6,8 +6,9 @@ use crate::error::{Result, StoreError};
 use crate::guard::StatementKind;
 use crate::queue::SendError;
 use crate::read_pool::{ReadPool, Reader};
+use crate::schema;
 use crate::value::{QueryResult, SqlValue};
-use crate::writer::{self, CommitEvent, Faults, OpOutput, TxCtx, WriteOp, WriterMsg, WriterStats};
+use crate::writer::{CommitEvent, Faults, Inserted, KnowledgeWriter, OpOutput, TxCtx, WriteOp, WriterMsg, WriterStats};
 use edgeswarm_core::{HybridClock, LatencySummary, Record, StoreConfig};
 use ractor::{Actor, ActorRef};
 use std::sync::atomic::Ordering;
@@ -18,16 +19,24 @@ use tokio::sync::{broadcast, oneshot, watch};
 /// How long a publisher waits for a crashed writer to come back before giving up.
 const RESTART_WAIT: Duration = Duration::from_secs(10);
 
-/// A write that is queued; await it to learn whether it committed.
+/// A write that is queued; await it to learn whether it committed, and its typed
+/// result (`Inserted` for a record).
 #[must_use = "an ack says whether the write is on disk"]
-pub struct PendingAck(oneshot::Receiver<Result<OpOutput>>);
+pub struct PendingAck<T = Inserted> {
+    /// The writer's reply, sent after COMMIT.
+    rx: oneshot::Receiver<Result<OpOutput>>,
+    /// Unpacks the reply to `T` (one of `OpOutput`'s `into_*`).
+    unpack: fn(OpOutput) -> Result<T>,
+}
 
-impl PendingAck {
+impl<T> PendingAck<T> {
     /// Waits for the commit. `Ok` means the write is on disk (per `Durability`).
-    pub async fn wait(self) -> Result<OpOutput> {
-        self.0
+    pub async fn wait(self) -> Result<T> {
+        let out = self
+            .rx
             .await
-            .unwrap_or_else(|_| Err(StoreError::WriterCrashed("the writer stopped before replying".into())))
+            .unwrap_or_else(|_| Err(StoreError::WriterCrashed("the writer stopped before replying".into())))?;
+        (self.unpack)(out)
     }
 }
 
@@ -90,7 +99,7 @@ impl Store {
     /// readers.
     pub async fn open(cfg: StoreConfig) -> Result<Store> {
         let c = cfg.clone();
-        let boot = tokio::task::spawn_blocking(move || writer::bootstrap(&c))
+        let boot = tokio::task::spawn_blocking(move || schema::bootstrap(&c))
             .await
             .map_err(|e| StoreError::Open {
                 path: cfg.path.display().to_string(),
@@ -106,6 +115,7 @@ impl Store {
             inbox: inbox_tx,
             faults: Arc::new(Faults::default()),
             stats: Arc::new(WriterStats::default()),
+            knowledge: Default::default(),
             generations: Default::default(),
         });
         let (supervisor, done) = Actor::spawn(None, StoreSupervisor, setup.clone())
@@ -148,6 +158,18 @@ impl Store {
         self.inner.setup.events.subscribe()
     }
 
+    /// Installs the writer of knowledge records (edgeswarm-search's, with its dedup):
+    /// until one is installed, knowledge records are refused with `NoKnowledgeWriter`.
+    /// The first writer installed stays; returns whether this one was installed.
+    pub fn install_knowledge_writer(&self, w: KnowledgeWriter) -> bool {
+        self.inner.setup.knowledge.set(w).is_ok()
+    }
+
+    /// Whether a knowledge writer is installed.
+    pub fn has_knowledge_writer(&self) -> bool {
+        self.inner.setup.knowledge.get().is_some()
+    }
+
     /// Fault hooks for tests.
     #[cfg(feature = "fault-injection")]
     pub fn faults(&self) -> &Arc<Faults> {
@@ -185,19 +207,27 @@ impl Store {
     }
 
     /// Queues a write, waiting while the queue is full; returns the pending ack.
-    pub async fn enqueue(&self, op: WriteOp) -> Result<PendingAck> {
+    pub async fn enqueue(&self, op: WriteOp) -> Result<PendingAck<OpOutput>> {
+        self.enqueue_as(op, OpOutput::into_output).await
+    }
+
+    async fn enqueue_as<T>(&self, op: WriteOp, unpack: fn(OpOutput) -> Result<T>) -> Result<PendingAck<T>> {
         let (ack, rx) = oneshot::channel();
         self.send(WriterMsg::Op { op, ack }).await?;
-        Ok(PendingAck(rx))
+        Ok(PendingAck { rx, unpack })
     }
 
     /// Queues a write without waiting; `Overloaded` if the queue is full.
-    pub fn try_enqueue(&self, op: WriteOp) -> Result<PendingAck> {
+    pub fn try_enqueue(&self, op: WriteOp) -> Result<PendingAck<OpOutput>> {
+        self.try_enqueue_as(op, OpOutput::into_output)
+    }
+
+    fn try_enqueue_as<T>(&self, op: WriteOp, unpack: fn(OpOutput) -> Result<T>) -> Result<PendingAck<T>> {
         let (ack, rx) = oneshot::channel();
         let inbox = self.inner.inbox.borrow().clone();
         match inbox {
             Inbox::Running { tx, .. } => match tx.try_send(WriterMsg::Op { op, ack }) {
-                Ok(()) => Ok(PendingAck(rx)),
+                Ok(()) => Ok(PendingAck { rx, unpack }),
                 Err(SendError::Full(_)) => Err(StoreError::Overloaded { capacity: tx.capacity() }),
                 Err(SendError::Closed(_)) => Err(StoreError::WriterCrashed("the writer is restarting; retry".into())),
             },
@@ -213,7 +243,7 @@ impl Store {
     }
 
     /// Validates and writes a record; returns once it is committed.
-    pub async fn publish(&self, record: impl Into<Record>) -> Result<OpOutput> {
+    pub async fn publish(&self, record: impl Into<Record>) -> Result<Inserted> {
         self.enqueue_record(record).await?.wait().await
     }
 
@@ -221,29 +251,49 @@ impl Store {
     pub async fn enqueue_record(&self, record: impl Into<Record>) -> Result<PendingAck> {
         let r = record.into();
         r.validate(&self.inner.cfg.limits)?;
-        self.enqueue(WriteOp::Record(r)).await
+        self.enqueue_as(WriteOp::Record(r), OpOutput::into_inserted).await
     }
 
     /// Validates and queues a record without waiting; `Overloaded` when the queue is full.
     pub fn try_publish(&self, record: impl Into<Record>) -> Result<PendingAck> {
         let r = record.into();
         r.validate(&self.inner.cfg.limits)?;
-        self.try_enqueue(WriteOp::Record(r))
+        self.try_enqueue_as(WriteOp::Record(r), OpOutput::into_inserted)
     }
 
-    /// Runs custom logic inside a batch transaction (in its own savepoint).
-    pub async fn transact<F>(&self, f: F) -> Result<OpOutput>
+    /// Runs custom logic inside a batch transaction (in its own savepoint) and returns
+    /// its result once the batch is committed. An error rolls back only this op's
+    /// changes and is returned as is.
+    pub async fn transact<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&mut TxCtx<'_>) -> Result<OpOutput> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut TxCtx<'_>) -> Result<T> + Send + 'static,
     {
-        self.write(WriteOp::Txn(Box::new(f))).await
+        self.enqueue_transact(f).await?.wait().await
+    }
+
+    /// Queues custom logic like `transact` (waiting for queue space) without waiting
+    /// for the commit: await the ack for the result. Lets a caller put many ops in
+    /// flight so they share batches.
+    pub async fn enqueue_transact<T, F>(&self, f: F) -> Result<PendingAck<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut TxCtx<'_>) -> Result<T> + Send + 'static,
+    {
+        let op = WriteOp::Txn(Box::new(move |ctx| f(ctx).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>)));
+        self.enqueue_as(op, OpOutput::into_txn::<T>).await
     }
 
     /// Waits until every write queued before this call is committed.
     pub async fn flush(&self) -> Result<()> {
         let (ack, rx) = oneshot::channel();
         self.send(WriterMsg::Flush { ack }).await?;
-        PendingAck(rx).wait().await.map(|_| ())
+        PendingAck {
+            rx,
+            unpack: OpOutput::into_unit,
+        }
+        .wait()
+        .await
     }
 
     // ---- raw SQL --------------------------------------------------------------------
@@ -269,10 +319,12 @@ impl Store {
         let kind = self.inner.reads.run(move |r| r.guard.classify(&s)).await?;
         match kind {
             StatementKind::ReadOnly => self.read_sql(sql, params).await,
-            StatementKind::Write => match self.write(WriteOp::Sql { sql, params }).await? {
-                OpOutput::Sql(r) => Ok(r),
-                other => Err(StoreError::Sql(format!("unexpected writer reply {other:?}"))),
-            },
+            StatementKind::Write => {
+                self.enqueue_as(WriteOp::Sql { sql, params }, OpOutput::into_sql)
+                    .await?
+                    .wait()
+                    .await
+            }
         }
     }
 
@@ -321,7 +373,14 @@ impl Store {
         let (ack, rx) = oneshot::channel();
         let sent = self.send(WriterMsg::Shutdown { ack }).await;
         let flushed = match sent {
-            Ok(()) => PendingAck(rx).wait().await.map(|_| ()),
+            Ok(()) => {
+                PendingAck {
+                    rx,
+                    unpack: OpOutput::into_unit,
+                }
+                .wait()
+                .await
+            }
             Err(StoreError::Closed) => Ok(()),
             Err(e) => Err(e),
         };

@@ -1,7 +1,7 @@
 //! Store integration tests on a real libSQL file.
 
 use edgeswarm_core::{Knowledge, Message, Metric, StoreConfig};
-use edgeswarm_store::{OpOutput, SqlValue, Store, StoreError};
+use edgeswarm_store::{Inserted, SqlValue, Store, StoreError};
 use serde_json::json;
 
 async fn open(dir: &tempfile::TempDir) -> Store {
@@ -13,8 +13,8 @@ async fn publish_then_read_and_idempotent_retry() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
     let m = Metric::new("agent-1", "code-analysis", 1250.0, 3500);
-    assert_eq!(s.publish(m.clone()).await.unwrap(), OpOutput::Inserted { duplicate: false });
-    assert_eq!(s.publish(m.clone()).await.unwrap(), OpOutput::Inserted { duplicate: true });
+    assert_eq!(s.publish(m.clone()).await.unwrap(), Inserted { duplicate: false });
+    assert_eq!(s.publish(m.clone()).await.unwrap(), Inserted { duplicate: true });
     let r = s.read_sql("SELECT count(*) AS n FROM agent_metrics", vec![]).await.unwrap();
     assert_eq!(r.get(0, "n"), Some(&SqlValue::Integer(1)));
     let c = s.read_sql("SELECT count(*) FROM _change_rows", vec![]).await.unwrap();
@@ -171,10 +171,12 @@ async fn restart_never_reissues_a_clock_stamp() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
     let origin = s.origin().to_string();
+    // kv writes are logged row by row in `_changes`, like knowledge (whose writer lives
+    // in edgeswarm-search).
     for i in 0..100 {
-        s.publish(Knowledge::new("c", format!("t{i}"), "body")).await.unwrap();
+        s.kv_set("c", &format!("t{i}"), json!("body"), None).await.unwrap();
     }
-    let before = s.read_sql("SELECT max(hlc) FROM knowledge", vec![]).await.unwrap().rows[0][0]
+    let before = s.read_sql("SELECT max(hlc) FROM kv", vec![]).await.unwrap().rows[0][0]
         .as_i64()
         .unwrap();
     s.shutdown().await.unwrap();
@@ -184,12 +186,8 @@ async fn restart_never_reissues_a_clock_stamp() {
         s.clock().last().as_i64() >= before,
         "the clock is seeded with the persisted high-water mark"
     );
-    s.publish(Knowledge::new("c", "after", "body")).await.unwrap();
-    let after = s
-        .read_sql("SELECT hlc FROM knowledge WHERE topic = 'after'", vec![])
-        .await
-        .unwrap()
-        .rows[0][0]
+    s.kv_set("c", "after", json!("body"), None).await.unwrap();
+    let after = s.read_sql("SELECT hlc FROM kv WHERE key = 'after'", vec![]).await.unwrap().rows[0][0]
         .as_i64()
         .unwrap();
     assert!(after > before, "{after} <= {before}");
@@ -218,5 +216,44 @@ async fn runaway_write_is_interrupted_and_ddl_works() {
     s.publish(Message::new("s", "user", "writer still alive")).await.unwrap();
     let e = s.execute_sql("CREATE TABLE _mine (x)", vec![]).await;
     assert!(e.is_ok() || matches!(e, Err(StoreError::Refused(_))));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knowledge_without_a_writer_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    assert!(!s.has_knowledge_writer());
+    let k = s.enqueue_record(Knowledge::new("c", "t", "body")).await.unwrap();
+    let m = s.enqueue_record(Message::new("s", "user", "same batch")).await.unwrap();
+    assert!(matches!(k.wait().await, Err(StoreError::NoKnowledgeWriter)));
+    assert_eq!(
+        m.wait().await.unwrap(),
+        Inserted { duplicate: false },
+        "the rest of the batch commits"
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_errors_are_typed_with_their_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    s.execute_sql("CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT UNIQUE)", vec![])
+        .await
+        .unwrap();
+    s.execute_sql("INSERT INTO u (v) VALUES ('a')", vec![]).await.unwrap();
+    let e = s.execute_sql("INSERT INTO u (v) VALUES ('a')", vec![]).await.unwrap_err();
+    assert!(matches!(e, StoreError::Constraint(_)), "{e:?}");
+    assert_eq!(e.sqlite_code(), Some(2067), "SQLITE_CONSTRAINT_UNIQUE");
+    assert!(!e.is_retryable());
+    let e = s.read_sql("SELECT nope FROM u", vec![]).await.unwrap_err();
+    assert!(matches!(e, StoreError::Sql(_)), "{e:?}");
+    assert_eq!(e.sqlite_code(), Some(1), "SQLITE_ERROR");
+    // A custom op's error comes back as it was returned, and its result is typed.
+    let n: u64 = s.transact(|ctx| ctx.execute("UPDATE u SET v = 'b'", vec![])).await.unwrap();
+    assert_eq!(n, 1);
+    let e = s.transact(|_| Err::<(), _>(StoreError::NotFound("x".into()))).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
     s.shutdown().await.unwrap();
 }

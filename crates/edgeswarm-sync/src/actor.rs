@@ -29,7 +29,7 @@ use crate::link::{PushBatch, RegionLink};
 use crate::router::{performance_tier, Health, HealthTracker, RouteInfo, Router};
 use crate::row::{Registry, RowVersion};
 use edgeswarm_core::record::now_millis;
-use edgeswarm_store::{OpOutput, SqlValue, Store};
+use edgeswarm_store::{SqlValue, Store};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -479,7 +479,7 @@ impl SyncActor {
                     .read(move |r| {
                         let as_store = |e: SyncError| match e {
                             SyncError::Store(s) => s,
-                            other => edgeswarm_store::StoreError::Sql(other.to_string()),
+                            other => edgeswarm_store::StoreError::sql(other.to_string()),
                         };
                         let to = home::cut_batch(r, &reg, from, limit, budget).map_err(as_store)?;
                         let _ = cut_to.cast(SyncMsg::Cut { epoch, from, to });
@@ -573,14 +573,12 @@ impl SyncActor {
                                         now.into(),
                                     ],
                                 )?;
-                                Ok(OpOutput::Json(serde_json::to_value(st).unwrap_or_default()))
+                                Ok(st)
                             })
                             .await
                             .map_err(tx_err)?;
-                        if let OpOutput::Json(v) = out {
-                            stats.applied = v["applied"].as_u64().unwrap_or(0) as usize;
-                            stats.conflicts = v["conflicts"].as_u64().unwrap_or(0) as usize;
-                        }
+                        stats.applied = out.applied;
+                        stats.conflicts = out.conflicts;
                     }
                     Ok::<_, SyncError>((last, full, stats, rtt))
                 }
@@ -629,7 +627,7 @@ impl SyncActor {
                         ],
                     )?;
                     ctx.execute(CURSOR_UPSERT, vec![region.into(), acked.into(), pull.into(), now_millis().into()])?;
-                    Ok(OpOutput::Unit)
+                    Ok(())
                 })
                 .await;
             if let Err(e) = r {
@@ -824,7 +822,7 @@ impl Actor for SyncActor {
                                                 now.into(),
                                             ],
                                         )?;
-                                        Ok(OpOutput::Unit)
+                                        Ok(())
                                     })
                                     .await;
                                 if let Err(e) = r {

@@ -9,7 +9,7 @@ use crate::link::{HranaLink, LocalLink, RegionLink};
 use crate::router::{ReadTarget, Router};
 use crate::row::{content_hash, quote, Registry, Resolver};
 use edgeswarm_core::{ReadConsistency, WriteConsistency};
-use edgeswarm_store::{OpOutput, QueryResult, SqlValue, Store};
+use edgeswarm_store::{QueryResult, SqlValue, Store};
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -144,7 +144,7 @@ impl SyncSystem {
                 names.extend(user.into_iter().map(|t| (t, false)));
                 let mut specs = Vec::new();
                 for (t, ao) in names {
-                    let spec = home::load_spec(r, &t, ao).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string()))?;
+                    let spec = home::load_spec(r, &t, ao).map_err(|e| edgeswarm_store::StoreError::sql(e.to_string()))?;
                     specs.push((t, spec));
                 }
                 let home_seq = max_seq_in(r)?;
@@ -259,7 +259,7 @@ async fn install_triggers(store: &Store, reg: &Registry) -> Result<()> {
                 "CREATE INDEX IF NOT EXISTS conflicts_by_loser ON conflicts(tbl, row_id, loser_hlc, loser_origin)",
                 vec![],
             )?;
-            Ok(OpOutput::Unit)
+            Ok(())
         })
         .await?;
     Ok(())
@@ -468,7 +468,7 @@ impl SyncHandle {
         Ok(self
             .inner
             .store
-            .read(move |r| home::load_spec(r, &n, false).map_err(|e| edgeswarm_store::StoreError::Sql(e.to_string())))
+            .read(move |r| home::load_spec(r, &n, false).map_err(|e| edgeswarm_store::StoreError::sql(e.to_string())))
             .await?)
     }
 
@@ -523,7 +523,7 @@ impl SyncHandle {
                     "INSERT INTO _meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     vec![USER_TABLES_KEY.into(), serde_json::to_string(&list).unwrap_or_default().into()],
                 )?;
-                Ok(OpOutput::Unit)
+                Ok(())
             })
             .await?;
         let spec = self
@@ -540,7 +540,7 @@ impl SyncHandle {
                 }
                 // Stamp and log rows that exist already (the update trigger does it).
                 ctx.execute(&format!("UPDATE {t} SET hlc = hlc WHERE hlc = 0"), vec![])?;
-                Ok(OpOutput::Unit)
+                Ok(())
             })
             .await?;
         self.inner.registry.insert(spec);

@@ -127,7 +127,10 @@ async fn bad_regions_do_not_stop_the_good_ones() {
         ));
 
         for i in 0..50 {
-            store.publish(Knowledge::new("c", format!("t{i}"), "kept")).await.unwrap();
+            store
+                .publish(Knowledge::new("c", format!("t{i}"), format!("kept {i}")))
+                .await
+                .unwrap();
         }
         let seq = sync.latest_seq().await.unwrap();
         // Good regions get everything; the wait names the bad ones as missing.

@@ -66,7 +66,7 @@ async fn nearest_fails_over_and_back_quorum_and_all() {
         // Writes keep queueing while it is down.
         for i in 0..20 {
             store
-                .publish(Knowledge::new("c", format!("queued {i}"), "while down"))
+                .publish(Knowledge::new("c", format!("queued {i}"), format!("while down {i}")))
                 .await
                 .unwrap();
         }

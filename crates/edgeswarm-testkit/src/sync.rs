@@ -12,7 +12,10 @@ pub async fn open_store(path: &Path) -> Store {
     let mut c = StoreConfig::at(path);
     c.durability = Durability::Normal;
     c.read_pool_size = 2;
-    crate::open_store_with(c).await
+    let store = crate::open_store_with(c).await;
+    // Knowledge records take edgeswarm-search's insert path (dedup by content included).
+    edgeswarm_search::knowledge::install(&store);
+    store
 }
 
 /// Fast timings for tests.

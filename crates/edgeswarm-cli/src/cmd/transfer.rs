@@ -6,7 +6,7 @@ use std::io::{BufRead, BufWriter, Write};
 
 use edgeswarm::{Knowledge, Message, Store};
 use edgeswarm_core::Record;
-use edgeswarm_store::OpOutput;
+use edgeswarm_store::Inserted;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ExportArgs, ExportWhat, ImportArgs};
@@ -105,6 +105,8 @@ pub struct ImportSummary {
 /// before anything is written, so a bad line writes nothing).
 pub async fn import(store: &Store, input: &mut dyn BufRead, name: &str) -> Result<ImportSummary> {
     let limits = store.config().limits.clone();
+    // Knowledge records take edgeswarm-search's insert path (dedup included).
+    edgeswarm_search::knowledge::install(store);
     let mut records = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| CliError::file(name, e))?;
@@ -133,7 +135,7 @@ pub async fn import(store: &Store, input: &mut dyn BufRead, name: &str) -> Resul
         }
         for (is_k, ack) in acks {
             match ack.wait().await? {
-                OpOutput::Inserted { duplicate: true } => s.already_present += 1,
+                Inserted { duplicate: true } => s.already_present += 1,
                 _ if is_k => s.knowledge += 1,
                 _ => s.conversations += 1,
             }

@@ -69,7 +69,7 @@ struct Inst {
 /// This module's errors: SQLite failures of the raw connection and states it cannot
 /// use; the caller logs them once and ranks through FTS5.
 fn err(msg: impl std::fmt::Display) -> SearchError {
-    SearchError::Store(edgeswarm_store::StoreError::Sql(format!("fast lexical ranking: {msg}")))
+    SearchError::Store(edgeswarm_store::StoreError::sql(format!("fast lexical ranking: {msg}")))
 }
 
 #[cfg(test)]
