@@ -323,3 +323,14 @@ pub async fn regions(store: &Store) -> Result<Vec<RegionRow>> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_inner_quotes_doubled() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_ident("knowledge"), "\"knowledge\"");
+    }
+}
