@@ -65,6 +65,19 @@ pub async fn row_count(store: &Store, table: &str) -> Result<i64> {
     Ok(q.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 
+/// The CREATE statements of `table` and its indexes and triggers, or of the whole
+/// schema (`None`), by name.
+pub async fn schema_sql(store: &Store, table: Option<&str>) -> Result<Vec<String>> {
+    let t = table.map(str::to_string);
+    let q = store
+        .read(move |r| match t {
+            Some(t) => r.query("SELECT sql FROM sqlite_schema WHERE (name = ?1 OR tbl_name = ?1) AND sql IS NOT NULL", vec![t.into()]),
+            None => r.query("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name", vec![]),
+        })
+        .await?;
+    Ok(q.rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect())
+}
+
 /// Page and journal facts of the home file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DatabaseInfo {

@@ -830,6 +830,12 @@ impl Swarm {
         Ok(inspect::describe_table(&self.inner.store, table).await?)
     }
 
+    /// The CREATE statements of `table` with its indexes and triggers, or of the whole
+    /// schema when `None`.
+    pub async fn schema_sql(&self, table: Option<&str>) -> Result<Vec<String>> {
+        Ok(inspect::schema_sql(&self.inner.store, table).await?)
+    }
+
     /// Page count and size, free pages, journal mode and schema version of the home file.
     pub async fn database_info(&self) -> Result<DatabaseInfo> {
         Ok(inspect::database_info(&self.inner.store).await?)
