@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod conn;
 pub mod conversations;
 pub mod error;
+pub mod files;
 pub mod guard;
 pub mod inspect;
 pub mod kv;

@@ -52,5 +52,13 @@ pub use edgeswarm_store::inspect::{ColumnInfo, DatabaseInfo, ForeignKeyInfo, Ind
 pub use edgeswarm_store::{kv::CasOutcome, QueryResult, SqlValue, Store, StoreError, StoreStats};
 pub use edgeswarm_sync::{LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncError, SyncHandle, SyncStatus};
 pub use error::{Error, ErrorKind, Result};
+
+/// Whole-file operations that start no swarm: a consistent backup copy and the
+/// read-only probes behind `edgeswarm doctor` (nothing is migrated or written).
+pub mod files {
+    pub use edgeswarm_store::files::{backup, probe_engine, probe_file, probe_readable, EngineProbe, FileProbe};
+    /// The schema version this build creates and migrates to.
+    pub use edgeswarm_store::schema::SCHEMA_VERSION;
+}
 pub use memory::{KvChange, KvWatch, Page};
 pub use swarm::{ImportCounts, KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};
