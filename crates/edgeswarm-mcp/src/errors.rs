@@ -81,7 +81,10 @@ mod tests {
     fn runtime_and_sync_errors_are_mapped_by_kind() {
         let e = swarm(Error::UnknownAgent("a1".into()));
         assert_eq!(kind(&e), (ErrorCode::INVALID_PARAMS, "not_found".into(), false));
-        let e = swarm(Error::MailboxFull { id: "a1".into(), capacity: 4 });
+        let e = swarm(Error::MailboxFull {
+            id: "a1".into(),
+            capacity: 4,
+        });
         assert_eq!(kind(&e), (ErrorCode::INTERNAL_ERROR, "overloaded".into(), true));
         let e = swarm(Error::NoRegions("partition"));
         assert_eq!(kind(&e), (ErrorCode::INVALID_PARAMS, "not_configured".into(), false));

@@ -385,12 +385,18 @@ pub async fn scan(store: &Store, after_rowid: i64, limit: usize) -> Result<Vec<(
             )
         })
         .await?;
-    Ok(res.rows.iter().map(|row| (row[9].as_i64().unwrap_or(after_rowid), entry(row))).collect())
+    Ok(res
+        .rows
+        .iter()
+        .map(|row| (row[9].as_i64().unwrap_or(after_rowid), entry(row)))
+        .collect())
 }
 
 /// How many live (not deleted) entries there are.
 pub async fn count_live(store: &Store) -> Result<i64> {
-    let q = store.read(|r| r.query("SELECT count(*) FROM knowledge WHERE deleted = 0", vec![])).await?;
+    let q = store
+        .read(|r| r.query("SELECT count(*) FROM knowledge WHERE deleted = 0", vec![]))
+        .await?;
     Ok(q.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 

@@ -71,7 +71,10 @@ pub async fn schema_sql(store: &Store, table: Option<&str>) -> Result<Vec<String
     let t = table.map(str::to_string);
     let q = store
         .read(move |r| match t {
-            Some(t) => r.query("SELECT sql FROM sqlite_schema WHERE (name = ?1 OR tbl_name = ?1) AND sql IS NOT NULL", vec![t.into()]),
+            Some(t) => r.query(
+                "SELECT sql FROM sqlite_schema WHERE (name = ?1 OR tbl_name = ?1) AND sql IS NOT NULL",
+                vec![t.into()],
+            ),
             None => r.query("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name", vec![]),
         })
         .await?;
@@ -118,7 +121,9 @@ pub async fn database_info(store: &Store) -> Result<DatabaseInfo> {
 
 /// The schema migration the file is at (`PRAGMA user_version`).
 pub async fn schema_version(store: &Store) -> Result<i64> {
-    let q = store.read(|r| r.query("SELECT user_version FROM pragma_user_version", vec![])).await?;
+    let q = store
+        .read(|r| r.query("SELECT user_version FROM pragma_user_version", vec![]))
+        .await?;
     Ok(q.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 

@@ -203,7 +203,10 @@ mod tests {
             Error::from(SearchError::Store(StoreError::WriterCrashed("boom".into()))).kind(),
             ErrorKind::Unavailable
         );
-        assert_eq!(Error::from(StoreError::Refused("two statements".into())).kind(), ErrorKind::SqlRefused);
+        assert_eq!(
+            Error::from(StoreError::Refused("two statements".into())).kind(),
+            ErrorKind::SqlRefused
+        );
         assert_eq!(Error::from(StoreError::Timeout { limit_ms: 5 }).kind(), ErrorKind::QueryTimeout);
         assert_eq!(Error::from(StoreError::Overloaded { capacity: 1 }).kind(), ErrorKind::Overloaded);
         assert_eq!(

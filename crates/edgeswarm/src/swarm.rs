@@ -10,7 +10,9 @@ use crate::memory::{watch_loop, KvWatch, Page, Watcher};
 use dashmap::DashMap;
 use edgeswarm_core::{BatchConfig, Durability, Knowledge, KvEntry, Limits, Message, Metric, StoreConfig};
 use edgeswarm_core::{ReadConsistency, Record, WriteConsistency};
-use edgeswarm_search::{knowledge, HashEmbedder, KnowledgeEntry, KnowledgeUpdate, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder};
+use edgeswarm_search::{
+    knowledge, HashEmbedder, KnowledgeEntry, KnowledgeUpdate, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder,
+};
 use edgeswarm_store::inspect::{self, DatabaseInfo, RegionRow, TableDescription, TableInfo};
 use edgeswarm_store::kv::CasOutcome;
 use edgeswarm_store::{conversations, metrics, OpOutput, QueryResult, SqlValue, Store, StoreStats};
@@ -949,9 +951,11 @@ impl Swarm {
 fn scan_cursor(cursor: Option<&str>) -> Result<i64> {
     match cursor {
         None | Some("") => Ok(0),
-        Some(c) => c
-            .parse()
-            .map_err(|_| Error::Invalid(format!("cursor `{c}` is not one this server issued; pass a page's next_cursor unchanged"))),
+        Some(c) => c.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "cursor `{c}` is not one this server issued; pass a page's next_cursor unchanged"
+            ))
+        }),
     }
 }
 

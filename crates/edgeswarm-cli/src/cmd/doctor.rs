@@ -280,7 +280,9 @@ async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
                     r.latency_ms
                 ),
             ),
-            Err(e @ edgeswarm::StoreError::Open { .. }) => fail(&name, format!("{}: {e}", p.display()), "check permissions on the region file"),
+            Err(e @ edgeswarm::StoreError::Open { .. }) => {
+                fail(&name, format!("{}: {e}", p.display()), "check permissions on the region file")
+            }
             Err(e) => fail(
                 &name,
                 format!("{}: {e}", p.display()),

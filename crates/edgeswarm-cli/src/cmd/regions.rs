@@ -10,9 +10,9 @@
 use serde_json::{json, Value};
 
 use crate::cli::{RegionAction, RegionsArgs};
+use crate::cmd::status::region_rows;
 use crate::config;
 use crate::error::{CliError, Result};
-use crate::cmd::status::region_rows;
 use crate::{open, table};
 
 /// kv namespace of the region control plane.
