@@ -320,3 +320,126 @@ async fn global_sessions_are_ordered_and_paginated() {
     assert!(s.get_conversations("global-session-123", Some("garbage"), 10).await.is_err());
     s.shutdown().await.unwrap();
 }
+
+/// Every memory family and the schema tools through `Swarm` methods alone (what the MCP
+/// server and the CLI use): kv, metrics, conversations, knowledge, SQL, schema, import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_facade_covers_memory_sql_and_schema() {
+    use edgeswarm::{ErrorKind, Knowledge, Message, Metric, Record, SqlValue};
+    let dir = tempfile::tempdir().unwrap();
+    let s = swarm(&dir).await;
+
+    // kv
+    let v1 = s.kv_set("ns", "k", json!(1), None).await.unwrap();
+    assert!(matches!(
+        s.kv_cas("ns", "k", Some(v1), json!(2), None).await.unwrap(),
+        CasOutcome::Swapped { .. }
+    ));
+    assert!(matches!(
+        s.kv_cas("ns", "k", Some(v1), json!(3), None).await.unwrap(),
+        CasOutcome::Conflict { .. }
+    ));
+    assert_eq!(s.kv_get("ns", "k").await.unwrap().map(|e| e.value), Some(json!(2)));
+    assert_eq!(s.kv_list("ns", "", 10).await.unwrap().len(), 1);
+    assert_eq!(s.kv_count().await.unwrap(), 1);
+    assert!(s.kv_delete("ns", "k").await.unwrap());
+    assert_eq!(s.kv_get("ns", "k").await.unwrap(), None);
+
+    // metrics
+    for (agent, d) in [("a1", 10.0), ("a1", 30.0), ("a2", 20.0)] {
+        s.record_metric(Metric::new(agent, "t", d, 5).region("r1")).await.unwrap();
+    }
+    let m = s.metrics(None).await.unwrap();
+    assert_eq!((m.overall.count, m.overall.tokens, m.by_agent.len()), (3, 15, 2));
+    assert_eq!(s.metric_count().await.unwrap(), 3);
+    assert_eq!(s.metric_activity(0).await.unwrap(), (2, 3));
+
+    // conversations: a session's pages, and every session in storage order
+    for i in 0..5 {
+        s.add_conversation(Message::new(if i % 2 == 0 { "s1" } else { "s2" }, "user", format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let p = s.get_conversations("s1", None, 2).await.unwrap();
+    assert_eq!(p.items.len(), 2);
+    let rest = s.get_conversations("s1", p.next_cursor.as_deref(), 2).await.unwrap();
+    assert_eq!((rest.items.len(), rest.next_cursor), (1, None));
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = s.list_conversations(cursor.as_deref(), 2).await.unwrap();
+        all.extend(page.items.into_iter().map(|m| m.content));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(all, ["m0", "m1", "m2", "m3", "m4"]);
+    assert_eq!(s.conversation_count().await.unwrap(), 5);
+    let bad = s.list_conversations(Some("not-a-cursor"), 2).await.unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::Invalid);
+
+    // knowledge
+    let a = s
+        .add_knowledge(Knowledge::new("code", "alpha", "first entry").tags(["x"]))
+        .await
+        .unwrap();
+    let b = s.add_knowledge(Knowledge::new("code", "beta", "second entry")).await.unwrap();
+    let mut got = s.get_knowledge_many(&[a.clone(), b.clone(), "missing".into()]).await.unwrap();
+    got.sort_by(|x, y| x.topic.cmp(&y.topic));
+    assert_eq!(got.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>(), ["alpha", "beta"]);
+    assert_eq!(got[0].tags, ["x"]);
+    assert_eq!(s.get_knowledge(&a).await.unwrap().map(|e| e.content), Some("first entry".into()));
+    let page = s.list_knowledge(None, 1).await.unwrap();
+    assert_eq!(page.items[0].id, a);
+    let page = s.list_knowledge(page.next_cursor.as_deref(), 1).await.unwrap();
+    assert_eq!(page.items[0].id, b);
+    assert!(s.delete_knowledge(&b).await.unwrap());
+    assert_eq!(s.knowledge_count().await.unwrap(), 1);
+    let e = s.search_with(edgeswarm::SearchRequest::new("   ")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+
+    // SQL and schema
+    s.execute_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL DEFAULT '')", vec![])
+        .await
+        .unwrap();
+    s.execute_sql("INSERT INTO notes (body) VALUES (?1)", vec![SqlValue::Text("hi".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.read_sql("SELECT body FROM notes", vec![]).await.unwrap().rows[0][0],
+        SqlValue::Text("hi".into())
+    );
+    assert_eq!(
+        s.read_sql("DELETE FROM notes", vec![]).await.unwrap_err().kind(),
+        ErrorKind::SqlRefused
+    );
+    assert_eq!(s.read_sql("SELEC 1", vec![]).await.unwrap_err().kind(), ErrorKind::SqlError);
+    let tables = s.list_tables(false).await.unwrap();
+    assert!(tables.iter().any(|t| t.name == "notes" && t.kind == "table" && t.columns == 2));
+    assert!(tables.iter().all(|t| !t.name.starts_with('_')));
+    assert!(s.list_tables(true).await.unwrap().iter().any(|t| t.name == "_changes"));
+    assert_eq!(s.row_count("notes").await.unwrap(), 1);
+    let d = s.describe_table("notes").await.unwrap().unwrap();
+    assert_eq!(d.primary_key, ["id"]);
+    assert_eq!(d.columns[1].default.as_deref(), Some("''"));
+    assert!(d.columns[1].not_null);
+    assert!(d.sql.unwrap().starts_with("CREATE TABLE notes"));
+    assert_eq!(s.describe_table("nowhere").await.unwrap(), None);
+    let info = s.database_info().await.unwrap();
+    assert_eq!(info.journal_mode, "wal");
+    assert!(info.schema_version > 0 && info.page_count > 0);
+    assert!(s.schema_sql(Some("notes")).await.unwrap()[0].contains("body TEXT"));
+    assert!(s.recorded_regions().await.unwrap().is_empty());
+    assert!(!s.origin().is_empty());
+
+    // import keeps ids and counts what was already there
+    let k = Knowledge::new("docs", "imported", "from a file");
+    let recs: Vec<Record> = vec![k.clone().into(), Message::new("s3", "user", "hello").into()];
+    let c = s.import_records(recs.clone()).await.unwrap();
+    assert_eq!((c.knowledge, c.conversations, c.already_present), (1, 1, 0));
+    let c = s.import_records(recs).await.unwrap();
+    assert_eq!((c.knowledge, c.conversations, c.already_present), (0, 0, 2));
+    assert_eq!(s.get_knowledge(&k.id).await.unwrap().map(|e| e.topic), Some("imported".into()));
+    s.shutdown().await.unwrap();
+}

@@ -427,7 +427,7 @@ pub fn spawn_heartbeat(swarm: Swarm, every: Duration) -> tokio::task::JoinHandle
                 "agents_stopped": agents.iter().filter(|a| agent_status(a) == "stopped").count(),
                 "agent_restarts": agents.iter().map(|a| a.restarts).sum::<u64>(),
                 "tasks_ok": agents.iter().map(|a| a.tasks_ok).sum::<u64>(),
-                "ts": edgeswarm::core::record::now_millis(),
+                "ts": edgeswarm::now_millis(),
             });
             let key = format!("node/{}", swarm.store().origin());
             if let Err(e) = swarm.store().kv_set(STATUS_NS, &key, v, Some(every * 3)).await {

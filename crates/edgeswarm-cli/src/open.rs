@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use edgeswarm::Store;
+use std::time::Duration;
+
+use edgeswarm::Swarm;
 
 use crate::config::Settings;
 use crate::error::{CliError, Result};
@@ -32,8 +34,15 @@ pub fn check_path(path: &Path, must_exist: bool) -> Result<()> {
     Ok(())
 }
 
-/// Opens (creating and migrating if needed) the home store.
-pub async fn store(s: &Settings, must_exist: bool) -> Result<Store> {
+/// Opens (creating and migrating if needed) the home file as a swarm for one command:
+/// no agents, no regions, no embedder (nothing is re-embedded) and no kv sweeper (an
+/// inspecting command leaves the file as it found it).
+pub async fn swarm(s: &Settings, must_exist: bool) -> Result<Swarm> {
     check_path(&s.store.path, must_exist)?;
-    Ok(Store::open(s.store.clone()).await?)
+    Ok(Swarm::builder()
+        .store_config(s.store.clone())
+        .embedder(None)
+        .kv_sweep_interval(Duration::ZERO)
+        .start()
+        .await?)
 }

@@ -327,11 +327,6 @@ pub fn is_home(database: Option<&str>, home_stem: &str) -> bool {
     }
 }
 
-/// A SQL identifier quoted for use in a statement ("a""b").
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// `s` cut to at most `max` bytes on a char boundary, and whether it was cut.
 pub fn clip(s: &str, max: usize) -> (&str, bool) {
     if s.len() <= max {
@@ -446,7 +441,6 @@ mod tests {
         assert!(is_home(Some("HOME"), "edgeswarm"));
         assert!(is_home(Some("edgeswarm"), "edgeswarm"));
         assert!(!is_home(Some("us-west-2"), "edgeswarm"));
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(clip("héllo", 2), ("h", true));
         assert_eq!(clip("abc", 5), ("abc", false));
         assert_eq!(namespace(None), "default");

@@ -4,7 +4,7 @@
 
 use crate::args::*;
 use crate::errors::{self, invalid};
-use edgeswarm::{CasOutcome, Knowledge, Message, Metric, QueryResult, SqlValue, Swarm};
+use edgeswarm::{CasOutcome, Knowledge, KnowledgeEntry, Message, Metric, QueryResult, Swarm, TableInfo};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
@@ -132,38 +132,12 @@ impl EdgeswarmMcp {
         ))
     }
 
-    /// Trusted internal read on the read pool.
-    async fn read(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<QueryResult, ErrorData> {
-        self.shared
-            .swarm
-            .store()
-            .read(move |r| r.query(sql, params))
-            .await
-            .map_err(errors::store)
-    }
-
-    /// Rows of `edge_replicas` (the regions), with pending change counts.
+    /// The regions recorded in the home file, as JSON objects (with pending change counts).
     async fn regions(&self) -> Result<Vec<Value>, ErrorData> {
-        let q = self
-            .read(
-                "SELECT e.region, e.url, e.status, e.avg_latency_ms, e.performance_tier, e.lag_rows, e.lag_ms, e.last_sync_at, e.errors, \
-                 c.push_seq, c.pull_seq, (SELECT COALESCE(MAX(seq), 0) FROM _changes) AS head_seq \
-                 FROM edge_replicas e LEFT JOIN _sync_cursors c ON c.region = e.region ORDER BY e.avg_latency_ms IS NULL, e.avg_latency_ms, e.region",
-                vec![],
-            )
-            .await?;
-        Ok(q.rows_as_objects()
-            .into_iter()
-            .map(|mut o| {
-                let head = o["head_seq"].as_i64().unwrap_or(0);
-                let pushed = o["push_seq"].as_i64().unwrap_or(0);
-                if let Some(m) = o.as_object_mut() {
-                    m.insert("pending_push_changes".into(), json!((head - pushed).max(0)));
-                    m.remove("head_seq");
-                }
-                o
-            })
-            .collect())
+        let rows = self.shared.swarm.recorded_regions().await.map_err(errors::swarm)?;
+        rows.iter()
+            .map(|r| serde_json::to_value(r).map_err(|e| errors::internal("serialize", e.to_string(), false)))
+            .collect()
     }
 
     fn file_sizes(&self) -> (u64, u64) {
@@ -173,31 +147,13 @@ impl EdgeswarmMcp {
         (size(&self.shared.path), size(std::path::Path::new(&wal)))
     }
 
-    /// Tables of the home database: (name, type) with internal ones flagged.
-    async fn tables(&self, include_internal: bool) -> Result<Vec<(String, String, i64)>, ErrorData> {
-        let q = self
-            .read(
-                "SELECT name, type, ncol FROM pragma_table_list WHERE schema = 'main' ORDER BY name",
-                vec![],
-            )
-            .await?;
-        Ok(q.rows
-            .iter()
-            .filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_str()?.to_string(), r[2].as_i64().unwrap_or(0))))
-            .filter(|(name, ty, _)| include_internal || !(name.starts_with('_') || name.starts_with("sqlite_") || ty == "shadow"))
-            .collect())
+    /// Tables of the home database, internal ones only when asked.
+    async fn tables(&self, include_internal: bool) -> Result<Vec<TableInfo>, ErrorData> {
+        self.shared.swarm.list_tables(include_internal).await.map_err(errors::swarm)
     }
 
     async fn row_count(&self, table: &str) -> Result<i64, ErrorData> {
-        let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
-        let q = self
-            .shared
-            .swarm
-            .store()
-            .read(move |r| r.query(&sql, vec![]))
-            .await
-            .map_err(errors::store)?;
-        Ok(q.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+        self.shared.swarm.row_count(table).await.map_err(errors::swarm)
     }
 
     /// The one place search is dispatched; the richer search actor plugs in here.
@@ -226,24 +182,17 @@ impl EdgeswarmMcp {
         let mut notes: Vec<String> = resp.fallback_reason.iter().cloned().collect();
         notes.extend(resp.notes.iter().cloned());
         let note = (!notes.is_empty()).then(|| notes.join("; "));
-        let ids = Value::Array(resp.hits.iter().map(|h| json!(h.id)).collect()).to_string();
-        let rows = self
-            .read(
-                "SELECT id, content, tags, metadata, region, created_at FROM knowledge WHERE id IN (SELECT value FROM json_each(?1))",
-                vec![ids.into()],
-            )
-            .await?;
-        let by_id: std::collections::HashMap<&str, &Vec<SqlValue>> = rows.rows.iter().filter_map(|r| Some((r[0].as_str()?, r))).collect();
+        let ids: Vec<String> = resp.hits.iter().map(|h| h.id.clone()).collect();
+        let entries = self.shared.swarm.get_knowledge_many(&ids).await.map_err(errors::swarm)?;
+        let by_id: std::collections::HashMap<&str, &KnowledgeEntry> = entries.iter().map(|e| (e.id.as_str(), e)).collect();
         let mut out = Vec::new();
         for h in resp.hits {
-            let Some(r) = by_id.get(h.id.as_str()) else { continue };
-            let tags: Vec<String> = r[2].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            let (content, cut) = clip(r[1].as_str().unwrap_or_default(), HIT_CONTENT_BYTES);
+            let Some(e) = by_id.get(h.id.as_str()) else { continue };
+            let (content, cut) = clip(&e.content, HIT_CONTENT_BYTES);
             out.push(json!({
                 "id": h.id, "category": h.category, "topic": h.topic, "snippet": h.snippet, "score": h.score,
-                "content": content, "content_truncated": cut, "tags": tags,
-                "metadata": r[3].as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()),
-                "region": r[4].as_str(), "created_at": r[5].as_i64(),
+                "content": content, "content_truncated": cut, "tags": e.tags,
+                "metadata": e.metadata, "region": e.region, "created_at": e.created_at,
             }));
         }
         Ok((out, mode_used, note))
@@ -262,10 +211,10 @@ impl EdgeswarmMcp {
     )]
     async fn execute_read_only_query(&self, Parameters(a): Parameters<QueryArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
-        let limits = &self.shared.swarm.store().config().limits;
+        let limits = self.shared.swarm.limits();
         check_query(&a.query, limits.max_sql_bytes).map_err(|m| invalid("invalid_argument", m))?;
         let params = check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
-        let q = self.shared.swarm.store().read_sql(a.query, params).await.map_err(errors::store)?;
+        let q = self.shared.swarm.read_sql(a.query, params).await.map_err(errors::swarm)?;
         ok(query_json(&q))
     }
 
@@ -275,16 +224,10 @@ impl EdgeswarmMcp {
     )]
     async fn execute_query(&self, Parameters(a): Parameters<QueryArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
-        let limits = &self.shared.swarm.store().config().limits;
+        let limits = self.shared.swarm.limits();
         check_query(&a.query, limits.max_sql_bytes).map_err(|m| invalid("invalid_argument", m))?;
         let params = check_params(a.params.as_deref()).map_err(|m| invalid("invalid_argument", m))?;
-        let q = self
-            .shared
-            .swarm
-            .store()
-            .execute_sql(a.query, params)
-            .await
-            .map_err(errors::store)?;
+        let q = self.shared.swarm.execute_sql(a.query, params).await.map_err(errors::swarm)?;
         ok(query_json(&q))
     }
 
@@ -296,7 +239,7 @@ impl EdgeswarmMcp {
         let (size, wal) = self.file_sizes();
         let mut dbs = vec![json!({
             "name": "home", "role": "home", "path": self.shared.path.display().to_string(),
-            "size_bytes": size, "wal_bytes": wal, "origin": self.shared.swarm.store().origin(),
+            "size_bytes": size, "wal_bytes": wal, "origin": self.shared.swarm.origin(),
         })];
         for r in self.regions().await? {
             dbs.push(json!({
@@ -314,20 +257,11 @@ impl EdgeswarmMcp {
     )]
     async fn get_database_info(&self, Parameters(a): Parameters<DatabaseArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
-        let p = self
-            .read(
-                "SELECT (SELECT page_count FROM pragma_page_count), (SELECT page_size FROM pragma_page_size), \
-                 (SELECT freelist_count FROM pragma_freelist_count), (SELECT journal_mode FROM pragma_journal_mode), \
-                 (SELECT user_version FROM pragma_user_version)",
-                vec![],
-            )
-            .await?;
-        let r = p.rows.first().cloned().unwrap_or_default();
-        let get = |i: usize| r.get(i).map(SqlValue::to_json).unwrap_or(Value::Null);
+        let info = self.shared.swarm.database_info().await.map_err(errors::swarm)?;
         let mut tables = Vec::new();
-        for (name, ty, _) in self.tables(false).await? {
-            let rows = self.row_count(&name).await?;
-            tables.push(json!({ "name": name, "type": ty, "rows": rows }));
+        for t in self.tables(false).await? {
+            let rows = self.row_count(&t.name).await?;
+            tables.push(json!({ "name": t.name, "type": t.kind, "rows": rows }));
         }
         let (size, wal) = self.file_sizes();
         ok(json!({
@@ -335,12 +269,12 @@ impl EdgeswarmMcp {
             "path": self.shared.path.display().to_string(),
             "size_bytes": size,
             "wal_bytes": wal,
-            "page_count": get(0),
-            "page_size": get(1),
-            "freelist_count": get(2),
-            "journal_mode": get(3),
-            "schema_version": get(4),
-            "origin": self.shared.swarm.store().origin(),
+            "page_count": info.page_count,
+            "page_size": info.page_size,
+            "freelist_count": info.freelist_count,
+            "journal_mode": info.journal_mode,
+            "schema_version": info.schema_version,
+            "origin": self.shared.swarm.origin(),
             "tables": tables,
             "sync": self.regions().await?,
         }))
@@ -353,13 +287,9 @@ impl EdgeswarmMcp {
     async fn list_tables(&self, Parameters(a): Parameters<ListTablesArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
         let mut tables = Vec::new();
-        for (name, ty, ncol) in self.tables(a.include_internal).await? {
-            let rows = if ty == "table" || ty == "virtual" {
-                Some(self.row_count(&name).await?)
-            } else {
-                None
-            };
-            tables.push(json!({ "name": name, "type": ty, "columns": ncol, "rows": rows }));
+        for t in self.tables(a.include_internal).await? {
+            let rows = if t.has_rows() { Some(self.row_count(&t.name).await?) } else { None };
+            tables.push(json!({ "name": t.name, "type": t.kind, "columns": t.columns, "rows": rows }));
         }
         ok(json!({ "tables": tables }))
     }
@@ -374,76 +304,13 @@ impl EdgeswarmMcp {
         if t.is_empty() {
             return Err(invalid("invalid_argument", "`table` is empty; list_tables lists the tables"));
         }
-        let cols = self
-            .read(
-                "SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1)",
-                vec![t.clone().into()],
-            )
-            .await?;
-        if cols.rows.is_empty() {
+        let Some(d) = self.shared.swarm.describe_table(&t).await.map_err(errors::swarm)? else {
             return Err(invalid(
                 "not_found",
                 format!("no table or view named `{t}`; list_tables lists them (names are case-sensitive here)"),
             ));
-        }
-        let columns: Vec<Value> = cols
-            .rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r[1].to_json(), "type": r[2].to_json(), "not_null": r[3].as_i64() == Some(1),
-                    "default": r[4].to_json(), "primary_key_position": r[5].as_i64().filter(|p| *p > 0),
-                    "hidden": r[6].as_i64().unwrap_or(0) != 0,
-                })
-            })
-            .collect();
-        let mut pk: Vec<(i64, Value)> = cols
-            .rows
-            .iter()
-            .filter(|r| r[5].as_i64().unwrap_or(0) > 0)
-            .map(|r| (r[5].as_i64().unwrap_or(0), r[1].to_json()))
-            .collect();
-        pk.sort_by_key(|(p, _)| *p);
-        let idx = self
-            .read(
-                "SELECT name, \"unique\", origin, partial FROM pragma_index_list(?1) ORDER BY name",
-                vec![t.clone().into()],
-            )
-            .await?;
-        let mut indexes = Vec::new();
-        for r in &idx.rows {
-            let name = r[0].as_str().unwrap_or_default().to_string();
-            let ic = self
-                .read("SELECT name FROM pragma_index_info(?1) ORDER BY seqno", vec![name.clone().into()])
-                .await?;
-            let origin = match r[2].as_str() {
-                Some("pk") => "primary key",
-                Some("u") => "UNIQUE constraint",
-                _ => "CREATE INDEX",
-            };
-            indexes.push(json!({
-                "name": name, "unique": r[1].as_i64() == Some(1), "origin": origin, "partial": r[3].as_i64() == Some(1),
-                "columns": ic.rows.iter().map(|c| c[0].to_json()).collect::<Vec<_>>(),
-            }));
-        }
-        let fk = self
-            .read(
-                "SELECT \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1)",
-                vec![t.clone().into()],
-            )
-            .await?;
-        let sql = self
-            .read("SELECT type, sql FROM sqlite_schema WHERE name = ?1", vec![t.clone().into()])
-            .await?;
-        ok(json!({
-            "table": t,
-            "type": sql.rows.first().map(|r| r[0].to_json()),
-            "columns": columns,
-            "primary_key": pk.into_iter().map(|(_, n)| n).collect::<Vec<_>>(),
-            "indexes": indexes,
-            "foreign_keys": fk.rows_as_objects(),
-            "sql": sql.rows.first().map(|r| r[1].to_json()),
-        }))
+        };
+        ok(serde_json::to_value(d).map_err(|e| errors::internal("serialize", e.to_string(), false))?)
     }
 
     #[tool(
@@ -452,7 +319,7 @@ impl EdgeswarmMcp {
     )]
     async fn setup_memory_tables(&self, Parameters(a): Parameters<DatabaseArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
-        let present: Vec<String> = self.tables(true).await?.into_iter().map(|(n, _, _)| n).collect();
+        let present: Vec<String> = self.tables(true).await?.into_iter().map(|t| t.name).collect();
         let missing: Vec<&str> = MEMORY_TABLES.iter().copied().filter(|t| !present.iter().any(|p| p == t)).collect();
         if !missing.is_empty() {
             return Err(errors::internal(
@@ -461,12 +328,12 @@ impl EdgeswarmMcp {
                 false,
             ));
         }
-        let v = self.read("SELECT user_version FROM pragma_user_version", vec![]).await?;
+        let info = self.shared.swarm.database_info().await.map_err(errors::swarm)?;
         ok(json!({
             "ok": true,
             "created": [],
             "already_present": MEMORY_TABLES,
-            "schema_version": v.rows.first().map(|r| r[0].to_json()),
+            "schema_version": info.schema_version,
             "note": "the schema is created and migrated when the database opens; nothing needed creating",
         }))
     }
@@ -479,7 +346,7 @@ impl EdgeswarmMcp {
         self.check_database(a.database.as_deref()).await?;
         let mut m = Message::new(a.session_id, a.role, a.content);
         m.metadata = obj(a.metadata);
-        m.validate(&self.shared.swarm.store().config().limits).map_err(errors::validation)?;
+        m.validate(self.shared.swarm.limits()).map_err(errors::validation)?;
         let (session, created_at) = (m.session_id.clone(), m.created_at);
         let id = self.shared.swarm.add_conversation(m).await.map_err(errors::swarm)?;
         ok(json!({ "id": id, "session_id": session, "created_at": created_at }))
@@ -515,7 +382,7 @@ impl EdgeswarmMcp {
         let mut k = Knowledge::new(a.category, a.topic, a.content).tags(a.tags.unwrap_or_default());
         k.metadata = obj(a.metadata);
         k.region = a.region;
-        k.validate(&self.shared.swarm.store().config().limits).map_err(errors::validation)?;
+        k.validate(self.shared.swarm.limits()).map_err(errors::validation)?;
         let (category, topic) = (k.category.clone(), k.topic.clone());
         let id = self.shared.swarm.add_knowledge(k).await.map_err(errors::swarm)?;
         ok(json!({ "id": id, "category": category, "topic": topic }))
@@ -528,7 +395,7 @@ impl EdgeswarmMcp {
     async fn search_knowledge(&self, Parameters(a): Parameters<SearchKnowledgeArgs>) -> ToolResult {
         self.check_database(a.database.as_deref()).await?;
         let limit = check_search_limit(a.limit).map_err(|m| invalid("invalid_argument", m))?;
-        let max = self.shared.swarm.store().config().limits.max_content_bytes;
+        let max = self.shared.swarm.limits().max_content_bytes;
         check_query(&a.query, max).map_err(|m| invalid("invalid_argument", m))?;
         let (hits, mode_used, note) = self.run_search(&a, limit).await?;
         ok(json!({
@@ -549,9 +416,8 @@ impl EdgeswarmMcp {
         let mut m = Metric::new(a.agent_id, a.task_type, a.duration_ms, a.tokens_used.unwrap_or(0));
         m.region = a.region;
         m.extra = obj(a.extra);
-        m.validate(&self.shared.swarm.store().config().limits).map_err(errors::validation)?;
-        let id = m.id.clone();
-        self.shared.swarm.store().publish(m).await.map_err(errors::store)?;
+        m.validate(self.shared.swarm.limits()).map_err(errors::validation)?;
+        let id = self.shared.swarm.record_metric(m).await.map_err(errors::swarm)?;
         ok(json!({ "id": id }))
     }
 
@@ -579,7 +445,7 @@ impl EdgeswarmMcp {
                 ));
             }
         }
-        ok(json!({ "home_origin": self.shared.swarm.store().origin(), "regions": regions }))
+        ok(json!({ "home_origin": self.shared.swarm.origin(), "regions": regions }))
     }
 
     #[tool(
@@ -588,7 +454,7 @@ impl EdgeswarmMcp {
     )]
     async fn kv_get(&self, Parameters(a): Parameters<KvKeyArgs>) -> ToolResult {
         let ns = namespace(a.namespace.as_deref());
-        match self.shared.swarm.store().kv_get(ns, &a.key).await.map_err(errors::store)? {
+        match self.shared.swarm.kv_get(ns, &a.key).await.map_err(errors::swarm)? {
             Some(e) => ok(
                 json!({ "found": true, "namespace": e.namespace, "key": e.key, "value": e.value, "version": e.version, "expires_at": e.expires_at, "updated_at": e.updated_at }),
             ),
@@ -603,13 +469,7 @@ impl EdgeswarmMcp {
     async fn kv_set(&self, Parameters(a): Parameters<KvSetArgs>) -> ToolResult {
         let ns = namespace(a.namespace.as_deref()).to_string();
         let ttl = check_ttl(a.ttl_ms).map_err(|m| invalid("invalid_argument", m))?;
-        let v = self
-            .shared
-            .swarm
-            .store()
-            .kv_set(&ns, &a.key, a.value, ttl)
-            .await
-            .map_err(errors::store)?;
+        let v = self.shared.swarm.kv_set(&ns, &a.key, a.value, ttl).await.map_err(errors::swarm)?;
         ok(json!({ "namespace": ns, "key": a.key, "version": v }))
     }
 
@@ -623,10 +483,9 @@ impl EdgeswarmMcp {
         match self
             .shared
             .swarm
-            .store()
             .kv_cas(&ns, &a.key, a.expected_version, a.value, ttl)
             .await
-            .map_err(errors::store)?
+            .map_err(errors::swarm)?
         {
             CasOutcome::Swapped { version } => ok(json!({ "swapped": true, "namespace": ns, "key": a.key, "version": version })),
             CasOutcome::Conflict { current } => ok(
@@ -641,7 +500,7 @@ impl EdgeswarmMcp {
     )]
     async fn kv_delete(&self, Parameters(a): Parameters<KvKeyArgs>) -> ToolResult {
         let ns = namespace(a.namespace.as_deref()).to_string();
-        let deleted = self.shared.swarm.store().kv_delete(&ns, &a.key).await.map_err(errors::store)?;
+        let deleted = self.shared.swarm.kv_delete(&ns, &a.key).await.map_err(errors::swarm)?;
         ok(json!({ "deleted": deleted, "namespace": ns, "key": a.key }))
     }
 }
@@ -688,6 +547,7 @@ impl ServerHandler for EdgeswarmMcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgeswarm::SqlValue;
 
     #[test]
     fn every_tool_is_routed_with_an_object_schema_and_a_description() {

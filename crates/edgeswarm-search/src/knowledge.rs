@@ -373,32 +373,79 @@ pub async fn delete_knowledge(store: &Store, id: &str) -> Result<bool> {
     Ok(deleted)
 }
 
+const ENTRY_COLUMNS: &str = "id, category, topic, content, tags, metadata, region, created_at, updated_at";
+
+fn entry(row: &[SqlValue]) -> KnowledgeEntry {
+    let s = |i: usize| row[i].as_str().unwrap_or_default().to_string();
+    KnowledgeEntry {
+        id: s(0),
+        category: s(1),
+        topic: s(2),
+        content: s(3),
+        tags: serde_json::from_str(row[4].as_str().unwrap_or("[]")).unwrap_or_default(),
+        metadata: row[5].as_str().and_then(|m| serde_json::from_str(m).ok()),
+        region: row[6].as_str().map(str::to_string),
+        created_at: row[7].as_i64().unwrap_or(0),
+        updated_at: row[8].as_i64().unwrap_or(0),
+    }
+}
+
 /// The whole live entry with this id, or `None`.
 pub async fn get_knowledge(store: &Store, id: &str) -> Result<Option<KnowledgeEntry>> {
     let id = id.to_string();
     let res = store
         .read(move |r| {
             r.query(
-                "SELECT id, category, topic, content, tags, metadata, region, created_at, updated_at \
-                 FROM knowledge WHERE id = ?1 AND deleted = 0",
+                &format!("SELECT {ENTRY_COLUMNS} FROM knowledge WHERE id = ?1 AND deleted = 0"),
                 vec![id.into()],
             )
         })
         .await?;
-    Ok(res.rows.first().map(|row| {
-        let s = |i: usize| row[i].as_str().unwrap_or_default().to_string();
-        KnowledgeEntry {
-            id: s(0),
-            category: s(1),
-            topic: s(2),
-            content: s(3),
-            tags: serde_json::from_str(row[4].as_str().unwrap_or("[]")).unwrap_or_default(),
-            metadata: row[5].as_str().and_then(|m| serde_json::from_str(m).ok()),
-            region: row[6].as_str().map(str::to_string),
-            created_at: row[7].as_i64().unwrap_or(0),
-            updated_at: row[8].as_i64().unwrap_or(0),
-        }
-    }))
+    Ok(res.rows.first().map(|row| entry(row)))
+}
+
+/// The live entries with these ids, in no particular order (missing ids are skipped).
+pub async fn get_many(store: &Store, ids: &[String]) -> Result<Vec<KnowledgeEntry>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = Json::from(ids.to_vec()).to_string();
+    let res = store
+        .read(move |r| {
+            r.query(
+                &format!("SELECT {ENTRY_COLUMNS} FROM knowledge WHERE id IN (SELECT value FROM json_each(?1)) AND deleted = 0"),
+                vec![ids.into()],
+            )
+        })
+        .await?;
+    Ok(res.rows.iter().map(|row| entry(row)).collect())
+}
+
+/// Up to `limit` live entries with rowid above `after_rowid`, in rowid order (the order
+/// they were first stored), each with its rowid (the next call's `after_rowid`). Start
+/// with 0.
+pub async fn scan(store: &Store, after_rowid: i64, limit: usize) -> Result<Vec<(i64, KnowledgeEntry)>> {
+    let res = store
+        .read(move |r| {
+            r.query(
+                &format!("SELECT {ENTRY_COLUMNS}, rowid FROM knowledge WHERE deleted = 0 AND rowid > ?1 ORDER BY rowid LIMIT ?2"),
+                vec![after_rowid.into(), (limit as i64).into()],
+            )
+        })
+        .await?;
+    Ok(res
+        .rows
+        .iter()
+        .map(|row| (row[9].as_i64().unwrap_or(after_rowid), entry(row)))
+        .collect())
+}
+
+/// How many live (not deleted) entries there are.
+pub async fn count_live(store: &Store) -> Result<i64> {
+    let q = store
+        .read(|r| r.query("SELECT count(*) FROM knowledge WHERE deleted = 0", vec![]))
+        .await?;
+    Ok(q.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 
 #[cfg(test)]

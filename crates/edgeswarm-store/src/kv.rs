@@ -187,6 +187,12 @@ impl Store {
         .await
     }
 
+    /// How many entries are not tombstoned (expired ones not yet swept included).
+    pub async fn kv_count_live(&self) -> Result<i64> {
+        let q = self.read(|r| r.query("SELECT count(*) FROM kv WHERE deleted = 0", vec![])).await?;
+        Ok(q.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+    }
+
     /// Deletes expired entries for good; returns how many.
     pub async fn kv_sweep_expired(&self) -> Result<u64> {
         self.transact(|ctx| {

@@ -5,9 +5,13 @@
 pub mod actor;
 pub mod checkpoint;
 pub mod conn;
+pub mod conversations;
 pub mod error;
+pub mod files;
 pub mod guard;
+pub mod inspect;
 pub mod kv;
+pub mod metrics;
 pub mod queue;
 pub mod raw;
 pub mod read_pool;

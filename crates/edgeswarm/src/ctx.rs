@@ -46,7 +46,7 @@ impl AgentCtx {
     /// Records one task measurement; returns once it is committed.
     pub async fn record_metric(&self, task_type: &str, duration_ms: f64, tokens_used: i64) -> Result<()> {
         let m = Metric::new(self.id(), task_type, duration_ms, tokens_used).region(self.region());
-        self.swarm()?.store().publish(m).await?;
+        self.swarm()?.record_metric(m).await?;
         Ok(())
     }
     /// Appends a message to a global session; returns its id once committed.
@@ -72,19 +72,35 @@ impl AgentCtx {
     }
     /// Runs read-only SQL against the home file.
     pub async fn sql_read(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
-        Ok(self.swarm()?.store().read_sql(sql, params).await?)
+        self.swarm()?.read_sql(sql, params).await
     }
+    /// Reads a shared-memory entry (`None` if missing, deleted or expired).
     pub async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>> {
-        Ok(self.swarm()?.store().kv_get(ns, key).await?)
+        self.swarm()?.kv_get(ns, key).await
     }
+    /// Sets a shared-memory entry; returns its new version.
     pub async fn kv_set(&self, ns: &str, key: &str, value: Value, ttl: Option<Duration>) -> Result<i64> {
-        Ok(self.swarm()?.store().kv_set(ns, key, value, ttl).await?)
+        self.swarm()?.kv_set(ns, key, value, ttl).await
     }
+    /// Compare-and-swap on a shared-memory entry's version.
     pub async fn kv_cas(&self, ns: &str, key: &str, expected: Option<i64>, value: Value, ttl: Option<Duration>) -> Result<CasOutcome> {
-        Ok(self.swarm()?.store().kv_cas(ns, key, expected, value, ttl).await?)
+        self.swarm()?.kv_cas(ns, key, expected, value, ttl).await
     }
+    /// Deletes a shared-memory entry; true if it existed.
     pub async fn kv_delete(&self, ns: &str, key: &str) -> Result<bool> {
-        Ok(self.swarm()?.store().kv_delete(ns, key).await?)
+        self.swarm()?.kv_delete(ns, key).await
+    }
+    /// Task-duration aggregates (see `Swarm::metrics`).
+    pub async fn metrics(&self, since_ms: Option<i64>) -> Result<crate::swarm::MetricsSummary> {
+        self.swarm()?.metrics(since_ms).await
+    }
+    /// The whole live knowledge entry with this id, or `None`.
+    pub async fn get_knowledge(&self, id: &str) -> Result<Option<edgeswarm_search::KnowledgeEntry>> {
+        self.swarm()?.get_knowledge(id).await
+    }
+    /// Runs one SQL statement of any kind (writes commit before this returns).
+    pub async fn sql_execute(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
+        self.swarm()?.execute_sql(sql, params).await
     }
     /// Watches a key prefix in a namespace.
     pub fn watch(&self, ns: &str, prefix: &str) -> Result<KvWatch> {

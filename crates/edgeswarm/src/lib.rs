@@ -36,14 +36,28 @@ pub mod swarm;
 
 pub use agent::{Agent, AgentInfo, AgentOptions, AgentStatus, BoxError, RestartPolicy, SwarmEvent, TaskReport};
 pub use ctx::AgentCtx;
+// The types hosts need to call the `Swarm` API, named one by one: the lower crates stay
+// behind the facade (reach them through `Swarm`'s methods, not their modules).
+pub use edgeswarm_core::record::now_millis;
 pub use edgeswarm_core::{
-    self as core, BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, StoreConfig, WriteConsistency,
+    BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, Record, StoreConfig, ValidationError,
+    WriteConsistency,
 };
 pub use edgeswarm_search::{
-    self as search, Embedder, Filters, HashEmbedder, Mode, SearchConfig, SearchHit, SearchRequest, SearchResponse, SharedEmbedder,
+    AddOutcome, Embedder, Filters, HashEmbedder, JsonScalar, KnowledgeEntry, KnowledgeUpdate, Mode, Search, SearchConfig, SearchError,
+    SearchHit, SearchRequest, SearchResponse, SearchStatus, SharedEmbedder,
 };
-pub use edgeswarm_store::{self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError};
-pub use edgeswarm_sync::{self as sync, LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus};
-pub use error::{Error, Result};
+pub use edgeswarm_store::inspect::{ColumnInfo, DatabaseInfo, ForeignKeyInfo, IndexInfo, RegionRow, TableDescription, TableInfo};
+pub use edgeswarm_store::{kv::CasOutcome, QueryResult, SqlValue, Store, StoreError, StoreStats};
+pub use edgeswarm_sync::{LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncError, SyncHandle, SyncStatus};
+pub use error::{Error, ErrorKind, Result};
+
+/// Whole-file operations that start no swarm: a consistent backup copy and the
+/// read-only probes behind `edgeswarm doctor` (nothing is migrated or written).
+pub mod files {
+    pub use edgeswarm_store::files::{backup, probe_engine, probe_file, probe_readable, EngineProbe, FileProbe};
+    /// The schema version this build creates and migrates to.
+    pub use edgeswarm_store::schema::SCHEMA_VERSION;
+}
 pub use memory::{KvChange, KvWatch, Page};
-pub use swarm::{KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};
+pub use swarm::{ImportCounts, KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};

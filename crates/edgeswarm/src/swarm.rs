@@ -8,14 +8,18 @@ use crate::ctx::AgentCtx;
 use crate::error::{Error, Result};
 use crate::memory::{watch_loop, KvWatch, Page, Watcher};
 use dashmap::DashMap;
-use edgeswarm_core::{BatchConfig, Durability, Knowledge, Limits, Message, StoreConfig};
+use edgeswarm_core::{BatchConfig, Durability, Knowledge, KvEntry, Limits, Message, Metric, StoreConfig};
 use edgeswarm_core::{LatencyHistogram, ReadConsistency, Record, SharedLatency, WriteConsistency};
-use edgeswarm_search::{HashEmbedder, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder};
-use edgeswarm_store::{QueryResult, SqlValue, Store};
+use edgeswarm_search::{
+    knowledge, HashEmbedder, KnowledgeEntry, KnowledgeUpdate, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder,
+};
+use edgeswarm_store::inspect::{self, DatabaseInfo, RegionRow, TableDescription, TableInfo};
+use edgeswarm_store::kv::CasOutcome;
+use edgeswarm_store::{conversations, metrics, Inserted, QueryResult, SqlValue, Store, StoreStats};
 use edgeswarm_sync::{ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus, SyncSystem};
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +139,9 @@ impl SwarmBuilder {
         self.agent_defaults = o;
         self
     }
+    /// How often expired kv entries are deleted for good; `Duration::ZERO` turns the
+    /// sweeper off (expired entries still read as absent), as the CLI's inspection
+    /// commands do so they leave the file as it was.
     pub fn kv_sweep_interval(mut self, d: Duration) -> Self {
         self.kv_sweep_interval = d;
         self
@@ -190,7 +197,11 @@ impl SwarmBuilder {
         tokio::spawn(watch_loop(Arc::downgrade(&inner), inner.store.subscribe()));
         let weak = Arc::downgrade(&inner);
         let every = self.kv_sweep_interval;
+        let sweep = !every.is_zero();
         tokio::spawn(async move {
+            if !sweep {
+                return;
+            }
             let mut t = tokio::time::interval(every);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -270,6 +281,19 @@ pub struct MetricsSummary {
     pub by_region: Vec<MetricAgg>,
 }
 
+/// What `Swarm::import_records` stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportCounts {
+    /// Knowledge entries newly stored.
+    pub knowledge: u64,
+    /// Conversation messages newly stored.
+    pub conversations: u64,
+    /// Other records (metrics) newly stored.
+    pub other: u64,
+    /// Records whose id was already stored (left as they were).
+    pub already_present: u64,
+}
+
 /// The runtime handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Swarm {
@@ -283,7 +307,9 @@ impl Swarm {
     pub(crate) fn from_inner(inner: Arc<SwarmInner>) -> Self {
         Swarm { inner }
     }
-    /// The home store (raw SQL, kv, records).
+    /// The home store itself, for the runtime's own tools (benchmarks, the metrics
+    /// endpoint). Hosts use the `Swarm` methods (kv, metrics, conversations, knowledge,
+    /// SQL, schema), which cover what the store offers.
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -510,31 +536,7 @@ impl Swarm {
                 )
             }
         };
-        let sid = session_id.to_string();
-        let rows = self
-            .inner
-            .store
-            .read(move |r| {
-                r.query(
-                    "SELECT id, session_id, role, content, metadata, created_at FROM conversations \
-                     WHERE session_id = ?1 AND (created_at > ?2 OR (created_at = ?2 AND id > ?3)) \
-                     ORDER BY created_at, id LIMIT ?4",
-                    vec![sid.into(), after_ts.into(), after_id.into(), (limit as i64 + 1).into()],
-                )
-            })
-            .await?;
-        let mut items: Vec<Message> = rows
-            .rows
-            .into_iter()
-            .map(|r| Message {
-                id: r[0].as_str().unwrap_or_default().into(),
-                session_id: r[1].as_str().unwrap_or_default().into(),
-                role: r[2].as_str().unwrap_or_default().into(),
-                content: r[3].as_str().unwrap_or_default().into(),
-                metadata: r[4].as_str().and_then(|s| serde_json::from_str(s).ok()),
-                created_at: r[5].as_i64().unwrap_or(0),
-            })
-            .collect();
+        let mut items = conversations::page(&self.inner.store, session_id, after_ts, &after_id, limit + 1).await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|m| format!("{}:{}", m.created_at, m.id))
@@ -544,12 +546,72 @@ impl Swarm {
         Ok(Page { items, next_cursor })
     }
 
+    /// Every session's messages, a page at a time, in the order they were stored.
+    /// `cursor` comes from the previous page's `next_cursor` (`None` to start); `limit` is
+    /// capped at 10 000.
+    pub async fn list_conversations(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Message>> {
+        let limit = limit.clamp(1, 10_000);
+        let after = scan_cursor(cursor)?;
+        let rows = conversations::scan(&self.inner.store, after, limit).await?;
+        let next_cursor = (rows.len() == limit).then(|| rows.last().map(|(r, _)| r.to_string())).flatten();
+        Ok(Page {
+            items: rows.into_iter().map(|(_, m)| m).collect(),
+            next_cursor,
+        })
+    }
+
+    /// How many conversation messages are stored.
+    pub async fn conversation_count(&self) -> Result<i64> {
+        Ok(conversations::count(&self.inner.store).await?)
+    }
+
     /// Adds a knowledge entry; returns its id once committed. The same content
     /// (normalised) in the same category is one entry: its tags and metadata are merged
     /// and the existing id is returned (see `search().add_knowledge` for the flag).
     pub async fn add_knowledge(&self, k: Knowledge) -> Result<String> {
         self.check_open()?;
         Ok(self.inner.search.add_knowledge(k).await?.id)
+    }
+
+    /// The whole live knowledge entry with this id, or `None`.
+    pub async fn get_knowledge(&self, id: &str) -> Result<Option<KnowledgeEntry>> {
+        Ok(self.inner.search.get_knowledge(id).await?)
+    }
+
+    /// The live knowledge entries with these ids (missing ones skipped), in no set order.
+    pub async fn get_knowledge_many(&self, ids: &[String]) -> Result<Vec<KnowledgeEntry>> {
+        Ok(knowledge::get_many(&self.inner.store, ids).await?)
+    }
+
+    /// Changes fields of a live entry (re-indexed at once); `NotFound` if there is none.
+    pub async fn update_knowledge(&self, id: &str, update: KnowledgeUpdate) -> Result<()> {
+        self.check_open()?;
+        Ok(self.inner.search.update_knowledge(id, update).await?)
+    }
+
+    /// Deletes a live entry (a tombstone, so the delete replicates); false if there was none.
+    pub async fn delete_knowledge(&self, id: &str) -> Result<bool> {
+        self.check_open()?;
+        Ok(self.inner.search.delete_knowledge(id).await?)
+    }
+
+    /// Every live entry, a page at a time, in the order they were first stored. `cursor`
+    /// comes from the previous page's `next_cursor` (`None` to start); `limit` is capped
+    /// at 10 000.
+    pub async fn list_knowledge(&self, cursor: Option<&str>, limit: usize) -> Result<Page<KnowledgeEntry>> {
+        let limit = limit.clamp(1, 10_000);
+        let after = scan_cursor(cursor)?;
+        let rows = knowledge::scan(&self.inner.store, after, limit).await?;
+        let next_cursor = (rows.len() == limit).then(|| rows.last().map(|(r, _)| r.to_string())).flatten();
+        Ok(Page {
+            items: rows.into_iter().map(|(_, e)| e).collect(),
+            next_cursor,
+        })
+    }
+
+    /// How many live knowledge entries there are.
+    pub async fn knowledge_count(&self) -> Result<i64> {
+        Ok(knowledge::count_live(&self.inner.store).await?)
     }
 
     /// The search actor: filters, modes (lexical, vector, hybrid), cursors, updates,
@@ -671,18 +733,175 @@ impl Swarm {
 
     /// Task-duration aggregates, optionally only for tasks since `since_ms` (epoch ms).
     pub async fn metrics(&self, since_ms: Option<i64>) -> Result<MetricsSummary> {
-        let since = since_ms.unwrap_or(i64::MIN);
-        Ok(self
-            .inner
-            .store
-            .read(move |r| {
-                let q = r.query(
-                    "SELECT agent_id, task_type, COALESCE(region, ''), duration_ms, tokens_used FROM agent_metrics WHERE ts >= ?1",
-                    vec![SqlValue::Integer(since)],
-                )?;
-                Ok(summarise(q))
-            })
-            .await?)
+        let rows = metrics::rows_since(&self.inner.store, since_ms.unwrap_or(i64::MIN)).await?;
+        Ok(summarise(&rows))
+    }
+
+    /// Records one task measurement (a row of `agent_metrics`); returns its id once
+    /// committed.
+    pub async fn record_metric(&self, m: Metric) -> Result<String> {
+        self.check_open()?;
+        let id = m.id.clone();
+        self.inner.store.publish(m).await?;
+        Ok(id)
+    }
+
+    /// Distinct agents and tasks recorded since `since_ms` (epoch ms).
+    pub async fn metric_activity(&self, since_ms: i64) -> Result<(i64, i64)> {
+        Ok(metrics::activity_since(&self.inner.store, since_ms).await?)
+    }
+
+    /// How many task measurements are stored.
+    pub async fn metric_count(&self) -> Result<i64> {
+        Ok(metrics::count(&self.inner.store).await?)
+    }
+
+    // ---- shared memory (kv) -----------------------------------------------------------
+
+    /// The live entry under (`namespace`, `key`), or `None` if missing, deleted or expired.
+    pub async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<KvEntry>> {
+        Ok(self.inner.store.kv_get(namespace, key).await?)
+    }
+
+    /// Sets an entry (any JSON value), optionally expiring after `ttl`; returns its new version.
+    pub async fn kv_set(&self, namespace: &str, key: &str, value: serde_json::Value, ttl: Option<Duration>) -> Result<i64> {
+        self.check_open()?;
+        Ok(self.inner.store.kv_set(namespace, key, value, ttl).await?)
+    }
+
+    /// Writes `value` only if the entry's version is `expected` (`None`: only if absent).
+    pub async fn kv_cas(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<i64>,
+        value: serde_json::Value,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome> {
+        self.check_open()?;
+        Ok(self.inner.store.kv_cas(namespace, key, expected, value, ttl).await?)
+    }
+
+    /// Deletes an entry; true if it existed.
+    pub async fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool> {
+        self.check_open()?;
+        Ok(self.inner.store.kv_delete(namespace, key).await?)
+    }
+
+    /// Live entries of `namespace` whose key starts with `prefix`, by key (at most `limit`).
+    pub async fn kv_list(&self, namespace: &str, prefix: &str, limit: usize) -> Result<Vec<KvEntry>> {
+        Ok(self.inner.store.kv_list(namespace, prefix, limit).await?)
+    }
+
+    /// How many kv entries are not deleted.
+    pub async fn kv_count(&self) -> Result<i64> {
+        Ok(self.inner.store.kv_count_live().await?)
+    }
+
+    // ---- raw SQL and the schema -------------------------------------------------------
+
+    /// Runs one statement that SQLite reports read-only, on the home file; anything else
+    /// is refused. Results are capped at `Limits::max_result_rows`.
+    pub async fn read_sql(&self, sql: impl Into<String>, params: Vec<SqlValue>) -> Result<QueryResult> {
+        Ok(self.inner.store.read_sql(sql, params).await?)
+    }
+
+    /// Runs one statement of any kind: reads on the read pool, writes through the storage
+    /// actor (committed, and replicated like every write, before this returns).
+    pub async fn execute_sql(&self, sql: impl Into<String>, params: Vec<SqlValue>) -> Result<QueryResult> {
+        self.check_open()?;
+        Ok(self.inner.store.execute_sql(sql, params).await?)
+    }
+
+    /// Tables and views of the home file, by name; runtime-internal and FTS shadow tables
+    /// only when `include_internal`.
+    pub async fn list_tables(&self, include_internal: bool) -> Result<Vec<TableInfo>> {
+        Ok(inspect::tables(&self.inner.store, include_internal).await?)
+    }
+
+    /// Rows in one table (any name; it is quoted).
+    pub async fn row_count(&self, table: &str) -> Result<i64> {
+        Ok(inspect::row_count(&self.inner.store, table).await?)
+    }
+
+    /// Columns, primary key, indexes, foreign keys and CREATE statement of a table or
+    /// view; `None` if there is none with that (case-sensitive) name.
+    pub async fn describe_table(&self, table: &str) -> Result<Option<TableDescription>> {
+        Ok(inspect::describe_table(&self.inner.store, table).await?)
+    }
+
+    /// The CREATE statements of `table` with its indexes and triggers, or of the whole
+    /// schema when `None`.
+    pub async fn schema_sql(&self, table: Option<&str>) -> Result<Vec<String>> {
+        Ok(inspect::schema_sql(&self.inner.store, table).await?)
+    }
+
+    /// Page count and size, free pages, journal mode and schema version of the home file.
+    pub async fn database_info(&self) -> Result<DatabaseInfo> {
+        Ok(inspect::database_info(&self.inner.store).await?)
+    }
+
+    /// Every region recorded in the home file (by this swarm's sync actors or an earlier
+    /// run's), nearest first, with changes not yet pushed. Works without configured regions.
+    pub async fn recorded_regions(&self) -> Result<Vec<RegionRow>> {
+        Ok(inspect::regions(&self.inner.store).await?)
+    }
+
+    /// The store's limits (row cap, statement and content sizes, query time limit).
+    pub fn limits(&self) -> &Limits {
+        &self.inner.store.config().limits
+    }
+
+    /// The home file's path as configured.
+    pub fn path(&self) -> &Path {
+        &self.inner.store.config().path
+    }
+
+    /// The whole store configuration (path, durability, batching, limits).
+    pub fn store_config(&self) -> &StoreConfig {
+        self.inner.store.config()
+    }
+
+    /// This node's origin id, stamped on every row it writes (replication tells writers apart by it).
+    pub fn origin(&self) -> &str {
+        self.inner.store.origin()
+    }
+
+    /// Write-queue depth, batches and commit counters of the storage actor.
+    pub fn store_stats(&self) -> StoreStats {
+        self.inner.store.stats()
+    }
+
+    /// Stores records as given, ids kept: a record whose id is already stored is left as
+    /// it was and counted in `already_present`. Records are validated first; any invalid
+    /// one fails the call before anything is written. Queues up to 1024 at a time.
+    pub async fn import_records(&self, records: Vec<Record>) -> Result<ImportCounts> {
+        self.check_open()?;
+        let limits = self.limits().clone();
+        for r in &records {
+            r.validate(&limits)?;
+        }
+        let mut c = ImportCounts::default();
+        for chunk in records.chunks(1024) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let which = match r {
+                    Record::Knowledge(_) => 0,
+                    Record::Message(_) => 1,
+                    _ => 2,
+                };
+                acks.push((which, self.inner.store.enqueue_record(r.clone()).await?));
+            }
+            for (which, ack) in acks {
+                match ack.wait().await? {
+                    Inserted { duplicate: true } => c.already_present += 1,
+                    _ if which == 0 => c.knowledge += 1,
+                    _ if which == 1 => c.conversations += 1,
+                    _ => c.other += 1,
+                }
+            }
+        }
+        Ok(c)
     }
 
     // ---- lifecycle ------------------------------------------------------------------
@@ -726,21 +945,31 @@ impl Swarm {
     }
 }
 
-fn summarise(q: edgeswarm_store::QueryResult) -> MetricsSummary {
+/// The position a `list_*` cursor stands for (a rowid; 0 before the first row).
+fn scan_cursor(cursor: Option<&str>) -> Result<i64> {
+    match cursor {
+        None | Some("") => Ok(0),
+        Some(c) => c.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "cursor `{c}` is not one this server issued; pass a page's next_cursor unchanged"
+            ))
+        }),
+    }
+}
+
+fn summarise(rows: &[metrics::MetricRow]) -> MetricsSummary {
     use std::collections::BTreeMap;
     let mut all = Vec::new();
     let mut groups: [BTreeMap<String, (Vec<f64>, i64)>; 3] = Default::default();
-    for r in &q.rows {
-        let d = r[3].as_f64().unwrap_or(0.0);
-        let t = r[4].as_i64().unwrap_or(0);
-        all.push(d);
-        for (g, col) in groups.iter_mut().zip([0, 1, 2]) {
-            let e = g.entry(r[col].as_str().unwrap_or_default().to_string()).or_default();
-            e.0.push(d);
-            e.1 += t;
+    for r in rows {
+        all.push(r.duration_ms);
+        for (g, key) in groups.iter_mut().zip([&r.agent_id, &r.task_type, &r.region]) {
+            let e = g.entry(key.clone()).or_default();
+            e.0.push(r.duration_ms);
+            e.1 += r.tokens_used;
         }
     }
-    let total_tokens = q.rows.iter().map(|r| r[4].as_i64().unwrap_or(0)).sum();
+    let total_tokens = rows.iter().map(|r| r.tokens_used).sum();
     let [a, t, rg] = groups;
     let to = |m: BTreeMap<String, (Vec<f64>, i64)>| m.into_iter().map(|(k, (v, tok))| agg(k, v, tok)).collect();
     MetricsSummary {

@@ -3,8 +3,6 @@
 //! never waits). Runs on its own read-only connection, because the storage writer runs
 //! statements inside batch transactions where VACUUM is not allowed.
 
-use libsql::{Builder, OpenFlags};
-
 use crate::cli::BackupArgs;
 use crate::config;
 use crate::error::{CliError, Result};
@@ -32,28 +30,10 @@ pub async fn run(a: BackupArgs) -> Result<()> {
         }
         std::fs::remove_file(&dest).map_err(|e| CliError::file(dest.display(), e))?;
     }
-    let fail = |e: libsql::Error| CliError::file(src.display(), format!("backup failed: {e}"));
-    let db = Builder::new_local(&src)
-        .flags(OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .build()
-        .await
-        .map_err(fail)?;
-    let conn = db.connect().map_err(fail)?;
     let t = std::time::Instant::now();
-    conn.execute("VACUUM INTO ?1", [dest.display().to_string()]).await.map_err(fail)?;
-    // Verify the copy.
-    let copy = Builder::new_local(&dest)
-        .flags(OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .build()
+    let verdict = edgeswarm::files::backup(&src, &dest)
         .await
-        .map_err(fail)?
-        .connect()
-        .map_err(fail)?;
-    let mut rows = copy.query("PRAGMA quick_check", ()).await.map_err(fail)?;
-    let verdict = match rows.next().await.map_err(fail)? {
-        Some(r) => r.get::<String>(0).unwrap_or_default(),
-        None => String::new(),
-    };
+        .map_err(|e| CliError::file(src.display(), format!("backup failed: {e}")))?;
     if verdict != "ok" {
         return Err(CliError::file(
             dest.display(),

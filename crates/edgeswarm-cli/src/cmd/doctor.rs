@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edgeswarm::Durability;
-use libsql::{Builder, Connection, OpenFlags, Value};
+use edgeswarm::files::{self, FileProbe};
+use edgeswarm::{Durability, SqlValue};
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
@@ -53,24 +53,6 @@ fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check 
         name: name.into(),
         detail: detail.into(),
         fix: Some(fix.into()),
-    }
-}
-
-async fn scalar(c: &Connection, sql: &str) -> std::result::Result<Value, String> {
-    let mut rows = c.query(sql, ()).await.map_err(|e| e.to_string())?;
-    match rows.next().await.map_err(|e| e.to_string())? {
-        Some(r) => r.get_value(0).map_err(|e| e.to_string()),
-        None => Ok(Value::Null),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Text(s) => s.clone(),
-        Value::Integer(i) => i.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Null => "NULL".into(),
-        Value::Blob(b) => format!("<{} bytes>", b.len()),
     }
 }
 
@@ -159,34 +141,29 @@ pub async fn checks(s: &Settings, timeout: Duration) -> Vec<Check> {
     }
     // The file itself.
     if exists {
-        match Builder::new_local(path)
-            .flags(OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .build()
-            .await
-            .and_then(|db| db.connect())
-        {
+        match files::probe_file(path).await {
             Err(e) => out.push(fail(
                 "open",
                 format!("cannot open read-only: {e}"),
                 "check the file is a libSQL/SQLite database and readable",
             )),
-            Ok(c) => file_checks(&c, &mut out).await,
+            Ok(p) => file_checks(p, &mut out),
         }
     }
     // Engine features on an in-memory database.
-    match Builder::new_local(":memory:").build().await.and_then(|db| db.connect()) {
+    match files::probe_engine().await {
         Err(e) => out.push(fail("libsql", e.to_string(), "reinstall edgeswarm")),
-        Ok(c) => {
-            out.push(match c.execute("CREATE VIRTUAL TABLE t USING fts5(x)", ()).await {
-                Ok(_) => ok("fts5", "FTS5 full-text search available"),
+        Ok(p) => {
+            out.push(match p.fts5 {
+                Ok(()) => ok("fts5", "FTS5 full-text search available"),
                 Err(e) => fail(
                     "fts5",
                     format!("FTS5 missing: {e}"),
                     "build libsql with FTS5 (the default `core` feature has it); knowledge search cannot work without it",
                 ),
             });
-            out.push(match scalar(&c, "SELECT vector_extract(vector32('[1,2]'))").await {
-                Ok(v) => ok("vectors", format!("libSQL vectors available (vector32 → {})", text(&v))),
+            out.push(match p.vectors {
+                Ok(v) => ok("vectors", format!("libSQL vectors available (vector32 → {v})")),
                 Err(e) => fail(
                     "vectors",
                     format!("vector functions missing: {e}"),
@@ -205,25 +182,25 @@ pub async fn checks(s: &Settings, timeout: Duration) -> Vec<Check> {
     out
 }
 
-async fn file_checks(c: &Connection, out: &mut Vec<Check>) {
-    match scalar(c, "PRAGMA journal_mode").await {
-        Ok(v) if text(&v).eq_ignore_ascii_case("wal") => out.push(ok("journal mode", "WAL: readers never block the writer")),
+fn file_checks(p: FileProbe, out: &mut Vec<Check>) {
+    match p.journal_mode {
+        Ok(v) if v.eq_ignore_ascii_case("wal") => out.push(ok("journal mode", "WAL: readers never block the writer")),
         Ok(v) => out.push(warn(
             "journal mode",
-            format!("{} (not WAL)", text(&v)),
+            format!("{v} (not WAL)"),
             "open the file once with edgeswarm (any command that writes) to switch it to WAL",
         )),
         Err(e) => out.push(fail("journal mode", e, "the file may be damaged; restore from a backup")),
     }
-    let supported = edgeswarm_store::schema::SCHEMA_VERSION;
-    match scalar(c, "PRAGMA user_version").await {
-        Ok(Value::Integer(v)) if v == supported => out.push(ok("schema version", format!("{v} (this build: {supported})"))),
-        Ok(Value::Integer(0)) => out.push(warn(
+    let supported = files::SCHEMA_VERSION;
+    match p.schema_version {
+        Ok(SqlValue::Integer(v)) if v == supported => out.push(ok("schema version", format!("{v} (this build: {supported})"))),
+        Ok(SqlValue::Integer(0)) => out.push(warn(
             "schema version",
             "0: not an edgeswarm database yet",
             "any edgeswarm command that writes creates the tables",
         )),
-        Ok(Value::Integer(v)) if v < supported => out.push(warn(
+        Ok(SqlValue::Integer(v)) if v < supported => out.push(warn(
             "schema version",
             format!("{v}, this build has {supported}"),
             "the next edgeswarm start migrates it; back it up first (see docs/operations.md)",
@@ -235,18 +212,18 @@ async fn file_checks(c: &Connection, out: &mut Vec<Check>) {
         )),
         Err(e) => out.push(fail("schema version", e, "the file may be damaged; restore from a backup")),
     }
-    match scalar(c, "PRAGMA quick_check").await {
-        Ok(v) if text(&v) == "ok" => out.push(ok("integrity", "quick_check ok")),
+    match p.quick_check {
+        Ok(v) if v == "ok" => out.push(ok("integrity", "quick_check ok")),
         Ok(v) => out.push(fail(
             "integrity",
-            format!("quick_check: {}", text(&v)),
+            format!("quick_check: {v}"),
             "stop writers, restore from the last backup (docs/operations.md), or salvage with `sqlite3 db .recover`",
         )),
         Err(e) => out.push(fail("integrity", e, "restore from a backup")),
     }
-    match scalar(c, "SELECT count(*) FROM sqlite_master WHERE name = 'knowledge_fts'").await {
-        Ok(Value::Integer(1)) => out.push(ok("search index", "knowledge_fts present")),
-        Ok(_) => out.push(warn(
+    match p.search_index {
+        Ok(true) => out.push(ok("search index", "knowledge_fts present")),
+        Ok(false) => out.push(warn(
             "search index",
             "knowledge_fts missing",
             "open the file once with edgeswarm to run migrations",
@@ -254,26 +231,26 @@ async fn file_checks(c: &Connection, out: &mut Vec<Check>) {
         Err(e) => out.push(warn("search index", e, "open the file once with edgeswarm to run migrations")),
     }
     // Which embedder: recorded by the search layer in _meta, or seen as a vector table.
-    let recorded = scalar(c, "SELECT value FROM _meta WHERE key = 'embedder'")
-        .await
-        .ok()
-        .filter(|v| !matches!(v, Value::Null));
-    let vec_tables = scalar(
-        c,
-        "SELECT group_concat(name, ', ') FROM sqlite_master WHERE type = 'table' AND name LIKE '%vec%'",
-    )
-    .await
-    .ok()
-    .filter(|v| !matches!(v, Value::Null));
-    out.push(match (recorded, vec_tables) {
-        (Some(e), _) => ok("embedder", format!("{} (recorded in _meta)", text(&e))),
-        (None, Some(t)) => ok("embedder", format!("vector tables present: {}", text(&t))),
+    out.push(match (p.embedder, p.vector_tables) {
+        (Some(e), _) => ok("embedder", format!("{e} (recorded in _meta)")),
+        (None, Some(t)) => ok("embedder", format!("vector tables present: {t}")),
         (None, None) => warn(
             "embedder",
             "none active: knowledge search is lexical (FTS5/BM25) only",
             "set an Embedder on the swarm (the default HashEmbedder needs no download) to enable vector and hybrid search",
         ),
     });
+}
+
+/// A probed value as text.
+fn text(v: &SqlValue) -> String {
+    match v {
+        SqlValue::Text(s) => s.clone(),
+        SqlValue::Integer(i) => i.to_string(),
+        SqlValue::Real(f) => f.to_string(),
+        SqlValue::Null => "NULL".into(),
+        SqlValue::Blob(b) => format!("<{} bytes>", b.len()),
+    }
 }
 
 async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
@@ -293,29 +270,24 @@ async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
             );
         }
         let t = Instant::now();
-        return match Builder::new_local(&p)
-            .flags(OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .build()
-            .await
-            .and_then(|db| db.connect())
-        {
-            Ok(c) => match scalar(&c, "SELECT count(*) FROM sqlite_master").await {
-                Ok(_) => ok(
-                    &name,
-                    format!(
-                        "{} readable in {:.1} ms (simulated latency {} ms)",
-                        p.display(),
-                        t.elapsed().as_secs_f64() * 1e3,
-                        r.latency_ms
-                    ),
+        return match files::probe_readable(&p).await {
+            Ok(()) => ok(
+                &name,
+                format!(
+                    "{} readable in {:.1} ms (simulated latency {} ms)",
+                    p.display(),
+                    t.elapsed().as_secs_f64() * 1e3,
+                    r.latency_ms
                 ),
-                Err(e) => fail(
-                    &name,
-                    format!("{}: {e}", p.display()),
-                    "restore the region file or remove it so it re-syncs from home",
-                ),
-            },
-            Err(e) => fail(&name, format!("{}: {e}", p.display()), "check permissions on the region file"),
+            ),
+            Err(e @ edgeswarm::StoreError::Open { .. }) => {
+                fail(&name, format!("{}: {e}", p.display()), "check permissions on the region file")
+            }
+            Err(e) => fail(
+                &name,
+                format!("{}: {e}", p.display()),
+                "restore the region file or remove it so it re-syncs from home",
+            ),
         };
     }
     // http(s)://host[:port]/...: the token is looked up but never printed.

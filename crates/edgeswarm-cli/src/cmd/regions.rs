@@ -10,9 +10,10 @@
 use serde_json::{json, Value};
 
 use crate::cli::{RegionAction, RegionsArgs};
+use crate::cmd::status::region_rows;
 use crate::config;
 use crate::error::{CliError, Result};
-use crate::{metrics, open, table};
+use crate::{open, table};
 
 /// kv namespace of the region control plane.
 pub const REGIONS_NS: &str = "edgeswarm/regions";
@@ -28,12 +29,12 @@ fn valid_name(n: &str) -> Result<()> {
 
 pub async fn run(a: RegionsArgs) -> Result<()> {
     let settings = config::load(&a.db)?;
-    let store = open::store(&settings, false).await?;
+    let swarm = open::swarm(&settings, false).await?;
     let r: Result<()> = async {
         let out: Value = match &a.action {
             RegionAction::List => {
-                let desired = store.kv_list(REGIONS_NS, "", 1000).await?;
-                let live = metrics::regions(&store).await.unwrap_or_default();
+                let desired = swarm.kv_list(REGIONS_NS, "", 1000).await?;
+                let live = region_rows(&swarm).await.unwrap_or_default();
                 let mut names: Vec<String> = desired.iter().map(|e| e.key.clone()).chain(live.iter().map(|r| r.region.clone())).collect();
                 names.sort();
                 names.dedup();
@@ -72,16 +73,16 @@ pub async fn run(a: RegionsArgs) -> Result<()> {
                 if !url_ok {
                     return Err(CliError::Invalid(format!("--url `{url}` must start with file:<path>, http:// or https://")));
                 }
-                if store.kv_get(REGIONS_NS, name).await?.is_some() {
+                if swarm.kv_get(REGIONS_NS, name).await?.is_some() {
                     return Err(CliError::Invalid(format!("region `{name}` already exists; remove it first or pick another name")));
                 }
                 let v = json!({"url": url, "latency_ms": latency_ms, "token_env": token_env, "partitioned": false});
-                store.kv_set(REGIONS_NS, name, v.clone(), None).await?;
+                swarm.kv_set(REGIONS_NS, name, v.clone(), None).await?;
                 json!({"added": name, "desired": v})
             }
             RegionAction::Remove { name } => {
                 valid_name(name)?;
-                if !store.kv_delete(REGIONS_NS, name).await? {
+                if !swarm.kv_delete(REGIONS_NS, name).await? {
                     return Err(CliError::Invalid(format!("no region `{name}` under control; `edgeswarm regions list` shows them")));
                 }
                 json!({"removed": name})
@@ -89,13 +90,13 @@ pub async fn run(a: RegionsArgs) -> Result<()> {
             RegionAction::Partition { name } | RegionAction::Heal { name } => {
                 valid_name(name)?;
                 let partitioned = matches!(a.action, RegionAction::Partition { .. });
-                let Some(mut e) = store.kv_get(REGIONS_NS, name).await? else {
+                let Some(mut e) = swarm.kv_get(REGIONS_NS, name).await? else {
                     return Err(CliError::Invalid(format!("no region `{name}` under control; `edgeswarm regions list` shows them (a running demo registers its regions there)")));
                 };
                 if let Value::Object(m) = &mut e.value {
                     m.insert("partitioned".into(), json!(partitioned));
                 }
-                store.kv_set(REGIONS_NS, name, e.value.clone(), None).await?;
+                swarm.kv_set(REGIONS_NS, name, e.value.clone(), None).await?;
                 json!({"region": name, "partitioned": partitioned})
             }
         };
@@ -107,7 +108,7 @@ pub async fn run(a: RegionsArgs) -> Result<()> {
         Ok(())
     }
     .await;
-    let closed = store.shutdown().await;
+    let closed = swarm.shutdown().await;
     r?;
     closed?;
     Ok(())

@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use edgeswarm::{SqlValue, Store};
+use edgeswarm::{QueryResult, SqlValue, Swarm};
 
 use crate::cli::{ShellArgs, SqlArgs};
 use crate::config::{self, Settings};
@@ -20,17 +20,17 @@ pub fn parse_params(raw: &[String]) -> Vec<SqlValue> {
         .collect()
 }
 
-async fn with_store<T>(settings: &Settings, f: impl AsyncFnOnce(&Store) -> Result<T>) -> Result<T> {
-    let store = open::store(settings, false).await?;
+async fn with_swarm<T>(settings: &Settings, f: impl AsyncFnOnce(&Swarm) -> Result<T>) -> Result<T> {
+    let swarm = open::swarm(settings, false).await?;
     let _metrics = match settings.metrics_addr {
-        Some(a) => Some(metrics::serve(a, metrics::Source::store(store.clone())).await),
+        Some(a) => Some(metrics::serve(a, metrics::Source::store(swarm.store().clone())).await),
         None => None,
     };
     let r = match _metrics {
         Some(Err(e)) => Err(e),
-        _ => f(&store).await,
+        _ => f(&swarm).await,
     };
-    let closed = store.shutdown().await;
+    let closed = swarm.shutdown().await;
     let v = r?;
     closed?;
     Ok(v)
@@ -48,11 +48,11 @@ pub async fn run(a: SqlArgs) -> Result<()> {
             "empty statement; give one SQL statement, e.g. edgeswarm sql \"SELECT count(*) FROM knowledge\"".into(),
         ));
     }
-    let r = with_store(&settings, async |store| {
+    let r = with_swarm(&settings, async |swarm| {
         Ok(if a.read_only {
-            store.read_sql(sql, params).await?
+            swarm.read_sql(sql, params).await?
         } else {
-            store.execute_sql(sql, params).await?
+            swarm.execute_sql(sql, params).await?
         })
     })
     .await?;
@@ -82,7 +82,7 @@ struct Session {
 }
 
 impl Session {
-    async fn line(&mut self, store: &Store, input: &str) -> Result<bool> {
+    async fn line(&mut self, swarm: &Swarm, input: &str) -> Result<bool> {
         let cmd = input.trim();
         if let Some(dot) = cmd.strip_prefix('.') {
             let mut parts = dot.split_whitespace();
@@ -94,28 +94,19 @@ impl Session {
                     println!("json output {}", if self.json { "on" } else { "off" });
                 }
                 "tables" => {
-                    self.show(
-                        store,
-                        "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name",
-                        vec![],
-                    )
-                    .await?
-                }
-                "schema" => match parts.next() {
-                    Some(t) => {
-                        self.show(
-                            store,
-                            "SELECT sql FROM sqlite_master WHERE name = ?1 OR tbl_name = ?1",
-                            vec![t.into()],
-                        )
+                    let names = swarm
+                        .list_tables(true)
                         .await?
-                    }
-                    None => {
-                        self.show(store, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name", vec![])
-                            .await?
-                    }
-                },
-                "stats" => println!("{}", serde_json::to_string(&store.stats()).unwrap_or_default()),
+                        .into_iter()
+                        .filter(|t| !t.name.starts_with("sqlite_"))
+                        .map(|t| t.name);
+                    self.show("name", names)
+                }
+                "schema" => {
+                    let sql = swarm.schema_sql(parts.next()).await?;
+                    self.show("sql", sql.into_iter())
+                }
+                "stats" => println!("{}", serde_json::to_string(&swarm.store_stats()).unwrap_or_default()),
                 other => println!("unknown command .{other}; try .help"),
             }
             return Ok(true);
@@ -124,7 +115,7 @@ impl Session {
         if sql.is_empty() {
             return Ok(true);
         }
-        let r = store.execute_sql(sql.to_string(), vec![]).await?;
+        let r = swarm.execute_sql(sql.to_string(), vec![]).await?;
         if self.json {
             println!("{}", table::result_json(&r));
         } else {
@@ -133,8 +124,13 @@ impl Session {
         Ok(true)
     }
 
-    async fn show(&self, store: &Store, sql: &str, params: Vec<SqlValue>) -> Result<()> {
-        let r = store.read_sql(sql, params).await?;
+    /// Prints one text column, one value a line (or as a JSON result).
+    fn show(&self, column: &str, values: impl Iterator<Item = String>) {
+        let r = QueryResult {
+            columns: vec![column.to_string()],
+            rows: values.map(|v| vec![SqlValue::Text(v)]).collect(),
+            ..Default::default()
+        };
         if self.json {
             println!("{}", table::result_json(&r));
         } else {
@@ -142,7 +138,6 @@ impl Session {
                 println!("{}", row.iter().map(table::cell).collect::<Vec<_>>().join(" ").replace("\\n", "\n"));
             }
         }
-        Ok(())
     }
 }
 
@@ -153,7 +148,7 @@ fn history_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
 /// The interactive shell: rustyline with history on a terminal, plain lines otherwise.
 pub async fn shell(settings: &Settings, history: Option<PathBuf>) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
-    with_store(settings, async |store| {
+    with_swarm(settings, async |swarm| {
         let mut s = Session { json: false };
         if interactive {
             println!(
@@ -181,7 +176,7 @@ pub async fn shell(settings: &Settings, history: Option<PathBuf>) -> Result<()> 
                 }
                 let stmt = std::mem::take(&mut buf);
                 let _ = ed.add_history_entry(stmt.as_str());
-                match s.line(store, &stmt).await {
+                match s.line(swarm, &stmt).await {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => eprintln!("error: {e}"),
@@ -204,12 +199,12 @@ pub async fn shell(settings: &Settings, history: Option<PathBuf>) -> Result<()> 
                     continue;
                 }
                 let stmt = std::mem::take(&mut buf);
-                if !s.line(store, &stmt).await? {
+                if !s.line(swarm, &stmt).await? {
                     break;
                 }
             }
             if !buf.trim().is_empty() {
-                s.line(store, &buf).await?;
+                s.line(swarm, &buf).await?;
             }
             Ok(())
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edgeswarm::Store;
+use edgeswarm::Swarm;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,40 +31,47 @@ pub struct Status {
     pub local_queue_depth: usize,
 }
 
-const TABLES: &[(&str, &str)] = &[
-    ("knowledge", "SELECT count(*) FROM knowledge WHERE deleted = 0"),
-    ("conversations", "SELECT count(*) FROM conversations"),
-    ("agent_metrics", "SELECT count(*) FROM agent_metrics"),
-    ("kv (live)", "SELECT count(*) FROM kv WHERE deleted = 0"),
-    ("_changes", "SELECT count(*) FROM _changes"),
-    ("conflicts", "SELECT count(*) FROM conflicts"),
-];
+/// A count for the table listing: -1 when it could not be read (a damaged or foreign file).
+fn or_unknown(r: edgeswarm::Result<i64>) -> i64 {
+    r.unwrap_or(-1)
+}
 
-pub async fn collect(store: &Store) -> Result<Status> {
-    let cfg = store.config().clone();
-    let now = edgeswarm::core::record::now_millis();
-    let (pragmas, tables, act) = store
-        .read(move |r| {
-            let jm = r.query("PRAGMA journal_mode", vec![])?;
-            let uv = r.query("PRAGMA user_version", vec![])?;
-            let mut t = Vec::new();
-            for (name, q) in TABLES {
-                let n = r
-                    .query(q, vec![])
-                    .map(|q| q.rows.first().and_then(|x| x.first()).and_then(|v| v.as_i64()).unwrap_or(0))
-                    .unwrap_or(-1);
-                t.push((name.to_string(), n));
-            }
-            let act = r.query(
-                "SELECT count(DISTINCT agent_id), count(*) FROM agent_metrics WHERE ts >= ?1",
-                vec![(now - 60_000).into()],
-            )?;
-            Ok(((jm, uv), t, act))
+/// The regions recorded in the home file, by name (URLs are left out: they may carry
+/// credentials).
+pub async fn region_rows(swarm: &Swarm) -> Result<Vec<RegionRow>> {
+    let mut rows: Vec<RegionRow> = swarm
+        .recorded_regions()
+        .await?
+        .into_iter()
+        .map(|r| RegionRow {
+            region: r.region,
+            status: r.status,
+            latency_ms: r.avg_latency_ms,
+            lag_rows: r.lag_rows,
+            lag_ms: r.lag_ms,
+            last_sync_at: r.last_sync_at,
+            errors: r.errors,
         })
-        .await?;
-    let first = |q: &edgeswarm::QueryResult| q.rows.first().and_then(|r| r.first()).cloned();
-    let regions = metrics::regions(store).await.unwrap_or_default();
-    let nodes = store
+        .collect();
+    rows.sort_by(|a, b| a.region.cmp(&b.region));
+    Ok(rows)
+}
+
+pub async fn collect(swarm: &Swarm) -> Result<Status> {
+    let cfg = swarm.store_config().clone();
+    let now = edgeswarm::now_millis();
+    let info = swarm.database_info().await?;
+    let tables = vec![
+        ("knowledge".to_string(), or_unknown(swarm.knowledge_count().await)),
+        ("conversations".to_string(), or_unknown(swarm.conversation_count().await)),
+        ("agent_metrics".to_string(), or_unknown(swarm.metric_count().await)),
+        ("kv (live)".to_string(), or_unknown(swarm.kv_count().await)),
+        ("_changes".to_string(), or_unknown(swarm.row_count("_changes").await)),
+        ("conflicts".to_string(), or_unknown(swarm.row_count("conflicts").await)),
+    ];
+    let (active_agents_60s, tasks_60s) = swarm.metric_activity(now - 60_000).await?;
+    let regions = region_rows(swarm).await.unwrap_or_default();
+    let nodes = swarm
         .kv_list(metrics::STATUS_NS, "node/", 100)
         .await
         .unwrap_or_default()
@@ -74,15 +81,15 @@ pub async fn collect(store: &Store) -> Result<Status> {
     Ok(Status {
         db: cfg.path.display().to_string(),
         size_bytes: std::fs::metadata(&cfg.path).map(|m| m.len()).unwrap_or(0),
-        schema_version: first(&pragmas.1).and_then(|v| v.as_i64()).unwrap_or(0),
-        journal_mode: first(&pragmas.0).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        schema_version: info.schema_version,
+        journal_mode: info.journal_mode,
         durability: cfg.durability.as_str().into(),
         tables,
         regions,
         nodes,
-        active_agents_60s: act.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0),
-        tasks_60s: act.rows.first().and_then(|r| r[1].as_i64()).unwrap_or(0),
-        local_queue_depth: store.stats().queue_depth,
+        active_agents_60s,
+        tasks_60s,
+        local_queue_depth: swarm.store_stats().queue_depth,
     })
 }
 
@@ -90,7 +97,7 @@ fn ago(ts: Option<i64>) -> String {
     match ts {
         None => "never".into(),
         Some(t) => {
-            let d = (edgeswarm::core::record::now_millis() - t).max(0);
+            let d = (edgeswarm::now_millis() - t).max(0);
             if d < 1000 {
                 format!("{d} ms ago")
             } else {
@@ -194,15 +201,15 @@ pub fn render(s: &Status) -> String {
 
 pub async fn run(a: StatusArgs) -> Result<()> {
     let settings = config::load(&a.db)?;
-    let store = open::store(&settings, true).await?;
+    let swarm = open::swarm(&settings, true).await?;
     let r: Result<()> = async {
         let _m = match settings.metrics_addr {
-            Some(addr) => Some(metrics::serve(addr, metrics::Source::store(store.clone())).await?),
+            Some(addr) => Some(metrics::serve(addr, metrics::Source::store(swarm.store().clone())).await?),
             None => None,
         };
         let mut n = 0u64;
         loop {
-            let s = collect(&store).await?;
+            let s = collect(&swarm).await?;
             if a.json {
                 println!("{}", serde_json::to_string(&s).unwrap_or_default());
             } else if a.watch {
@@ -227,7 +234,7 @@ pub async fn run(a: StatusArgs) -> Result<()> {
         Ok(())
     }
     .await;
-    let closed = store.shutdown().await;
+    let closed = swarm.shutdown().await;
     r?;
     closed?;
     Ok(())

@@ -4,9 +4,7 @@
 
 use std::io::{BufRead, BufWriter, Write};
 
-use edgeswarm::{Knowledge, Message, Store};
-use edgeswarm_core::Record;
-use edgeswarm_store::Inserted;
+use edgeswarm::{Knowledge, Message, Record, Swarm};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ExportArgs, ExportWhat, ImportArgs};
@@ -22,62 +20,46 @@ pub enum Line {
     Conversation(Message),
 }
 
-const PAGE: i64 = 1000;
-
-fn json_col(v: &edgeswarm::SqlValue) -> Option<serde_json::Value> {
-    v.as_str().and_then(|s| serde_json::from_str(s).ok())
-}
+const PAGE: usize = 1000;
 
 /// Writes every live record; returns (knowledge, conversations) counts.
-pub async fn export(store: &Store, what: ExportWhat, out: &mut dyn Write) -> Result<(u64, u64)> {
+pub async fn export(swarm: &Swarm, what: ExportWhat, out: &mut dyn Write) -> Result<(u64, u64)> {
     let mut counts = (0u64, 0u64);
     if matches!(what, ExportWhat::Knowledge | ExportWhat::All) {
-        let mut after = 0i64;
+        let mut cursor: Option<String> = None;
         loop {
-            let q = store
-                .read(move |r| r.query("SELECT rowid, id, category, topic, content, tags, metadata, region, created_at FROM knowledge WHERE deleted = 0 AND rowid > ?1 ORDER BY rowid LIMIT ?2", vec![after.into(), PAGE.into()]))
-                .await?;
-            for r in &q.rows {
-                after = r[0].as_i64().unwrap_or(after);
+            let page = swarm.list_knowledge(cursor.as_deref(), PAGE).await?;
+            for e in page.items {
                 let k = Knowledge {
-                    id: r[1].as_str().unwrap_or_default().into(),
-                    category: r[2].as_str().unwrap_or_default().into(),
-                    topic: r[3].as_str().unwrap_or_default().into(),
-                    content: r[4].as_str().unwrap_or_default().into(),
-                    tags: r[5].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default(),
-                    metadata: json_col(&r[6]),
-                    region: r[7].as_str().map(str::to_string),
-                    created_at: r[8].as_i64().unwrap_or(0),
+                    id: e.id,
+                    category: e.category,
+                    topic: e.topic,
+                    content: e.content,
+                    tags: e.tags,
+                    metadata: e.metadata,
+                    region: e.region,
+                    created_at: e.created_at,
                 };
                 write_line(out, &Line::Knowledge(k))?;
                 counts.0 += 1;
             }
-            if (q.rows.len() as i64) < PAGE {
-                break;
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
             }
         }
     }
     if matches!(what, ExportWhat::Conversations | ExportWhat::All) {
-        let mut after = 0i64;
+        let mut cursor: Option<String> = None;
         loop {
-            let q = store
-                .read(move |r| r.query("SELECT rowid, id, session_id, role, content, metadata, created_at FROM conversations WHERE rowid > ?1 ORDER BY rowid LIMIT ?2", vec![after.into(), PAGE.into()]))
-                .await?;
-            for r in &q.rows {
-                after = r[0].as_i64().unwrap_or(after);
-                let m = Message {
-                    id: r[1].as_str().unwrap_or_default().into(),
-                    session_id: r[2].as_str().unwrap_or_default().into(),
-                    role: r[3].as_str().unwrap_or_default().into(),
-                    content: r[4].as_str().unwrap_or_default().into(),
-                    metadata: json_col(&r[5]),
-                    created_at: r[6].as_i64().unwrap_or(0),
-                };
+            let page = swarm.list_conversations(cursor.as_deref(), PAGE).await?;
+            for m in page.items {
                 write_line(out, &Line::Conversation(m))?;
                 counts.1 += 1;
             }
-            if (q.rows.len() as i64) < PAGE {
-                break;
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
             }
         }
     }
@@ -103,10 +85,8 @@ pub struct ImportSummary {
 
 /// Reads JSON Lines and stores each record (validated first; the whole file is checked
 /// before anything is written, so a bad line writes nothing).
-pub async fn import(store: &Store, input: &mut dyn BufRead, name: &str) -> Result<ImportSummary> {
-    let limits = store.config().limits.clone();
-    // Knowledge records take edgeswarm-search's insert path (dedup included).
-    edgeswarm_search::knowledge::install(store);
+pub async fn import(swarm: &Swarm, input: &mut dyn BufRead, name: &str) -> Result<ImportSummary> {
+    let limits = swarm.limits().clone();
     let mut records = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| CliError::file(name, e))?;
@@ -123,47 +103,36 @@ pub async fn import(store: &Store, input: &mut dyn BufRead, name: &str) -> Resul
         rec.validate(&limits).map_err(|e| CliError::Invalid(format!("{name}:{n}: {e}")))?;
         records.push(rec);
     }
-    let mut s = ImportSummary {
-        lines: records.len() as u64,
-        ..Default::default()
-    };
-    for chunk in records.chunks(1024) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            let is_k = matches!(r, Record::Knowledge(_));
-            acks.push((is_k, store.enqueue_record(r.clone()).await?));
-        }
-        for (is_k, ack) in acks {
-            match ack.wait().await? {
-                Inserted { duplicate: true } => s.already_present += 1,
-                _ if is_k => s.knowledge += 1,
-                _ => s.conversations += 1,
-            }
-        }
-    }
-    Ok(s)
+    let lines = records.len() as u64;
+    let c = swarm.import_records(records).await?;
+    Ok(ImportSummary {
+        knowledge: c.knowledge,
+        conversations: c.conversations,
+        already_present: c.already_present,
+        lines,
+    })
 }
 
 pub async fn run_export(a: ExportArgs) -> Result<()> {
     let settings = config::load(&a.db)?;
-    let store = open::store(&settings, true).await?;
+    let swarm = open::swarm(&settings, true).await?;
     let r: Result<()> = async {
         match &a.output {
             Some(p) => {
                 let f = std::fs::File::create(p).map_err(|e| CliError::file(p.display(), e))?;
-                let (k, c) = export(&store, a.what, &mut BufWriter::new(f)).await?;
+                let (k, c) = export(&swarm, a.what, &mut BufWriter::new(f)).await?;
                 eprintln!("exported {k} knowledge entries and {c} conversation messages to {}", p.display());
             }
             None => {
                 let stdout = std::io::stdout();
                 let mut lock = BufWriter::new(stdout.lock());
-                export(&store, a.what, &mut lock).await?;
+                export(&swarm, a.what, &mut lock).await?;
             }
         }
         Ok(())
     }
     .await;
-    let closed = store.shutdown().await;
+    let closed = swarm.shutdown().await;
     r?;
     closed?;
     Ok(())
@@ -179,9 +148,9 @@ pub async fn run_import(a: ImportArgs) -> Result<()> {
             std::fs::File::open(&a.input).map_err(|e| CliError::file(&name, e))?,
         ))
     };
-    let store = open::store(&settings, false).await?;
-    let r = import(&store, &mut *reader, &name).await;
-    let closed = store.shutdown().await;
+    let swarm = open::swarm(&settings, false).await?;
+    let r = import(&swarm, &mut *reader, &name).await;
+    let closed = swarm.shutdown().await;
     let s = r?;
     closed?;
     if a.json {
