@@ -8,7 +8,7 @@ pub mod hlc;
 pub mod id;
 pub mod record;
 
-pub use config::{BatchConfig, Durability, Limits, StoreConfig};
+pub use config::{BatchConfig, ChannelConfig, ChannelStats, Durability, Limits, StoreConfig};
 pub use consistency::{ReadConsistency, WriteConsistency};
 pub use error::ValidationError;
 pub use hlc::{Hlc, HybridClock};
