@@ -159,6 +159,11 @@ impl Settings {
             self.agents.record_task_metrics,
             self.kv_sweep_interval.as_millis()
         ));
+        let ch = &s.channels;
+        out.push_str(&format!(
+            "\n[channels]\nread_queue = {}\ncommit_events = {}\nsearch_mailbox = {}\nswarm_events = {}\nkv_watch = {}\nregion_link = {}\n",
+            ch.read_queue, ch.commit_events, ch.search_mailbox, ch.swarm_events, ch.kv_watch, ch.region_link
+        ));
         out.push_str("\n[observability]\n");
         out.push_str(&format!(
             "log_format = \"{}\"\n",
@@ -208,6 +213,8 @@ struct FileConfig {
     #[serde(default)]
     observability: ObservabilityFile,
     #[serde(default)]
+    channels: ChannelsFile,
+    #[serde(default)]
     regions: Vec<Spanned<RegionFile>>,
 }
 
@@ -236,6 +243,17 @@ struct AgentsFile {
     restart_window_ms: S<i64>,
     record_task_metrics: S<bool>,
     kv_sweep_interval_ms: S<i64>,
+}
+
+/// `[channels]`: one key per `edgeswarm_core::ChannelConfig` field.
+#[derive(Debug, Default, Deserialize)]
+struct ChannelsFile {
+    read_queue: S<i64>,
+    commit_events: S<i64>,
+    search_mailbox: S<i64>,
+    swarm_events: S<i64>,
+    kv_watch: S<i64>,
+    region_link: S<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -434,6 +452,7 @@ fn unknown_key(cx: &mut Ctx<'_>, root: &DeTable<'_>, path: &[Seg]) {
             "limits" => (fields_of::<LimitsFile>(), "limits"),
             "agents" => (fields_of::<AgentsFile>(), "agents"),
             "observability" => (fields_of::<ObservabilityFile>(), "observability"),
+            "channels" => (fields_of::<ChannelsFile>(), "channels"),
             "regions" => (fields_of::<RegionFile>(), "[regions]"),
             _ => (&[], k.as_str()),
         },
@@ -586,6 +605,20 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     }
     if let Some(n) = cx.int(&a.kv_sweep_interval_ms, "agents.kv_sweep_interval_ms", 10, 3_600_000) {
         s.kv_sweep_interval = Duration::from_millis(n);
+    }
+    let c = &f.channels;
+    let ch = &mut s.store.channels;
+    for (v, key, field) in [
+        (&c.read_queue, "channels.read_queue", &mut ch.read_queue),
+        (&c.commit_events, "channels.commit_events", &mut ch.commit_events),
+        (&c.search_mailbox, "channels.search_mailbox", &mut ch.search_mailbox),
+        (&c.swarm_events, "channels.swarm_events", &mut ch.swarm_events),
+        (&c.kv_watch, "channels.kv_watch", &mut ch.kv_watch),
+        (&c.region_link, "channels.region_link", &mut ch.region_link),
+    ] {
+        if let Some(n) = cx.int(v, key, 1, 1 << 24) {
+            *field = n as usize;
+        }
     }
     let o = &f.observability;
     if let Some(v) = &o.log_format {
@@ -878,11 +911,23 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_everywhere_get_suggestions() {
+        let c = check_str("queue_capacty = 5\n[channels]\nsearch_mailbx = 8\nkv_watch = 4\n[[regions]]\nname = \"eu\"\nurl = \"file:eu.db\"\nlatncy_ms = 3\n");
+        let errs: Vec<(usize, &str)> = c.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(c.errors(), 3, "{errs:?}");
+        assert!(errs[0].0 == 1 && errs[0].1.contains("Did you mean `queue_capacity`?"), "{errs:?}");
+        assert!(errs[1].0 == 3 && errs[1].1.contains("in [channels]. Did you mean `search_mailbox`?"), "{errs:?}");
+        assert!(errs[2].0 == 8 && errs[2].1.contains("in [[regions]]. Did you mean `latency_ms`?"), "{errs:?}");
+        assert_eq!(c.settings.store.channels.kv_watch, 4);
+    }
+
+    #[test]
     fn settings_round_trip_through_toml() {
         let c = check_str("durability = \"normal\"\n[batch]\nmax_rows = 10\n[[regions]]\nname = \"eu\"\nurl = \"file:eu.db\"\n");
         let again = check_str(&c.settings.to_toml());
         assert_eq!(again.errors(), 0, "{:?}", again.problems);
         assert_eq!(again.settings.store.batch.max_rows, 10);
+        assert_eq!(again.settings.store.channels, c.settings.store.channels);
         assert_eq!(again.settings.regions.len(), 1);
     }
 }
