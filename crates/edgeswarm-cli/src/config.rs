@@ -916,8 +916,14 @@ mod tests {
         let errs: Vec<(usize, &str)> = c.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
         assert_eq!(c.errors(), 3, "{errs:?}");
         assert!(errs[0].0 == 1 && errs[0].1.contains("Did you mean `queue_capacity`?"), "{errs:?}");
-        assert!(errs[1].0 == 3 && errs[1].1.contains("in [channels]. Did you mean `search_mailbox`?"), "{errs:?}");
-        assert!(errs[2].0 == 8 && errs[2].1.contains("in [[regions]]. Did you mean `latency_ms`?"), "{errs:?}");
+        assert!(
+            errs[1].0 == 3 && errs[1].1.contains("in [channels]. Did you mean `search_mailbox`?"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].0 == 8 && errs[2].1.contains("in [[regions]]. Did you mean `latency_ms`?"),
+            "{errs:?}"
+        );
         assert_eq!(c.settings.store.channels.kv_watch, 4);
     }
 

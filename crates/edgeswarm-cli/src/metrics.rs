@@ -219,9 +219,19 @@ impl Collector for Snapshot {
             "Time from queueing a write to its ack (queueing plus commit).",
             &histogram(&st.ack_us_hist, Some(st.ack_us_sum as f64), 1e-6),
         )?;
-        gauge(e, "write_queue_depth", "Writes waiting in front of the storage writer.", st.queue_depth as f64)?;
+        gauge(
+            e,
+            "write_queue_depth",
+            "Writes waiting in front of the storage writer.",
+            st.queue_depth as f64,
+        )?;
         gauge(e, "write_queue_capacity", "Capacity of the write queue.", st.queue_capacity as f64)?;
-        gauge(e, "read_queue_depth", "Reads waiting for a read-pool connection.", st.read_queue_depth as f64)?;
+        gauge(
+            e,
+            "read_queue_depth",
+            "Reads waiting for a read-pool connection.",
+            st.read_queue_depth as f64,
+        )?;
         counter(e, "write_batches", "Committed storage batches.", st.batches)?;
         counter(e, "write_ops", "Writes committed.", st.ops)?;
         counter(
@@ -230,11 +240,30 @@ impl Collector for Snapshot {
             "Batches that failed to commit (their writers were told).",
             st.failed_batches,
         )?;
-        counter(e, "write_queue_rejected", "try_publish calls refused with Overloaded.", st.queue_rejected)?;
-        counter(e, "writer_restarts", "Storage writer restarts by its supervisor.", st.writer_restarts)?;
-        gauge(e, "write_last_batch_size", "Size of the last committed batch.", st.last_batch_size as f64)?;
+        counter(
+            e,
+            "write_queue_rejected",
+            "try_publish calls refused with Overloaded.",
+            st.queue_rejected,
+        )?;
+        counter(
+            e,
+            "writer_restarts",
+            "Storage writer restarts by its supervisor.",
+            st.writer_restarts,
+        )?;
+        gauge(
+            e,
+            "write_last_batch_size",
+            "Size of the last committed batch.",
+            st.last_batch_size as f64,
+        )?;
 
-        let depth: Vec<_> = self.channels.iter().map(|c| ([("channel", c.name.as_str())], c.depth as f64)).collect();
+        let depth: Vec<_> = self
+            .channels
+            .iter()
+            .map(|c| ([("channel", c.name.as_str())], c.depth as f64))
+            .collect();
         gauges(e, "channel_depth", "Items queued (or in flight) in each named channel.", &depth)?;
         let cap: Vec<_> = self
             .channels
@@ -472,9 +501,10 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative() {
-        let mut snap = Snapshot::default();
-        snap.search = Some(histogram(&[1, 0, 2], Some(9.0), 1.0));
-        let s = encode(snap);
+        let s = encode(Snapshot {
+            search: Some(histogram(&[1, 0, 2], Some(9.0), 1.0)),
+            ..Default::default()
+        });
         let x = "edgeswarm_search_latency_seconds";
         assert!(s.contains(&format!("{x}_bucket{{le=\"4.0\"}} 3")), "{s}");
         assert!(s.contains(&format!("{x}_bucket{{le=\"+Inf\"}} 3")), "{s}");

@@ -601,7 +601,11 @@ impl Swarm {
         let mut v = self.inner.store.stats().channels();
         v.push(self.inner.search.mailbox());
         let ev = &self.inner.events;
-        v.push(ChannelStats::new("swarm_events", ev.len(), self.inner.store.config().channels.swarm_events.max(1)));
+        v.push(ChannelStats::new(
+            "swarm_events",
+            ev.len(),
+            self.inner.store.config().channels.swarm_events.max(1),
+        ));
         let deepest = self
             .inner
             .watchers
@@ -609,7 +613,11 @@ impl Swarm {
             .map(|w| w.tx.max_capacity() - w.tx.capacity())
             .max()
             .unwrap_or(0);
-        v.push(ChannelStats::new("kv_watch", deepest, self.inner.store.config().channels.kv_watch.max(1)));
+        v.push(ChannelStats::new(
+            "kv_watch",
+            deepest,
+            self.inner.store.config().channels.kv_watch.max(1),
+        ));
         if let Some(s) = &self.inner.sync {
             v.extend(s.channels());
         }

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-
 type Job = Box<dyn FnOnce(&mut RegionDb) + Send>;
 
 /// Versions applied since the last checkpoint after which the region's checkpointer
