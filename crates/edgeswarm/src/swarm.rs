@@ -590,8 +590,6 @@ impl Swarm {
         Ok(r?)
     }
 
-    /// Search latency so far: counts per power-of-two µs bucket (index i: ≤ 2^i µs) and
-    /// the sum in µs.
     /// Depth and capacity of every named channel (see `ChannelConfig`): the store's,
     /// the search mailbox, swarm events, kv watchers (the deepest watcher's queue and
     /// the per-watcher bound) and each `file:` region's link. Agent mailboxes are per
@@ -624,6 +622,8 @@ impl Swarm {
         v
     }
 
+    /// Search latency so far: counts per power-of-two µs bucket (index i: ≤ 2^i µs) and
+    /// the sum in µs.
     pub fn search_latency_hist(&self) -> (Vec<u64>, u64) {
         (
             self.inner.search_us.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
