@@ -159,6 +159,11 @@ impl Settings {
             self.agents.record_task_metrics,
             self.kv_sweep_interval.as_millis()
         ));
+        let ch = &s.channels;
+        out.push_str(&format!(
+            "\n[channels]\nread_queue = {}\ncommit_events = {}\nsearch_mailbox = {}\nswarm_events = {}\nkv_watch = {}\nregion_link = {}\n",
+            ch.read_queue, ch.commit_events, ch.search_mailbox, ch.swarm_events, ch.kv_watch, ch.region_link
+        ));
         out.push_str("\n[observability]\n");
         out.push_str(&format!(
             "log_format = \"{}\"\n",
@@ -208,6 +213,8 @@ struct FileConfig {
     #[serde(default)]
     observability: ObservabilityFile,
     #[serde(default)]
+    channels: ChannelsFile,
+    #[serde(default)]
     regions: Vec<Spanned<RegionFile>>,
 }
 
@@ -238,6 +245,17 @@ struct AgentsFile {
     kv_sweep_interval_ms: S<i64>,
 }
 
+/// `[channels]`: one key per `edgeswarm_core::ChannelConfig` field.
+#[derive(Debug, Default, Deserialize)]
+struct ChannelsFile {
+    read_queue: S<i64>,
+    commit_events: S<i64>,
+    search_mailbox: S<i64>,
+    swarm_events: S<i64>,
+    kv_watch: S<i64>,
+    region_link: S<i64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct ObservabilityFile {
     log_format: S<String>,
@@ -251,38 +269,6 @@ struct RegionFile {
     latency_ms: S<i64>,
     token_env: S<String>,
 }
-
-/// Known keys per table, for the unknown-key (typo) check.
-const TOP_KEYS: &[&str] = &[
-    "db",
-    "durability",
-    "queue_capacity",
-    "read_pool_size",
-    "batch",
-    "limits",
-    "agents",
-    "observability",
-    "regions",
-];
-const BATCH_KEYS: &[&str] = &["max_rows", "max_bytes", "max_linger_ms"];
-const LIMITS_KEYS: &[&str] = &[
-    "max_content_bytes",
-    "max_metadata_bytes",
-    "max_name_bytes",
-    "max_tags",
-    "max_sql_bytes",
-    "max_result_rows",
-    "query_timeout_ms",
-];
-const AGENTS_KEYS: &[&str] = &[
-    "mailbox",
-    "max_restarts",
-    "restart_window_ms",
-    "record_task_metrics",
-    "kv_sweep_interval_ms",
-];
-const OBS_KEYS: &[&str] = &["log_format", "metrics_addr"];
-const REGION_KEYS: &[&str] = &["name", "url", "latency_ms", "token_env"];
 
 // ---- checking -----------------------------------------------------------------------
 
@@ -367,20 +353,26 @@ pub fn check_str(text: &str) -> Checked {
             problems: cx.problems,
         };
     }
-    // 2. Unknown keys (typos) everywhere.
-    unknown_keys(&mut cx, table.get_ref());
-    // 3. Types.
-    let file: FileConfig = match toml::from_str(text) {
+    // 2. Types, and unknown keys (typos): serde skips a key no struct field names, and
+    //    `serde_ignored` reports each one with its path.
+    let mut ignored: Vec<Vec<Seg>> = Vec::new();
+    let parsed = toml::de::Deserializer::parse(text)
+        .and_then(|d| serde_ignored::deserialize::<_, _, FileConfig>(d, |path| ignored.push(segments(&path))));
+    for path in &ignored {
+        unknown_key(&mut cx, table.get_ref(), path);
+    }
+    let file = match parsed {
         Ok(f) => f,
         Err(e) => {
             cx.at(Severity::Error, e.span(), e.message().trim().to_string());
+            cx.problems.sort_by_key(|p| (p.line, p.column));
             return Checked {
                 settings: Settings::default(),
                 problems: cx.problems,
             };
         }
     };
-    // 4. Values.
+    // 3. Values.
     let settings = apply_file(&mut cx, file);
     cx.problems.sort_by_key(|p| (p.line, p.column));
     Checked {
@@ -389,80 +381,122 @@ pub fn check_str(text: &str) -> Checked {
     }
 }
 
-fn unknown_keys(cx: &mut Ctx<'_>, table: &DeTable<'_>) {
-    fn walk(cx: &mut Ctx<'_>, t: &DeTable<'_>, known: &[&str], section: &str) {
-        for (k, v) in t.iter() {
-            let name = k.get_ref().as_ref();
-            if !known.contains(&name) {
-                let hint = if name == "token" || name.ends_with("_token") || name == "password" {
-                    " Never put secrets in the file: set `token_env` to the name of an environment variable that holds the token."
-                        .to_string()
-                } else {
-                    match closest(name, known) {
-                        Some(c) => format!(" Did you mean `{c}`?"),
-                        None => format!(" Known keys here: {}.", known.join(", ")),
-                    }
-                };
-                cx.err(
-                    k.span(),
-                    format!(
-                        "unknown key `{name}`{}.{hint}",
-                        if section.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" in [{section}]")
-                        }
-                    ),
-                );
-                continue;
-            }
-            let sub = |n: &str| -> Option<&[&str]> {
-                Some(match (section, n) {
-                    ("", "batch") => BATCH_KEYS,
-                    ("", "limits") => LIMITS_KEYS,
-                    ("", "agents") => AGENTS_KEYS,
-                    ("", "observability") => OBS_KEYS,
-                    _ => return None,
-                })
-            };
-            match v.get_ref() {
-                DeValue::Table(inner) => {
-                    if let Some(keys) = sub(name) {
-                        walk(cx, inner, keys, name);
-                    }
-                }
-                DeValue::Array(items) if section.is_empty() && name == "regions" => {
-                    for it in items.iter() {
-                        if let DeValue::Table(inner) = it.get_ref() {
-                            walk(cx, inner, REGION_KEYS, "[regions]");
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    walk(cx, table, TOP_KEYS, "");
+/// One step of a key's path in the document.
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    /// A key of a table.
+    Key(String),
+    /// An element of an array of tables.
+    Index(usize),
 }
 
-/// The known key within edit distance 2, if any.
-fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    fn dist(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                let c = if ca == *cb { prev[j] } else { prev[j] + 1 };
-                cur.push(c.min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev[b.len()]
+/// A `serde_ignored` path as document steps (serde's wrappers and the private keys of
+/// `Spanned` left out).
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path;
+    let mut out = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    };
+    match path {
+        Path::Seq { index, .. } => out.push(Seg::Index(*index)),
+        Path::Map { key, .. } if !key.starts_with("$__serde_spanned_private") => out.push(Seg::Key(key.clone())),
+        _ => {}
     }
+    out
+}
+
+/// The field names of a derived `Deserialize` struct, read from serde itself (the names
+/// it passes to `deserialize_struct`), so no list of keys is kept by hand.
+fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probe only"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// Reports one unknown key at its place in the document, with a suggestion.
+fn unknown_key(cx: &mut Ctx<'_>, root: &DeTable<'_>, path: &[Seg]) {
+    let Some((Seg::Key(name), parents)) = path.split_last() else {
+        return;
+    };
+    // The keys allowed where this one sits: the fields of the struct that table maps to.
+    let (known, section): (&[&str], &str) = match parents.first() {
+        None => (fields_of::<FileConfig>(), ""),
+        Some(Seg::Key(k)) => match k.as_str() {
+            "batch" => (fields_of::<BatchFile>(), "batch"),
+            "limits" => (fields_of::<LimitsFile>(), "limits"),
+            "agents" => (fields_of::<AgentsFile>(), "agents"),
+            "observability" => (fields_of::<ObservabilityFile>(), "observability"),
+            "channels" => (fields_of::<ChannelsFile>(), "channels"),
+            "regions" => (fields_of::<RegionFile>(), "[regions]"),
+            _ => (&[], k.as_str()),
+        },
+        Some(Seg::Index(_)) => (&[], ""),
+    };
+    // Find the key in the parsed document for its line and column.
+    let mut table = Some(root);
+    let mut value: Option<&DeValue<'_>> = None;
+    for seg in parents {
+        value = match (seg, value) {
+            (Seg::Key(k), _) => table.and_then(|t| t.get(k.as_str())).map(|v| v.get_ref()),
+            (Seg::Index(i), Some(DeValue::Array(items))) => items.get(*i).map(|v| v.get_ref()),
+            _ => None,
+        };
+        table = match value {
+            Some(DeValue::Table(t)) => Some(t),
+            _ => None,
+        };
+    }
+    let span = table.and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_str()).map(|(k, _)| k.span()));
+    let hint = if name == "token" || name.ends_with("_token") || name == "password" {
+        " Never put secrets in the file: set `token_env` to the name of an environment variable that holds the token.".to_string()
+    } else {
+        match closest(name, known) {
+            Some(c) => format!(" Did you mean `{c}`?"),
+            None => format!(" Known keys here: {}.", known.join(", ")),
+        }
+    };
+    let message = format!(
+        "unknown key `{name}`{}.{hint}",
+        if section.is_empty() {
+            String::new()
+        } else {
+            format!(" in [{section}]")
+        }
+    );
+    cx.at(Severity::Error, span, message);
+}
+
+/// The known key within edit distance 2 (Levenshtein), if any.
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
-        .map(|k| (dist(name, k), *k))
+        .map(|k| (strsim::levenshtein(name, k), *k))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
@@ -571,6 +605,20 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     }
     if let Some(n) = cx.int(&a.kv_sweep_interval_ms, "agents.kv_sweep_interval_ms", 10, 3_600_000) {
         s.kv_sweep_interval = Duration::from_millis(n);
+    }
+    let c = &f.channels;
+    let ch = &mut s.store.channels;
+    for (v, key, field) in [
+        (&c.read_queue, "channels.read_queue", &mut ch.read_queue),
+        (&c.commit_events, "channels.commit_events", &mut ch.commit_events),
+        (&c.search_mailbox, "channels.search_mailbox", &mut ch.search_mailbox),
+        (&c.swarm_events, "channels.swarm_events", &mut ch.swarm_events),
+        (&c.kv_watch, "channels.kv_watch", &mut ch.kv_watch),
+        (&c.region_link, "channels.region_link", &mut ch.region_link),
+    ] {
+        if let Some(n) = cx.int(v, key, 1, 1 << 24) {
+            *field = n as usize;
+        }
     }
     let o = &f.observability;
     if let Some(v) = &o.log_format {
@@ -863,11 +911,29 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_everywhere_get_suggestions() {
+        let c = check_str("queue_capacty = 5\n[channels]\nsearch_mailbx = 8\nkv_watch = 4\n[[regions]]\nname = \"eu\"\nurl = \"file:eu.db\"\nlatncy_ms = 3\n");
+        let errs: Vec<(usize, &str)> = c.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(c.errors(), 3, "{errs:?}");
+        assert!(errs[0].0 == 1 && errs[0].1.contains("Did you mean `queue_capacity`?"), "{errs:?}");
+        assert!(
+            errs[1].0 == 3 && errs[1].1.contains("in [channels]. Did you mean `search_mailbox`?"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].0 == 8 && errs[2].1.contains("in [[regions]]. Did you mean `latency_ms`?"),
+            "{errs:?}"
+        );
+        assert_eq!(c.settings.store.channels.kv_watch, 4);
+    }
+
+    #[test]
     fn settings_round_trip_through_toml() {
         let c = check_str("durability = \"normal\"\n[batch]\nmax_rows = 10\n[[regions]]\nname = \"eu\"\nurl = \"file:eu.db\"\n");
         let again = check_str(&c.settings.to_toml());
         assert_eq!(again.errors(), 0, "{:?}", again.problems);
         assert_eq!(again.settings.store.batch.max_rows, 10);
+        assert_eq!(again.settings.store.channels, c.settings.store.channels);
         assert_eq!(again.settings.regions.len(), 1);
     }
 }

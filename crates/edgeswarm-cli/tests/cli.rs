@@ -422,9 +422,9 @@ fn prometheus_endpoint_serves_metrics() {
     let _ = child.wait();
     let body = body.expect("metrics endpoint answered");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    assert!(body.contains("text/plain; version=0.0.4"), "{body}");
+    assert!(body.contains("application/openmetrics-text; version=1.0.0"), "{body}");
     for m in [
-        "edgeswarm_write_batch_size_bucket{le=\"1\"}",
+        "edgeswarm_write_batch_size_bucket{le=\"1.0\"}",
         "edgeswarm_commit_latency_seconds_count",
         "edgeswarm_ack_latency_seconds_count",
         "edgeswarm_write_queue_depth",

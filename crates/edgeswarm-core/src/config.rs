@@ -93,6 +93,84 @@ impl Default for Limits {
     }
 }
 
+/// Capacity of every bounded channel that is not sized elsewhere, one field per channel.
+/// Two channels are sized by their own settings: the writer queue
+/// ([`StoreConfig::queue_capacity`], channel `storage_writer`) and each agent's mailbox
+/// (`AgentOptions::mailbox` in the facade, channel `agent_mailbox`, one per agent).
+///
+/// Every channel's depth and capacity is reported as a [`ChannelStats`] (the facade's
+/// `Swarm::channels`, `StoreStats`, the Prometheus gauges `edgeswarm_channel_depth` and
+/// `edgeswarm_channel_capacity` labelled by channel name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelConfig {
+    /// Channel `read_pool`: reads queued or running on the read-pool threads. A full
+    /// queue makes readers wait (never fail). Default 4,096: a burst of agent reads
+    /// waits in memory (a job is a boxed closure, ~100 bytes) instead of erroring, and
+    /// the bound keeps a runaway caller from growing memory without limit.
+    pub read_queue: usize,
+    /// Channel `commit_events`: the broadcast of committed batches (caches, watchers,
+    /// sync). The writer never waits on it: a subscriber more than this many events
+    /// behind gets `Lagged` and resynchronises. Default 4,096 events: several seconds of
+    /// commits at full write rate, so a busy subscriber catches up without resyncing.
+    pub commit_events: usize,
+    /// Channel `search_mailbox`: requests queued for the `SearchActor` (queries, status,
+    /// embedder switches, cache invalidations of this node's writes). `search` waits
+    /// while it is full, `try_search` returns `Overloaded`. Default 1,024: the actor
+    /// only hands each query to a task, so a deep mailbox means it is stalled; the bound
+    /// keeps callers from piling up unbounded work behind it.
+    pub search_mailbox: usize,
+    /// Channel `swarm_events`: the broadcast of agent lifecycle events (started,
+    /// restarted, stopped). Slow subscribers lag instead of slowing agents. Default
+    /// 1,024 events.
+    pub swarm_events: usize,
+    /// Channel `kv_watch`: kv changes queued for one `watch` subscriber (one channel per
+    /// watcher). When it is full further changes are dropped and counted. Default 256.
+    pub kv_watch: usize,
+    /// Channel `region_link`: requests queued for one `file:` region's thread (one
+    /// channel per region). Pipelined pushes, pulls and probes wait when it is full.
+    /// Default 128: more than the push window (32) plus a pull and a probe, so a
+    /// healthy region never waits on it.
+    pub region_link: usize,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            read_queue: 4096,
+            commit_events: 4096,
+            search_mailbox: 1024,
+            swarm_events: 1024,
+            kv_watch: 256,
+            region_link: 128,
+        }
+    }
+}
+
+/// Depth and capacity of one named channel right now, for stats and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    /// The channel's name (see [`ChannelConfig`]); per-instance channels add the
+    /// instance after a colon, e.g. `region_link:eu-west`.
+    pub name: String,
+    /// Items queued (or held in flight, where the channel counts those) right now.
+    pub depth: usize,
+    /// The bound: at this depth senders wait, fail with `Overloaded`, or (broadcasts)
+    /// the slowest subscriber starts lagging.
+    pub capacity: usize,
+}
+
+impl ChannelStats {
+    /// A snapshot of `name`.
+    pub fn new(name: impl Into<String>, depth: usize, capacity: usize) -> Self {
+        ChannelStats {
+            name: name.into(),
+            depth,
+            capacity,
+        }
+    }
+}
+
 /// Everything the store needs to open the home file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -101,6 +179,7 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Default `Durability::Full`.
     pub durability: Durability,
+    /// When the writer closes a batch (rows, bytes, linger).
     pub batch: BatchConfig,
     /// Capacity of the bounded queue in front of the writer, in writes. When full,
     /// `publish` waits and `try_publish` returns `Overloaded`. Default 65,536 — about
@@ -110,7 +189,12 @@ pub struct StoreConfig {
     /// Read-only connections, each on its own thread. Default 4: reads are short and
     /// mostly CPU; on a 2-core machine more threads only add contention.
     pub read_pool_size: usize,
+    /// Input limits, checked before a write is queued or a read runs.
     pub limits: Limits,
+    /// Capacities of the other named channels (read queue, commit events, search
+    /// mailbox, swarm events, kv watchers, region links). They live here because every
+    /// layer is handed the `Store` and reads them from `Store::config()`.
+    pub channels: ChannelConfig,
 }
 
 impl Default for StoreConfig {
@@ -122,6 +206,7 @@ impl Default for StoreConfig {
             queue_capacity: 65_536,
             read_pool_size: 4,
             limits: Limits::default(),
+            channels: ChannelConfig::default(),
         }
     }
 }

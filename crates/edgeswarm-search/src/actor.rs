@@ -10,6 +10,15 @@
 //! Writes made elsewhere (raw SQL, replication) invalidate when their commit event is
 //! broadcast; the store sends that event just *after* acking the write, so for a few
 //! microseconds after such an ack one cached answer may still be served.
+//!
+//! Mailbox: ractor mailboxes are unbounded, so the [`Search`] handle bounds what callers
+//! put in it. Every message a caller causes (query, status, embedder switch, the
+//! invalidation after this crate's own writes) holds a permit of a semaphore of
+//! `ChannelConfig::search_mailbox` permits until the actor has handled it: `search`
+//! waits for a permit, `try_search` returns `Overloaded`. The other messages are bounded
+//! by construction: `Poll` is coalesced (at most one queued, see `poll_pending`),
+//! `CachePut` comes only from query tasks (one per counted query) and `SyncDone` from
+//! the single background embedding pass.
 
 use crate::embed::SharedEmbedder;
 use crate::engine::{self, Plan, VectorQuery};
@@ -25,9 +34,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
 /// Batches of missing vectors filled per background pass (each batch is
@@ -163,7 +173,15 @@ pub enum SearchMsg {
         /// Where the status goes.
         reply: oneshot::Sender<SearchStatus>,
     },
+    /// A caller's message with its mailbox permit, released once the message is handled
+    /// (or dropped with the mailbox if the actor stops).
+    Counted(Box<SearchMsg>, OwnedSemaphorePermit),
 }
+
+// With ractor's `cluster` feature there is no blanket `Message` impl; this message is
+// local-only (never serialized), so the trait's defaults are right.
+#[cfg(feature = "cluster")]
+impl ractor::Message for SearchMsg {}
 
 /// The actor: read-only configuration only; everything mutable is in [`SearchState`].
 pub struct SearchActor {
@@ -181,6 +199,9 @@ pub struct SearchState {
     generation: u64,
     events: broadcast::Receiver<Arc<CommitEvent>>,
     forwarder: tokio::task::JoinHandle<()>,
+    /// True while a `Poll` is queued: the commit-event forwarder sends at most one, so
+    /// a burst of commits cannot flood the (unbounded) mailbox. Cleared when it is handled.
+    poll_pending: Arc<AtomicBool>,
     active: Option<Space>,
     building: Option<Space>,
     missing: i64,
@@ -500,11 +521,13 @@ impl Actor for SearchActor {
         let events = self.store.subscribe();
         let mut fwd = self.store.subscribe();
         let me = myself.clone();
+        let poll_pending = Arc::new(AtomicBool::new(false));
+        let pending = poll_pending.clone();
         let forwarder = tokio::spawn(async move {
             loop {
                 match fwd.recv().await {
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if me.cast(SearchMsg::Poll).is_err() {
+                        if !pending.swap(true, Ordering::AcqRel) && me.cast(SearchMsg::Poll).is_err() {
                             return;
                         }
                     }
@@ -517,6 +540,7 @@ impl Actor for SearchActor {
             generation: 0,
             events,
             forwarder,
+            poll_pending,
             active: None,
             building: None,
             missing: 0,
@@ -552,6 +576,15 @@ impl Actor for SearchActor {
     }
 
     async fn handle(&self, myself: ActorRef<SearchMsg>, msg: SearchMsg, st: &mut SearchState) -> Result<(), ActorProcessingErr> {
+        // The permit is held until this message is handled.
+        let (msg, _permit) = match msg {
+            SearchMsg::Counted(m, permit) => (*m, Some(permit)),
+            m => (m, None),
+        };
+        if matches!(msg, SearchMsg::Poll) {
+            // Before draining: a commit after this point sends a new Poll.
+            st.poll_pending.store(false, Ordering::Release);
+        }
         st.drain();
         match msg {
             SearchMsg::Query { req, reply } => match self.query(st, req) {
@@ -654,6 +687,7 @@ impl Actor for SearchActor {
                     st.need_fill = false;
                 }
             }
+            SearchMsg::Counted(..) => {}
             SearchMsg::Status { reply } => {
                 let _ = reply.send(SearchStatus {
                     default_mode: if st.active.is_some() || st.building.is_some() {
@@ -683,6 +717,11 @@ impl Actor for SearchActor {
 pub struct Search {
     actor: ActorRef<SearchMsg>,
     store: Store,
+    /// Bounds the caller messages queued or being handled by the actor (channel
+    /// `search_mailbox`, `ChannelConfig::search_mailbox` permits).
+    mailbox: Arc<Semaphore>,
+    /// The number of permits `mailbox` started with.
+    mailbox_capacity: usize,
 }
 
 impl std::fmt::Debug for Search {
@@ -706,7 +745,42 @@ impl Search {
         let (actor, _join) = Actor::spawn(None, actor, SearchArgs { embedder: cfg.embedder })
             .await
             .map_err(|e| SearchError::ActorGone(format!("could not start: {e}")))?;
-        Ok(Search { actor, store })
+        let mailbox_capacity = store.config().channels.search_mailbox.max(1);
+        Ok(Search {
+            actor,
+            store,
+            mailbox: Arc::new(Semaphore::new(mailbox_capacity)),
+            mailbox_capacity,
+        })
+    }
+
+    /// Depth and capacity of the actor's bounded mailbox (channel `search_mailbox`):
+    /// caller messages queued or being handled.
+    pub fn mailbox(&self) -> edgeswarm_core::ChannelStats {
+        let depth = self.mailbox_capacity.saturating_sub(self.mailbox.available_permits());
+        edgeswarm_core::ChannelStats::new("search_mailbox", depth, self.mailbox_capacity)
+    }
+
+    /// Sends a caller message once a mailbox permit is free (waiting while it is full),
+    /// or, with `wait == false`, fails with `Overloaded` when it is full.
+    async fn send(&self, msg: SearchMsg, wait: bool) -> Result<()> {
+        let permit = if wait {
+            self.mailbox.clone().acquire_owned().await.ok()
+        } else {
+            match self.mailbox.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(TryAcquireError::NoPermits) => {
+                    return Err(SearchError::Overloaded {
+                        capacity: self.mailbox_capacity,
+                    })
+                }
+                Err(TryAcquireError::Closed) => None,
+            }
+        };
+        let permit = permit.ok_or_else(|| SearchError::ActorGone("its mailbox is closed".into()))?;
+        self.actor
+            .cast(SearchMsg::Counted(Box::new(msg), permit))
+            .map_err(|e| SearchError::ActorGone(e.to_string()))
     }
 
     /// The store this search reads.
@@ -715,15 +789,26 @@ impl Search {
     }
 
     async fn call<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> SearchMsg) -> Result<T> {
+        self.call_with(f, true).await
+    }
+
+    async fn call_with<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> SearchMsg, wait: bool) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.actor.cast(f(tx)).map_err(|e| SearchError::ActorGone(e.to_string()))?;
+        self.send(f(tx), wait).await?;
         rx.await
             .map_err(|_| SearchError::ActorGone("the request was dropped (the actor or the store stopped)".into()))
     }
 
     /// Runs a search.
+    /// Waits while the actor's mailbox is full.
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResponse> {
         self.call(|reply| SearchMsg::Query { req, reply }).await?
+    }
+
+    /// Runs a search, or returns [`SearchError::Overloaded`] at once when the actor's
+    /// mailbox is full (`ChannelConfig::search_mailbox` requests waiting).
+    pub async fn try_search(&self, req: SearchRequest) -> Result<SearchResponse> {
+        self.call_with(|reply| SearchMsg::Query { req, reply }, false).await?
     }
 
     /// Runs a search given as JSON (`{"query": .., "mode": .., "filters": {..}, "limit": ..,
@@ -735,26 +820,28 @@ impl Search {
     /// Adds an entry with dedup (see [`knowledge::add_knowledge`]).
     pub async fn add_knowledge(&self, k: Knowledge) -> Result<AddOutcome> {
         let r = knowledge::add_knowledge(&self.store, k).await;
-        self.wrote(r.as_ref().map(|o| o.id.clone()).ok());
+        self.wrote(r.as_ref().map(|o| o.id.clone()).ok()).await;
         r
     }
 
     /// Changes an entry (see [`knowledge::update_knowledge`]).
     pub async fn update_knowledge(&self, id: &str, upd: KnowledgeUpdate) -> Result<()> {
         let r = knowledge::update_knowledge(&self.store, id, upd).await;
-        self.wrote(Some(id.to_string()));
+        self.wrote(Some(id.to_string())).await;
         r
     }
 
     /// Tombstones an entry; false if there was no live entry with this id.
     pub async fn delete_knowledge(&self, id: &str) -> Result<bool> {
         let r = knowledge::delete_knowledge(&self.store, id).await;
-        self.wrote(Some(id.to_string()));
+        self.wrote(Some(id.to_string())).await;
         r
     }
 
-    fn wrote(&self, id: Option<String>) {
-        let _ = self.actor.cast(SearchMsg::Wrote(id.into_iter().collect()));
+    /// Tells the actor about our own write (waits for a mailbox permit: an
+    /// invalidation must not be dropped).
+    async fn wrote(&self, id: Option<String>) {
+        let _ = self.send(SearchMsg::Wrote(id.into_iter().collect()), true).await;
     }
 
     /// The whole live entry with this id.

@@ -41,6 +41,13 @@ pub enum SearchError {
         /// What went wrong.
         reason: String,
     },
+    /// `try_search` found the search actor's mailbox full; retry later or use `search`,
+    /// which waits.
+    #[error("the search actor has {capacity} requests waiting (its mailbox is full); retry later, use search (which waits), or raise ChannelConfig::search_mailbox")]
+    Overloaded {
+        /// The mailbox bound (`ChannelConfig::search_mailbox`).
+        capacity: usize,
+    },
     /// The search actor is not running (stopped or crashed); start a new one.
     #[error("the search actor is not running: {0}; start a new one with Search::start")]
     ActorGone(String),

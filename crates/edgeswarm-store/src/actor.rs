@@ -72,6 +72,11 @@ pub enum StorageMsg {
     WriterExited { panic: Option<String> },
 }
 
+// With ractor's `cluster` feature there is no blanket `Message` impl; this message is
+// local-only (never serialized), so the trait's defaults are right.
+#[cfg(feature = "cluster")]
+impl ractor::Message for StorageMsg {}
+
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -50,8 +50,9 @@ pub struct ReadPool {
 
 impl ReadPool {
     /// Starts `size` reader threads on `path` (which must exist and be migrated).
-    pub fn start(path: &Path, size: usize, limits: Limits) -> Result<ReadPool> {
-        let (tx, rx) = queue::bounded::<Job>("read_pool", 4096);
+    /// `capacity` bounds the jobs queued or running (`ChannelConfig::read_queue`).
+    pub fn start(path: &Path, size: usize, capacity: usize, limits: Limits) -> Result<ReadPool> {
+        let (tx, rx) = queue::bounded::<Job>("read_pool", capacity);
         let mut threads = Vec::new();
         for i in 0..size.max(1) {
             let rx = rx.clone();
@@ -122,6 +123,16 @@ impl ReadPool {
         }
         rx.await
             .map_err(|_| StoreError::Internal("the read failed unexpectedly (reader job panicked)".into()))?
+    }
+
+    /// The queue's bound (0 once shut down).
+    pub fn capacity(&self) -> usize {
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|t| t.capacity())
+            .unwrap_or(0)
     }
 
     /// Jobs queued or running.

@@ -9,7 +9,7 @@ use crate::read_pool::{ReadPool, Reader};
 use crate::schema;
 use crate::value::{QueryResult, SqlValue};
 use crate::writer::{CommitEvent, Faults, Inserted, KnowledgeWriter, OpOutput, TxCtx, WriteOp, WriterMsg, WriterStats};
-use edgeswarm_core::{HybridClock, LatencySummary, Record, StoreConfig};
+use edgeswarm_core::{ChannelStats, HybridClock, LatencySummary, Record, StoreConfig};
 use ractor::{Actor, ActorRef};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,6 +47,12 @@ pub struct StoreStats {
     pub queue_capacity: usize,
     pub queue_rejected: u64,
     pub read_queue_depth: usize,
+    /// Bound of the read queue (`ChannelConfig::read_queue`).
+    pub read_queue_capacity: usize,
+    /// Commit events not yet received by the slowest subscriber.
+    pub commit_events_depth: usize,
+    /// Bound of the commit-event broadcast (`ChannelConfig::commit_events`).
+    pub commit_events_capacity: usize,
     pub batches: u64,
     pub ops: u64,
     pub failed_batches: u64,
@@ -68,6 +74,17 @@ pub struct StoreStats {
     pub commit_latency: LatencySummary,
     /// Queue-to-ack latency, likewise.
     pub ack_latency: LatencySummary,
+}
+
+impl StoreStats {
+    /// The store's channels by name: `storage_writer`, `read_pool`, `commit_events`.
+    pub fn channels(&self) -> Vec<ChannelStats> {
+        vec![
+            ChannelStats::new("storage_writer", self.queue_depth, self.queue_capacity),
+            ChannelStats::new("read_pool", self.read_queue_depth, self.read_queue_capacity),
+            ChannelStats::new("commit_events", self.commit_events_depth, self.commit_events_capacity),
+        ]
+    }
 }
 
 struct Inner {
@@ -105,7 +122,7 @@ impl Store {
                 path: cfg.path.display().to_string(),
                 reason: e.to_string(),
             })??;
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(cfg.channels.commit_events.max(1));
         let (inbox_tx, inbox_rx) = watch::channel(Inbox::Restarting { generation: 0 });
         let setup = Arc::new(WriterSetup {
             cfg: cfg.clone(),
@@ -124,8 +141,8 @@ impl Store {
                 path: cfg.path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let (path, n, limits) = (cfg.path.clone(), cfg.read_pool_size, cfg.limits.clone());
-        let reads = tokio::task::spawn_blocking(move || ReadPool::start(&path, n, limits))
+        let (path, n, cap, limits) = (cfg.path.clone(), cfg.read_pool_size, cfg.channels.read_queue, cfg.limits.clone());
+        let reads = tokio::task::spawn_blocking(move || ReadPool::start(&path, n, cap, limits))
             .await
             .map_err(|e| StoreError::Open {
                 path: cfg.path.display().to_string(),
@@ -352,6 +369,9 @@ impl Store {
             queue_capacity: cap,
             queue_rejected: rejected,
             read_queue_depth: self.inner.reads.depth(),
+            read_queue_capacity: self.inner.reads.capacity(),
+            commit_events_depth: self.inner.setup.events.len(),
+            commit_events_capacity: self.inner.cfg.channels.commit_events.max(1),
             batches: s.batches.load(Ordering::Relaxed),
             ops: s.ops.load(Ordering::Relaxed),
             failed_batches: s.failed_batches.load(Ordering::Relaxed),

@@ -29,3 +29,8 @@ pub use link::{HranaLink, LocalLink, RegionLink};
 pub use router::{Health, ReadTarget, Router};
 pub use row::{Conflict, Resolver, RowVersion, TableSpec};
 pub use system::{Replicated, SyncHandle, SyncStatus, SyncSystem, TableChecksum};
+
+// With ractor's `cluster` feature there is no blanket `Message` impl; `SyncMsg` is
+// local-only (never serialized), so the trait's defaults are right.
+#[cfg(feature = "cluster")]
+impl ractor::Message for actor::SyncMsg {}

@@ -99,11 +99,12 @@ fn required(level: WriteConsistency, n: usize) -> usize {
 pub type OpenedLink = (Arc<dyn RegionLink>, Option<Arc<AtomicBool>>);
 
 /// Opens the link a region config names.
-pub fn open_link(r: &RegionConfig, cfg: &SyncConfig) -> Result<OpenedLink> {
+/// `link_capacity` bounds a `file:` region's request channel (`ChannelConfig::region_link`).
+pub fn open_link(r: &RegionConfig, cfg: &SyncConfig, link_capacity: usize) -> Result<OpenedLink> {
     if let Some(path) = r.url.strip_prefix("file:") {
         let mut profile = cfg.local_profile.clone();
         profile.latency = Duration::from_millis(r.latency_ms);
-        let l = LocalLink::open(&r.name, path, profile)?;
+        let l = LocalLink::open(&r.name, path, profile, link_capacity)?;
         let sw = l.partition_switch();
         Ok((Arc::new(l), Some(sw)))
     } else {
@@ -121,7 +122,7 @@ impl SyncSystem {
         validate(&regions)?;
         let mut links = Vec::new();
         for r in &regions {
-            links.push(open_link(r, &cfg)?);
+            links.push(open_link(r, &cfg, store.config().channels.region_link)?);
         }
         // Everything start needs from the home file, in one read (one trip to a reader
         // thread instead of one per question: start is on the path of a full sync).
@@ -327,6 +328,19 @@ impl SyncHandle {
     /// Configured region names, in configuration order.
     pub fn regions(&self) -> Vec<String> {
         self.inner.regions.iter().map(|r| r.ctx.name.clone()).collect()
+    }
+
+    /// Depth and capacity of each region's request channel (`region_link:<region>`),
+    /// for regions whose link queues requests.
+    pub fn channels(&self) -> Vec<edgeswarm_core::ChannelStats> {
+        self.inner
+            .regions
+            .iter()
+            .filter_map(|r| {
+                let (depth, cap) = r.ctx.link.queue()?;
+                Some(edgeswarm_core::ChannelStats::new(format!("region_link:{}", r.ctx.name), depth, cap))
+            })
+            .collect()
     }
 
     /// The home store this system replicates.

@@ -136,6 +136,11 @@ pub enum AgentMsg<T> {
     Task(T, OwnedSemaphorePermit),
 }
 
+// With ractor's `cluster` feature there is no blanket `Message` impl; this message is
+// local-only (never serialized), so the trait's defaults are right.
+#[cfg(feature = "cluster")]
+impl<T: Send + 'static> ractor::Message for AgentMsg<T> {}
+
 /// Typed sender kept in the registry (behind `Any` so agents of different task types
 /// share one map).
 pub(crate) struct TaskSender<T: Send + 'static> {

@@ -146,6 +146,7 @@ fn search_kind(e: &SearchError) -> ErrorKind {
         | SearchError::InvalidRequest(_)
         | SearchError::BadCursor(_) => ErrorKind::Invalid,
         SearchError::NotFound(_) => ErrorKind::NotFound,
+        SearchError::Overloaded { .. } => ErrorKind::Overloaded,
         SearchError::Embedder { .. } => ErrorKind::Internal,
         SearchError::ActorGone(_) => ErrorKind::Closed,
         SearchError::Store(s) => store_kind(s),

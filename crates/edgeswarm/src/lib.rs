@@ -40,8 +40,8 @@ pub use ctx::AgentCtx;
 // behind the facade (reach them through `Swarm`'s methods, not their modules).
 pub use edgeswarm_core::record::now_millis;
 pub use edgeswarm_core::{
-    BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, Record, StoreConfig, ValidationError,
-    WriteConsistency,
+    BatchConfig, ChannelConfig, ChannelStats, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, Record,
+    StoreConfig, ValidationError, WriteConsistency,
 };
 pub use edgeswarm_search::{
     AddOutcome, Embedder, Filters, HashEmbedder, JsonScalar, KnowledgeEntry, KnowledgeUpdate, Mode, Search, SearchConfig, SearchError,

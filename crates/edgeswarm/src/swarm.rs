@@ -169,7 +169,7 @@ impl SwarmBuilder {
                 }
             }
         };
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(store.config().channels.swarm_events.max(1));
         let inner = Arc::new_cyclic(|_| SwarmInner {
             store,
             search,
@@ -647,6 +647,38 @@ impl Swarm {
         Ok(r?)
     }
 
+    /// Depth and capacity of every named channel (see `ChannelConfig`): the store's,
+    /// the search mailbox, swarm events, kv watchers (the deepest watcher's queue and
+    /// the per-watcher bound) and each `file:` region's link. Agent mailboxes are per
+    /// agent in [`Swarm::agents`].
+    pub fn channels(&self) -> Vec<edgeswarm_core::ChannelStats> {
+        use edgeswarm_core::ChannelStats;
+        let mut v = self.inner.store.stats().channels();
+        v.push(self.inner.search.mailbox());
+        let ev = &self.inner.events;
+        v.push(ChannelStats::new(
+            "swarm_events",
+            ev.len(),
+            self.inner.store.config().channels.swarm_events.max(1),
+        ));
+        let deepest = self
+            .inner
+            .watchers
+            .iter()
+            .map(|w| w.tx.max_capacity() - w.tx.capacity())
+            .max()
+            .unwrap_or(0);
+        v.push(ChannelStats::new(
+            "kv_watch",
+            deepest,
+            self.inner.store.config().channels.kv_watch.max(1),
+        ));
+        if let Some(s) = &self.inner.sync {
+            v.extend(s.channels());
+        }
+        v
+    }
+
     /// Search latency so far: counts per power-of-two µs bucket (index i: ≤ 2^i µs) and
     /// the sum in µs.
     pub fn search_latency_hist(&self) -> (Vec<u64>, u64) {
@@ -711,7 +743,7 @@ impl Swarm {
 
     /// Watches `namespace` keys starting with `prefix`.
     pub fn watch(&self, namespace: &str, prefix: &str) -> KvWatch {
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let (tx, rx) = tokio::sync::mpsc::channel(self.inner.store.config().channels.kv_watch.max(1));
         let id = self.inner.next_watch.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
         self.inner.watchers.insert(

@@ -23,10 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Capacity of the request channel in front of a region thread. Pipelined pushes,
-/// pulls and probes of one actor fit comfortably (window + 2).
-const CHANNEL_CAPACITY: usize = 128;
-
 type Job = Box<dyn FnOnce(&mut RegionDb) + Send>;
 
 /// Versions applied since the last checkpoint after which the region's checkpointer
@@ -170,9 +166,10 @@ impl LocalLink {
     /// Starts the region thread for `path`. The file is opened (created if missing) on
     /// first use; a file that is not a database makes every request fail with
     /// [`SyncError::RegionOpen`], and is retried on each request.
-    pub fn open(region: &str, path: impl AsRef<Path>, profile: LinkProfile) -> Result<Self> {
+    /// `capacity` bounds the request channel (`ChannelConfig::region_link`).
+    pub fn open(region: &str, path: impl AsRef<Path>, profile: LinkProfile, capacity: usize) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let (tx, mut rx) = mpsc::channel::<Job>(CHANNEL_CAPACITY);
+        let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
         let checkpoint = Checkpointer::spawn(region, path.clone(), Durability::Normal)
             .map_err(|e| SyncError::Internal(format!("cannot start region checkpointer thread: {e}")))?;
         let mut db = RegionDb {
@@ -295,6 +292,9 @@ impl RegionLink for LocalLink {
     }
     fn url(&self) -> &str {
         &self.url
+    }
+    fn queue(&self) -> Option<(usize, usize)> {
+        Some((self.tx.max_capacity() - self.tx.capacity(), self.tx.max_capacity()))
     }
 
     /// `ROWS_PER_STATEMENT` (64): no network to save statements on, and preparing a

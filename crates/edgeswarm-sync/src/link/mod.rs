@@ -424,6 +424,11 @@ pub trait RegionLink: Send + Sync + 'static {
     fn rows_per_statement(&self) -> usize {
         MAX_ROWS_PER_STATEMENT
     }
+    /// `(depth, capacity)` of the request channel in front of the region, for links
+    /// that queue requests (`file:` regions: channel `region_link`). Default `None`.
+    fn queue(&self) -> Option<(usize, usize)> {
+        None
+    }
     /// Creates the region log and these tables if missing.
     async fn ensure_tables(&self, tables: &[Arc<TableSpec>]) -> Result<()>;
     /// Applies a batch atomically: after `Ok` every version in it is durable in the
