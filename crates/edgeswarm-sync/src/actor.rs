@@ -83,7 +83,20 @@ pub struct RegionStatus {
     pub lag_p50_ms: Option<u64>,
     /// See `lag_p50_ms`.
     pub lag_p99_ms: Option<u64>,
+    /// Round trip of whole pushes (send a batch, the region commits it, ack), EWMA in
+    /// ms: what a write waits for beyond the link itself.
+    pub push_rtt_ms: Option<f64>,
+    /// The link's own latency: the smallest round trip among the last
+    /// [`LINK_SAMPLES`] requests of any kind (as TCP estimates a path's RTT: the minimum
+    /// filters out queueing and work at either end).
+    pub link_ms: Option<f64>,
+    /// The simulated link's partition switch (`None` for HTTP regions, which have none).
+    /// Filled in by `sync_status`.
+    pub partitioned: Option<bool>,
 }
+
+/// How many recent round trips `RegionStatus::link_ms` takes its minimum over.
+pub const LINK_SAMPLES: usize = 16;
 
 /// State shared between a region's actor and the handle (read without messaging).
 pub struct RegionShared {
@@ -237,6 +250,10 @@ pub struct SyncState {
     last_status_at: Instant,
     rate: f64,
     last_sync_at: Option<i64>,
+    /// EWMA of push round trips in ms (see `RegionStatus::push_rtt_ms`).
+    push_rtt_ms: Option<f64>,
+    /// The last [`LINK_SAMPLES`] round trips of any request, in ms (ring), for `link_ms`.
+    recent_rtts: std::collections::VecDeque<f64>,
     timer: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -272,6 +289,8 @@ impl SyncActor {
             s.errors = st.health.errors_total;
             s.last_error = st.health.last_error.clone();
             s.last_sync_at = st.last_sync_at;
+            s.push_rtt_ms = st.push_rtt_ms;
+            s.link_ms = st.recent_rtts.iter().copied().reduce(f64::min);
         }
         c.router.update(
             &c.name,
@@ -537,6 +556,12 @@ impl SyncActor {
         let was = st.health.health;
         st.health.success(Instant::now(), rtt);
         st.last_ok = Instant::now();
+        if let Some(r) = rtt {
+            if st.recent_rtts.len() >= LINK_SAMPLES {
+                st.recent_rtts.pop_front();
+            }
+            st.recent_rtts.push_back(r.as_secs_f64() * 1000.0);
+        }
         if was == Health::Down {
             tracing::info!(region = %self.ctx.name, "region is back; draining the queued changes");
         }
@@ -595,6 +620,8 @@ impl Actor for SyncActor {
             last_status_at: now,
             rate: 0.0,
             last_sync_at: None,
+            push_rtt_ms: None,
+            recent_rtts: std::collections::VecDeque::with_capacity(LINK_SAMPLES),
             timer: Some(timer),
         };
         self.ctx.shared.acked.send_replace(push_seq);
@@ -679,6 +706,9 @@ impl Actor for SyncActor {
                         Self::apply_cut(st, from, to);
                         if rows > 0 {
                             self.on_success(st, Some(rtt));
+                            let ms = rtt.as_secs_f64() * 1000.0;
+                            let a = self.ctx.cfg.rtt_alpha;
+                            st.push_rtt_ms = Some(st.push_rtt_ms.map_or(ms, |p| p + a * (ms - p)));
                         }
                         if let Some(e) = st.inflight.get_mut(&from) {
                             e.1 = true;

@@ -30,6 +30,7 @@ pub struct ReadmeDoctests;
 
 pub mod agent;
 pub mod ctx;
+pub mod dashboard;
 pub mod error;
 pub mod memory;
 pub mod sim;
@@ -45,6 +46,7 @@ pub use edgeswarm_search::{
 };
 pub use edgeswarm_store::{self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError};
 pub use edgeswarm_sync::{self as sync, LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus};
+pub use dashboard::{Dashboard, DashboardConfig, DashboardError};
 pub use error::{Error, Result};
 pub use memory::{KvChange, KvWatch, Page};
 pub use swarm::{KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};
