@@ -25,6 +25,7 @@ pub fn name(k: BenchKind) -> &'static str {
         BenchKind::Search => "search",
         BenchKind::Sync => "sync",
         BenchKind::Mcp => "mcp",
+        BenchKind::Dashboard => "dashboard",
         BenchKind::All => "all",
     }
 }
@@ -60,6 +61,10 @@ pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
         BenchKind::Mcp => edgeswarm_mcp::bench(edgeswarm_mcp::BenchOpts::default())
             .await
             .map_err(|e| CliError::Invalid(format!("bench mcp: {e}"))),
+        // Not in `bench all`: it measures the dashboard's cost, not a seed figure.
+        BenchKind::Dashboard => edgeswarm::dashboard::bench::bench(Default::default())
+            .await
+            .map_err(|e| CliError::Invalid(format!("bench dashboard: {e}"))),
         BenchKind::All => Err(CliError::Invalid("`all` is not a single benchmark".into())),
     }?;
     Ok(match v {
