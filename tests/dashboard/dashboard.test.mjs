@@ -123,7 +123,7 @@ try {
     const sel = `#regions tbody tr[data-region="${REGION}"] td.status`;
     assert.notEqual(await page.textContent(sel), 'partitioned');
     const t0 = Date.now();
-    await run(['regions', 'partition', REGION, '--db', db], work);
+    await run(['regions', '--db', db, 'partition', REGION], work);
     const t1 = Date.now();
     await page.waitForFunction((s) => document.querySelector(s).textContent === 'partitioned', sel, { timeout: 2000 });
     const t2 = Date.now();
@@ -147,7 +147,7 @@ try {
   }
 
   await step('healing shows too', async () => {
-    await run(['regions', 'heal', REGION, '--db', db], work);
+    await run(['regions', '--db', db, 'heal', REGION], work);
     const sel = `#regions tbody tr[data-region="${REGION}"] td.status`;
     await page.waitForFunction((s) => document.querySelector(s).textContent !== 'partitioned', sel, { timeout: 3000 });
   });

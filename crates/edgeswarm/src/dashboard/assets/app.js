@@ -289,7 +289,7 @@
   }
 
   // ---- charts --------------------------------------------------------------------
-  function drawChart(id, series, unit) {
+  function drawChart(id, series) {
     const c = document.getElementById('ch-' + id);
     const lg = document.getElementById('lg-' + id);
     const dpr = window.devicePixelRatio || 1;
@@ -300,7 +300,9 @@
     g.clearRect(0, 0, w, h);
     const L = 48, R = 8, T = 8, B = 20;
     const now = history.length ? history[history.length - 1].t : Date.now();
-    const t0 = now - WINDOW_MS;
+    // The x axis spans what is there, from one minute up to five.
+    const span = Math.min(WINDOW_MS, Math.max(60 * 1000, history.length ? now - history[0].t : 0));
+    const t0 = now - span;
     let max = 0;
     for (const s of series) for (const [, v] of s.points) if (v > max) max = v;
     max = niceMax(max);
@@ -309,14 +311,15 @@
     for (let i = 0; i <= 4; i++) {
       const y = T + (h - T - B) * (1 - i / 4);
       g.beginPath(); g.moveTo(L, y + 0.5); g.lineTo(w - R, y + 0.5); g.stroke();
-      g.fillText(short(max * i / 4) + (i === 4 && unit ? ' ' + unit : ''), L - 6, y);
+      g.fillText(short(max * i / 4), L - 6, y);
     }
     g.textAlign = 'center'; g.textBaseline = 'top';
     for (let m = 0; m <= 5; m++) {
       const x = L + (w - L - R) * (m / 5);
-      g.fillText(m === 5 ? 'now' : '-' + (5 - m) + 'm', x, h - B + 5);
+      const ago = Math.round((span * (5 - m)) / 5 / 1000);
+      g.fillText(m === 5 ? 'now' : ago >= 60 && ago % 60 === 0 ? '-' + ago / 60 + 'm' : '-' + ago + 's', x, h - B + 5);
     }
-    const X = (t) => L + (w - L - R) * ((t - t0) / WINDOW_MS);
+    const X = (t) => L + (w - L - R) * ((t - t0) / span);
     const Y = (v) => T + (h - T - B) * (1 - v / max);
     series.forEach((s, i) => {
       g.strokeStyle = s.color || PALETTE[i % PALETTE.length];
@@ -362,13 +365,13 @@
       { name: 'acked writes/s', points: pts('writes_s') },
       { name: 'tasks/s', points: pts('tasks_s') },
       { name: 'search qps', points: pts('search_qps') },
-    ], '/s');
+    ]);
     drawChart('latency', [
       { name: 'commit p99', points: pts('commit_p99_ms') },
       { name: 'search p99', points: pts('search_p99_ms') },
-    ], 'ms');
-    drawChart('queued', perRegion('queued'), 'rows');
-    drawChart('lag', perRegion('lag_p99'), 'ms');
+    ]);
+    drawChart('queued', perRegion('queued'));
+    drawChart('lag', perRegion('lag_p99'));
   }
 
   // ---- search box ----------------------------------------------------------------
