@@ -141,7 +141,7 @@ try {
   });
 
   if (process.env.DASHBOARD_SCREENSHOT) {
-    await sleep(4000); // a few more chart points
+    await sleep(20000); // more chart points
     await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT, fullPage: true });
     log(`screenshot saved to ${process.env.DASHBOARD_SCREENSHOT}`);
   }

@@ -38,6 +38,7 @@ pub mod swarm;
 
 pub use agent::{Agent, AgentInfo, AgentOptions, AgentStatus, BoxError, RestartPolicy, SwarmEvent, TaskReport};
 pub use ctx::AgentCtx;
+pub use dashboard::{Dashboard, DashboardConfig, DashboardError};
 pub use edgeswarm_core::{
     self as core, BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, StoreConfig, WriteConsistency,
 };
@@ -46,7 +47,6 @@ pub use edgeswarm_search::{
 };
 pub use edgeswarm_store::{self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError};
 pub use edgeswarm_sync::{self as sync, LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus};
-pub use dashboard::{Dashboard, DashboardConfig, DashboardError};
 pub use error::{Error, Result};
 pub use memory::{KvChange, KvWatch, Page};
 pub use swarm::{KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};

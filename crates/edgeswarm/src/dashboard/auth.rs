@@ -87,15 +87,13 @@ fn pct_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -176,7 +174,8 @@ impl Access {
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let o = normalise_origin(origin.to_str().unwrap_or("null"));
-            let own = !host.is_empty() && (o == format!("http://{}", host.to_ascii_lowercase()) || o == format!("https://{}", host.to_ascii_lowercase()));
+            let own = !host.is_empty()
+                && (o == format!("http://{}", host.to_ascii_lowercase()) || o == format!("https://{}", host.to_ascii_lowercase()));
             if !(is_loopback_origin(&o) || own || self.origins.iter().any(|a| a == &o)) {
                 return Err(Refusal::new(
                     StatusCode::FORBIDDEN,
@@ -283,11 +282,17 @@ mod tests {
         assert!(a.check_token(&h, Some("token=0123456789abcdef")).is_ok());
         assert!(a.check_token(&h, Some("x=1&token=0123456789abcdef")).is_ok());
         assert!(a.check_token(&h, Some("token=0123456789abcdeX")).is_err());
-        assert!(a.check_token(&headers(&[("authorization", "Bearer 0123456789abcdef")]), None).is_ok());
+        assert!(a
+            .check_token(&headers(&[("authorization", "Bearer 0123456789abcdef")]), None)
+            .is_ok());
         assert!(a.check_token(&headers(&[("authorization", "Bearer nope")]), None).is_err());
         // With a token, any Host is fine (the token protects it), Origin still checked.
-        assert!(a.check_origin_host(&headers(&[("host", "10.0.0.5:8080"), ("origin", "http://10.0.0.5:8080")])).is_ok());
-        assert!(a.check_origin_host(&headers(&[("host", "10.0.0.5:8080"), ("origin", "http://evil.example")])).is_err());
+        assert!(a
+            .check_origin_host(&headers(&[("host", "10.0.0.5:8080"), ("origin", "http://10.0.0.5:8080")]))
+            .is_ok());
+        assert!(a
+            .check_origin_host(&headers(&[("host", "10.0.0.5:8080"), ("origin", "http://evil.example")]))
+            .is_err());
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"abc", b"abcd"));
         assert_eq!(query_param(Some("q=a%20b+c&token=x"), "q").as_deref(), Some("a b c"));
     }

@@ -227,7 +227,12 @@ impl Swarm {
             .route("/events", get(events))
             .route("/api/snapshot", get(api_snapshot))
             .route("/api/search", get(api_search))
-            .fallback(|| async { json_response(StatusCode::NOT_FOUND, json!({"error": "not_found", "message": "no such page; the dashboard is at /"})) })
+            .fallback(|| async {
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "not_found", "message": "no such page; the dashboard is at /"}),
+                )
+            })
             .with_state(app)
             .layer(axum::middleware::from_fn_with_state(access, auth::guard));
         let mut srx = stop_rx.clone();
@@ -334,7 +339,10 @@ async fn api_search(State(app): State<App>, Query(p): Query<SearchParams>) -> Re
         );
     }
     let Ok(_permit) = app.searches.acquire().await else {
-        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "closed", "message": "the dashboard is stopping"}));
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "closed", "message": "the dashboard is stopping"}),
+        );
     };
     let t = std::time::Instant::now();
     let req = crate::SearchRequest::new(q).limit(p.limit.unwrap_or(10).clamp(1, 50));

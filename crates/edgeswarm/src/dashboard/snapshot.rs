@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// The seed report's throughput query (`performance_tests`), as written there.
-pub const SEED_THROUGHPUT_SQL: &str = "SELECT operation_type, AVG(throughput) as avg_ops_per_sec FROM performance_tests GROUP BY operation_type";
+pub const SEED_THROUGHPUT_SQL: &str =
+    "SELECT operation_type, AVG(throughput) as avg_ops_per_sec FROM performance_tests GROUP BY operation_type";
 /// The seed report's latency-by-region query (`edge_replicas`), as written there.
 pub const SEED_REGIONS_SQL: &str = "SELECT region, avg_latency_ms, performance_tier FROM edge_replicas ORDER BY avg_latency_ms";
 

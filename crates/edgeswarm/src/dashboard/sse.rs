@@ -138,7 +138,11 @@ impl Hub {
     /// The current state, chart history and last event id.
     pub fn snapshot(&self) -> (Arc<Value>, Vec<Value>, String) {
         let h = self.lock();
-        (h.state.clone(), h.history.iter().cloned().collect(), format!("{}-{}", self.epoch, h.seq))
+        (
+            h.state.clone(),
+            h.history.iter().cloned().collect(),
+            format!("{}-{}", self.epoch, h.seq),
+        )
     }
 
     fn snapshot_event(&self, h: &HubState) -> Event {
@@ -160,13 +164,7 @@ impl Hub {
             .and_then(|(_, n)| n.parse::<u64>().ok())
             .filter(|&n| n <= h.seq && h.frames.front().map_or(n == h.seq, |f| n + 1 >= f.seq));
         let start = match resume {
-            Some(n) => Start::Resume(
-                h.frames
-                    .iter()
-                    .filter(|f| f.seq > n)
-                    .map(|f| delta_event(&self.epoch, f))
-                    .collect(),
-            ),
+            Some(n) => Start::Resume(h.frames.iter().filter(|f| f.seq > n).map(|f| delta_event(&self.epoch, f)).collect()),
             None => Start::Snapshot(self.snapshot_event(&h)),
         };
         (start, rx)
@@ -174,7 +172,10 @@ impl Hub {
 
     /// The event stream of one client: its start, then live frames until it falls
     /// `client_buffer` frames behind (then one `dropped` event) or the hub closes.
-    pub fn stream(self: &Arc<Self>, last_event_id: Option<&str>) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send + 'static {
+    pub fn stream(
+        self: &Arc<Self>,
+        last_event_id: Option<&str>,
+    ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send + 'static {
         let (start, rx) = self.subscribe(last_event_id);
         let first: VecDeque<Event> = match start {
             Start::Snapshot(e) => VecDeque::from([e]),
@@ -244,7 +245,10 @@ mod tests {
         let Start::Resume(v) = start else { panic!("expected a resume") };
         let d = ids(&v);
         assert_eq!(d.len(), 2);
-        assert!(d[0].contains(&format!("{epoch}-4")) && d[1].contains(&format!("{epoch}-5")), "{d:?}");
+        assert!(
+            d[0].contains(&format!("{epoch}-4")) && d[1].contains(&format!("{epoch}-5")),
+            "{d:?}"
+        );
         // Up to date: nothing to replay.
         let (start, _rx) = hub.subscribe(Some(&format!("{epoch}-5")));
         assert!(matches!(start, Start::Resume(v) if v.is_empty()));
