@@ -133,7 +133,7 @@ fn median(v: &mut [f64]) -> f64 {
         return 0.0;
     }
     let m = v.len() / 2;
-    if v.len() % 2 == 0 {
+    if v.len() & 1 == 0 {
         (v[m - 1] + v[m]) / 2.0
     } else {
         v[m]

@@ -183,7 +183,7 @@ impl Sampler {
     }
 
     async fn refresh_slow(&mut self) {
-        let every = |n: u64| self.tick % n == 0;
+        let every = |n: u64| self.tick.checked_rem(n) == Some(0);
         if every(4) {
             if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(250), self.swarm.search().status()).await {
                 self.search_status = Some(s);
