@@ -141,7 +141,11 @@ impl Dashboard {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.producer.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.server).await;
+        self.hub.close();
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(2), &mut server).await.is_err() {
+            server.abort();
+        }
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Hub {
     pub clients: AtomicUsize,
     /// Clients dropped for falling behind, since start.
     pub dropped: AtomicU64,
+    /// Set when the dashboard stops: every stream ends (so the server can shut down).
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 /// How a new stream starts.
@@ -91,7 +93,13 @@ impl Hub {
             client_buffer: client_buffer.max(1),
             clients: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            closed: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Ends every client stream (the dashboard is stopping).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// This run's epoch (the part of event ids before the dash).
@@ -182,15 +190,19 @@ impl Hub {
             Start::Resume(v) => v.into(),
         };
         self.clients.fetch_add(1, Ordering::Relaxed);
-        let guard = ClientGuard(self.clone());
-        futures::stream::unfold((first, rx, guard, false), |(mut first, mut rx, guard, done)| async move {
-            if done {
+        let guard = ClientGuard(self.clone(), self.closed.subscribe());
+        futures::stream::unfold((first, rx, guard, false), |(mut first, mut rx, mut guard, done)| async move {
+            if done || *guard.1.borrow() {
                 return None;
             }
             if let Some(e) = first.pop_front() {
                 return Some((Ok(e), (first, rx, guard, false)));
             }
-            match rx.recv().await {
+            let got = tokio::select! {
+                r = rx.recv() => r,
+                _ = guard.1.changed() => return None,
+            };
+            match got {
                 Ok(f) => {
                     let e = delta_event(&guard.0.epoch, &f);
                     Some((Ok(e), (first, rx, guard, false)))
@@ -215,8 +227,9 @@ impl Hub {
     }
 }
 
-/// Counts a connected client; uncounts it when its stream is dropped.
-struct ClientGuard(Arc<Hub>);
+/// Counts a connected client; uncounts it when its stream is dropped. Also holds the
+/// hub's close signal.
+struct ClientGuard(Arc<Hub>, tokio::sync::watch::Receiver<bool>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {

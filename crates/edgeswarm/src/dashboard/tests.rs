@@ -217,8 +217,16 @@ async fn sse_snapshot_then_deltas_and_resume_with_last_event_id() {
     let mut c2 = SseClient::connect(d.local_addr(), Some("0-5")).await;
     assert_eq!(c2.next().await.0, "snapshot");
     assert_eq!(d.clients(), 2);
-    drop((c, c2));
+    drop(c2);
+    // Stopping ends open streams at once (the server does not wait for pages to leave).
+    let t = std::time::Instant::now();
     d.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(1), "stop took {:?}", t.elapsed());
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(2), c.r.read_to_string(&mut rest))
+        .await
+        .expect("the stream is closed")
+        .unwrap();
     s.shutdown().await.unwrap();
 }
 
