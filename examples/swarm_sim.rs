@@ -24,6 +24,12 @@ struct Args {
     /// Run without regions (no replication).
     #[arg(long)]
     no_regions: bool,
+    /// Serve the live dashboard at http://ADDR/ while the simulation runs (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    dashboard: Option<std::net::SocketAddr>,
+    /// Token for the dashboard (required when --dashboard is not a loopback address).
+    #[arg(long, env = "EDGESWARM_DASHBOARD_TOKEN", hide_env_values = true)]
+    dashboard_token: Option<String>,
 }
 
 #[tokio::main]
@@ -53,6 +59,23 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let dashboard = match a.dashboard {
+        Some(addr) => match swarm
+            .serve_dashboard_with(edgeswarm::DashboardConfig::new(addr).token(a.dashboard_token.clone()))
+            .await
+        {
+            Ok(d) => {
+                eprintln!("dashboard: {}", d.url());
+                Some(d)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                let _ = swarm.shutdown().await;
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
     let progress = Arc::new(SimProgress::default());
     let bar = ProgressBar::new(opts.seconds * 1000);
     bar.set_style(
@@ -70,6 +93,9 @@ async fn main() {
     ticker.abort();
     bar.finish_and_clear();
     let shut = swarm.shutdown().await;
+    if let Some(d) = dashboard {
+        d.stop().await;
+    }
     match (report, shut) {
         (Ok(r), Ok(())) => print!("{}", sim::render(&r)),
         (Err(e), _) | (_, Err(e)) => {

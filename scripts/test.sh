@@ -41,3 +41,24 @@ if [ -f tests/mcp/test_mcp.py ]; then
   cargo build --locked -p edgeswarm-cli 2>&1
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_mcp.py
 fi
+
+# The dashboard in a real headless browser: Debian's `chromium` and npm `playwright-core`
+# (which downloads no browser), against a real `edgeswarm demo --dashboard` process.
+if [ -f tests/dashboard/dashboard.test.mjs ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (apt)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium
+  fi
+  PW_VERSION="$(cat .ci/playwright-core-version)"
+  if ! grep -qs "\"version\": \"$PW_VERSION\"" "$TOOLS/node_modules/playwright-core/package.json"; then
+    echo "== installing playwright-core@$PW_VERSION (npm) into $TOOLS"
+    npm install --prefix "$TOOLS" --no-audit --no-fund --silent "playwright-core@$PW_VERSION"
+  fi
+  echo "== dashboard browser test (headless chromium, real demo binary)"
+  cargo build --locked -p edgeswarm-cli 2>&1
+  EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" CHROMIUM="$(command -v chromium)" \
+    PLAYWRIGHT_CORE_DIR="$TOOLS/node_modules/playwright-core" node tests/dashboard/dashboard.test.mjs
+fi

@@ -7,6 +7,7 @@
 //! - [`sync`]: push throughput (local file and Hrana over HTTP to `tursodb`), full sync
 //!   of 500 records, replication lag under steady load.
 //! - [`mcp`]: tool calls per second over stdio against the `edgeswarm mcp` binary.
+//! - [`dashboard`]: what the live dashboard costs ingest, with 0 and 10 pages open.
 //! - [`sim`]: the swarm simulation behind `edgeswarm demo` and `examples/swarm_sim.rs`.
 //!
 //! Every benchmark returns one JSON object (what `edgeswarm bench <name> --json` prints);
@@ -14,6 +15,7 @@
 //! [`edgeswarm_core::LatencyHistogram`], so all percentiles share one definition
 //! (nearest rank; see `edgeswarm_core::latency`).
 
+pub mod dashboard;
 pub mod error;
 pub mod mcp;
 pub mod search;

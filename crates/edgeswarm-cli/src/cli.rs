@@ -145,6 +145,16 @@ pub struct DemoArgs {
     /// Print the report as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Serve the live dashboard at http://ADDR/ while the demo runs (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<SocketAddr>,
+    /// Token dashboard clients must send (`?token=` or `Authorization: Bearer`); required
+    /// when --dashboard is not a loopback address.
+    #[arg(long, env = "EDGESWARM_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
+    /// Another Origin allowed to read the dashboard (repeatable), e.g. https://ops.example.com.
+    #[arg(long, value_name = "ORIGIN")]
+    pub dashboard_origin: Vec<String>,
     #[command(flatten)]
     pub db: DbOpts,
 }
@@ -161,6 +171,8 @@ pub enum BenchKind {
     Sync,
     /// MCP tool calls.
     Mcp,
+    /// Ingest with 0 vs 10 dashboard pages open (the dashboard's cost to the swarm).
+    Dashboard,
     /// Every benchmark; writes docs/benchmarks.md.
     All,
 }

@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use edgeswarm::dashboard::auth::same;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -39,14 +40,6 @@ fn parse_error(status: StatusCode, msg: String) -> Response {
         status,
         json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": msg}}),
     )
-}
-
-/// Constant-time comparison so the token cannot be guessed byte by byte from timing.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Checks the bearer token, then (for requests with a body) its size and encoding.

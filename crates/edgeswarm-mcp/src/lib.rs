@@ -46,6 +46,15 @@ pub struct McpArgs {
     /// Largest HTTP request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+    /// Also serve the live dashboard at http://ADDR/ (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<SocketAddr>,
+    /// Token dashboard clients must send; required when --dashboard is not loopback.
+    #[arg(long, env = "EDGESWARM_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
+    /// Another Origin allowed to read the dashboard (repeatable).
+    #[arg(long, value_name = "ORIGIN")]
+    pub dashboard_origin: Vec<String>,
 }
 
 impl Default for McpArgs {
@@ -59,6 +68,9 @@ impl Default for McpArgs {
             query_timeout_ms: 5_000,
             max_content_bytes: 1 << 20,
             max_body_bytes: 4 << 20,
+            dashboard: None,
+            dashboard_token: None,
+            dashboard_origin: Vec::new(),
         }
     }
 }
@@ -97,6 +109,24 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
         .start()
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", args.db.display()))?;
+    let dashboard = match args.dashboard {
+        Some(addr) => {
+            let mut cfg = edgeswarm::DashboardConfig::new(addr).token(args.dashboard_token.clone());
+            cfg.allowed_origins = args.dashboard_origin.clone();
+            match swarm.serve_dashboard_with(cfg).await {
+                Ok(d) => {
+                    // stderr: on stdio, stdout carries the protocol.
+                    eprintln!("edgeswarm mcp: dashboard at {}", d.url());
+                    Some(d)
+                }
+                Err(e) => {
+                    let _ = swarm.shutdown().await;
+                    return Err(e.to_string().into());
+                }
+            }
+        }
+        None => None,
+    };
     let path = std::fs::canonicalize(&args.db).unwrap_or_else(|_| args.db.clone());
     let server = EdgeswarmMcp::new(swarm.clone(), path);
     let token = args.token.clone().filter(|t| !t.trim().is_empty());
@@ -118,6 +148,9 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
         }
     };
     let closed = swarm.shutdown().await.map_err(|e| format!("shutdown: {e}").into());
+    if let Some(d) = dashboard {
+        d.stop().await;
+    }
     served.and(closed)
 }
 

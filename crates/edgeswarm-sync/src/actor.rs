@@ -83,7 +83,20 @@ pub struct RegionStatus {
     pub lag_p50_ms: Option<u64>,
     /// See `lag_p50_ms`.
     pub lag_p99_ms: Option<u64>,
+    /// Round trip of whole pushes (send a batch, the region commits it, ack), EWMA in
+    /// ms: what a write waits for beyond the link itself.
+    pub push_rtt_ms: Option<f64>,
+    /// The link's own latency: the smallest round trip among the last
+    /// [`LINK_SAMPLES`] requests of any kind (as TCP estimates a path's RTT: the minimum
+    /// filters out queueing and work at either end).
+    pub link_ms: Option<f64>,
+    /// The simulated link's partition switch (`None` for HTTP regions, which have none).
+    /// Filled in by `sync_status`.
+    pub partitioned: Option<bool>,
 }
+
+/// How many recent round trips `RegionStatus::link_ms` takes its minimum over.
+pub const LINK_SAMPLES: usize = 16;
 
 /// State shared between a region's actor and the handle (read without messaging).
 pub struct RegionShared {
@@ -353,6 +366,10 @@ struct SyncStats {
     /// When the region last held everything home had: `lag_ms` counts from here, and
     /// the router avoids regions that lag.
     caught_up_at: Instant,
+    /// EWMA of push round trips in ms (see `RegionStatus::push_rtt_ms`).
+    push_rtt_ms: Option<f64>,
+    /// The last [`LINK_SAMPLES`] round trips of any request, in ms (ring), for `link_ms`.
+    recent_rtts: std::collections::VecDeque<f64>,
 }
 
 impl SyncStats {
@@ -367,6 +384,8 @@ impl SyncStats {
             rate: 0.0,
             last_sync_at: None,
             caught_up_at: now,
+            push_rtt_ms: None,
+            recent_rtts: std::collections::VecDeque::with_capacity(LINK_SAMPLES),
         }
     }
 }
@@ -403,6 +422,8 @@ impl SyncActor {
             s.errors = st.health.errors_total;
             s.last_error = st.health.last_error.clone();
             s.last_sync_at = st.stats.last_sync_at;
+            s.push_rtt_ms = st.stats.push_rtt_ms;
+            s.link_ms = st.stats.recent_rtts.iter().copied().reduce(f64::min);
         }
         c.router.update(
             &c.name,
@@ -651,6 +672,12 @@ impl SyncActor {
         let was = st.health.health;
         st.health.success(Instant::now(), rtt);
         st.last_ok = Instant::now();
+        if let Some(r) = rtt {
+            if st.stats.recent_rtts.len() >= LINK_SAMPLES {
+                st.stats.recent_rtts.pop_front();
+            }
+            st.stats.recent_rtts.push_back(r.as_secs_f64() * 1000.0);
+        }
         if was == Health::Down {
             tracing::info!(region = %self.ctx.name, "region is back; draining the queued changes");
         }
@@ -778,6 +805,9 @@ impl Actor for SyncActor {
                         st.push.apply_cut(from, to);
                         if rows > 0 {
                             self.on_success(st, Some(rtt));
+                            let ms = rtt.as_secs_f64() * 1000.0;
+                            let a = self.ctx.cfg.rtt_alpha;
+                            st.stats.push_rtt_ms = Some(st.stats.push_rtt_ms.map_or(ms, |p| p + a * (ms - p)));
                         }
                         let advanced = st.push.ack(from);
                         if rows > 0 {

@@ -363,6 +363,7 @@ impl SyncHandle {
                 }
                 let l = r.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner());
                 (s.lag_p50_ms, s.lag_p99_ms) = (l.quantile(0.5), l.quantile(0.99));
+                s.partitioned = r.partition.as_ref().map(|p| p.load(Ordering::SeqCst));
                 s
             })
             .collect();

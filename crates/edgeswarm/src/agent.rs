@@ -108,6 +108,18 @@ pub struct AgentCounters {
     pub restarts: AtomicU64,
     /// Tasks lost because the agent crashed with them in its mailbox.
     pub tasks_dropped: AtomicU64,
+    /// The last task error or crash reason, for `AgentInfo::last_error` (dashboard,
+    /// status): a counter says that something failed, this says what.
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl AgentCounters {
+    pub(crate) fn set_last_error(&self, e: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Lifecycle events, broadcast on `Swarm::events`.
@@ -129,6 +141,9 @@ pub struct AgentInfo {
     pub tasks_failed: u64,
     pub restarts: u64,
     pub mailbox_depth: usize,
+    /// The last task error or crash reason (`None` if it never failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Messages the agent actor handles.
@@ -203,6 +218,7 @@ impl<A: Agent> Actor for AgentActor<A> {
             Err(e) => {
                 self.counters.tasks_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(agent = %self.ctx.id(), error = %e, "task failed");
+                self.counters.set_last_error(format!("task failed: {e}"));
                 ("task".to_string(), 0, Some(e.to_string()))
             }
         };
@@ -278,6 +294,7 @@ impl Actor for AgentSupervisor {
                 false
             }
         };
+        entry.counters.set_last_error(format!("crashed: {reason}"));
         let dropped = (entry.mailbox_depth)() as u64;
         entry.counters.tasks_dropped.fetch_add(dropped, Ordering::Relaxed);
         if !allowed {

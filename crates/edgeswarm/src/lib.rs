@@ -30,12 +30,14 @@ pub struct ReadmeDoctests;
 
 pub mod agent;
 pub mod ctx;
+pub mod dashboard;
 pub mod error;
 pub mod memory;
 pub mod swarm;
 
 pub use agent::{Agent, AgentInfo, AgentOptions, AgentStatus, BoxError, RestartPolicy, SwarmEvent, TaskReport};
 pub use ctx::AgentCtx;
+pub use dashboard::{Dashboard, DashboardConfig, DashboardError};
 // The types hosts need to call the `Swarm` API, named one by one: the lower crates stay
 // behind the facade (reach them through `Swarm`'s methods, not their modules).
 pub use edgeswarm_core::record::now_millis;

@@ -318,6 +318,11 @@ impl Swarm {
         self.inner.events.subscribe()
     }
 
+    /// True once `shutdown` has begun (the dashboard then stops sampling).
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.is_shutting_down()
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.inner.is_shutting_down() {
             return Err(Error::ShutDown);
@@ -495,6 +500,7 @@ impl Swarm {
                 tasks_failed: e.counters.tasks_failed.load(Ordering::Relaxed),
                 restarts: e.counters.restarts.load(Ordering::Relaxed),
                 mailbox_depth: (e.mailbox_depth)(),
+                last_error: e.counters.last_error(),
             })
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));

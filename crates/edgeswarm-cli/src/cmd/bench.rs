@@ -27,6 +27,7 @@ pub fn name(k: BenchKind) -> &'static str {
         BenchKind::Search => "search",
         BenchKind::Sync => "sync",
         BenchKind::Mcp => "mcp",
+        BenchKind::Dashboard => "dashboard",
         BenchKind::All => "all",
     }
 }
@@ -64,6 +65,10 @@ pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
             r
         }
         BenchKind::Mcp => edgeswarm_bench::mcp::bench(edgeswarm_bench::mcp::BenchOpts::default()).await,
+        // Not in `bench all`: it measures the dashboard's cost, not a seed figure.
+        BenchKind::Dashboard => edgeswarm_bench::dashboard::bench(Default::default())
+            .await
+            .map_err(BenchError::Other),
         BenchKind::All => return Err(CliError::Invalid("`all` is not a single benchmark".into())),
     }
     .map_err(|e| bench_error(k, e))?;

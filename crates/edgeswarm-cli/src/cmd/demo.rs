@@ -145,6 +145,23 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     if let Some(l) = listener {
         metrics::serve_on(l, metrics::Source::swarm(swarm.clone()));
     }
+    let dashboard = match a.dashboard {
+        Some(addr) => {
+            let mut cfg = edgeswarm::DashboardConfig::new(addr).token(a.dashboard_token.clone());
+            cfg.allowed_origins = a.dashboard_origin.clone();
+            match swarm.serve_dashboard_with(cfg).await {
+                Ok(d) => {
+                    eprintln!("dashboard: {}", d.url());
+                    Some(d)
+                }
+                Err(e) => {
+                    let _ = swarm.shutdown().await;
+                    return Err(CliError::Invalid(e.to_string()));
+                }
+            }
+        }
+        None => None,
+    };
     let heartbeat = metrics::spawn_heartbeat(swarm.clone(), Duration::from_secs(1));
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let control = control_regions(swarm.clone(), regions, ev_tx);
@@ -179,6 +196,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     heartbeat.abort();
     bar.finish_and_clear();
     let shut = swarm.shutdown().await;
+    if let Some(d) = dashboard {
+        d.stop().await;
+    }
     let _ = std::panic::take_hook();
     let report = report?;
     shut?;
