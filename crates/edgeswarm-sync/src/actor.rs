@@ -45,8 +45,14 @@ use tracing::Instrument;
 pub struct RegionStatus {
     /// Region name.
     pub region: String,
-    /// Configured url.
+    /// Configured url, redacted (a token in it is never shown).
     pub url: String,
+    /// How the server certificate is verified: none (file: or http://), the system
+    /// roots, or the region's `ca_file`.
+    pub tls: crate::link::TlsMode,
+    /// What the server reported itself as (`tursodb 0.7.0`, sqld's `/version`), once
+    /// the link asked; `None` for file: regions and servers that do not say.
+    pub server_version: Option<String>,
     /// Health state.
     pub health: Health,
     /// RTT EWMA in ms (None before the first sample).
@@ -73,7 +79,8 @@ pub struct RegionStatus {
     pub push_rows_per_sec: f64,
     /// Failed requests since start.
     pub errors: u64,
-    /// The last failure.
+    /// The last failure, with what to do about it (every error message ends with the
+    /// fix). Kept after the region recovers, so a past failure stays explainable.
     pub last_error: Option<String>,
     /// Last successful push or pull (ms since epoch).
     pub last_sync_at: Option<i64>,

@@ -107,7 +107,14 @@ pub fn open_link(r: &RegionConfig, cfg: &SyncConfig) -> Result<OpenedLink> {
         let sw = l.partition_switch();
         Ok((Arc::new(l), Some(sw)))
     } else {
-        let l = HranaLink::new(&r.name, &r.url, r.token_env.as_deref(), cfg.request_timeout, cfg.http_attempts)?;
+        let l = HranaLink::with_ca(
+            &r.name,
+            &r.url,
+            r.token_env.as_deref(),
+            r.ca_file.as_deref(),
+            cfg.request_timeout,
+            cfg.http_attempts,
+        )?;
         Ok((Arc::new(l), None))
     }
 }
@@ -188,7 +195,8 @@ impl SyncSystem {
                 name: r.name.clone(),
                 status: Mutex::new(RegionStatus {
                     region: r.name.clone(),
-                    url: r.url.clone(),
+                    url: link.url().to_string(),
+                    tls: link.tls(),
                     ..Default::default()
                 }),
                 acked,
@@ -349,6 +357,7 @@ impl SyncHandle {
                 }
                 let l = r.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner());
                 (s.lag_p50_ms, s.lag_p99_ms) = (l.quantile(0.5), l.quantile(0.99));
+                s.server_version = r.ctx.link.server_version();
                 s
             })
             .collect();

@@ -1,6 +1,8 @@
 //! Shared helpers for the sync integration tests.
 #![allow(dead_code)]
 
+pub mod tls_proxy;
+
 use edgeswarm_core::{Durability, StoreConfig};
 use edgeswarm_store::Store;
 use edgeswarm_sync::{RegionConfig, SyncConfig, SyncHandle, TableChecksum};
@@ -83,4 +85,34 @@ pub async fn wait_converged(handles: &[&SyncHandle], regions: &[&str], timeout: 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The tursodb binaries the remote-region tests run against, labelled by version:
+/// `$EDGESWARM_TURSODB` (or the one [`edgeswarm_sync::bench::tursodb_path`] finds;
+/// npm `turso`, pinned in .ci/turso-version) and `$EDGESWARM_TURSODB_07` (npm
+/// `@tursodatabase/cli-linux-x64-gnu@0.7.0`) when set. Panics with the install hint
+/// when there is none.
+pub fn tursodb_binaries() -> Vec<(String, std::path::PathBuf)> {
+    let mut out: Vec<(String, std::path::PathBuf)> = Vec::new();
+    let mut add = |p: std::path::PathBuf| {
+        if p.is_file() && !out.iter().any(|(_, q)| *q == p) {
+            let v = std::process::Command::new(&p)
+                .arg("--version")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            out.push((if v.is_empty() { p.display().to_string() } else { v }, p));
+        }
+    };
+    if let Some(p) = edgeswarm_sync::bench::tursodb_path() {
+        add(p);
+    }
+    if let Some(p) = std::env::var_os("EDGESWARM_TURSODB_07") {
+        add(p.into());
+    }
+    if out.is_empty() {
+        panic!("{}", edgeswarm_sync::bench::TURSODB_HINT);
+    }
+    out
 }
