@@ -104,6 +104,10 @@ pub struct RegionShared {
     pub wake_pending: AtomicBool,
     /// Recent per-row replication lags (ms), a ring of 4,096.
     pub lags: Mutex<LagRing>,
+    /// Set when the region is being removed from a running system
+    /// ([`crate::SyncHandle::remove_region`]): the actor may still drain pushes, but
+    /// it no longer offers itself to the router or writes `edge_replicas`.
+    pub retired: AtomicBool,
 }
 
 /// A fixed ring of recent lag samples.
@@ -280,6 +284,10 @@ impl SyncActor {
             s.last_error = st.health.last_error.clone();
             s.last_sync_at = st.last_sync_at;
         }
+        if c.shared.retired.load(Ordering::SeqCst) {
+            c.router.remove(&c.name);
+            return;
+        }
         c.router.update(
             &c.name,
             RouteInfo {
@@ -389,6 +397,9 @@ impl SyncActor {
                 let (to, rows, change_millis, result) = match read {
                     Err(e) => (from, 0, vec![], Err(tx_err(e))),
                     Ok((to, None, millis)) => (to, 0, millis, Ok(Duration::ZERO)),
+                    // The actor stopped (region removed, or shutdown) while the batch
+                    // was read: nothing new goes out after a stop.
+                    Ok((to, Some(_), millis)) if me.get_status() != ractor::ActorStatus::Running => (to, 0, millis, Err(SyncError::Closed)),
                     Ok((to, Some(batch), millis)) => {
                         let n = batch.rows.len();
                         let t0 = Instant::now();
@@ -496,11 +507,16 @@ impl SyncActor {
         let s = c.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let url = c.link.url().to_string();
         let (acked, pull) = (st.acked, st.pull_seq);
+        let shared = c.shared.clone();
         tokio::spawn(async move {
             let region = c.name.clone();
             let r = c
                 .store
                 .transact(move |ctx| {
+                    // Checked on the writer, so it orders with the removal's DELETE.
+                    if shared.retired.load(Ordering::SeqCst) {
+                        return Ok(OpOutput::Unit);
+                    }
                     ctx.execute(
                         "INSERT INTO edge_replicas (region, url, status, avg_latency_ms, performance_tier, lag_rows, lag_ms, last_sync_at, errors) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(region) DO UPDATE SET url = excluded.url, status = excluded.status, \

@@ -158,6 +158,11 @@ pub struct SyncConfig {
     /// Keep `distributed_transactions` rows for pushes that shipped no new row? Default
     /// false: only batches that carried rows are recorded.
     pub record_empty_batches: bool,
+    /// How long [`crate::SyncHandle::remove_region`] lets a removed region drain: its
+    /// actor keeps pushing until the region holds every change committed before the
+    /// removal, or this much time passed; the rest is abandoned for that region. A
+    /// region that is down is not waited for. Default 5 s.
+    pub remove_drain: Duration,
 }
 
 impl Default for SyncConfig {
@@ -179,6 +184,7 @@ impl Default for SyncConfig {
             local_profile: LinkProfile::default(),
             rtt_alpha: 0.2,
             record_empty_batches: false,
+            remove_drain: Duration::from_secs(5),
         }
     }
 }

@@ -29,4 +29,4 @@ pub use error::{Result, SyncError};
 pub use link::{HranaLink, LocalLink, RegionLink, TlsMode};
 pub use router::{Health, ReadTarget, Router};
 pub use row::{Conflict, Resolver, RowVersion, TableSpec};
-pub use system::{Replicated, SyncHandle, SyncStatus, SyncSystem, TableChecksum};
+pub use system::{RegionRemoved, Replicated, SyncHandle, SyncStatus, SyncSystem, TableChecksum};
