@@ -236,6 +236,14 @@ impl HranaLink {
 
     /// Asks the server what it is, once, best effort: `GET <url>/version` (sqld, Turso
     /// Cloud), else `SELECT turso_version()` (tursodb), else SQLite's version.
+    /// One round trip, then what the server says it is (for `doctor`): `Ok(version)`
+    /// when it answered (`None`: it does not report one), else the typed error.
+    pub async fn probe(&self) -> Result<Option<String>> {
+        self.execute(Stmt::new("SELECT 1", true)).await?;
+        self.discover_version().await;
+        Ok(RegionLink::server_version(self))
+    }
+
     async fn discover_version(&self) {
         // Concurrent first callers (a push and a pull) wait for the one discovery, so
         // it runs before any DDL.
