@@ -18,6 +18,7 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod home;
+pub mod remote_bench;
 pub mod link;
 pub mod router;
 pub mod row;
