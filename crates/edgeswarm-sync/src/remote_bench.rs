@@ -14,7 +14,9 @@ use crate::home;
 use crate::system::SyncSystem;
 use edgeswarm_core::{Durability, Metric, StoreConfig, WriteConsistency};
 use edgeswarm_store::{SqlValue, Store};
-use libsql_hrana::proto::{Batch, BatchStreamReq, PipelineReqBody, PipelineRespBody, Stmt, StreamRequest, StreamResponse, StreamResult, Value};
+use libsql_hrana::proto::{
+    Batch, BatchStreamReq, PipelineReqBody, PipelineRespBody, Stmt, StreamRequest, StreamResponse, StreamResult, Value,
+};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -118,7 +120,10 @@ async fn plain_client(url: &str, ddl: &[String], table: &str, cols: &[String], r
             .chunks(per_stmt)
             .map(|part| {
                 let values = vec![tuple.as_str(); part.len()].join(", ");
-                let mut s = Stmt::new(format!("INSERT INTO {} ({col_list}) VALUES {values}", crate::row::quote(table)), false);
+                let mut s = Stmt::new(
+                    format!("INSERT INTO {} ({col_list}) VALUES {values}", crate::row::quote(table)),
+                    false,
+                );
                 for r in part {
                     for v in r {
                         s.bind(to_hrana(v.clone()));
@@ -157,16 +162,31 @@ pub async fn remote_bench(opts: RemoteBenchOpts) -> Result<Json> {
     store.shutdown().await?;
     let ddl = spec.create_region_tables();
     let (mut hrana, mut plain, mut multi) = (0f64, 0f64, 0f64);
+    // Server CPU per 1,000 rows (Linux: /proc), the least noisy view of the work each
+    // shape costs the server; the lowest of the rounds.
+    let (mut hrana_cpu, mut plain_cpu): (Option<f64>, Option<f64>) = (None, None);
+    let per_k = |ms: Option<u64>| ms.map(|m| m as f64 * 1000.0 / rows.len().max(1) as f64);
+    let low = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
     for round in 0..opts.rounds.max(1) {
         // edgeswarm: a freshly filled home (not timed), pushed to an empty server.
         let store = open_store(opts.dir.join(format!("rb-home-{round}.db"))).await?;
         fill(&store, opts.rows).await?;
         let srv = crate::bench::TursoServer::start(&opts.tursodb, &opts.dir.join(format!("rb-es-{round}.db")), None).await?;
+        let c0 = server_cpu_ms(srv.child.id());
         let t0 = Instant::now();
-        let sync = SyncSystem::start(store.clone(), vec![RegionConfig::http("bench", &srv.url, None)], SyncConfig::default()).await?;
+        let sync = SyncSystem::start(
+            store.clone(),
+            vec![RegionConfig::http("bench", &srv.url, None)],
+            SyncConfig::default(),
+        )
+        .await?;
         let seq = sync.latest_seq().await?;
         let r = sync.wait_replicated(seq, WriteConsistency::All, Duration::from_secs(600)).await;
         let el = t0.elapsed().as_secs_f64();
+        hrana_cpu = low(hrana_cpu, per_k(server_cpu_ms(srv.child.id()).zip(c0).map(|(a, b)| a - b)));
         sync.shutdown().await;
         store.shutdown().await?;
         r?;
@@ -174,7 +194,9 @@ pub async fn remote_bench(opts: RemoteBenchOpts) -> Result<Json> {
         drop(srv);
         // The plain client, to a second empty server.
         let srv = crate::bench::TursoServer::start(&opts.tursodb, &opts.dir.join(format!("rb-plain-{round}.db")), None).await?;
+        let c0 = server_cpu_ms(srv.child.id());
         plain = plain.max(plain_client(&srv.url, &ddl, &spec.name, &spec.columns, &rows, 1).await?);
+        plain_cpu = low(plain_cpu, per_k(server_cpu_ms(srv.child.id()).zip(c0).map(|(a, b)| a - b)));
         drop(srv);
         let srv = crate::bench::TursoServer::start(&opts.tursodb, &opts.dir.join(format!("rb-multi-{round}.db")), None).await?;
         multi = multi.max(plain_client(&srv.url, &ddl, &spec.name, &spec.columns, &rows, 500).await?);
@@ -189,6 +211,10 @@ pub async fn remote_bench(opts: RemoteBenchOpts) -> Result<Json> {
         "plain_rows_per_sec": plain.round(),
         "ratio": (hrana / plain * 100.0).round() / 100.0,
         "plain_multirow_rows_per_sec": multi.round(),
+        "server_cpu_ms_per_1000_rows": {
+            "hrana": hrana_cpu.map(|v| (v * 10.0).round() / 10.0),
+            "plain": plain_cpu.map(|v| (v * 10.0).round() / 10.0),
+        },
     }))
 }
 
@@ -202,4 +228,13 @@ pub async fn run_in(dir: &Path, tursodb: &Path, rows: usize) -> Result<Json> {
     let mut o = RemoteBenchOpts::new(dir, tursodb);
     o.rows = rows;
     remote_bench(o).await
+}
+
+/// CPU time (user + system) a process used so far, in ms; `None` off Linux.
+fn server_cpu_ms(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime), in clock ticks (100 per second on Linux).
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
 }
