@@ -36,7 +36,7 @@ fn writer(store: Store, stop: Arc<AtomicBool>, n: Arc<AtomicUsize>) -> tokio::ta
                 .unwrap();
             i += 1;
             n.store(i, Ordering::SeqCst);
-            if i % 20 == 0 {
+            if i.is_multiple_of(20) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
