@@ -23,6 +23,33 @@ if [ -z "$EDGESWARM_TURSODB" ]; then
   exit 1
 fi
 export EDGESWARM_TURSODB
+# The current server line too: tursodb 0.7 ships as the platform package alone (npm
+# `@tursodatabase/cli-linux-x64-gnu`, pinned in .ci/tursodb-cli-version), in its own
+# prefix (turso@0.6 depends on an older version of that same package). The
+# remote-region tests run against every binary set: EDGESWARM_TURSODB and
+# EDGESWARM_TURSODB_07.
+TURSODB_CLI_VERSION="$(cat .ci/tursodb-cli-version)"
+TOOLS_07="$TOOLS/tursodb-$TURSODB_CLI_VERSION"
+# (npm has this package for linux x64 only.)
+case "$(uname -s)-$(uname -m)" in
+  Linux-x86_64) TURSODB_CLI_PKG="@tursodatabase/cli-linux-x64-gnu" ;;
+  *) TURSODB_CLI_PKG="" ;;
+esac
+if [ -n "$TURSODB_CLI_PKG" ]; then
+  if [ ! -x "$TOOLS_07/node_modules/$TURSODB_CLI_PKG/tursodb" ]; then
+    echo "== installing $TURSODB_CLI_PKG@$TURSODB_CLI_VERSION (npm) into $TOOLS_07"
+    mkdir -p "$TOOLS_07"
+    npm install --prefix "$TOOLS_07" --no-audit --no-fund --silent "$TURSODB_CLI_PKG@$TURSODB_CLI_VERSION"
+  fi
+  EDGESWARM_TURSODB_07="$TOOLS_07/node_modules/$TURSODB_CLI_PKG/tursodb"
+  if [ ! -x "$EDGESWARM_TURSODB_07" ]; then
+    echo "tursodb $TURSODB_CLI_VERSION was not installed by npm ($TURSODB_CLI_PKG); the sync tests need it" >&2
+    exit 1
+  fi
+  export EDGESWARM_TURSODB_07
+else
+  echo "== no tursodb $TURSODB_CLI_VERSION package for $(uname -s)-$(uname -m); remote-region tests run against $TURSO_VERSION only"
+fi
 
 # Official Python MCP SDK for the MCP client tests.
 if [ -f tests/mcp/requirements.txt ]; then

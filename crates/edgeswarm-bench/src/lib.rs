@@ -18,6 +18,7 @@
 pub mod dashboard;
 pub mod error;
 pub mod mcp;
+pub mod remote;
 pub mod search;
 pub mod sim;
 pub mod store;

@@ -257,7 +257,7 @@ pub enum RegionAction {
     Add {
         /// Unique region name.
         name: String,
-        /// file:<path> or http(s)://host [default: file:<db dir>/regions/<name>.db].
+        /// file:<path>, http(s)://host or libsql://host [default: file:<db dir>/regions/<name>.db].
         #[arg(long)]
         url: Option<String>,
         /// Simulated latency of a file: region, ms.
@@ -266,6 +266,9 @@ pub enum RegionAction {
         /// Environment variable holding an HTTP region's token.
         #[arg(long)]
         token_env: Option<String>,
+        /// PEM file with the CA of an https:// region's certificate (private CA).
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Remove a region from the running demo.
     Remove { name: String },

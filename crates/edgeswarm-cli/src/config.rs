@@ -71,6 +71,10 @@ pub struct RegionSpec {
     /// Name of the environment variable that holds an HTTP region's bearer token. The
     /// token itself never goes in the file and is never logged.
     pub token_env: Option<String>,
+    /// PEM file with the CA of an `https://` region's certificate (a private CA); only
+    /// it is trusted for that region. `None`: the system trust roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -127,6 +131,7 @@ impl Settings {
                 url: r.url.clone(),
                 latency_ms: r.latency_ms,
                 token_env: r.token_env.clone(),
+                ca_file: r.ca_file.clone(),
             }))
     }
 
@@ -184,6 +189,9 @@ impl Settings {
             ));
             if let Some(t) = &r.token_env {
                 out.push_str(&format!("token_env = {}\n", toml_str(t)));
+            }
+            if let Some(c) = &r.ca_file {
+                out.push_str(&format!("ca_file = {}\n", toml_str(&c.display().to_string())));
             }
         }
         out
@@ -268,6 +276,7 @@ struct RegionFile {
     url: S<String>,
     latency_ms: S<i64>,
     token_env: S<String>,
+    ca_file: S<String>,
 }
 
 // ---- checking -----------------------------------------------------------------------
@@ -694,16 +703,11 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
         };
         let u = url.get_ref().trim();
         let is_file = u.starts_with("file:");
-        let is_http = u.starts_with("http://") || u.starts_with("https://");
+        let is_http = u.starts_with("http://") || u.starts_with("https://") || u.starts_with("libsql://");
         if !is_file && !is_http {
-            let hint = if u.starts_with("libsql://") {
-                " (for Turso Cloud, write https:// instead of libsql://)"
-            } else {
-                ""
-            };
             cx.err(
                 url.span(),
-                format!("region `{n}`: url `{u}` must start with file:, http:// or https://{hint}"),
+                format!("region `{n}`: url `{u}` must start with file:, http://, https:// or libsql://"),
             );
             continue;
         }
@@ -743,17 +747,35 @@ fn check_regions(cx: &mut Ctx<'_>, regions: &[Spanned<RegionFile>]) -> Vec<Regio
                     format!("region `{n}`: environment variable {te} is not set; the region will be refused with 401 until it is"),
                 );
             }
-        } else if u.starts_with("https://") {
+        } else if (u.starts_with("https://") || u.starts_with("libsql://")) && !u.contains("authToken=") {
             cx.warn(
                 url.span(),
                 format!("region `{n}` is remote but has no token_env; Turso Cloud and most sqld deployments need a bearer token"),
             );
+        }
+        let ca_file = r.ca_file.as_ref().map(|c| PathBuf::from(c.get_ref()));
+        if let (Some(c), Some(p)) = (&r.ca_file, &ca_file) {
+            if u.starts_with("http://") || is_file {
+                cx.warn(
+                    c.span(),
+                    format!("region `{n}`: ca_file is only used for https:// and libsql:// urls"),
+                );
+            } else if !p.is_file() {
+                cx.err(
+                    c.span(),
+                    format!(
+                        "region `{n}`: ca_file `{}` does not exist; point it at the CA certificate (PEM)",
+                        p.display()
+                    ),
+                );
+            }
         }
         out.push(RegionSpec {
             name: n,
             url: u.to_string(),
             latency_ms,
             token_env,
+            ca_file,
         });
     }
     out
@@ -905,7 +927,8 @@ mod tests {
                 name: "eu".into(),
                 url: "file:eu.db".into(),
                 latency_ms: 45,
-                token_env: None
+                token_env: None,
+                ca_file: None
             }]
         );
     }

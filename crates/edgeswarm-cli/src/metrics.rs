@@ -485,6 +485,11 @@ pub fn spawn_heartbeat(swarm: Swarm, every: Duration) -> tokio::task::JoinHandle
                 "tasks_ok": agents.iter().map(|a| a.tasks_ok).sum::<u64>(),
                 "channels": swarm.channels(),
                 "ts": edgeswarm::now_millis(),
+                // Per region: redacted url, TLS state, server version, last error (with its fix).
+                "regions": swarm.sync_status().map(|s| s.regions.iter().map(|r| serde_json::json!({
+                    "region": r.region, "url": r.url, "tls": r.tls, "server_version": r.server_version,
+                    "health": r.health, "last_error": r.last_error,
+                })).collect::<Vec<_>>()).unwrap_or_default(),
             });
             let key = format!("node/{}", swarm.store().origin());
             if let Err(e) = swarm.store().kv_set(STATUS_NS, &key, v, Some(every * 3)).await {

@@ -804,3 +804,69 @@ fn backup_snapshots_a_live_database() {
         "no database at",
     );
 }
+
+#[test]
+fn regions_add_and_remove_take_effect_on_a_running_demo() {
+    let d = tmp();
+    let db = db(d.path());
+    let mut child = cmd(d.path())
+        .args([
+            "demo",
+            "--db",
+            &db,
+            "--agents",
+            "4",
+            "--seconds",
+            "12",
+            "--regions",
+            "first:5",
+            "--no-progress",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn demo");
+    let list = |d: &Path| -> serde_json::Value {
+        let o = run(d, &["regions", "--db", &db, "--json", "list"]);
+        serde_json::from_str(out(&o).trim()).unwrap_or(serde_json::Value::Null)
+    };
+    let row = |v: &serde_json::Value, n: &str| v["regions"].as_array().and_then(|a| a.iter().find(|r| r["region"] == n).cloned());
+    let wait = |what: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+        let t = Instant::now();
+        loop {
+            let v = list(d.path());
+            if f(&v) {
+                return v;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "{what}: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // The demo creates the file (a `regions list` before that would create it first).
+    let t = Instant::now();
+    while !d.path().join("home.db").is_file() || t.elapsed() < Duration::from_millis(1500) {
+        assert!(t.elapsed() < Duration::from_secs(20), "the demo did not create its database");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The demo registers its region and it syncs.
+    wait("demo region healthy", &|v| {
+        row(v, "first").is_some_and(|r| r["status"] == "healthy")
+    });
+    // Added while it runs: the demo starts it live and it syncs (seeded from home).
+    ok(&run(d.path(), &["regions", "--db", &db, "add", "second", "--latency-ms", "3"]));
+    wait("added region healthy", &|v| {
+        row(v, "second").is_some_and(|r| r["status"] == "healthy")
+    });
+    // Removed while it runs: the demo drains and drops it; its status row goes.
+    ok(&run(d.path(), &["regions", "--db", &db, "remove", "first"]));
+    wait("removed region gone", &|v| row(v, "first").is_none());
+    let _ = child.kill();
+    let o = child.wait_with_output().expect("demo output");
+    let e = err(&o);
+    assert!(e.contains("region second added (live"), "{e}");
+    assert!(e.contains("region first removed (live"), "{e}");
+    assert!(
+        d.path().join("regions/second.db").is_file(),
+        "the added region's file is beside the database"
+    );
+}

@@ -187,18 +187,18 @@ fn load_live(ctx: &mut TxCtx<'_>, sql_where: &str, params: Vec<SqlValue>) -> edg
 /// Replaces a live row with new values, keeping its rowid, stamping hlc/origin and
 /// logging the change.
 ///
-/// Done as DELETE + INSERT rather than UPDATE on purpose: the store schema keeps FTS in
-/// step with two separate AFTER UPDATE triggers, and SQLite fires the newest trigger
-/// first, so an UPDATE of a live row inserts the new terms *before* deleting the old ones
-/// and corrupts the external-content index ("database disk image is malformed"). The
-/// DELETE and INSERT triggers are each correct on their own.
+/// An UPDATE in place: since migration 2 one AFTER UPDATE trigger keeps FTS in step
+/// (old terms out, then new terms in). It was DELETE + INSERT, which broke as soon as a
+/// region was configured: sync's BEFORE DELETE trigger turns a delete into a tombstone
+/// and keeps the row, so the re-insert under the same rowid failed with "UNIQUE
+/// constraint failed: knowledge.rowid".
 fn rewrite(ctx: &mut TxCtx<'_>, row: Row) -> edgeswarm_store::Result<()> {
     let hlc = ctx.stamp();
     let origin = ctx.origin().to_string();
-    ctx.execute("DELETE FROM knowledge WHERE rowid = ?1", vec![row.rowid.into()])?;
+    // The new stamp keeps sync's own update trigger (same-stamp writes only) out of it.
     ctx.execute(
-        "INSERT INTO knowledge (rowid, id, category, topic, content, tags, metadata, region, content_hash, created_at, updated_at, deleted, hlc, origin) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13)",
+        "UPDATE knowledge SET id = ?2, category = ?3, topic = ?4, content = ?5, tags = ?6, metadata = ?7, region = ?8, \
+         content_hash = ?9, created_at = ?10, updated_at = ?11, deleted = 0, hlc = ?12, origin = ?13 WHERE rowid = ?1",
         vec![
             row.rowid.into(),
             row.id.clone().into(),

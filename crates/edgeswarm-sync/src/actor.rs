@@ -45,8 +45,14 @@ use tracing::Instrument;
 pub struct RegionStatus {
     /// Region name.
     pub region: String,
-    /// Configured url.
+    /// Configured url, redacted (a token in it is never shown).
     pub url: String,
+    /// How the server certificate is verified: none (file: or http://), the system
+    /// roots, or the region's `ca_file`.
+    pub tls: crate::link::TlsMode,
+    /// What the server reported itself as (`tursodb 0.7.0`, sqld's `/version`), once
+    /// the link asked; `None` for file: regions and servers that do not say.
+    pub server_version: Option<String>,
     /// Health state.
     pub health: Health,
     /// RTT EWMA in ms (None before the first sample).
@@ -73,7 +79,8 @@ pub struct RegionStatus {
     pub push_rows_per_sec: f64,
     /// Failed requests since start.
     pub errors: u64,
-    /// The last failure.
+    /// The last failure, with what to do about it (every error message ends with the
+    /// fix). Kept after the region recovers, so a past failure stays explainable.
     pub last_error: Option<String>,
     /// Last successful push or pull (ms since epoch).
     pub last_sync_at: Option<i64>,
@@ -110,6 +117,10 @@ pub struct RegionShared {
     pub wake_pending: AtomicBool,
     /// Recent per-row replication lags (ms), a ring of 4,096.
     pub lags: Mutex<LagRing>,
+    /// Set when the region is being removed from a running system
+    /// ([`crate::SyncHandle::remove_region`]): the actor may still drain pushes, but
+    /// it no longer offers itself to the router or writes `edge_replicas`.
+    pub retired: AtomicBool,
 }
 
 /// A fixed ring of recent lag samples.
@@ -425,6 +436,10 @@ impl SyncActor {
             s.push_rtt_ms = st.stats.push_rtt_ms;
             s.link_ms = st.stats.recent_rtts.iter().copied().reduce(f64::min);
         }
+        if c.shared.retired.load(Ordering::SeqCst) {
+            c.router.remove(&c.name);
+            return;
+        }
         c.router.update(
             &c.name,
             RouteInfo {
@@ -519,6 +534,9 @@ impl SyncActor {
                 let (to, rows, change_millis, result) = match read {
                     Err(e) => (from, 0, vec![], Err(tx_err(e))),
                     Ok((to, None, millis)) => (to, 0, millis, Ok(Duration::ZERO)),
+                    // The actor stopped (region removed, or shutdown) while the batch
+                    // was read: nothing new goes out after a stop.
+                    Ok((to, Some(_), millis)) if me.get_status() != ractor::ActorStatus::Running => (to, 0, millis, Err(SyncError::Closed)),
                     Ok((to, Some(batch), millis)) => {
                         let n = batch.rows.len();
                         let t0 = Instant::now();
@@ -624,11 +642,16 @@ impl SyncActor {
         let s = c.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let url = c.link.url().to_string();
         let (acked, pull) = (st.push.acked, st.pull.seq);
+        let shared = c.shared.clone();
         tokio::spawn(async move {
             let region = c.name.clone();
             let r = c
                 .store
                 .transact(move |ctx| {
+                    // Checked on the writer, so it orders with the removal's DELETE.
+                    if shared.retired.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
                     ctx.execute(
                         "INSERT INTO edge_replicas (region, url, status, avg_latency_ms, performance_tier, lag_rows, lag_ms, last_sync_at, errors) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(region) DO UPDATE SET url = excluded.url, status = excluded.status, \

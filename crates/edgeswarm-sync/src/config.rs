@@ -13,7 +13,9 @@ pub struct RegionConfig {
     /// Unique region name; it is the key in `edge_replicas` and `distributed_transactions`.
     pub name: String,
     /// `file:<path>` for a [`crate::LocalLink`] region file, `http://` / `https://` for a
-    /// Hrana server ([`crate::HranaLink`]).
+    /// Hrana server ([`crate::HranaLink`]); `libsql://host` (Turso's form) means
+    /// `https://host`. Shown redacted (an `?authToken=` query never appears in status,
+    /// logs or errors).
     pub url: String,
     /// Simulated round-trip latency of a local link, in ms (ignored for HTTP regions,
     /// whose latency is real). Also the router's prior before any RTT is measured.
@@ -22,6 +24,11 @@ pub struct RegionConfig {
     /// Name of the environment variable holding the bearer token of an HTTP region.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// PEM file with the CA certificate(s) that sign an `https://` region's server
+    /// certificate, for a private CA: when set, only these are trusted for this region
+    /// (not the system roots). `None`: the operating system's trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RegionConfig {
@@ -32,6 +39,7 @@ impl RegionConfig {
             url: format!("file:{}", path.as_ref().display()),
             latency_ms,
             token_env: None,
+            ca_file: None,
         }
     }
     /// An HTTP (Hrana) region.
@@ -41,7 +49,13 @@ impl RegionConfig {
             url: url.into(),
             latency_ms: 0,
             token_env,
+            ca_file: None,
         }
+    }
+    /// The same region, verified against this CA file (PEM) instead of the system roots.
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
     }
 }
 
@@ -144,6 +158,11 @@ pub struct SyncConfig {
     /// Keep `distributed_transactions` rows for pushes that shipped no new row? Default
     /// false: only batches that carried rows are recorded.
     pub record_empty_batches: bool,
+    /// How long [`crate::SyncHandle::remove_region`] lets a removed region drain: its
+    /// actor keeps pushing until the region holds every change committed before the
+    /// removal, or this much time passed; the rest is abandoned for that region. A
+    /// region that is down is not waited for. Default 5 s.
+    pub remove_drain: Duration,
 }
 
 impl Default for SyncConfig {
@@ -165,6 +184,7 @@ impl Default for SyncConfig {
             local_profile: LinkProfile::default(),
             rtt_alpha: 0.2,
             record_empty_batches: false,
+            remove_drain: Duration::from_secs(5),
         }
     }
 }
@@ -182,11 +202,13 @@ pub fn validate(regions: &[RegionConfig]) -> Result<()> {
                 r.name
             )));
         }
-        let ok = r.url.starts_with("file:") || r.url.starts_with("http://") || r.url.starts_with("https://");
+        let ok =
+            r.url.starts_with("file:") || r.url.starts_with("http://") || r.url.starts_with("https://") || r.url.starts_with("libsql://");
         if !ok {
             return Err(SyncError::Config(format!(
-                "region `{}`: url `{}` must start with file:, http:// or https://",
-                r.name, r.url
+                "region `{}`: url `{}` must start with file:, http://, https:// or libsql://",
+                r.name,
+                crate::link::tls::redact_url(&r.url)
             )));
         }
         if r.url.starts_with("file:") && r.url.len() == 5 {

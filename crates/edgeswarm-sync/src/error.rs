@@ -23,14 +23,23 @@ pub enum SyncError {
     /// The server could not be reached (connection refused, DNS, reset, timeout).
     #[error("region `{region}`: cannot reach {url}: {reason}; check that the server runs and the url is right")]
     Unreachable { region: String, url: String, reason: String },
+    /// The TLS handshake failed: the certificate is not trusted, expired or for another
+    /// host, or the server does not speak TLS. Not retried until the next probe.
+    #[error("region `{region}`: TLS to {url} failed: {problem}; {fix}")]
+    Tls {
+        region: String,
+        url: String,
+        problem: String,
+        fix: String,
+    },
     /// The server refused our credentials.
     #[error("region `{region}`: the server refused the token (HTTP {status}); set the right token in ${token_env}")]
     Unauthorized { region: String, status: u16, token_env: String },
     /// The server answered with an HTTP error status.
-    #[error("region `{region}`: HTTP {status} from the server: {body}")]
+    #[error("region `{region}`: HTTP {status} from the server: {body}{}", http_fix(*status))]
     Http { region: String, status: u16, body: String },
     /// The server's reply could not be understood.
-    #[error("region `{region}`: malformed reply from the server: {reason}")]
+    #[error("region `{region}`: malformed reply from the server: {reason}; is the url a libSQL (Hrana over HTTP) server?")]
     MalformedReply { region: String, reason: String },
     /// The region ran a statement and reported an error (the batch was rolled back).
     #[error("region `{region}`: SQL error: {message}")]
@@ -74,6 +83,15 @@ impl SyncError {
                 | SyncError::Unreachable { .. }
                 | SyncError::Http { status: 500..=599, .. }
         )
+    }
+}
+
+/// What to do about an HTTP error status (appended to [`SyncError::Http`]).
+fn http_fix(status: u16) -> &'static str {
+    match status {
+        404 | 405 => "; is the url the server's base url (edgeswarm posts to <url>/v2/pipeline)?",
+        500..=599 => "; the server failed; it is retried, check the server's log",
+        _ => "",
     }
 }
 

@@ -25,10 +25,10 @@ pub mod system;
 pub use actor::{RegionStatus, SyncActor};
 pub use config::{LinkProfile, RegionConfig, SyncConfig};
 pub use error::{Result, SyncError};
-pub use link::{HranaLink, LocalLink, RegionLink};
+pub use link::{HranaLink, LocalLink, RegionLink, TlsMode};
 pub use router::{Health, ReadTarget, Router};
 pub use row::{Conflict, Resolver, RowVersion, TableSpec};
-pub use system::{Replicated, SyncHandle, SyncStatus, SyncSystem, TableChecksum};
+pub use system::{RegionRemoved, Replicated, SyncHandle, SyncStatus, SyncSystem, TableChecksum};
 
 // With ractor's `cluster` feature there is no blanket `Message` impl; `SyncMsg` is
 // local-only (never serialized), so the trait's defaults are right.

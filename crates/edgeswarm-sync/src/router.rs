@@ -168,6 +168,11 @@ impl Router {
         self.routes.insert(region.to_string(), info);
     }
 
+    /// Forgets a region (removed from a running system): no read is routed to it.
+    pub fn remove(&self, region: &str) {
+        self.routes.remove(region);
+    }
+
     /// A region's current view.
     pub fn get(&self, region: &str) -> Option<RouteInfo> {
         self.routes.get(region).map(|r| r.clone())

@@ -28,16 +28,61 @@ struct RegionRuntime {
     partition: Option<Arc<AtomicBool>>,
 }
 
-struct Inner {
+/// What every region's actor shares, kept to start regions on a running system.
+struct Base {
     store: Store,
-    regions: Vec<RegionRuntime>,
-    by_name: HashMap<String, usize>,
     router: Arc<Router>,
     registry: Arc<Registry>,
     home_max: Arc<AtomicI64>,
     acked_notify: Arc<Notify>,
+    /// Tuning every actor gets (also those added later).
+    cfg: SyncConfig,
+    /// `source_region` of pushes, fixed at start.
+    home_region: String,
+}
+
+struct Inner {
+    base: Base,
+    /// The running regions, in configuration order (added ones last). Copy-on-write:
+    /// readers take a snapshot, [`SyncHandle::add_region`]/[`SyncHandle::remove_region`]
+    /// swap in a new list.
+    regions: std::sync::RwLock<Arc<Vec<Arc<RegionRuntime>>>>,
+    /// Serialises topology changes (one add or remove at a time).
+    topology: tokio::sync::Mutex<()>,
+    /// Router tie-break order of the next added region.
+    next_order: std::sync::atomic::AtomicUsize,
     forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
+}
+
+impl Inner {
+    /// The running regions now.
+    fn regions(&self) -> Arc<Vec<Arc<RegionRuntime>>> {
+        self.regions.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Base;
+    fn deref(&self) -> &Base {
+        &self.base
+    }
+}
+
+/// What [`SyncHandle::remove_region`] did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RegionRemoved {
+    /// The region.
+    pub region: String,
+    /// Home's `_changes.seq` when the removal started: the drain target.
+    pub target_seq: i64,
+    /// Where the region's acked cursor stood when its actor stopped.
+    pub acked_seq: i64,
+    /// The region holds everything up to `target_seq` (false: the drain timed out or
+    /// the region was down, and the rest was abandoned for it).
+    pub drained: bool,
+    /// How long the drain took, in ms.
+    pub drain_ms: u64,
 }
 
 /// The handle to a running sync system. Cheap to clone.
@@ -108,7 +153,14 @@ pub fn open_link(r: &RegionConfig, cfg: &SyncConfig, link_capacity: usize) -> Re
         let sw = l.partition_switch();
         Ok((Arc::new(l), Some(sw)))
     } else {
-        let l = HranaLink::new(&r.name, &r.url, r.token_env.as_deref(), cfg.request_timeout, cfg.http_attempts)?;
+        let l = HranaLink::with_ca(
+            &r.name,
+            &r.url,
+            r.token_env.as_deref(),
+            r.ca_file.as_deref(),
+            cfg.request_timeout,
+            cfg.http_attempts,
+        )?;
         Ok((Arc::new(l), None))
     }
 }
@@ -178,58 +230,25 @@ impl SyncSystem {
                 .map(|r| r.name.clone())
                 .unwrap_or_else(|| "home".into())
         });
-        let router = Arc::new(Router::default());
-        let acked_notify = Arc::new(Notify::new());
-        let mut rts = Vec::new();
-        let mut by_name = HashMap::new();
-        for (i, (r, (link, partition))) in regions.iter().zip(links).enumerate() {
-            let (push, pull) = cursors.get(&r.name).copied().unwrap_or((0, 0));
-            let (acked, _) = watch::channel(push);
-            let shared = Arc::new(RegionShared {
-                name: r.name.clone(),
-                status: Mutex::new(RegionStatus {
-                    region: r.name.clone(),
-                    url: r.url.clone(),
-                    ..Default::default()
-                }),
-                acked,
-                wake_pending: AtomicBool::new(false),
-                lags: Mutex::new(Default::default()),
-            });
-            let ctx = Arc::new(RegionCtx {
-                name: r.name.clone(),
-                link,
-                store: store.clone(),
-                registry: registry.clone(),
-                cfg: cfg.clone(),
-                shared,
-                home_max: home_max.clone(),
-                router: router.clone(),
-                acked_notify: acked_notify.clone(),
-                home_region: home_region.clone(),
-                origin: store.origin().to_string(),
-                configured_latency_ms: r.latency_ms,
-                order: i,
-            });
-            let (actor, done) = Actor::spawn(None, SyncActor { ctx: ctx.clone() }, (push, pull))
-                .await
-                .map_err(|e| SyncError::Internal(format!("cannot start the SyncActor for `{}`: {e}", r.name)))?;
-            by_name.insert(r.name.clone(), i);
-            rts.push(RegionRuntime {
-                ctx,
-                actor,
-                done: Mutex::new(Some(done)),
-                partition,
-            });
-        }
-        let inner = Arc::new(Inner {
+        let base = Base {
             store: store.clone(),
-            regions: rts,
-            by_name,
-            router,
+            router: Arc::new(Router::default()),
             registry,
             home_max,
-            acked_notify,
+            acked_notify: Arc::new(Notify::new()),
+            cfg,
+            home_region,
+        };
+        let mut rts = Vec::new();
+        for (i, (r, (link, partition))) in regions.iter().zip(links).enumerate() {
+            let (push, pull) = cursors.get(&r.name).copied().unwrap_or((0, 0));
+            rts.push(Arc::new(spawn_region(&base, r, link, partition, (push, pull), i).await?));
+        }
+        let inner = Arc::new(Inner {
+            base,
+            next_order: std::sync::atomic::AtomicUsize::new(rts.len()),
+            regions: std::sync::RwLock::new(Arc::new(rts)),
+            topology: tokio::sync::Mutex::new(()),
             forwarder: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
@@ -237,6 +256,55 @@ impl SyncSystem {
         *inner.forwarder.lock().unwrap_or_else(|p| p.into_inner()) = Some(fwd);
         Ok(SyncHandle { inner })
     }
+}
+
+/// Starts the actor of one region with the given cursors.
+async fn spawn_region(
+    base: &Base,
+    r: &RegionConfig,
+    link: Arc<dyn RegionLink>,
+    partition: Option<Arc<AtomicBool>>,
+    (push, pull): (i64, i64),
+    order: usize,
+) -> Result<RegionRuntime> {
+    let (acked, _) = watch::channel(push);
+    let shared = Arc::new(RegionShared {
+        name: r.name.clone(),
+        status: Mutex::new(RegionStatus {
+            region: r.name.clone(),
+            url: link.url().to_string(),
+            tls: link.tls(),
+            ..Default::default()
+        }),
+        acked,
+        wake_pending: AtomicBool::new(false),
+        lags: Mutex::new(Default::default()),
+        retired: AtomicBool::new(false),
+    });
+    let ctx = Arc::new(RegionCtx {
+        name: r.name.clone(),
+        link,
+        store: base.store.clone(),
+        registry: base.registry.clone(),
+        cfg: base.cfg.clone(),
+        shared,
+        home_max: base.home_max.clone(),
+        router: base.router.clone(),
+        acked_notify: base.acked_notify.clone(),
+        home_region: base.home_region.clone(),
+        origin: base.store.origin().to_string(),
+        configured_latency_ms: r.latency_ms,
+        order,
+    });
+    let (actor, done) = Actor::spawn(None, SyncActor { ctx: ctx.clone() }, (push, pull))
+        .await
+        .map_err(|e| SyncError::Internal(format!("cannot start the SyncActor for `{}`: {e}", r.name)))?;
+    Ok(RegionRuntime {
+        ctx,
+        actor,
+        done: Mutex::new(Some(done)),
+        partition,
+    })
 }
 
 /// The highest `_changes.seq` (0 for an empty log).
@@ -267,7 +335,7 @@ async fn install_triggers(store: &Store, reg: &Registry) -> Result<()> {
 }
 
 fn wake_all(inner: &Inner) {
-    for r in &inner.regions {
+    for r in inner.regions().iter() {
         if !r.ctx.shared.wake_pending.swap(true, Ordering::SeqCst) {
             let _ = r.actor.cast(SyncMsg::Wake);
         }
@@ -314,27 +382,134 @@ async fn refresh_max(inner: &Inner, store: &Store) {
 }
 
 impl SyncHandle {
-    fn region(&self, name: &str) -> Result<&RegionRuntime> {
+    fn region(&self, name: &str) -> Result<Arc<RegionRuntime>> {
         self.inner
-            .by_name
-            .get(name)
-            .map(|&i| &self.inner.regions[i])
+            .regions()
+            .iter()
+            .find(|r| r.ctx.name == name)
+            .cloned()
             .ok_or_else(|| SyncError::UnknownRegion {
                 name: name.to_string(),
                 known: self.regions(),
             })
     }
 
+    /// Starts replicating to one more region on the running system. The region is
+    /// seeded from home: its push cursor starts at 0, so it gets a full copy (as a new
+    /// region at startup does; versions it already holds are skipped by LWW), and its
+    /// pull cursor at 0. A cursor left from an earlier region of that name is dropped
+    /// first. Fails on a bad config, a name in use, or a shut-down system; a region that
+    /// cannot be reached is added anyway and reported `degraded`/`down` until it can.
+    pub async fn add_region(&self, r: RegionConfig) -> Result<()> {
+        let _t = self.inner.topology.lock().await;
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(SyncError::Closed);
+        }
+        validate(std::slice::from_ref(&r))?;
+        if self.region(&r.name).is_ok() {
+            return Err(SyncError::Config(format!(
+                "region `{}` is already running; remove it first or pick another name",
+                r.name
+            )));
+        }
+        let (link, partition) = open_link(&r, &self.inner.cfg, self.inner.store.config().channels.region_link)?;
+        let name = r.name.clone();
+        self.inner
+            .store
+            .transact(move |ctx| {
+                ctx.execute("DELETE FROM _sync_cursors WHERE region = ?1", vec![name.into()])?;
+                Ok(())
+            })
+            .await?;
+        let order = self.inner.next_order.fetch_add(1, Ordering::SeqCst);
+        let rt = Arc::new(spawn_region(&self.inner, &r, link, partition, (0, 0), order).await?);
+        {
+            let mut g = self.inner.regions.write().unwrap_or_else(|p| p.into_inner());
+            let mut v: Vec<Arc<RegionRuntime>> = g.as_ref().clone();
+            v.push(rt);
+            *g = Arc::new(v);
+        }
+        tracing::info!(region = %r.name, url = %crate::link::tls::redact_url(&r.url), "region added; seeding it from home");
+        wake_all(&self.inner);
+        Ok(())
+    }
+
+    /// Stops replicating to a region on the running system. Rule: the region leaves
+    /// the router, consistency waits and status at once; its actor then drains for at
+    /// most [`SyncConfig::remove_drain`] (pushing what home had committed when the
+    /// removal started; not waited for if the region is down), and stops. Whatever it
+    /// did not get by then is abandoned for that region: nothing is rolled back there,
+    /// and home keeps every change. Its cursor and `edge_replicas` row are deleted, so
+    /// adding the name again seeds it afresh.
+    pub async fn remove_region(&self, name: &str) -> Result<RegionRemoved> {
+        let _t = self.inner.topology.lock().await;
+        let rt = self.region(name)?;
+        let t0 = tokio::time::Instant::now();
+        rt.ctx.shared.retired.store(true, Ordering::SeqCst);
+        {
+            let mut g = self.inner.regions.write().unwrap_or_else(|p| p.into_inner());
+            let v: Vec<Arc<RegionRuntime>> = g.iter().filter(|r| r.ctx.name != name).cloned().collect();
+            *g = Arc::new(v);
+        }
+        self.inner.router.remove(name);
+        // Waiters counting regions re-check against the smaller set.
+        self.inner.acked_notify.notify_waiters();
+        let target = self.inner.home_max.load(Ordering::SeqCst);
+        let down = rt.ctx.shared.status.lock().unwrap_or_else(|p| p.into_inner()).health == crate::router::Health::Down;
+        let mut acked = rt.ctx.shared.acked.subscribe();
+        let drained = if down {
+            *acked.borrow() >= target
+        } else {
+            tokio::time::timeout(self.inner.cfg.remove_drain, acked.wait_for(|a| *a >= target))
+                .await
+                .is_ok_and(|r| r.is_ok())
+        };
+        let acked_seq = *rt.ctx.shared.acked.borrow();
+        rt.actor.stop(None);
+        let done = rt.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(d) = done {
+            let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+        }
+        self.inner.router.remove(name);
+        let n = name.to_string();
+        self.inner
+            .store
+            .transact(move |ctx| {
+                ctx.execute("DELETE FROM _sync_cursors WHERE region = ?1", vec![n.clone().into()])?;
+                ctx.execute("DELETE FROM edge_replicas WHERE region = ?1", vec![n.into()])?;
+                Ok(())
+            })
+            .await?;
+        let out = RegionRemoved {
+            region: name.to_string(),
+            target_seq: target,
+            acked_seq,
+            drained,
+            drain_ms: t0.elapsed().as_millis() as u64,
+        };
+        if drained {
+            tracing::info!(region = name, acked_seq, "region removed after draining");
+        } else {
+            tracing::warn!(
+                region = name,
+                acked_seq,
+                target_seq = target,
+                "region removed before it held every change (drain timed out or it was down); the rest is abandoned for it"
+            );
+        }
+        Ok(out)
+    }
+
     /// Configured region names, in configuration order.
     pub fn regions(&self) -> Vec<String> {
-        self.inner.regions.iter().map(|r| r.ctx.name.clone()).collect()
+        self.inner.regions().iter().map(|r| r.ctx.name.clone()).collect()
     }
 
     /// Depth and capacity of each region's request channel (`region_link:<region>`),
     /// for regions whose link queues requests.
     pub fn channels(&self) -> Vec<edgeswarm_core::ChannelStats> {
         self.inner
-            .regions
+            .regions()
             .iter()
             .filter_map(|r| {
                 let (depth, cap) = r.ctx.link.queue()?;
@@ -352,7 +527,7 @@ impl SyncHandle {
     pub fn sync_status(&self) -> SyncStatus {
         let regions: Vec<RegionStatus> = self
             .inner
-            .regions
+            .regions()
             .iter()
             .map(|r| {
                 let mut s = r.ctx.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -364,6 +539,7 @@ impl SyncHandle {
                 let l = r.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner());
                 (s.lag_p50_ms, s.lag_p99_ms) = (l.quantile(0.5), l.quantile(0.99));
                 s.partitioned = r.partition.as_ref().map(|p| p.load(Ordering::SeqCst));
+                s.server_version = r.ctx.link.server_version();
                 s
             })
             .collect();
@@ -388,17 +564,17 @@ impl SyncHandle {
     /// [`SyncError::ConsistencyTimeout`] saying which regions it reached; the write
     /// stays durable at home and keeps replicating either way.
     pub async fn wait_replicated(&self, seq: i64, level: WriteConsistency, timeout: Duration) -> Result<Replicated> {
-        let n = self.inner.regions.len();
-        let need = required(level, n);
         if self.inner.home_max.fetch_max(seq, Ordering::SeqCst) < seq {
             wake_all(&self.inner);
         }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.inner.acked_notify.notified();
-            let reached: Vec<String> = self
-                .inner
-                .regions
+            // The regions running now: a region added or removed meanwhile changes
+            // what the level requires.
+            let regions = self.inner.regions();
+            let need = required(level, regions.len());
+            let reached: Vec<String> = regions
                 .iter()
                 .filter(|r| *r.ctx.shared.acked.borrow() >= seq)
                 .map(|r| r.ctx.name.clone())
@@ -631,10 +807,11 @@ impl SyncHandle {
         if let Some(f) = self.inner.forwarder.lock().unwrap_or_else(|p| p.into_inner()).take() {
             f.abort();
         }
-        for r in &self.inner.regions {
+        let regions = self.inner.regions();
+        for r in regions.iter() {
             r.actor.stop(None);
         }
-        for r in &self.inner.regions {
+        for r in regions.iter() {
             let d = r.done.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(d) = d {
                 let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
@@ -647,7 +824,7 @@ impl SyncHandle {
 impl SyncHandle {
     /// Clears the per-region lag samples (benchmarks: drop the warm-up).
     pub fn reset_lag_stats(&self) {
-        for r in &self.inner.regions {
+        for r in self.inner.regions().iter() {
             r.ctx.shared.lags.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }

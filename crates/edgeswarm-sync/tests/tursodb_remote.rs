@@ -3,13 +3,16 @@
 //! is SIGKILLed mid-sync and restarted on the same file and port; afterwards nothing
 //! is lost and everything converges.
 //!
-//! Needs tursodb: `npm install --prefix .ci/tools turso@0.6.0` in the repo root, or
-//! `EDGESWARM_TURSODB=/path/to/tursodb`. Without it this test FAILS (by design).
+//! Runs against every server `tursodb_binaries` finds (CI: tursodb 0.6.0 from npm
+//! `turso`, and 0.7.0 from `@tursodatabase/cli-linux-x64-gnu` via
+//! `EDGESWARM_TURSODB_07`). Needs at least one: `npm install --prefix .ci/tools
+//! turso@0.6.0` in the repo root, or `EDGESWARM_TURSODB=/path/to/tursodb`. Without it
+//! this test FAILS (by design).
 use edgeswarm_core::{Knowledge, WriteConsistency};
 use edgeswarm_store::Store;
 use edgeswarm_sync::{RegionConfig, SyncConfig, SyncSystem};
 use edgeswarm_testkit::sync::*;
-use edgeswarm_testkit::tursodb::{tursodb_path, TursoServer, TURSODB_HINT};
+use edgeswarm_testkit::tursodb::{tursodb_binaries, TursoServer};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -37,7 +40,14 @@ async fn write_burst(store: &Store, tag: &str, n: usize, ids: &mut BTreeSet<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_through_two_tursodb_servers_survive_sigkill() {
-    let bin = tursodb_path().unwrap_or_else(|| panic!("{TURSODB_HINT}"));
+    for (version, bin) in tursodb_binaries() {
+        eprintln!("== {version}");
+        through_two_servers(&bin).await;
+    }
+}
+
+async fn through_two_servers(bin: &std::path::Path) {
+    let bin = bin.to_path_buf();
     tokio::time::timeout(Duration::from_secs(120), async {
         let dir = tempfile::tempdir().unwrap();
         let db1 = dir.path().join("turso-1.db");

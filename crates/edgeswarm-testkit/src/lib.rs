@@ -16,6 +16,7 @@
 
 pub mod child;
 pub mod sync;
+pub mod tls_proxy;
 pub mod tursodb;
 
 pub use tempfile::TempDir;

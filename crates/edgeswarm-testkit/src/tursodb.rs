@@ -88,3 +88,33 @@ impl Drop for TursoServer {
         self.kill();
     }
 }
+
+/// The tursodb binaries the remote-region tests run against, labelled by version:
+/// `$EDGESWARM_TURSODB` (or the one [`tursodb_path`] finds; npm `turso`, pinned in
+/// .ci/turso-version) and `$EDGESWARM_TURSODB_07` (npm
+/// `@tursodatabase/cli-linux-x64-gnu@0.7.0`) when set. Panics with the install hint
+/// when there is none.
+pub fn tursodb_binaries() -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    let mut add = |p: PathBuf| {
+        if p.is_file() && !out.iter().any(|(_, q)| *q == p) {
+            let v = std::process::Command::new(&p)
+                .arg("--version")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            out.push((if v.is_empty() { p.display().to_string() } else { v }, p));
+        }
+    };
+    if let Some(p) = tursodb_path() {
+        add(p);
+    }
+    if let Some(p) = std::env::var_os("EDGESWARM_TURSODB_07") {
+        add(p.into());
+    }
+    if out.is_empty() {
+        panic!("{}", TURSODB_HINT);
+    }
+    out
+}

@@ -168,6 +168,7 @@ fn sync_kind(e: &SyncError) -> ErrorKind {
         | SyncError::Lost { .. }
         | SyncError::Unreachable { .. }
         | SyncError::Unauthorized { .. }
+        | SyncError::Tls { .. }
         | SyncError::Http { .. }
         | SyncError::MalformedReply { .. }
         | SyncError::Internal(_) => ErrorKind::Internal,

@@ -51,7 +51,11 @@ pub use edgeswarm_search::{
 };
 pub use edgeswarm_store::inspect::{ColumnInfo, DatabaseInfo, ForeignKeyInfo, IndexInfo, RegionRow, TableDescription, TableInfo};
 pub use edgeswarm_store::{kv::CasOutcome, QueryResult, SqlValue, Store, StoreError, StoreStats};
-pub use edgeswarm_sync::{LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncError, SyncHandle, SyncStatus};
+pub use edgeswarm_sync::link::tls::redact_url;
+pub use edgeswarm_sync::{
+    HranaLink, LinkProfile, ReadTarget, RegionConfig, RegionLink, RegionRemoved, Replicated, SyncConfig, SyncError, SyncHandle, SyncStatus,
+    TlsMode,
+};
 pub use error::{Error, ErrorKind, Result};
 
 /// Whole-file operations that start no swarm: a consistent backup copy and the

@@ -39,6 +39,9 @@ pub struct SwarmBuilder {
     regions: Vec<RegionConfig>,
     /// Replication settings (batch sizes, probe intervals, timeouts); see `SyncConfig`.
     sync: SyncConfig,
+    /// Start replication even with no region configured, so regions can be added to
+    /// the running swarm ([`Swarm::add_region`]). Default false: no region, no sync.
+    live_regions: bool,
 }
 
 /// Prints a `SearchConfig` (which holds a trait object) by its embedder id.
@@ -62,6 +65,7 @@ impl Default for SwarmBuilder {
             search: SearchConfig::new().embedder(Arc::new(HashEmbedder::new(256))),
             regions: Vec::new(),
             sync: SyncConfig::default(),
+            live_regions: false,
         }
     }
 }
@@ -92,6 +96,12 @@ impl SwarmBuilder {
     }
     pub fn sync_config(mut self, c: SyncConfig) -> Self {
         self.sync = c;
+        self
+    }
+    /// Starts replication even when no region is configured, so that
+    /// [`Swarm::add_region`] works on a swarm that starts with none.
+    pub fn live_regions(mut self) -> Self {
+        self.live_regions = true;
         self
     }
     /// The search actor's settings (cache size, embedder, rank window).
@@ -157,7 +167,7 @@ impl SwarmBuilder {
                 return Err(e.into());
             }
         };
-        let sync = if self.regions.is_empty() {
+        let sync = if self.regions.is_empty() && !self.live_regions {
             None
         } else {
             match SyncSystem::start(store.clone(), self.regions.clone(), self.sync.clone()).await {
@@ -740,6 +750,26 @@ impl Swarm {
     /// Replicates a user table (it needs a primary key): rows written by raw SQL travel too.
     pub async fn replicate_table(&self, name: &str) -> Result<()> {
         Ok(self.sync_or("replicate_table")?.replicate_table(name).await?)
+    }
+
+    /// Starts replicating to one more region without a restart. The region is seeded
+    /// from home (a full copy, as a region new at startup). Needs a swarm started with
+    /// at least one region or with [`SwarmBuilder::live_regions`]. Not remembered
+    /// across restarts: configure the region to keep it.
+    pub async fn add_region(&self, r: RegionConfig) -> Result<()> {
+        self.check_open()?;
+        Ok(self
+            .sync_or("add_region (or start with SwarmBuilder::live_regions())")?
+            .add_region(r)
+            .await?)
+    }
+
+    /// Stops replicating to a region without a restart: it leaves routing, status and
+    /// consistency waits at once, drains for at most `SyncConfig::remove_drain`
+    /// (pushing what home held when the removal started), then stops; anything it did
+    /// not get by then is abandoned for it (home keeps everything).
+    pub async fn remove_region(&self, name: &str) -> Result<edgeswarm_sync::RegionRemoved> {
+        Ok(self.sync_or("remove_region")?.remove_region(name).await?)
     }
 
     /// Cuts (`true`) or heals (`false`) the simulated link to a `file:` region.

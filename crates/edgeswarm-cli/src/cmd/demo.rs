@@ -2,7 +2,8 @@
 //! the effective settings, with an indicatif progress bar on stderr, and prints the
 //! report tables (or one JSON line). While it runs it serves `--metrics-addr`, publishes
 //! the status heartbeat `edgeswarm status` reads, registers its regions in the control
-//! namespace `edgeswarm/regions` and polls it for `edgeswarm regions ...` changes.
+//! namespace `edgeswarm/regions` and polls it for `edgeswarm regions ...` changes,
+//! which it applies live (regions added and removed without a restart).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -41,53 +42,86 @@ pub fn parse_regions(raw: &[String]) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
+/// The region a control-namespace entry describes (`url`, `latency_ms`, `token_env`,
+/// `ca_file`), or why not.
+fn region_from_entry(name: &str, v: &Value) -> std::result::Result<edgeswarm::RegionConfig, String> {
+    let url = v.get("url").and_then(Value::as_str).ok_or("the entry has no url")?;
+    Ok(edgeswarm::RegionConfig {
+        name: name.to_string(),
+        url: url.to_string(),
+        latency_ms: v.get("latency_ms").and_then(Value::as_u64).unwrap_or(0),
+        token_env: v.get("token_env").and_then(Value::as_str).map(str::to_string),
+        ca_file: v.get("ca_file").and_then(Value::as_str).map(std::path::PathBuf::from),
+    })
+}
+
+/// The control-namespace entry of a running region.
+fn entry_of(r: &edgeswarm::RegionConfig) -> Value {
+    json!({"url": r.url, "latency_ms": r.latency_ms, "token_env": r.token_env, "ca_file": r.ca_file, "partitioned": false})
+}
+
 /// Registers the demo's regions in the control namespace (only those not there yet) and
-/// polls it every 500 ms. A partition or heal flips that region's link switch at once;
-/// an added or removed region takes effect at the next start (the sync layer starts its
-/// SyncActors with the swarm).
+/// polls it every 500 ms, applying each change to the running swarm: an added entry
+/// starts a region (seeded from home), a deleted one removes it (drained for at most
+/// `remove_drain`, then abandoned), a partition or heal flips that region's link switch.
+/// Entries present at start but not running (added while no demo ran) are started too.
 fn control_regions(
     swarm: Swarm,
-    regions: Vec<(String, u64)>,
+    regions: Vec<edgeswarm::RegionConfig>,
     events: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let store = swarm.store().clone();
-        for (name, latency) in &regions {
-            let v = json!({"url": format!("file:regions/{name}.db"), "latency_ms": latency, "token_env": null, "partitioned": false});
-            if let Err(e) = store.kv_cas(REGIONS_NS, name, None, v, None).await {
+        for r in &regions {
+            if let Err(e) = store.kv_cas(REGIONS_NS, &r.name, None, entry_of(r), None).await {
                 tracing::debug!(error = %e, "region control unavailable");
                 return;
             }
         }
         let mut known: BTreeMap<String, Value> = BTreeMap::new();
-        let mut first = true;
         loop {
             let Ok(now) = store.kv_list(REGIONS_NS, "", 1000).await else {
                 return;
             };
             let now: BTreeMap<String, Value> = now.into_iter().map(|e| (e.key, e.value)).collect();
-            if !first {
-                for (k, v) in &now {
-                    match known.get(k) {
-                        None => {
-                            let _ = events.send(format!("region {k} added (takes effect at the next start)"));
-                        }
-                        Some(old) if old.get("partitioned") != v.get("partitioned") => {
-                            let p = v.get("partitioned").and_then(Value::as_bool).unwrap_or(false);
-                            let applied = match swarm.partition(k, p) {
-                                Ok(()) => String::new(),
-                                Err(e) => format!(" (not applied: {e})"),
-                            };
-                            let _ = events.send(format!("region {k} {}{applied}", if p { "partitioned" } else { "healed" }));
-                        }
-                        _ => {}
+            let running: Vec<String> = swarm
+                .sync_status()
+                .map(|s| s.regions.into_iter().map(|r| r.region).collect())
+                .unwrap_or_default();
+            for (k, v) in &now {
+                match known.get(k) {
+                    None if !running.contains(k) => {
+                        let msg = match region_from_entry(k, v) {
+                            Ok(r) => match swarm.add_region(r).await {
+                                Ok(()) => format!("region {k} added (live; seeding it from home)"),
+                                Err(e) => format!("region {k} not added: {e}"),
+                            },
+                            Err(e) => format!("region {k} not added: {e}"),
+                        };
+                        let _ = events.send(msg);
                     }
-                }
-                for k in known.keys().filter(|k| !now.contains_key(*k)) {
-                    let _ = events.send(format!("region {k} removed (takes effect at the next start)"));
+                    Some(old) if old.get("partitioned") != v.get("partitioned") => {
+                        let p = v.get("partitioned").and_then(Value::as_bool).unwrap_or(false);
+                        let applied = match swarm.partition(k, p) {
+                            Ok(()) => String::new(),
+                            Err(e) => format!(" (not applied: {e})"),
+                        };
+                        let _ = events.send(format!("region {k} {}{applied}", if p { "partitioned" } else { "healed" }));
+                    }
+                    _ => {}
                 }
             }
-            first = false;
+            for k in known.keys().filter(|k| !now.contains_key(*k)) {
+                let msg = match swarm.remove_region(k).await {
+                    Ok(r) if r.drained => format!("region {k} removed (live; drained to seq {} in {} ms)", r.acked_seq, r.drain_ms),
+                    Ok(r) => format!(
+                        "region {k} removed (live; it held seq {} of {}, the rest is abandoned for it)",
+                        r.acked_seq, r.target_seq
+                    ),
+                    Err(e) => format!("region {k} not removed: {e}"),
+                };
+                let _ = events.send(msg);
+            }
             known = now;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -129,17 +163,24 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     };
     // Regions from edgeswarm.toml are used as configured; otherwise each simulated
     // region is a libSQL file in `regions/` beside the database, behind its latency.
-    let mut builder = settings.builder();
+    let mut builder = settings.builder().live_regions();
+    let mut running: Vec<edgeswarm::RegionConfig> = Vec::new();
     if settings.regions.is_empty() {
         for (name, latency) in &regions {
             let dir = opts.regions_dir();
             std::fs::create_dir_all(&dir).map_err(|e| CliError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
-            builder = builder.region(edgeswarm::RegionConfig::local(
-                name.clone(),
-                dir.join(format!("{name}.db")),
-                *latency,
-            ));
+            let r = edgeswarm::RegionConfig::local(name.clone(), dir.join(format!("{name}.db")), *latency);
+            running.push(r.clone());
+            builder = builder.region(r);
         }
+    } else {
+        running.extend(settings.regions.iter().map(|r| edgeswarm::RegionConfig {
+            name: r.name.clone(),
+            url: r.url.clone(),
+            latency_ms: r.latency_ms,
+            token_env: r.token_env.clone(),
+            ca_file: r.ca_file.clone(),
+        }));
     }
     let swarm = builder.start().await?;
     if let Some(l) = listener {
@@ -164,7 +205,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     };
     let heartbeat = metrics::spawn_heartbeat(swarm.clone(), Duration::from_secs(1));
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let control = control_regions(swarm.clone(), regions, ev_tx);
+    let control = control_regions(swarm.clone(), running, ev_tx);
     let progress = Arc::new(SimProgress::default());
     let show = !a.no_progress && !a.json;
     let bar = if show {

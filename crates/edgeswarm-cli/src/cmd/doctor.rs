@@ -290,15 +290,8 @@ async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
             ),
         };
     }
-    // http(s)://host[:port]/...: the token is looked up but never printed.
-    let rest = r.url.split_once("://").map(|(_, h)| h).unwrap_or("");
-    let hostport = rest.split('/').next().unwrap_or("").rsplit('@').next().unwrap_or("");
-    let default_port = if r.url.starts_with("https://") { 443 } else { 80 };
-    let target = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:{default_port}")
-    };
+    // http(s):// or libsql://: the token is looked up but never printed; the server is
+    // asked one query over the region's own TLS settings (system roots or ca_file).
     if let Some(env) = &r.token_env {
         if std::env::var_os(env).is_none() {
             return fail(
@@ -308,19 +301,38 @@ async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
             );
         }
     }
+    let shown = edgeswarm::redact_url(&r.url);
+    let link = match edgeswarm::HranaLink::with_ca(&r.name, &r.url, r.token_env.as_deref(), r.ca_file.as_deref(), timeout, 1) {
+        Ok(l) => l,
+        Err(e) => return fail(&name, e.to_string(), "fix the region's settings in edgeswarm.toml"),
+    };
+    let tls = match edgeswarm::RegionLink::tls(&link) {
+        edgeswarm::TlsMode::None => "no TLS",
+        edgeswarm::TlsMode::SystemRoots => "TLS verified with the system roots",
+        edgeswarm::TlsMode::CaFile => "TLS verified with ca_file",
+    };
     let t = Instant::now();
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&target)).await {
-        Ok(Ok(_)) => ok(&name, format!("{target} reachable in {:.1} ms", t.elapsed().as_secs_f64() * 1e3)),
-        Ok(Err(e)) => fail(
+    match link.probe().await {
+        Ok(v) => ok(
             &name,
-            format!("{target}: {e}"),
-            "check the url, that the server runs, and the network path; writes keep queueing in the change log meanwhile",
+            format!(
+                "{shown} answered in {:.1} ms ({tls}; server: {})",
+                t.elapsed().as_secs_f64() * 1e3,
+                v.unwrap_or_else(|| "does not report its version".into())
+            ),
         ),
-        Err(_) => fail(
-            &name,
-            format!("{target}: no answer in {} s", timeout.as_secs()),
-            "check the url and firewall; raise --timeout-secs for far regions",
-        ),
+        Err(e) => {
+            use edgeswarm::SyncError as E;
+            let fix = match &e {
+                E::Tls { fix, .. } => fix.clone(),
+                E::Unauthorized { .. } => "set the right token in the region's token_env variable".into(),
+                E::Unreachable { .. } => {
+                    "check the url, that the server runs, and the network path; raise --timeout-secs for far regions; writes keep queueing in the change log meanwhile".into()
+                }
+                _ => "check that the url is the base url of a libSQL (Hrana over HTTP) server".into(),
+            };
+            fail(&name, format!("{shown} ({tls}): {e}"), fix)
+        }
     }
 }
 

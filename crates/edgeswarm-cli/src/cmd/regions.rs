@@ -3,8 +3,9 @@
 //! The desired region set lives in the home file, kv namespace `edgeswarm/regions`, one
 //! key per region name, value `{"url": "...", "latency_ms": N, "token_env": null,
 //! "partitioned": false}`. Removing a region deletes its key. A running demo watches the
-//! namespace (`swarm.watch("edgeswarm/regions", "")`) and applies each change: adds or
-//! removes a SyncActor, or flips its link's partition switch. Health and lag come back
+//! namespace and applies each change live, without a restart (`Swarm::add_region`,
+//! seeded from home; `Swarm::remove_region`, drained for at most `remove_drain`, then
+//! abandoned), or flips a link's partition switch. Health and lag come back
 //! through `edge_replicas`, which `regions list` and `status` show.
 
 use serde_json::{json, Value};
@@ -66,19 +67,43 @@ pub async fn run(a: RegionsArgs) -> Result<()> {
                 }
                 json!({ "regions": rows })
             }
-            RegionAction::Add { name, url, latency_ms, token_env } => {
+            RegionAction::Add { name, url, latency_ms, token_env, ca_file } => {
                 valid_name(name)?;
-                let url = url.clone().unwrap_or_else(|| format!("file:regions/{name}.db"));
-                let url_ok = (url.starts_with("file:") && url.len() > 5) || url.starts_with("http://") || url.starts_with("https://");
+                let url = url.clone().unwrap_or_else(|| {
+                    let dir = settings
+                        .store
+                        .path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .map(|p| p.join("regions"))
+                        .unwrap_or_else(|| "regions".into());
+                    format!("file:{}", dir.join(format!("{name}.db")).display())
+                });
+                let url_ok = (url.starts_with("file:") && url.len() > 5)
+                    || url.starts_with("http://")
+                    || url.starts_with("https://")
+                    || url.starts_with("libsql://");
                 if !url_ok {
-                    return Err(CliError::Invalid(format!("--url `{url}` must start with file:<path>, http:// or https://")));
+                    return Err(CliError::Invalid(format!(
+                        "--url `{}` must start with file:<path>, http://, https:// or libsql://",
+                        edgeswarm::redact_url(&url)
+                    )));
+                }
+                if let Some(c) = ca_file {
+                    if !c.is_file() {
+                        return Err(CliError::Invalid(format!("--ca-file `{}` does not exist; point it at the CA certificate (PEM)", c.display())));
+                    }
                 }
                 if swarm.kv_get(REGIONS_NS, name).await?.is_some() {
                     return Err(CliError::Invalid(format!("region `{name}` already exists; remove it first or pick another name")));
                 }
-                let v = json!({"url": url, "latency_ms": latency_ms, "token_env": token_env, "partitioned": false});
+                let ca_file = ca_file.as_ref().map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
+                let v = json!({"url": url, "latency_ms": latency_ms, "token_env": token_env, "ca_file": ca_file, "partitioned": false});
                 swarm.kv_set(REGIONS_NS, name, v.clone(), None).await?;
-                json!({"added": name, "desired": v})
+                // The url may carry a token (?authToken=): never echo it.
+                let mut shown = v.clone();
+                shown["url"] = json!(edgeswarm::redact_url(&url));
+                json!({"added": name, "desired": shown})
             }
             RegionAction::Remove { name } => {
                 valid_name(name)?;
@@ -103,7 +128,7 @@ pub async fn run(a: RegionsArgs) -> Result<()> {
         if a.json {
             println!("{out}");
         } else if !matches!(a.action, RegionAction::List) {
-            println!("ok: {out} (a running demo applies it within a second)");
+            println!("ok: {out} (a running demo applies it live within a second; `edgeswarm regions list` shows it)");
         }
         Ok(())
     }

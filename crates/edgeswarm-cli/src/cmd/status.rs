@@ -22,6 +22,9 @@ pub struct Status {
     pub durability: String,
     pub tables: Vec<(String, i64)>,
     pub regions: Vec<RegionRow>,
+    /// Per region, from the running swarms' heartbeats: redacted url, TLS state
+    /// (none / system_roots / ca_file), server version, last error with its fix.
+    pub region_details: Vec<Value>,
     /// Live heartbeats of running swarms using this file.
     pub nodes: Vec<Value>,
     /// Agents with a task recorded in the last 60 s.
@@ -71,14 +74,21 @@ pub async fn collect(swarm: &Swarm) -> Result<Status> {
     ];
     let (active_agents_60s, tasks_60s) = swarm.metric_activity(now - 60_000).await?;
     let regions = region_rows(swarm).await.unwrap_or_default();
-    let nodes = swarm
+    let nodes: Vec<Value> = swarm
         .kv_list(metrics::STATUS_NS, "node/", 100)
         .await
         .unwrap_or_default()
         .into_iter()
         .map(|e| e.value)
         .collect();
+    let region_details: Vec<Value> = nodes
+        .iter()
+        .filter_map(|n: &Value| n.get("regions").and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect();
     Ok(Status {
+        region_details,
         db: cfg.path.display().to_string(),
         size_bytes: std::fs::metadata(&cfg.path).map(|m| m.len()).unwrap_or(0),
         schema_version: info.schema_version,
@@ -152,6 +162,30 @@ pub fn render(s: &Status) -> String {
             ],
             &rows,
             40,
+        ));
+    }
+    if !s.region_details.is_empty() {
+        let g = |v: &Value, k: &str| match v.get(k) {
+            Some(Value::String(x)) => x.clone(),
+            Some(Value::Null) | None => "-".into(),
+            Some(x) => x.to_string(),
+        };
+        let rows: Vec<Vec<String>> = s
+            .region_details
+            .iter()
+            .map(|d| vec![g(d, "region"), g(d, "url"), g(d, "tls"), g(d, "server_version"), g(d, "last_error")])
+            .collect();
+        out.push('\n');
+        out.push_str(&table::render(
+            &[
+                "region".into(),
+                "url".into(),
+                "tls".into(),
+                "server".into(),
+                "last error (and fix)".into(),
+            ],
+            &rows,
+            200,
         ));
     }
     out.push('\n');

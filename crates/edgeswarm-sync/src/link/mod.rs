@@ -18,9 +18,11 @@
 
 mod hrana;
 mod local;
+pub mod tls;
 
 pub use hrana::HranaLink;
 pub use local::LocalLink;
+pub use tls::TlsMode;
 
 use crate::error::Result;
 use crate::row::{quote, Registry, RowVersion, TableSpec};
@@ -416,8 +418,17 @@ impl RowLookup {
 pub trait RegionLink: Send + Sync + 'static {
     /// The region's name.
     fn region(&self) -> &str;
-    /// The region's url, as configured (for `edge_replicas.url`).
+    /// The region's url, as configured but redacted (no token; for `edge_replicas.url`,
+    /// status and logs).
     fn url(&self) -> &str;
+    /// How the link's TLS is verified. Default: no TLS.
+    fn tls(&self) -> TlsMode {
+        TlsMode::None
+    }
+    /// What the server reported itself as (e.g. `tursodb 0.7.0`), once known.
+    fn server_version(&self) -> Option<String> {
+        None
+    }
     /// Versions per statement a push should use. Default [`MAX_ROWS_PER_STATEMENT`]:
     /// over a network every statement costs bytes and parsing on the server, so few
     /// big multi-row statements are best.
