@@ -161,6 +161,9 @@ pub enum BenchKind {
     Sync,
     /// MCP tool calls.
     Mcp,
+    /// Retrieval quality on a LoCoMo-format file (`--data PATH`): recall@10, hit@10, MRR
+    /// per search mode. Not part of `all` (the data is not in the repository).
+    Quality,
     /// Every benchmark; writes docs/benchmarks.md.
     All,
 }
@@ -180,6 +183,12 @@ pub struct BenchArgs {
     /// adds several minutes).
     #[arg(long)]
     pub scale: bool,
+    /// `quality`: the LoCoMo-format JSON file (e.g. ../shared/data/locomo-dev.json).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// `quality`: use only the first N conversations (quick runs).
+    #[arg(long, value_name = "N")]
+    pub limit_conversations: Option<usize>,
 }
 
 #[derive(Debug, Args)]

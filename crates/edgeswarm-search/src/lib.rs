@@ -19,6 +19,7 @@ mod engine;
 pub mod error;
 mod fastlex;
 pub mod knowledge;
+pub mod quality;
 pub mod query;
 mod vectors;
 

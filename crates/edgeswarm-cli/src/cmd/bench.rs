@@ -25,6 +25,7 @@ pub fn name(k: BenchKind) -> &'static str {
         BenchKind::Search => "search",
         BenchKind::Sync => "sync",
         BenchKind::Mcp => "mcp",
+        BenchKind::Quality => "quality",
         BenchKind::All => "all",
     }
 }
@@ -60,6 +61,7 @@ pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
         BenchKind::Mcp => edgeswarm_mcp::bench(edgeswarm_mcp::BenchOpts::default())
             .await
             .map_err(|e| CliError::Invalid(format!("bench mcp: {e}"))),
+        BenchKind::Quality => Err(CliError::Invalid("`quality` prints one line per mode; run it on its own".into())),
         BenchKind::All => Err(CliError::Invalid("`all` is not a single benchmark".into())),
     }?;
     Ok(match v {
@@ -71,7 +73,37 @@ pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
     })
 }
 
+/// `bench quality`: one JSON line per search mode (see `edgeswarm_search::quality`).
+async fn run_quality(a: &BenchArgs) -> Result<()> {
+    let data = a
+        .data
+        .clone()
+        .ok_or_else(|| CliError::Invalid("bench quality needs --data PATH (a LoCoMo-format JSON file)".into()))?;
+    let opts = edgeswarm_search::quality::QualityOpts {
+        data,
+        limit_conversations: a.limit_conversations,
+        embedder: Some(std::sync::Arc::new(edgeswarm_search::HashEmbedder::new(256))),
+        default_config: edgeswarm_search::SearchConfig::new().embedder(std::sync::Arc::new(edgeswarm_search::HashEmbedder::new(256))),
+        and_config: None,
+        dir: None,
+    };
+    let lines = edgeswarm_search::quality::quality(opts)
+        .await
+        .map_err(|e| CliError::Invalid(format!("bench quality: {e}")))?;
+    for v in lines {
+        if a.json {
+            println!("{v}");
+        } else {
+            print!("{}", human(&v));
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(a: BenchArgs) -> Result<()> {
+    if a.which == BenchKind::Quality {
+        return run_quality(&a).await;
+    }
     if a.which != BenchKind::All {
         let v = run_one(a.which, a.scale).await?;
         if a.json {
