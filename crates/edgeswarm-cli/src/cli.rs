@@ -145,6 +145,10 @@ pub struct DemoArgs {
     /// Print the report as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Embedder for vector and hybrid search: none (lexical only), hash or semantic
+    /// [default: `[search] embedder` in the config file, else none].
+    #[arg(long, env = "EDGESWARM_EMBEDDER", value_name = "NAME")]
+    pub embedder: Option<edgeswarm::EmbedderChoice>,
     #[command(flatten)]
     pub db: DbOpts,
 }

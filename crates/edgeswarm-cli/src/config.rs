@@ -98,6 +98,9 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// From `[observability] log_format`; the `--log-format` flag wins.
     pub log_format: Option<LogFormat>,
+    /// From `[search] embedder`; `--embedder` / `EDGESWARM_EMBEDDER` win. Default none
+    /// (lexical search, no vector work).
+    pub embedder: edgeswarm::EmbedderChoice,
 }
 
 impl Default for Settings {
@@ -110,6 +113,7 @@ impl Default for Settings {
             regions: Vec::new(),
             metrics_addr: None,
             log_format: None,
+            embedder: edgeswarm::EmbedderChoice::None,
         }
     }
 }
@@ -122,6 +126,7 @@ impl Settings {
             .store_config(self.store.clone())
             .agent_defaults(self.agents.clone())
             .kv_sweep_interval(self.kv_sweep_interval)
+            .embedder_choice(self.embedder)
             .regions(self.regions.iter().map(|r| edgeswarm::RegionConfig {
                 name: r.name.clone(),
                 url: r.url.clone(),
@@ -159,6 +164,7 @@ impl Settings {
             self.agents.record_task_metrics,
             self.kv_sweep_interval.as_millis()
         ));
+        out.push_str(&format!("\n[search]\nembedder = \"{}\"\n", self.embedder.as_str()));
         out.push_str("\n[observability]\n");
         out.push_str(&format!(
             "log_format = \"{}\"\n",
@@ -208,6 +214,8 @@ struct FileConfig {
     #[serde(default)]
     observability: ObservabilityFile,
     #[serde(default)]
+    search: SearchFile,
+    #[serde(default)]
     regions: Vec<Spanned<RegionFile>>,
 }
 
@@ -238,6 +246,13 @@ struct AgentsFile {
     kv_sweep_interval_ms: S<i64>,
 }
 
+/// `[search]`: which embedder vector and hybrid search use.
+#[derive(Debug, Default, Deserialize)]
+struct SearchFile {
+    /// `none` (default), `hash` or `semantic`.
+    embedder: S<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct ObservabilityFile {
     log_format: S<String>,
@@ -262,6 +277,7 @@ const TOP_KEYS: &[&str] = &[
     "limits",
     "agents",
     "observability",
+    "search",
     "regions",
 ];
 const BATCH_KEYS: &[&str] = &["max_rows", "max_bytes", "max_linger_ms"];
@@ -282,6 +298,7 @@ const AGENTS_KEYS: &[&str] = &[
     "kv_sweep_interval_ms",
 ];
 const OBS_KEYS: &[&str] = &["log_format", "metrics_addr"];
+const SEARCH_KEYS: &[&str] = &["embedder"];
 const REGION_KEYS: &[&str] = &["name", "url", "latency_ms", "token_env"];
 
 // ---- checking -----------------------------------------------------------------------
@@ -422,6 +439,7 @@ fn unknown_keys(cx: &mut Ctx<'_>, table: &DeTable<'_>) {
                     ("", "limits") => LIMITS_KEYS,
                     ("", "agents") => AGENTS_KEYS,
                     ("", "observability") => OBS_KEYS,
+                    ("", "search") => SEARCH_KEYS,
                     _ => return None,
                 })
             };
@@ -601,6 +619,12 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
                     v.get_ref()
                 ),
             ),
+        }
+    }
+    if let Some(v) = &f.search.embedder {
+        match v.get_ref().parse::<edgeswarm::EmbedderChoice>() {
+            Ok(e) => s.embedder = e,
+            Err(m) => cx.err(v.span(), format!("`search.embedder`: {m}")),
         }
     }
     s.regions = check_regions(cx, &f.regions);
@@ -818,6 +842,20 @@ mod tests {
         let c = check_str("");
         assert_eq!(c.errors(), 0);
         assert_eq!(c.settings.store.queue_capacity, StoreConfig::default().queue_capacity);
+    }
+
+    #[test]
+    fn search_embedder_is_read_and_checked() {
+        assert_eq!(check_str("").settings.embedder, edgeswarm::EmbedderChoice::None);
+        let c = check_str("[search]\nembedder = \"hash\"\n");
+        assert_eq!(c.errors(), 0);
+        assert_eq!(c.settings.embedder, edgeswarm::EmbedderChoice::Hash);
+        let c = check_str("[search]\nembedder = \"bert\"\n");
+        assert_eq!(c.errors(), 1);
+        assert!(c.problems[0].message.contains("none, hash, semantic"), "{:?}", c.problems);
+        let c = check_str("[search]\nembeder = \"hash\"\n");
+        assert_eq!(c.errors(), 1, "typo in [search] is caught");
+        assert!(check_str(&c.settings.to_toml()).errors() == 0);
     }
 
     #[test]

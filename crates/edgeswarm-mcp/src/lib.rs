@@ -47,6 +47,10 @@ pub struct McpArgs {
     /// Largest HTTP request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+    /// Embedder for vector and hybrid search: none (lexical only, the default), hash, or
+    /// semantic (the model `edgeswarm models install` fetches).
+    #[arg(long, env = "EDGESWARM_EMBEDDER", default_value = "none", value_name = "NAME")]
+    pub embedder: edgeswarm::EmbedderChoice,
 }
 
 impl Default for McpArgs {
@@ -60,6 +64,7 @@ impl Default for McpArgs {
             query_timeout_ms: 5_000,
             max_content_bytes: 1 << 20,
             max_body_bytes: 4 << 20,
+            embedder: edgeswarm::EmbedderChoice::None,
         }
     }
 }
@@ -95,6 +100,7 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
     let swarm = Swarm::builder()
         .path(&args.db)
         .limits(limits)
+        .embedder_choice(args.embedder)
         .start()
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", args.db.display()))?;

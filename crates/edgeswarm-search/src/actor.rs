@@ -195,6 +195,14 @@ fn label(s: &Space) -> String {
     format!("{}/{}", s.embedder.id(), s.embedder.dim())
 }
 
+/// What a response reports about vectors: the serving (else building) embedder, and
+/// whether the active space holds a vector for every live entry.
+fn vector_state(st: &SearchState) -> (Option<String>, bool) {
+    let name = st.active.as_ref().or(st.building.as_ref()).map(label);
+    let complete = st.active.is_some() && st.building.is_none() && st.missing == 0 && st.pending.is_empty() && !st.need_fill && !st.syncing;
+    (name, complete)
+}
+
 impl SearchState {
     fn invalidate(&mut self) {
         self.generation += 1;
@@ -305,7 +313,7 @@ impl SearchActor {
                         label(b),
                         st.missing
                     ),
-                    None => "no embedder is configured (SearchConfig::embedder or Search::set_embedder); answered lexically".to_string(),
+                    None => "no embedder is configured (embedder \"none\"); answered lexically. Choose one with `embedder` in edgeswarm.toml [search], EDGESWARM_EMBEDDER, --embedder, or SearchConfig::embedder".to_string(),
                 });
                 Mode::Lexical
             }
@@ -326,10 +334,12 @@ impl SearchActor {
         let fts_any = if parsed.terms.len() > 1 { parsed.fts(true) } else { None };
         let space = if mode == Mode::Lexical { None } else { st.active.clone() };
         let key = serde_json::to_string(&(&req, mode, space.as_ref().map(|s| s.slot))).unwrap_or_default();
+        let vs = vector_state(st);
         if let Some(c) = &mut st.cache {
             if let Some(hit) = c.get(&key) {
                 let mut r = hit.clone();
                 r.cached = true;
+                (r.embedder, r.vectors_complete) = vs;
                 return Some(Task::Reply(Ok(r)));
             }
         }
@@ -463,6 +473,8 @@ fn finish(
         next_cursor: found.next.map(|c| c.encode()),
         notes,
         cached: false,
+        embedder: None,
+        vectors_complete: false,
     }
 }
 
@@ -471,10 +483,17 @@ struct Deliver {
     reply: oneshot::Sender<Result<SearchResponse>>,
     me: ActorRef<SearchMsg>,
     cache: Option<(u64, String)>,
+    /// The vector state when the query started: embedder label and whether its vectors
+    /// are complete (copied into the response).
+    vectors: (Option<String>, bool),
 }
 
 impl Deliver {
-    fn send(self, r: Result<SearchResponse>) {
+    fn send(self, mut r: Result<SearchResponse>) {
+        if let Ok(resp) = &mut r {
+            resp.embedder = self.vectors.0.clone();
+            resp.vectors_complete = self.vectors.1;
+        }
         if let (Some((generation, key)), Ok(resp)) = (self.cache, &r) {
             let _ = self.me.cast(SearchMsg::CachePut {
                 generation,
@@ -571,6 +590,7 @@ impl Actor for SearchActor {
                         reply,
                         me: myself.clone(),
                         cache: st.cache.is_some().then_some((generation, key)),
+                        vectors: vector_state(st),
                     };
                     tokio::spawn(run_query(self.store.clone(), *plan, text, space, fallback, notes, deliver));
                 }

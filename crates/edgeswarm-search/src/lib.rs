@@ -25,7 +25,7 @@ mod vectors;
 
 pub use actor::{Search, SearchActor, SearchConfig, SearchMsg, SearchStatus};
 pub use bench::{bench, BenchOpts};
-pub use embed::{Embedder, HashEmbedder, SharedEmbedder};
+pub use embed::{Embedder, EmbedderChoice, HashEmbedder, SharedEmbedder};
 pub use error::{Result, SearchError};
 pub use knowledge::{add_knowledge, delete_knowledge, get_knowledge, update_knowledge, AddOutcome, KnowledgeEntry, KnowledgeUpdate};
 pub use query::{Filters, JsonScalar, Mode, SearchHit, SearchRequest, SearchResponse};

@@ -222,6 +222,15 @@ pub struct SearchResponse {
     pub notes: Vec<String>,
     /// True when this answer came from the hot-query cache.
     pub cached: bool,
+    /// The embedder whose vectors serve vector/hybrid queries now (`id/dim`), or the one
+    /// being built when none is active yet; `None` when no embedder is configured
+    /// (lexical only). Says what could run, next to `mode` (what did run).
+    #[serde(default)]
+    pub embedder: Option<String>,
+    /// True when every live entry has a vector in the active space (no background
+    /// embedding pending); false while vectors are built or when there is no embedder.
+    #[serde(default)]
+    pub vectors_complete: bool,
 }
 
 // ---- FTS5 expression -------------------------------------------------------------------

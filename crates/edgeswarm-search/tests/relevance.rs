@@ -291,6 +291,7 @@ async fn vector_and_hybrid_with_embedder_switch() {
     let r = s.search(SearchRequest::new("vector").mode(Mode::Vector)).await.unwrap();
     assert_eq!(r.mode, Mode::Lexical);
     assert!(r.fallback_reason.unwrap().contains("no embedder"));
+    assert_eq!((r.embedder.as_deref(), r.vectors_complete), (None, false), "the response says no vectors ran");
     s.stop();
 
     let s = Search::start(store.clone(), SearchConfig::new().embedder(Arc::new(HashEmbedder::new(64))))
@@ -300,6 +301,7 @@ async fn vector_and_hybrid_with_embedder_switch() {
     let r = s.search(SearchRequest::new("vector indexes")).await.unwrap();
     assert_eq!(r.mode, Mode::Hybrid, "{r:?}");
     assert!(r.fallback_reason.is_none());
+    assert!(r.embedder.as_deref().unwrap().ends_with("/64") && r.vectors_complete, "{r:?}");
     assert_eq!(ids(&r)[0], c[0]);
     let r = s.search(SearchRequest::new("indexing vectors").mode(Mode::Vector)).await.unwrap();
     assert_eq!(r.mode, Mode::Vector);

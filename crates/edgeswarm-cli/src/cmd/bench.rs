@@ -83,7 +83,14 @@ async fn run_quality(a: &BenchArgs) -> Result<()> {
         data,
         limit_conversations: a.limit_conversations,
         embedder: Some(std::sync::Arc::new(edgeswarm_search::HashEmbedder::new(256))),
-        default_config: edgeswarm_search::SearchConfig::new().embedder(std::sync::Arc::new(edgeswarm_search::HashEmbedder::new(256))),
+        // The product default: `SwarmBuilder`'s search config with the default embedder.
+        default_config: {
+            let mut c = edgeswarm_search::SearchConfig::new();
+            c.embedder = edgeswarm_search::EmbedderChoice::default()
+                .resolve()
+                .map_err(|e| CliError::Invalid(format!("bench quality: {e}")))?;
+            c
+        },
         and_config: None,
         dir: None,
     };
