@@ -201,7 +201,11 @@ impl EdgeswarmMcp {
     }
 
     /// The one place search is dispatched; the richer search actor plugs in here.
-    async fn run_search(&self, a: &SearchKnowledgeArgs, limit: usize) -> Result<(Vec<Value>, &'static str, Option<String>, Value), ErrorData> {
+    async fn run_search(
+        &self,
+        a: &SearchKnowledgeArgs,
+        limit: usize,
+    ) -> Result<(Vec<Value>, &'static str, Option<String>, Value), ErrorData> {
         use edgeswarm::{Filters, Mode, SearchRequest};
         let filters = Filters {
             category: a.category.clone(),

@@ -55,6 +55,12 @@ pub struct SearchConfig {
     /// scores from the term's instance list and in-memory token counts) instead of FTS5's
     /// per-row `bm25()`. Default true; false is the baseline the benchmark compares with.
     pub fast_lexical: bool,
+    /// Treat queries without explicit syntax (no quotes, `*`, upper-case AND/OR/NOT) as
+    /// natural language: stop words dropped, any word may match, and BM25 sums the
+    /// matched words so entries covering more of them rank first. Default true (agents ask
+    /// in sentences); false = every word must match, relaxed to any word only when
+    /// nothing matches (the `lexical_and` baseline of `bench quality`).
+    pub natural_language: bool,
 }
 
 impl Default for SearchConfig {
@@ -71,7 +77,13 @@ impl SearchConfig {
             embedder: None,
             rank_window: DEFAULT_RANK_WINDOW,
             fast_lexical: true,
+            natural_language: true,
         }
+    }
+    /// Switches natural-language query handling on or off (see the field).
+    pub fn natural_language(mut self, on: bool) -> Self {
+        self.natural_language = on;
+        self
     }
     /// Switches the fast ranker on or off (results are the same; off is slower).
     pub fn fast_lexical(mut self, on: bool) -> Self {
@@ -170,6 +182,8 @@ pub struct SearchActor {
     store: Store,
     cache_capacity: usize,
     rank_window: usize,
+    /// [`SearchConfig::natural_language`].
+    natural_language: bool,
     /// Token counts shared with the read-pool threads for the fast ranker (a cache with
     /// its own lock, filled by the threads that rank); None when the ranker is off.
     lens: Option<Arc<DocLens>>,
@@ -318,7 +332,12 @@ impl SearchActor {
                 Mode::Lexical
             }
         };
-        let parsed = query::parse(&req.query);
+        let mut parsed = query::parse(&req.query);
+        // Natural language: stop words out, any word may match (BM25 sums the matches).
+        let nl = self.natural_language && parsed.terms.len() > 1 && !query::is_explicit(&req.query);
+        if nl {
+            parsed = parsed.without_stop_words();
+        }
         let mut notes = checked.notes.clone();
         if parsed.dropped > 0 {
             notes.push(format!(
@@ -327,11 +346,17 @@ impl SearchActor {
                 parsed.dropped
             ));
         }
-        let fts_all = parsed.fts(false);
+        if nl {
+            notes.push(format!(
+                "natural-language query: searched for {}; showing entries with any of them (entries matching more of them rank first)",
+                parsed.terms.iter().map(|t| t.words.join(" ")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let fts_all = parsed.fts(nl);
         if fts_all.is_none() {
             notes.push("the query has no searchable words (only punctuation or symbols)".into());
         }
-        let fts_any = if parsed.terms.len() > 1 { parsed.fts(true) } else { None };
+        let fts_any = if parsed.terms.len() > 1 && !nl { parsed.fts(true) } else { None };
         let space = if mode == Mode::Lexical { None } else { st.active.clone() };
         let key = serde_json::to_string(&(&req, mode, space.as_ref().map(|s| s.slot))).unwrap_or_default();
         let vs = vector_state(st);
@@ -353,8 +378,8 @@ impl SearchActor {
             mode,
             vector: None,
             rank_window: self.rank_window,
-            fast_all: parsed.fast(false),
-            fast_any: if parsed.terms.len() > 1 { parsed.fast(true) } else { None },
+            fast_all: parsed.fast(nl),
+            fast_any: if parsed.terms.len() > 1 && !nl { parsed.fast(true) } else { None },
             lens: self.lens.clone(),
         };
         Some(Task::Run {
@@ -719,6 +744,7 @@ impl Search {
             store: store.clone(),
             cache_capacity: cfg.cache_capacity,
             rank_window: cfg.rank_window,
+            natural_language: cfg.natural_language,
             lens: cfg.fast_lexical.then(|| Arc::new(DocLens::new(&store.config().path))),
         };
         let (actor, _join) = Actor::spawn(None, actor, SearchArgs { embedder: cfg.embedder })

@@ -103,7 +103,10 @@ pub fn load(path: &std::path::Path, limit_conversations: Option<usize>) -> Resul
     let convs = v.as_array().ok_or_else(|| bad("expected a JSON array of conversations".into()))?;
     let mut ds = Dataset::default();
     for c in convs.iter().take(limit_conversations.unwrap_or(usize::MAX)) {
-        let sid = c["sample_id"].as_str().ok_or_else(|| bad("a conversation has no sample_id".into()))?.to_string();
+        let sid = c["sample_id"]
+            .as_str()
+            .ok_or_else(|| bad("a conversation has no sample_id".into()))?
+            .to_string();
         let conv = c["conversation"]
             .as_object()
             .ok_or_else(|| bad(format!("{sid}: no `conversation` object")))?;
@@ -117,7 +120,9 @@ pub fn load(path: &std::path::Path, limit_conversations: Option<usize>) -> Resul
         sessions.sort_by_key(|s| s.0);
         for (_, key, turns) in sessions {
             for t in turns {
-                let (Some(dia), Some(said)) = (t["dia_id"].as_str(), t["text"].as_str()) else { continue };
+                let (Some(dia), Some(said)) = (t["dia_id"].as_str(), t["text"].as_str()) else {
+                    continue;
+                };
                 let mut text = said.to_string();
                 if let Some(cap) = t["blip_caption"].as_str() {
                     text.push_str(&format!(" [shares a photo: {cap}]"));
@@ -272,7 +277,14 @@ pub async fn quality(opts: QualityOpts) -> Result<Vec<Value>> {
     let (dir, owned) = match &opts.dir {
         Some(d) => (d.clone(), false),
         None => (
-            std::env::temp_dir().join(format!("edgeswarm-quality-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0))),
+            std::env::temp_dir().join(format!(
+                "edgeswarm-quality-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            )),
             true,
         ),
     };
@@ -375,7 +387,10 @@ mod tests {
     #[test]
     fn scores_on_hand_made_rankings() {
         // Two evidence turns, one found at rank 2: recall 1/2, hit 1, rr 1/2.
-        assert_eq!(score(&ids(&[&["D1:1"], &["D1:3"], &["D2:4"]]), &ev(&["D1:3", "D9:9"])), (0.5, 1.0, 0.5));
+        assert_eq!(
+            score(&ids(&[&["D1:1"], &["D1:3"], &["D2:4"]]), &ev(&["D1:3", "D9:9"])),
+            (0.5, 1.0, 0.5)
+        );
         // Both found; rr is the first one's rank.
         assert_eq!(score(&ids(&[&["D1:3"], &["D9:9"]]), &ev(&["D1:3", "D9:9"])), (1.0, 1.0, 1.0));
         // Nothing found.
@@ -387,7 +402,10 @@ mod tests {
         deep.push(vec!["D1:3".into()]);
         assert_eq!(score(&deep, &ev(&["D1:3"])), (0.0, 0.0, 0.0));
         // A merged entry standing for two turns finds both; a repeated hit counts once.
-        assert_eq!(score(&ids(&[&["D1:1"], &["D1:3", "D2:2"], &["D1:3"]]), &ev(&["D1:3", "D2:2"])), (1.0, 1.0, 0.5));
+        assert_eq!(
+            score(&ids(&[&["D1:1"], &["D1:3", "D2:2"], &["D1:3"]]), &ev(&["D1:3", "D2:2"])),
+            (1.0, 1.0, 0.5)
+        );
         // No evidence: nothing to score.
         assert_eq!(score(&ids(&[&["D1:1"]]), &[]), (0.0, 0.0, 0.0));
     }

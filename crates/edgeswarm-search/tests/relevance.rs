@@ -291,7 +291,11 @@ async fn vector_and_hybrid_with_embedder_switch() {
     let r = s.search(SearchRequest::new("vector").mode(Mode::Vector)).await.unwrap();
     assert_eq!(r.mode, Mode::Lexical);
     assert!(r.fallback_reason.unwrap().contains("no embedder"));
-    assert_eq!((r.embedder.as_deref(), r.vectors_complete), (None, false), "the response says no vectors ran");
+    assert_eq!(
+        (r.embedder.as_deref(), r.vectors_complete),
+        (None, false),
+        "the response says no vectors ran"
+    );
     s.stop();
 
     let s = Search::start(store.clone(), SearchConfig::new().embedder(Arc::new(HashEmbedder::new(64))))

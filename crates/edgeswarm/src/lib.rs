@@ -41,7 +41,8 @@ pub use edgeswarm_core::{
     self as core, BatchConfig, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, StoreConfig, WriteConsistency,
 };
 pub use edgeswarm_search::{
-    self as search, Embedder, EmbedderChoice, Filters, HashEmbedder, Mode, SearchConfig, SearchHit, SearchRequest, SearchResponse, SharedEmbedder,
+    self as search, Embedder, EmbedderChoice, Filters, HashEmbedder, Mode, SearchConfig, SearchHit, SearchRequest, SearchResponse,
+    SharedEmbedder,
 };
 pub use edgeswarm_store::{self as store, kv::CasOutcome, QueryResult, SqlValue, Store, StoreError};
 pub use edgeswarm_sync::{self as sync, LinkProfile, ReadTarget, RegionConfig, Replicated, SyncConfig, SyncHandle, SyncStatus};

@@ -91,7 +91,7 @@ async fn run_quality(a: &BenchArgs) -> Result<()> {
                 .map_err(|e| CliError::Invalid(format!("bench quality: {e}")))?;
             c
         },
-        and_config: None,
+        and_config: Some(edgeswarm_search::SearchConfig::new().natural_language(false)),
         dir: None,
     };
     let lines = edgeswarm_search::quality::quality(opts)
