@@ -17,9 +17,9 @@
 //!
 //! One JSON object per mode: `lexical` (the baseline), `vector`, `hybrid` (with the
 //! benchmark's embedder), `default` (a request without `mode`, on the search
-//! configuration the product ships by default) and, when given, `lexical_and` (the
-//! pre-natural-language lexical query: all words AND, relaxed to OR only when nothing
-//! matches).
+//! configuration the product ships by default) and the given baselines, such as
+//! `lexical_and` (the pre-natural-language lexical query: all words AND, relaxed to OR
+//! only when nothing matches).
 
 use crate::actor::{Search, SearchConfig};
 use crate::embed::SharedEmbedder;
@@ -47,9 +47,10 @@ pub struct QualityOpts {
     /// The configuration the `default` line runs (a request without `mode`): what the
     /// product starts with when nothing is configured.
     pub default_config: SearchConfig,
-    /// The configuration of the `lexical_and` baseline line (today's query semantics
-    /// before natural-language handling); `None` skips the line.
-    pub and_config: Option<SearchConfig>,
+    /// Extra lexical lines measured in the same run, by label: e.g. `lexical_and` (the
+    /// query semantics before natural-language handling) or `lexical_bm25_or` (natural
+    /// language without the coverage boost).
+    pub baselines: Vec<(String, SearchConfig)>,
     /// Where the scratch database goes; default a fresh directory under the system temp
     /// dir, removed afterwards.
     pub dir: Option<PathBuf>,
@@ -332,9 +333,9 @@ async fn run(opts: &QualityOpts, ds: &Dataset, dir: &std::path::Path) -> Result<
     lines.push(measure(&lex, ds, &dia_of, "lexical", Some(Mode::Lexical), "none").await?);
     lex.stop();
 
-    if let Some(cfg) = &opts.and_config {
+    for (label, cfg) in &opts.baselines {
         let s = Search::start(store.clone(), cfg.clone().cache_capacity(0)).await?;
-        lines.push(measure(&s, ds, &dia_of, "lexical_and", Some(Mode::Lexical), "none").await?);
+        lines.push(measure(&s, ds, &dia_of, label, Some(Mode::Lexical), "none").await?);
         s.stop();
     }
 

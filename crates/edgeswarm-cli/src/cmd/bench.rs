@@ -91,7 +91,10 @@ async fn run_quality(a: &BenchArgs) -> Result<()> {
                 .map_err(|e| CliError::Invalid(format!("bench quality: {e}")))?;
             c
         },
-        and_config: Some(edgeswarm_search::SearchConfig::new().natural_language(false)),
+        baselines: vec![
+            ("lexical_and".into(), edgeswarm_search::SearchConfig::new().natural_language(false)),
+            ("lexical_bm25_or".into(), edgeswarm_search::SearchConfig::new().coverage_boost(0.0)),
+        ],
         dir: None,
     };
     let lines = edgeswarm_search::quality::quality(opts)
