@@ -8,6 +8,7 @@
 //!   of 500 records, replication lag under steady load.
 //! - [`mcp`]: tool calls per second over stdio against the `edgeswarm mcp` binary.
 //! - [`dashboard`]: what the live dashboard costs ingest, with 0 and 10 pages open.
+//! - [`quality`]: retrieval quality on a LoCoMo-format file (recall@10, hit@10, MRR per mode).
 //! - [`sim`]: the swarm simulation behind `edgeswarm demo` and `examples/swarm_sim.rs`.
 //!
 //! Every benchmark returns one JSON object (what `edgeswarm bench <name> --json` prints);
@@ -18,6 +19,7 @@
 pub mod dashboard;
 pub mod error;
 pub mod mcp;
+pub mod quality;
 pub mod remote;
 pub mod search;
 pub mod sim;

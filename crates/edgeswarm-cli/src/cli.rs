@@ -155,6 +155,10 @@ pub struct DemoArgs {
     /// Another Origin allowed to read the dashboard (repeatable), e.g. https://ops.example.com.
     #[arg(long, value_name = "ORIGIN")]
     pub dashboard_origin: Vec<String>,
+    /// Embedder for vector and hybrid search: none (lexical only), hash or semantic
+    /// [default: `[search] embedder` in the config file, else none].
+    #[arg(long, env = "EDGESWARM_EMBEDDER", value_name = "NAME")]
+    pub embedder: Option<edgeswarm::EmbedderChoice>,
     #[command(flatten)]
     pub db: DbOpts,
 }
@@ -173,6 +177,9 @@ pub enum BenchKind {
     Mcp,
     /// Ingest with 0 vs 10 dashboard pages open (the dashboard's cost to the swarm).
     Dashboard,
+    /// Retrieval quality on a LoCoMo-format file (`--data PATH`): recall@10, hit@10, MRR
+    /// per search mode. Not part of `all` (the data is not in the repository).
+    Quality,
     /// Every benchmark; writes docs/benchmarks.md.
     All,
 }
@@ -192,6 +199,12 @@ pub struct BenchArgs {
     /// adds several minutes).
     #[arg(long)]
     pub scale: bool,
+    /// `quality`: the LoCoMo-format JSON file (e.g. ../shared/data/locomo-dev.json).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// `quality`: use only the first N conversations (quick runs).
+    #[arg(long, value_name = "N")]
+    pub limit_conversations: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,9 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// From `[observability] log_format`; the `--log-format` flag wins.
     pub log_format: Option<LogFormat>,
+    /// From `[search] embedder`; `--embedder` / `EDGESWARM_EMBEDDER` win. Default none
+    /// (lexical search, no vector work).
+    pub embedder: edgeswarm::EmbedderChoice,
 }
 
 impl Default for Settings {
@@ -114,6 +117,7 @@ impl Default for Settings {
             regions: Vec::new(),
             metrics_addr: None,
             log_format: None,
+            embedder: edgeswarm::EmbedderChoice::None,
         }
     }
 }
@@ -126,6 +130,7 @@ impl Settings {
             .store_config(self.store.clone())
             .agent_defaults(self.agents.clone())
             .kv_sweep_interval(self.kv_sweep_interval)
+            .embedder_choice(self.embedder)
             .regions(self.regions.iter().map(|r| edgeswarm::RegionConfig {
                 name: r.name.clone(),
                 url: r.url.clone(),
@@ -169,6 +174,7 @@ impl Settings {
             "\n[channels]\nread_queue = {}\ncommit_events = {}\nsearch_mailbox = {}\nswarm_events = {}\nkv_watch = {}\nregion_link = {}\n",
             ch.read_queue, ch.commit_events, ch.search_mailbox, ch.swarm_events, ch.kv_watch, ch.region_link
         ));
+        out.push_str(&format!("\n[search]\nembedder = \"{}\"\n", self.embedder.as_str()));
         out.push_str("\n[observability]\n");
         out.push_str(&format!(
             "log_format = \"{}\"\n",
@@ -223,6 +229,8 @@ struct FileConfig {
     #[serde(default)]
     channels: ChannelsFile,
     #[serde(default)]
+    search: SearchFile,
+    #[serde(default)]
     regions: Vec<Spanned<RegionFile>>,
 }
 
@@ -262,6 +270,13 @@ struct ChannelsFile {
     swarm_events: S<i64>,
     kv_watch: S<i64>,
     region_link: S<i64>,
+}
+
+/// `[search]`: which embedder vector and hybrid search use.
+#[derive(Debug, Default, Deserialize)]
+struct SearchFile {
+    /// `none` (default), `hash` or `semantic`.
+    embedder: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -462,6 +477,7 @@ fn unknown_key(cx: &mut Ctx<'_>, root: &DeTable<'_>, path: &[Seg]) {
             "agents" => (fields_of::<AgentsFile>(), "agents"),
             "observability" => (fields_of::<ObservabilityFile>(), "observability"),
             "channels" => (fields_of::<ChannelsFile>(), "channels"),
+            "search" => (fields_of::<SearchFile>(), "search"),
             "regions" => (fields_of::<RegionFile>(), "[regions]"),
             _ => (&[], k.as_str()),
         },
@@ -658,6 +674,12 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
                     v.get_ref()
                 ),
             ),
+        }
+    }
+    if let Some(v) = &f.search.embedder {
+        match v.get_ref().parse::<edgeswarm::EmbedderChoice>() {
+            Ok(e) => s.embedder = e,
+            Err(m) => cx.err(v.span(), format!("`search.embedder`: {m}")),
         }
     }
     s.regions = check_regions(cx, &f.regions);
@@ -888,6 +910,20 @@ mod tests {
         let c = check_str("");
         assert_eq!(c.errors(), 0);
         assert_eq!(c.settings.store.queue_capacity, StoreConfig::default().queue_capacity);
+    }
+
+    #[test]
+    fn search_embedder_is_read_and_checked() {
+        assert_eq!(check_str("").settings.embedder, edgeswarm::EmbedderChoice::None);
+        let c = check_str("[search]\nembedder = \"hash\"\n");
+        assert_eq!(c.errors(), 0);
+        assert_eq!(c.settings.embedder, edgeswarm::EmbedderChoice::Hash);
+        let c = check_str("[search]\nembedder = \"bert\"\n");
+        assert_eq!(c.errors(), 1);
+        assert!(c.problems[0].message.contains("none, hash, semantic"), "{:?}", c.problems);
+        let c = check_str("[search]\nembeder = \"hash\"\n");
+        assert_eq!(c.errors(), 1, "typo in [search] is caught");
+        assert!(check_str(&c.settings.to_toml()).errors() == 0);
     }
 
     #[test]

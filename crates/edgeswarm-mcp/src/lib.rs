@@ -55,6 +55,10 @@ pub struct McpArgs {
     /// Another Origin allowed to read the dashboard (repeatable).
     #[arg(long, value_name = "ORIGIN")]
     pub dashboard_origin: Vec<String>,
+    /// Embedder for vector and hybrid search: none (lexical only, the default), hash, or
+    /// semantic (the model `edgeswarm models install` fetches).
+    #[arg(long, env = "EDGESWARM_EMBEDDER", default_value = "none", value_name = "NAME")]
+    pub embedder: edgeswarm::EmbedderChoice,
 }
 
 impl Default for McpArgs {
@@ -71,6 +75,7 @@ impl Default for McpArgs {
             dashboard: None,
             dashboard_token: None,
             dashboard_origin: Vec::new(),
+            embedder: edgeswarm::EmbedderChoice::None,
         }
     }
 }
@@ -106,6 +111,7 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
     let swarm = Swarm::builder()
         .path(&args.db)
         .limits(limits)
+        .embedder_choice(args.embedder)
         .start()
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", args.db.display()))?;

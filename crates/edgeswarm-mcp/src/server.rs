@@ -157,7 +157,11 @@ impl EdgeswarmMcp {
     }
 
     /// The one place search is dispatched; the richer search actor plugs in here.
-    async fn run_search(&self, a: &SearchKnowledgeArgs, limit: usize) -> Result<(Vec<Value>, &'static str, Option<String>), ErrorData> {
+    async fn run_search(
+        &self,
+        a: &SearchKnowledgeArgs,
+        limit: usize,
+    ) -> Result<(Vec<Value>, &'static str, Option<String>, Value), ErrorData> {
         use edgeswarm::{Filters, Mode, SearchRequest};
         let filters = Filters {
             category: a.category.clone(),
@@ -182,6 +186,7 @@ impl EdgeswarmMcp {
         let mut notes: Vec<String> = resp.fallback_reason.iter().cloned().collect();
         notes.extend(resp.notes.iter().cloned());
         let note = (!notes.is_empty()).then(|| notes.join("; "));
+        let vectors = json!({ "embedder": resp.embedder, "vectors_complete": resp.vectors_complete });
         let ids: Vec<String> = resp.hits.iter().map(|h| h.id.clone()).collect();
         let entries = self.shared.swarm.get_knowledge_many(&ids).await.map_err(errors::swarm)?;
         let by_id: std::collections::HashMap<&str, &KnowledgeEntry> = entries.iter().map(|e| (e.id.as_str(), e)).collect();
@@ -195,7 +200,7 @@ impl EdgeswarmMcp {
                 "metadata": e.metadata, "region": e.region, "created_at": e.created_at,
             }));
         }
-        Ok((out, mode_used, note))
+        Ok((out, mode_used, note, vectors))
     }
 }
 
@@ -389,7 +394,7 @@ impl EdgeswarmMcp {
     }
 
     #[tool(
-        description = "Search the knowledge base. Any text works as `query` (words are matched, best first, with a highlighted snippet). Optional filters: category, tags (all must match), region. `mode` is lexical, vector or hybrid (default: hybrid, BM25 fused with embedding similarity); the result says which mode ranked it (`mode_used`) and why if it fell back.",
+        description = "Search the knowledge base. Any text works as `query` (words are matched, best first, with a highlighted snippet). Optional filters: category, tags (all must match), region. Questions in plain sentences work: stop words are dropped and entries matching more of the words rank first. `mode` is lexical, vector or hybrid (default: hybrid when the server has an embedder, else lexical; vector/hybrid without one answer lexically and say why in `note`); the result says which mode ranked it (`mode_used`), the embedder (`embedder`, null when none) and whether every entry has a vector (`vectors_complete`).",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search_knowledge(&self, Parameters(a): Parameters<SearchKnowledgeArgs>) -> ToolResult {
@@ -397,11 +402,13 @@ impl EdgeswarmMcp {
         let limit = check_search_limit(a.limit).map_err(|m| invalid("invalid_argument", m))?;
         let max = self.shared.swarm.limits().max_content_bytes;
         check_query(&a.query, max).map_err(|m| invalid("invalid_argument", m))?;
-        let (hits, mode_used, note) = self.run_search(&a, limit).await?;
+        let (hits, mode_used, note, vectors) = self.run_search(&a, limit).await?;
         ok(json!({
             "query": a.query,
             "mode": a.mode.map(|m| m.as_str()).unwrap_or("default"),
             "mode_used": mode_used,
+            "embedder": vectors["embedder"],
+            "vectors_complete": vectors["vectors_complete"],
             "note": note,
             "count": hits.len(),
             "hits": hits,

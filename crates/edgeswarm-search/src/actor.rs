@@ -65,7 +65,21 @@ pub struct SearchConfig {
     /// scores from the term's instance list and in-memory token counts) instead of FTS5's
     /// per-row `bm25()`. Default true; false is the baseline the benchmark compares with.
     pub fast_lexical: bool,
+    /// Treat queries without explicit syntax (no quotes, `*`, upper-case AND/OR/NOT) as
+    /// natural language: stop words dropped, any word may match, and BM25 sums the
+    /// matched words so entries covering more of them rank first. Default true (agents ask
+    /// in sentences); false = every word must match, relaxed to any word only when
+    /// nothing matches (the `lexical_and` baseline of `bench quality`).
+    pub natural_language: bool,
+    /// Natural-language queries only: the best 50 BM25 matches are re-ranked by BM25 ×
+    /// (1 + `coverage_boost` × share of the other query words the entry contains).
+    /// 0 = plain BM25 order. Default chosen by `edgeswarm bench quality` (see
+    /// [`DEFAULT_COVERAGE_BOOST`]).
+    pub coverage_boost: f64,
 }
+
+/// Default [`SearchConfig::coverage_boost`].
+pub const DEFAULT_COVERAGE_BOOST: f64 = 1.0;
 
 impl Default for SearchConfig {
     fn default() -> Self {
@@ -81,7 +95,19 @@ impl SearchConfig {
             embedder: None,
             rank_window: DEFAULT_RANK_WINDOW,
             fast_lexical: true,
+            natural_language: true,
+            coverage_boost: DEFAULT_COVERAGE_BOOST,
         }
+    }
+    /// Sets the coverage boost of natural-language queries (0 = plain BM25 order).
+    pub fn coverage_boost(mut self, b: f64) -> Self {
+        self.coverage_boost = b;
+        self
+    }
+    /// Switches natural-language query handling on or off (see the field).
+    pub fn natural_language(mut self, on: bool) -> Self {
+        self.natural_language = on;
+        self
     }
     /// Switches the fast ranker on or off (results are the same; off is slower).
     pub fn fast_lexical(mut self, on: bool) -> Self {
@@ -188,6 +214,10 @@ pub struct SearchActor {
     store: Store,
     cache_capacity: usize,
     rank_window: usize,
+    /// [`SearchConfig::natural_language`].
+    natural_language: bool,
+    /// [`SearchConfig::coverage_boost`].
+    coverage_boost: f64,
     /// Token counts shared with the read-pool threads for the fast ranker (a cache with
     /// its own lock, filled by the threads that rank); None when the ranker is off.
     lens: Option<Arc<DocLens>>,
@@ -214,6 +244,14 @@ pub struct SearchState {
 
 fn label(s: &Space) -> String {
     format!("{}/{}", s.embedder.id(), s.embedder.dim())
+}
+
+/// What a response reports about vectors: the serving (else building) embedder, and
+/// whether the active space holds a vector for every live entry.
+fn vector_state(st: &SearchState) -> (Option<String>, bool) {
+    let name = st.active.as_ref().or(st.building.as_ref()).map(label);
+    let complete = st.active.is_some() && st.building.is_none() && st.missing == 0 && st.pending.is_empty() && !st.need_fill && !st.syncing;
+    (name, complete)
 }
 
 impl SearchState {
@@ -326,12 +364,17 @@ impl SearchActor {
                         label(b),
                         st.missing
                     ),
-                    None => "no embedder is configured (SearchConfig::embedder or Search::set_embedder); answered lexically".to_string(),
+                    None => "no embedder is configured (embedder \"none\"); answered lexically. Choose one with `embedder` in edgeswarm.toml [search], EDGESWARM_EMBEDDER, --embedder, or SearchConfig::embedder".to_string(),
                 });
                 Mode::Lexical
             }
         };
-        let parsed = query::parse(&req.query);
+        let mut parsed = query::parse(&req.query);
+        // Natural language: stop words out, any word may match (BM25 sums the matches).
+        let nl = self.natural_language && parsed.terms.len() > 1 && !query::is_explicit(&req.query);
+        if nl {
+            parsed = parsed.without_stop_words();
+        }
         let mut notes = checked.notes.clone();
         if parsed.dropped > 0 {
             notes.push(format!(
@@ -340,17 +383,25 @@ impl SearchActor {
                 parsed.dropped
             ));
         }
-        let fts_all = parsed.fts(false);
+        if nl {
+            notes.push(format!(
+                "natural-language query: searched for {}; showing entries with any of them (entries matching more of them rank first)",
+                parsed.terms.iter().map(|t| t.words.join(" ")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let fts_all = parsed.fts(nl);
         if fts_all.is_none() {
             notes.push("the query has no searchable words (only punctuation or symbols)".into());
         }
-        let fts_any = if parsed.terms.len() > 1 { parsed.fts(true) } else { None };
+        let fts_any = if parsed.terms.len() > 1 && !nl { parsed.fts(true) } else { None };
         let space = if mode == Mode::Lexical { None } else { st.active.clone() };
         let key = serde_json::to_string(&(&req, mode, space.as_ref().map(|s| s.slot))).unwrap_or_default();
+        let vs = vector_state(st);
         if let Some(c) = &mut st.cache {
             if let Some(hit) = c.get(&key) {
                 let mut r = hit.clone();
                 r.cached = true;
+                (r.embedder, r.vectors_complete) = vs;
                 return Some(Task::Reply(Ok(r)));
             }
         }
@@ -364,9 +415,22 @@ impl SearchActor {
             mode,
             vector: None,
             rank_window: self.rank_window,
-            fast_all: parsed.fast(false),
-            fast_any: if parsed.terms.len() > 1 { parsed.fast(true) } else { None },
+            fast_all: parsed.fast(nl),
+            fast_any: if parsed.terms.len() > 1 && !nl { parsed.fast(true) } else { None },
             lens: self.lens.clone(),
+            coverage_terms: if nl && parsed.terms.len() > 1 {
+                let mut t: Vec<String> = parsed
+                    .terms
+                    .iter()
+                    .map(|t| engine::light_stem(&t.words.join(" ").to_lowercase()))
+                    .collect();
+                t.sort();
+                t.dedup();
+                t
+            } else {
+                Vec::new()
+            },
+            coverage_boost: if nl { self.coverage_boost } else { 0.0 },
         };
         Some(Task::Run {
             plan: Box::new(plan),
@@ -433,7 +497,8 @@ async fn run_query(
             }
         }
     }
-    if plan.mode == Mode::Lexical && plan.cursor.is_some_and(|c| matches!(c, Cursor::Offset(_))) {
+    let coverage = !plan.coverage_terms.is_empty() && plan.coverage_boost > 0.0;
+    if plan.mode == Mode::Lexical && !coverage && plan.cursor.is_some_and(|c| matches!(c, Cursor::Offset(_))) {
         return deliver.send(Err(SearchError::BadCursor(
             "this cursor came from a vector/hybrid page but the search now runs lexically; start over without a cursor".into(),
         )));
@@ -484,6 +549,8 @@ fn finish(
         next_cursor: found.next.map(|c| c.encode()),
         notes,
         cached: false,
+        embedder: None,
+        vectors_complete: false,
     }
 }
 
@@ -492,10 +559,17 @@ struct Deliver {
     reply: oneshot::Sender<Result<SearchResponse>>,
     me: ActorRef<SearchMsg>,
     cache: Option<(u64, String)>,
+    /// The vector state when the query started: embedder label and whether its vectors
+    /// are complete (copied into the response).
+    vectors: (Option<String>, bool),
 }
 
 impl Deliver {
-    fn send(self, r: Result<SearchResponse>) {
+    fn send(self, mut r: Result<SearchResponse>) {
+        if let Ok(resp) = &mut r {
+            resp.embedder = self.vectors.0.clone();
+            resp.vectors_complete = self.vectors.1;
+        }
         if let (Some((generation, key)), Ok(resp)) = (self.cache, &r) {
             let _ = self.me.cast(SearchMsg::CachePut {
                 generation,
@@ -604,6 +678,7 @@ impl Actor for SearchActor {
                         reply,
                         me: myself.clone(),
                         cache: st.cache.is_some().then_some((generation, key)),
+                        vectors: vector_state(st),
                     };
                     tokio::spawn(run_query(self.store.clone(), *plan, text, space, fallback, notes, deliver));
                 }
@@ -740,6 +815,8 @@ impl Search {
             store: store.clone(),
             cache_capacity: cfg.cache_capacity,
             rank_window: cfg.rank_window,
+            natural_language: cfg.natural_language,
+            coverage_boost: cfg.coverage_boost,
             lens: cfg.fast_lexical.then(|| Arc::new(DocLens::new(&store.config().path))),
         };
         let (actor, _join) = Actor::spawn(None, actor, SearchArgs { embedder: cfg.embedder })

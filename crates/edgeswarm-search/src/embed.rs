@@ -31,6 +31,77 @@ pub const EMBED_BATCH: usize = 128;
 /// A shared embedder.
 pub type SharedEmbedder = Arc<dyn Embedder>;
 
+/// The embedder a host asks for by name: `embedder = "…"` in edgeswarm.toml's `[search]`,
+/// the `EDGESWARM_EMBEDDER` environment variable, `--embedder` on `mcp` and `demo`, or
+/// `SwarmBuilder::embedder_choice`.
+///
+/// The default is [`EmbedderChoice::None`]: measured on the LoCoMo dev split
+/// (`edgeswarm bench quality`), the hash embedder makes hybrid *worse* than plain lexical
+/// (recall@10 0.45 vs 0.53 on conversation 1) and several times slower, so with no real
+/// model the default search is lexical and no vector work runs at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EmbedderChoice {
+    /// No embedder: lexical search only, no vectors built (the default).
+    #[default]
+    None,
+    /// The deterministic [`HashEmbedder`] (256 dimensions, no download). Lexical-semantic
+    /// only; kept for hosts that want vector plumbing without a model.
+    Hash,
+    /// The real semantic model `edgeswarm models install` puts in the cache directory.
+    Semantic,
+}
+
+impl EmbedderChoice {
+    /// The environment variable that names the embedder.
+    pub const ENV: &'static str = "EDGESWARM_EMBEDDER";
+    /// Every accepted value, for error messages.
+    pub const VALUES: &'static str = "none, hash, semantic";
+
+    /// The name as written in config, environment and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmbedderChoice::None => "none",
+            EmbedderChoice::Hash => "hash",
+            EmbedderChoice::Semantic => "semantic",
+        }
+    }
+
+    /// The embedder to start search with (`None`: lexical only). `semantic` fails with a
+    /// message saying how to install the model (or what to choose instead) when no model
+    /// is installed; the model installer is not part of this crate yet, so today it
+    /// always fails that way.
+    pub fn resolve(self) -> Result<Option<SharedEmbedder>, crate::error::SearchError> {
+        match self {
+            EmbedderChoice::None => Ok(None),
+            EmbedderChoice::Hash => Ok(Some(Arc::new(HashEmbedder::default()))),
+            EmbedderChoice::Semantic => Err(crate::error::SearchError::Embedder {
+                embedder: "semantic".into(),
+                reason: "no semantic model is installed: run `edgeswarm models install` to fetch it, \
+                         or choose embedder \"none\" (lexical search, the default) or \"hash\""
+                    .into(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for EmbedderChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EmbedderChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "off" | "" => Ok(EmbedderChoice::None),
+            "hash" => Ok(EmbedderChoice::Hash),
+            "semantic" => Ok(EmbedderChoice::Semantic),
+            other => Err(format!("unknown embedder `{other}`; choose one of: {}", EmbedderChoice::VALUES)),
+        }
+    }
+}
+
 /// Deterministic hashed word + character-trigram embedder (lexical-semantic; see the
 /// module docs for what it can and cannot find).
 #[derive(Debug, Clone)]
@@ -150,5 +221,17 @@ mod tests {
         assert!(cos(&a, &near) > cos(&a, &far));
         assert!(e.embed_one("!!!").iter().all(|x| *x == 0.0));
         assert_eq!(to_blob(&[1.0]).len(), 4);
+    }
+
+    #[test]
+    fn embedder_choice_parses_and_resolves() {
+        assert_eq!("HASH".parse::<EmbedderChoice>().unwrap(), EmbedderChoice::Hash);
+        assert_eq!("none".parse::<EmbedderChoice>().unwrap(), EmbedderChoice::None);
+        assert_eq!(EmbedderChoice::default(), EmbedderChoice::None);
+        assert!("bert".parse::<EmbedderChoice>().unwrap_err().contains("none, hash, semantic"));
+        assert!(EmbedderChoice::None.resolve().unwrap().is_none());
+        assert!(EmbedderChoice::Hash.resolve().unwrap().is_some());
+        let e = EmbedderChoice::Semantic.resolve().err().unwrap().to_string();
+        assert!(e.contains("edgeswarm models install") && e.contains("\"none\""), "{e}");
     }
 }

@@ -45,6 +45,13 @@ pub(crate) struct Plan {
     pub fast_any: Option<FastQuery>,
     /// Token counts for the fast ranker; None when it is switched off.
     pub lens: Option<Arc<DocLens>>,
+    /// Natural-language queries: each searched word, lower-cased and [`light_stem`]med. The best
+    /// [`COVERAGE_POOL`] BM25 (OR) matches are re-ranked by how many of them they contain
+    /// (see [`coverage_rank`]); pages continue by position. Empty: plain BM25 order.
+    pub coverage_terms: Vec<String>,
+    /// Strength of the coverage boost (0 = off): BM25 × (1 + boost × share of the other
+    /// words matched).
+    pub coverage_boost: f64,
 }
 
 impl Plan {
@@ -273,6 +280,90 @@ pub(crate) fn run(r: &mut Reader, plan: &Plan) -> Result<Found> {
     }
 }
 
+/// How many of the best BM25 matches a natural-language query re-ranks by coverage.
+pub const COVERAGE_POOL: usize = 50;
+
+/// The coverage-boosted rank (lower is better, like BM25's): `rank × (1 + boost × (c−1) /
+/// (n−1))` for an entry matching `c` of the query's `n` words. BM25 already adds each
+/// matched word's weight; the factor also rewards matching *more* words over matching one
+/// rare word many times.
+pub(crate) fn coverage_rank(rank: f64, matched: usize, n: usize, boost: f64) -> f64 {
+    if n < 2 || matched == 0 {
+        return rank;
+    }
+    rank * (1.0 + boost * (matched - 1) as f64 / (n - 1) as f64)
+}
+
+/// Lower-case word without common English inflection suffixes, so `groups`, `grouped`
+/// and `group` count as one word for coverage.
+pub(crate) fn light_stem(w: &str) -> String {
+    for suf in ["ies", "ing", "ed", "es", "ly", "s"] {
+        if let Some(stem) = w.strip_suffix(suf) {
+            if stem.chars().count() >= 3 {
+                return if suf == "ies" { format!("{stem}y") } else { stem.to_string() };
+            }
+        }
+    }
+    w.to_string()
+}
+
+/// Natural-language lexical page: the best BM25 matches (any word), re-ranked by
+/// coverage, paged by position.
+fn lexical_coverage(r: &mut Reader, plan: &Plan, fts: &str, start: usize) -> Result<Found> {
+    let pool = (start + plan.limit + 1).max(COVERAGE_POOL);
+    let (ids, fast_used) = lexical_ids(r, fts, plan.fast(false), &plan.filters, pool, 0, None, 0)?;
+    // Only the first COVERAGE_POOL are re-ranked (the rest keep BM25 order after them),
+    // so every page sees the same order however deep it is.
+    let head = ids.len().min(COVERAGE_POOL);
+    let mut matched: HashMap<i64, usize> = HashMap::new();
+    if head > 1 {
+        // One read of the candidates' text; words are compared after a light suffix
+        // strip (a count for a boost, not a match decision: BM25 already chose them).
+        let list = format!(
+            "[{}]",
+            ids[..head].iter().map(|(rowid, _)| rowid.to_string()).collect::<Vec<_>>().join(",")
+        );
+        let res = r.query(
+            "SELECT rowid, topic || ' ' || content || ' ' || tags FROM knowledge WHERE rowid IN (SELECT value FROM json_each(?1))",
+            vec![list.into()],
+        )?;
+        for row in &res.rows {
+            let (Some(id), Some(text)) = (row[0].as_i64(), row[1].as_str()) else {
+                continue;
+            };
+            let words: std::collections::HashSet<String> = text
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| light_stem(&w.to_lowercase()))
+                .collect();
+            let c = plan.coverage_terms.iter().filter(|t| words.contains(t.as_str())).count();
+            matched.insert(id, c);
+        }
+    }
+    let n = plan.coverage_terms.len();
+    let mut ranked: Vec<(i64, f64)> = ids[..head]
+        .iter()
+        .map(|(rowid, rank)| {
+            (
+                *rowid,
+                coverage_rank(*rank, matched.get(rowid).copied().unwrap_or(0), n, plan.coverage_boost),
+            )
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    ranked.extend_from_slice(&ids[head..]);
+    let more = ranked.len() > start + plan.limit;
+    let page: Vec<(i64, f64)> = ranked.into_iter().skip(start).take(plan.limit).collect();
+    let hits = hydrate(r, fts, plan.fast_all.as_ref().filter(|_| fast_used), &page)?;
+    Ok(Found {
+        next: more.then_some(Cursor::Offset(start + page.len())),
+        hits,
+        relaxed: false,
+        windowed: false,
+        vector_error: None,
+    })
+}
+
 fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
     let Some(fts) = plan.fts_all.as_deref() else {
         return Ok(Found {
@@ -283,6 +374,13 @@ fn lexical(r: &mut Reader, plan: &Plan) -> Result<Found> {
             vector_error: None,
         });
     };
+    if !plan.coverage_terms.is_empty() && plan.coverage_boost > 0.0 {
+        match plan.cursor {
+            None => return lexical_coverage(r, plan, fts, plan.offset),
+            Some(Cursor::Offset(n)) => return lexical_coverage(r, plan, fts, n),
+            Some(Cursor::After { .. }) => {}
+        }
+    }
     let (after, lo) = match plan.cursor {
         Some(Cursor::After { rank, rowid, lo }) => (Some((rank, rowid)), lo),
         Some(Cursor::Offset(_)) => {
@@ -423,6 +521,23 @@ mod tests {
             score: 0.0,
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn coverage_boost_prefers_more_words() {
+        // BM25 ranks are negative (lower is better).
+        assert_eq!(coverage_rank(-2.0, 1, 4, 1.0), -2.0, "one word: no boost");
+        assert_eq!(coverage_rank(-2.0, 4, 4, 1.0), -4.0, "every word: doubled");
+        assert!(
+            coverage_rank(-1.5, 3, 4, 1.0) < coverage_rank(-2.0, 1, 4, 1.0),
+            "coverage can beat a stronger single word"
+        );
+        assert_eq!(coverage_rank(-2.0, 3, 1, 1.0), -2.0, "single-word queries are unchanged");
+        assert_eq!(coverage_rank(-2.0, 3, 4, 0.0), -2.0, "boost 0 is plain BM25");
+        assert_eq!(light_stem("groups"), light_stem("group"));
+        assert_eq!(light_stem("painting"), "paint");
+        assert_eq!(light_stem("stories"), "story");
+        assert_eq!(light_stem("is"), "is");
     }
 
     #[test]

@@ -222,6 +222,15 @@ pub struct SearchResponse {
     pub notes: Vec<String>,
     /// True when this answer came from the hot-query cache.
     pub cached: bool,
+    /// The embedder whose vectors serve vector/hybrid queries now (`id/dim`), or the one
+    /// being built when none is active yet; `None` when no embedder is configured
+    /// (lexical only). Says what could run, next to `mode` (what did run).
+    #[serde(default)]
+    pub embedder: Option<String>,
+    /// True when every live entry has a vector in the active space (no background
+    /// embedding pending); false while vectors are built or when there is no embedder.
+    #[serde(default)]
+    pub vectors_complete: bool,
 }
 
 // ---- FTS5 expression -------------------------------------------------------------------
@@ -278,6 +287,144 @@ pub(crate) fn parse(text: &str) -> ParsedQuery {
     let dropped = terms.len().saturating_sub(MAX_TERMS);
     terms.truncate(MAX_TERMS);
     ParsedQuery { terms, dropped }
+}
+
+/// English stop words dropped from natural-language queries (question words, pronouns,
+/// auxiliaries, articles, prepositions): in a sentence such as "When did Caroline go to the
+/// support group?" only `caroline`, `go`, `support`, `group` carry the question. Sorted
+/// (binary search).
+pub(crate) const STOP_WORDS: &[&str] = &[
+    "a",
+    "about",
+    "after",
+    "again",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "been",
+    "before",
+    "being",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "during",
+    "each",
+    "for",
+    "from",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "me",
+    "might",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "of",
+    "on",
+    "or",
+    "our",
+    "ours",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "to",
+    "too",
+    "us",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "whose",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+];
+
+/// Whether the text uses explicit query syntax (a quoted phrase, a `prefix*`, or an
+/// upper-case `AND`/`OR`/`NOT`): such queries keep the exact semantics (every term must
+/// match, relaxed to any term only when nothing matches).
+pub(crate) fn is_explicit(text: &str) -> bool {
+    text.contains('"') || text.contains('*') || text.split_whitespace().any(|w| matches!(w, "AND" | "OR" | "NOT"))
+}
+
+impl ParsedQuery {
+    /// The natural-language form: stop words dropped (unless nothing else is left).
+    /// Callers rank it with OR semantics (`fts(true)`), where BM25 adds up each matched
+    /// term's weight, so entries matching more of the (rarer) words rank first.
+    pub(crate) fn without_stop_words(&self) -> ParsedQuery {
+        let kept: Vec<Term> = self
+            .terms
+            .iter()
+            .filter(|t| t.prefix || t.words.len() != 1 || STOP_WORDS.binary_search(&t.words[0].to_lowercase().as_str()).is_err())
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            return self.clone();
+        }
+        ParsedQuery {
+            terms: kept,
+            dropped: self.dropped,
+        }
+    }
 }
 
 fn quote(words: &[String]) -> String {
@@ -547,6 +694,22 @@ mod tests {
         let p = parse(&huge);
         assert_eq!(p.terms.len(), MAX_TERMS);
         assert_eq!(p.dropped, 2000 - MAX_TERMS);
+    }
+
+    #[test]
+    fn natural_language_drops_stop_words() {
+        assert!(STOP_WORDS.windows(2).all(|w| w[0] < w[1]), "sorted for binary search");
+        let p = parse("When did Caroline go to the support group?").without_stop_words();
+        let w: Vec<&str> = p.terms.iter().map(|t| t.words[0].as_str()).collect();
+        assert_eq!(w, vec!["Caroline", "go", "support", "group"]);
+        assert_eq!(
+            p.fts(true).unwrap(),
+            "(\"Caroline\" OR \"go\" OR \"support\" OR \"group\") OR \"Caroline go support group\""
+        );
+        // Only stop words: kept as they are.
+        assert_eq!(parse("who is it").without_stop_words().terms.len(), 3);
+        assert!(is_explicit("\"exact phrase\" x") && is_explicit("data*") && is_explicit("a AND b"));
+        assert!(!is_explicit("what did she and he say"));
     }
 
     #[test]

@@ -289,6 +289,11 @@ async fn vector_and_hybrid_with_embedder_switch() {
     let r = s.search(SearchRequest::new("vector").mode(Mode::Vector)).await.unwrap();
     assert_eq!(r.mode, Mode::Lexical);
     assert!(r.fallback_reason.unwrap().contains("no embedder"));
+    assert_eq!(
+        (r.embedder.as_deref(), r.vectors_complete),
+        (None, false),
+        "the response says no vectors ran"
+    );
     s.stop();
 
     let s = Search::start(store.clone(), SearchConfig::new().embedder(Arc::new(HashEmbedder::new(64))))
@@ -298,6 +303,7 @@ async fn vector_and_hybrid_with_embedder_switch() {
     let r = s.search(SearchRequest::new("vector indexes")).await.unwrap();
     assert_eq!(r.mode, Mode::Hybrid, "{r:?}");
     assert!(r.fallback_reason.is_none());
+    assert!(r.embedder.as_deref().unwrap().ends_with("/64") && r.vectors_complete, "{r:?}");
     assert_eq!(ids(&r)[0], c[0]);
     let r = s.search(SearchRequest::new("indexing vectors").mode(Mode::Vector)).await.unwrap();
     assert_eq!(r.mode, Mode::Vector);
@@ -414,4 +420,44 @@ async fn rank_window_bounds_common_words_and_says_so() {
     // Window 0 = exhaustive.
     let s0 = Search::start(store.clone(), SearchConfig::new().rank_window(0)).await.unwrap();
     assert_eq!(s0.search(SearchRequest::new("common").limit(100)).await.unwrap().hits.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natural_language_questions_rank_by_coverage_and_page() {
+    let (_d, store) = open().await;
+    let s = Search::start(store.clone(), SearchConfig::new()).await.unwrap();
+    let c = corpus(&s).await;
+    // A sentence: no entry has every word, the one covering most of them ranks first.
+    let q = "How does the vector index get queried in libSQL?";
+    let r = s.search(SearchRequest::new(q)).await.unwrap();
+    assert_eq!(ids(&r)[0], c[0], "{r:?}");
+    assert!(r.notes.iter().any(|n| n.contains("natural-language")), "{r:?}");
+    // The same sentence with natural-language handling off: every word must match
+    // (nothing does), relaxed to any word.
+    let and = Search::start(store.clone(), SearchConfig::new().natural_language(false))
+        .await
+        .unwrap();
+    let r = and.search(SearchRequest::new(q)).await.unwrap();
+    assert!(r.notes.iter().any(|n| n.contains("no entry has every word")), "{r:?}");
+    and.stop();
+    // Paging a natural-language query by cursor gives the same order as one page.
+    let q = "what are vectors and backups for?";
+    let all = s.search(SearchRequest::new(q).limit(10)).await.unwrap();
+    let all: Vec<String> = all.hits.iter().map(|h| h.id.clone()).collect();
+    assert!(all.len() >= 3, "{all:?}");
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = SearchRequest::new(q).limit(1);
+        if let Some(cur) = cursor.take() {
+            req = req.cursor(cur);
+        }
+        let r = s.search(req).await.unwrap();
+        paged.extend(r.hits.iter().map(|h| h.id.clone()));
+        match r.next_cursor {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
 }

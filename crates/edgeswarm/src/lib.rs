@@ -46,8 +46,8 @@ pub use edgeswarm_core::{
     StoreConfig, ValidationError, WriteConsistency,
 };
 pub use edgeswarm_search::{
-    AddOutcome, Embedder, Filters, HashEmbedder, JsonScalar, KnowledgeEntry, KnowledgeUpdate, Mode, Search, SearchConfig, SearchError,
-    SearchHit, SearchRequest, SearchResponse, SearchStatus, SharedEmbedder,
+    AddOutcome, Embedder, EmbedderChoice, Filters, HashEmbedder, JsonScalar, KnowledgeEntry, KnowledgeUpdate, Mode, Search, SearchConfig,
+    SearchError, SearchHit, SearchRequest, SearchResponse, SearchStatus, SharedEmbedder,
 };
 pub use edgeswarm_store::inspect::{ColumnInfo, DatabaseInfo, ForeignKeyInfo, IndexInfo, RegionRow, TableDescription, TableInfo};
 pub use edgeswarm_store::{kv::CasOutcome, QueryResult, SqlValue, Store, StoreError, StoreStats};

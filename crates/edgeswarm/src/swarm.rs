@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use edgeswarm_core::{BatchConfig, Durability, Knowledge, KvEntry, Limits, Message, Metric, StoreConfig};
 use edgeswarm_core::{LatencyHistogram, ReadConsistency, Record, SharedLatency, WriteConsistency};
 use edgeswarm_search::{
-    knowledge, HashEmbedder, KnowledgeEntry, KnowledgeUpdate, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder,
+    knowledge, EmbedderChoice, KnowledgeEntry, KnowledgeUpdate, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder,
 };
 use edgeswarm_store::inspect::{self, DatabaseInfo, RegionRow, TableDescription, TableInfo};
 use edgeswarm_store::kv::CasOutcome;
@@ -32,9 +32,13 @@ pub struct SwarmBuilder {
     agent_defaults: AgentOptions,
     /// How often expired kv entries are deleted for good. Default 1 s.
     kv_sweep_interval: Duration,
-    /// The search actor's settings. Default: the deterministic `HashEmbedder` (256
-    /// dims, no download), so vector and hybrid search work out of the box.
+    /// The search actor's settings. Default: no embedder (lexical search, no vector
+    /// work): the hash embedder measured worse than lexical on LoCoMo (see
+    /// `EmbedderChoice`), so it is opt-in.
     search: SearchConfig,
+    /// The embedder asked for by name (`embedder_choice`), resolved at `start` so a
+    /// missing model fails the start with a clear message. `None`: keep `search.embedder`.
+    embedder_choice: Option<EmbedderChoice>,
     /// Edge regions to replicate to, one SyncActor each. Default none (local only).
     regions: Vec<RegionConfig>,
     /// Replication settings (batch sizes, probe intervals, timeouts); see `SyncConfig`.
@@ -62,7 +66,8 @@ impl Default for SwarmBuilder {
             store: StoreConfig::default(),
             agent_defaults: AgentOptions::default(),
             kv_sweep_interval: Duration::from_secs(1),
-            search: SearchConfig::new().embedder(Arc::new(HashEmbedder::new(256))),
+            search: SearchConfig::new(),
+            embedder_choice: None,
             regions: Vec::new(),
             sync: SyncConfig::default(),
             live_regions: false,
@@ -114,6 +119,13 @@ impl SwarmBuilder {
         self.search.embedder = e;
         self
     }
+    /// The embedder by name (`none`, `hash`, `semantic`), as edgeswarm.toml, the
+    /// `EDGESWARM_EMBEDDER` variable and `--embedder` give it. Resolved at `start`:
+    /// `semantic` with no installed model fails there, saying how to install it.
+    pub fn embedder_choice(mut self, c: EmbedderChoice) -> Self {
+        self.embedder_choice = Some(c);
+        self
+    }
     /// The home libSQL file. Default `./edgeswarm.db`.
     pub fn path(mut self, p: impl Into<PathBuf>) -> Self {
         self.store.path = p.into();
@@ -158,7 +170,10 @@ impl SwarmBuilder {
     }
 
     /// Opens the home file and starts the runtime.
-    pub async fn start(self) -> Result<Swarm> {
+    pub async fn start(mut self) -> Result<Swarm> {
+        if let Some(c) = self.embedder_choice {
+            self.search.embedder = c.resolve()?;
+        }
         let store = Store::open(self.store.clone()).await?;
         let search = match Search::start(store.clone(), self.search.clone()).await {
             Ok(s) => s,
@@ -637,7 +652,7 @@ impl Swarm {
     }
 
     /// Searches the knowledge base in the default mode (hybrid when an embedder is set,
-    /// else lexical). Any text is a valid query.
+    /// else lexical; no embedder is set by default). Any text is a valid query.
     pub async fn search_knowledge(&self, query: &str, limit: usize) -> Result<Vec<KnowledgeHit>> {
         let resp = self
             .search_with(SearchRequest::new(query).limit(limit.clamp(1, 100) as i64))

@@ -28,6 +28,7 @@ pub fn name(k: BenchKind) -> &'static str {
         BenchKind::Sync => "sync",
         BenchKind::Mcp => "mcp",
         BenchKind::Dashboard => "dashboard",
+        BenchKind::Quality => "quality",
         BenchKind::All => "all",
     }
 }
@@ -69,6 +70,7 @@ pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
         BenchKind::Dashboard => edgeswarm_bench::dashboard::bench(Default::default())
             .await
             .map_err(BenchError::Other),
+        BenchKind::Quality => return Err(CliError::Invalid("`quality` prints one line per mode; run it on its own".into())),
         BenchKind::All => return Err(CliError::Invalid("`all` is not a single benchmark".into())),
     }
     .map_err(|e| bench_error(k, e))?;
@@ -81,7 +83,31 @@ pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
     })
 }
 
+/// `bench quality`: one JSON line per search mode (see `edgeswarm_bench::quality`).
+async fn run_quality(a: &BenchArgs) -> Result<()> {
+    let data = a
+        .data
+        .clone()
+        .ok_or_else(|| CliError::Invalid("bench quality needs --data PATH (a LoCoMo-format JSON file)".into()))?;
+    let opts = edgeswarm_bench::quality::default_opts(data, a.limit_conversations)
+        .map_err(|e| CliError::Invalid(format!("bench quality: {e}")))?;
+    let lines = edgeswarm_bench::quality::quality(opts)
+        .await
+        .map_err(|e| CliError::Invalid(format!("bench quality: {e}")))?;
+    for v in lines {
+        if a.json {
+            println!("{v}");
+        } else {
+            print!("{}", human(&v));
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(a: BenchArgs) -> Result<()> {
+    if a.which == BenchKind::Quality {
+        return run_quality(&a).await;
+    }
     if a.which != BenchKind::All {
         let v = run_one(a.which, a.scale).await?;
         if a.json {

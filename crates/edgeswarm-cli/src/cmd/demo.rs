@@ -129,7 +129,10 @@ fn control_regions(
 }
 
 pub async fn run(a: DemoArgs) -> Result<()> {
-    let settings = config::load(&a.db)?;
+    let mut settings = config::load(&a.db)?;
+    if let Some(e) = a.embedder {
+        settings.embedder = e;
+    }
     if a.agents == 0 || a.agents > 100_000 {
         return Err(CliError::Invalid(format!("--agents {} is out of range; use 1 to 100000", a.agents)));
     }

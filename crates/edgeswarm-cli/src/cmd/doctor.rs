@@ -237,7 +237,7 @@ fn file_checks(p: FileProbe, out: &mut Vec<Check>) {
         (None, None) => warn(
             "embedder",
             "none active: knowledge search is lexical (FTS5/BM25) only",
-            "set an Embedder on the swarm (the default HashEmbedder needs no download) to enable vector and hybrid search",
+            "lexical is the default; for vector and hybrid search run `edgeswarm models install` and set embedder = \"semantic\" in [search] (or EDGESWARM_EMBEDDER / --embedder)",
         ),
     });
 }
