@@ -21,6 +21,8 @@ async fn swarm(dir: &std::path::Path) -> Swarm {
     let s = Swarm::builder()
         .path(dir.join("home.db"))
         .region(RegionConfig::local("eu", dir.join("eu.db"), 5))
+        // An embedder, so the search panel has one to report (the default is none).
+        .embedder_choice(crate::EmbedderChoice::Hash)
         .start()
         .await
         .unwrap();
