@@ -237,9 +237,12 @@ pub fn insert(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_s
     let hlc = ctx.stamp();
     let origin = ctx.origin().to_string();
     let now = now_millis();
+    // The unary `+` keeps SQLite from walking `knowledge_by_category` (category,
+    // created_at) to satisfy the ORDER BY: that plan reads every entry of the category
+    // per insert (quadratic ingest); `knowledge_by_hash` finds the few candidates.
     let existing = load_live(
         ctx,
-        "category = ?1 AND content_hash = ?2 AND deleted = 0 ORDER BY created_at, id LIMIT 1",
+        "category = ?1 AND content_hash = ?2 AND deleted = 0 ORDER BY +created_at, +id LIMIT 1",
         vec![k.category.clone().into(), hash.clone().into()],
     )?;
     if let Some(mut row) = existing {
