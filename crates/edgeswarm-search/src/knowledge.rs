@@ -237,57 +237,60 @@ pub fn insert(ctx: &mut TxCtx<'_>, k: Knowledge, max_tags: usize) -> edgeswarm_s
     let hlc = ctx.stamp();
     let origin = ctx.origin().to_string();
     let now = now_millis();
-    // The unary `+` keeps SQLite from walking `knowledge_by_category` (category,
-    // created_at) to satisfy the ORDER BY: that plan reads every entry of the category
-    // per insert (quadratic ingest); `knowledge_by_hash` finds the few candidates.
-    let existing = load_live(
-        ctx,
-        "category = ?1 AND content_hash = ?2 AND deleted = 0 ORDER BY +created_at, +id LIMIT 1",
-        vec![k.category.clone().into(), hash.clone().into()],
-    )?;
-    if let Some(mut row) = existing {
-        let id = row.id.clone();
-        if id == k.id {
-            // The same entry again (a retry or a re-import): nothing to merge.
-            return Ok(AddOutcome { id, duplicate: true });
-        }
-        row.tags = merge_tags(&row.tags, &k.tags, max_tags);
-        row.metadata = merge_metadata(row.metadata.as_str(), k.metadata.as_ref());
-        rewrite(ctx, row)?;
-        return Ok(AddOutcome { id, duplicate: true });
-    }
     let tags = serde_json::to_string(&k.tags).unwrap_or_else(|_| "[]".into());
-    let meta = match k.metadata {
+    let meta = match &k.metadata {
         None | Some(Json::Null) => SqlValue::Null,
         Some(m) => m.to_string().into(),
     };
+    // The common case in one statement: new content under a new id is inserted unless a
+    // live entry of the category already has this content. `knowledge_by_hash` answers
+    // the NOT EXISTS.
     let n = ctx.execute(
         "INSERT INTO knowledge (id, category, topic, content, tags, metadata, region, content_hash, created_at, updated_at, hlc, origin) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(id) DO NOTHING",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE NOT EXISTS \
+         (SELECT 1 FROM knowledge WHERE category = ?2 AND content_hash = ?8 AND deleted = 0) ON CONFLICT(id) DO NOTHING",
         vec![
             k.id.clone().into(),
-            k.category.into(),
+            k.category.clone().into(),
             k.topic.into(),
             k.content.into(),
             tags.into(),
             meta,
             opt(k.region),
-            hash.into(),
+            hash.clone().into(),
             k.created_at.into(),
             now.into(),
             hlc.as_i64().into(),
             origin.clone().into(),
         ],
     )?;
-    if n == 0 {
-        // Same id already stored: idempotent retry.
-        return Ok(AddOutcome { id: k.id, duplicate: true });
+    if n == 1 {
+        ctx.log_change("knowledge", k.id.clone(), hlc, &origin)?;
+        return Ok(AddOutcome {
+            id: k.id,
+            duplicate: false,
+        });
     }
-    ctx.log_change("knowledge", k.id.clone(), hlc, &origin)?;
-    Ok(AddOutcome {
-        id: k.id,
-        duplicate: false,
-    })
+    // Not inserted: the content is already there (merge into that entry), or the id is
+    // taken (an idempotent retry). The unary `+` keeps SQLite from walking
+    // `knowledge_by_category` (category, created_at) to satisfy the ORDER BY: that plan
+    // reads every entry of the category (quadratic ingest).
+    let existing = load_live(
+        ctx,
+        "category = ?1 AND content_hash = ?2 AND deleted = 0 ORDER BY +created_at, +id LIMIT 1",
+        vec![k.category.into(), hash.into()],
+    )?;
+    match existing {
+        Some(mut row) if row.id != k.id => {
+            let id = row.id.clone();
+            row.tags = merge_tags(&row.tags, &k.tags, max_tags);
+            row.metadata = merge_metadata(row.metadata.as_str(), k.metadata.as_ref());
+            rewrite(ctx, row)?;
+            Ok(AddOutcome { id, duplicate: true })
+        }
+        // The same entry again (a retry or a re-import), or its id already stored.
+        _ => Ok(AddOutcome { id: k.id, duplicate: true }),
+    }
 }
 
 /// Changes fields of a live entry. `NotFound` if there is no live entry with this id.
