@@ -145,16 +145,9 @@ pub struct DemoArgs {
     /// Print the report as one JSON line.
     #[arg(long)]
     pub json: bool,
-    /// Serve the live dashboard at http://ADDR/ while the demo runs (e.g. 127.0.0.1:8080).
-    #[arg(long, value_name = "ADDR")]
-    pub dashboard: Option<SocketAddr>,
-    /// Token dashboard clients must send (`?token=` or `Authorization: Bearer`); required
-    /// when --dashboard is not a loopback address.
-    #[arg(long, env = "EDGESWARM_DASHBOARD_TOKEN", hide_env_values = true)]
-    pub dashboard_token: Option<String>,
-    /// Another Origin allowed to read the dashboard (repeatable), e.g. https://ops.example.com.
-    #[arg(long, value_name = "ORIGIN")]
-    pub dashboard_origin: Vec<String>,
+    /// The live dashboard while the demo runs (`--dashboard ADDR`).
+    #[command(flatten)]
+    pub dashboard: edgeswarm_mcp::DashboardArgs,
     /// Embedder for vector and hybrid search: none (lexical only), hash or semantic
     /// [default: `[search] embedder` in the config file, else none].
     #[arg(long, env = "EDGESWARM_EMBEDDER", value_name = "NAME")]

@@ -46,19 +46,43 @@ pub struct McpArgs {
     /// Largest HTTP request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
-    /// Also serve the live dashboard at http://ADDR/ (e.g. 127.0.0.1:8080).
-    #[arg(long, value_name = "ADDR")]
-    pub dashboard: Option<SocketAddr>,
-    /// Token dashboard clients must send; required when --dashboard is not loopback.
-    #[arg(long, env = "EDGESWARM_DASHBOARD_TOKEN", hide_env_values = true)]
-    pub dashboard_token: Option<String>,
-    /// Another Origin allowed to read the dashboard (repeatable).
-    #[arg(long, value_name = "ORIGIN")]
-    pub dashboard_origin: Vec<String>,
+    /// The live dashboard beside the server (`--dashboard ADDR`).
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
     /// Embedder for vector and hybrid search: none (lexical only, the default), hash, or
     /// semantic (the model `edgeswarm models install` fetches).
     #[arg(long, env = "EDGESWARM_EMBEDDER", default_value = "none", value_name = "NAME")]
     pub embedder: edgeswarm::EmbedderChoice,
+}
+
+/// The live dashboard's flags, shared by `edgeswarm mcp` and `edgeswarm demo`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DashboardArgs {
+    /// Serve the live dashboard at http://ADDR/ (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<SocketAddr>,
+    /// Token dashboard clients must send (`?token=` or `Authorization: Bearer`); required
+    /// when --dashboard is not a loopback address.
+    #[arg(long, env = "EDGESWARM_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
+    /// Another Origin allowed to read the dashboard (repeatable), e.g. https://ops.example.com.
+    #[arg(long, value_name = "ORIGIN")]
+    pub dashboard_origin: Vec<String>,
+}
+
+impl DashboardArgs {
+    /// Serves the dashboard on `swarm` when `--dashboard` was given and prints its URL on
+    /// stderr after `label`; `None` when it was not asked for.
+    pub async fn serve(&self, swarm: &Swarm, label: &str) -> Result<Option<edgeswarm::Dashboard>, edgeswarm::DashboardError> {
+        let Some(addr) = self.dashboard else {
+            return Ok(None);
+        };
+        let mut cfg = edgeswarm::DashboardConfig::new(addr).token(self.dashboard_token.clone());
+        cfg.allowed_origins = self.dashboard_origin.clone();
+        let d = swarm.serve_dashboard_with(cfg).await?;
+        eprintln!("{label}dashboard at {}", d.url());
+        Ok(Some(d))
+    }
 }
 
 impl Default for McpArgs {
@@ -72,9 +96,7 @@ impl Default for McpArgs {
             query_timeout_ms: 5_000,
             max_content_bytes: 1 << 20,
             max_body_bytes: 4 << 20,
-            dashboard: None,
-            dashboard_token: None,
-            dashboard_origin: Vec::new(),
+            dashboard: DashboardArgs::default(),
             embedder: edgeswarm::EmbedderChoice::None,
         }
     }
@@ -115,23 +137,13 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
         .start()
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", args.db.display()))?;
-    let dashboard = match args.dashboard {
-        Some(addr) => {
-            let mut cfg = edgeswarm::DashboardConfig::new(addr).token(args.dashboard_token.clone());
-            cfg.allowed_origins = args.dashboard_origin.clone();
-            match swarm.serve_dashboard_with(cfg).await {
-                Ok(d) => {
-                    // stderr: on stdio, stdout carries the protocol.
-                    eprintln!("edgeswarm mcp: dashboard at {}", d.url());
-                    Some(d)
-                }
-                Err(e) => {
-                    let _ = swarm.shutdown().await;
-                    return Err(e.to_string().into());
-                }
-            }
+    // stderr: on stdio, stdout carries the protocol.
+    let dashboard = match args.dashboard.serve(&swarm, "edgeswarm mcp: ").await {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = swarm.shutdown().await;
+            return Err(e.to_string().into());
         }
-        None => None,
     };
     let path = std::fs::canonicalize(&args.db).unwrap_or_else(|_| args.db.clone());
     let server = EdgeswarmMcp::new(swarm.clone(), path);

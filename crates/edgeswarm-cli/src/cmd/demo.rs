@@ -189,22 +189,12 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     if let Some(l) = listener {
         metrics::serve_on(l, metrics::Source::swarm(swarm.clone()));
     }
-    let dashboard = match a.dashboard {
-        Some(addr) => {
-            let mut cfg = edgeswarm::DashboardConfig::new(addr).token(a.dashboard_token.clone());
-            cfg.allowed_origins = a.dashboard_origin.clone();
-            match swarm.serve_dashboard_with(cfg).await {
-                Ok(d) => {
-                    eprintln!("dashboard: {}", d.url());
-                    Some(d)
-                }
-                Err(e) => {
-                    let _ = swarm.shutdown().await;
-                    return Err(CliError::Invalid(e.to_string()));
-                }
-            }
+    let dashboard = match a.dashboard.serve(&swarm, "").await {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = swarm.shutdown().await;
+            return Err(CliError::Invalid(e.to_string()));
         }
-        None => None,
     };
     let heartbeat = metrics::spawn_heartbeat(swarm.clone(), Duration::from_secs(1));
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
