@@ -9,8 +9,8 @@
 //! bench crate as it is.
 
 use crate::error::{BenchError, Result};
-use edgeswarm_core::{Durability, Metric, StoreConfig, WriteConsistency};
-use edgeswarm_store::{SqlValue, Store};
+use edgeswarm_core::WriteConsistency;
+use edgeswarm_store::SqlValue;
 use edgeswarm_sync::home;
 use edgeswarm_sync::{RegionConfig, SyncConfig, SyncSystem};
 use edgeswarm_testkit::tursodb::TursoServer;
@@ -45,32 +45,6 @@ impl RemoteBenchOpts {
             rounds: 3,
         }
     }
-}
-
-async fn open_store(path: PathBuf) -> Result<Store> {
-    let mut c = StoreConfig::at(path);
-    c.durability = Durability::Normal;
-    Ok(Store::open(c).await?)
-}
-
-async fn fill(store: &Store, n: usize) -> Result<()> {
-    let mut acks = Vec::with_capacity(1024);
-    for i in 0..n {
-        acks.push(
-            store
-                .enqueue_record(Metric::new(format!("agent-{}", i % 64), "bench", 1.0, i as i64))
-                .await?,
-        );
-        if acks.len() >= 1024 {
-            for a in acks.drain(..) {
-                a.wait().await?;
-            }
-        }
-    }
-    for a in acks {
-        a.wait().await?;
-    }
-    Ok(())
 }
 
 fn to_hrana(v: SqlValue) -> Value {
@@ -148,8 +122,8 @@ pub async fn remote_bench(opts: RemoteBenchOpts) -> Result<Json> {
         .unwrap_or_default();
     // The rows the plain client sends: the same rows a filled home holds.
     let seed = opts.dir.join("rb-seed.db");
-    let store = open_store(seed.clone()).await?;
-    fill(&store, opts.rows).await?;
+    let store = crate::sync::open_store(seed.clone()).await?;
+    crate::sync::fill_metrics(&store, opts.rows).await?;
     let (spec, rows) = store
         .read(|r| {
             let spec = home::load_spec(r, "agent_metrics", true)
@@ -172,8 +146,8 @@ pub async fn remote_bench(opts: RemoteBenchOpts) -> Result<Json> {
     };
     for round in 0..opts.rounds.max(1) {
         // edgeswarm: a freshly filled home (not timed), pushed to an empty server.
-        let store = open_store(opts.dir.join(format!("rb-home-{round}.db"))).await?;
-        fill(&store, opts.rows).await?;
+        let store = crate::sync::open_store(opts.dir.join(format!("rb-home-{round}.db"))).await?;
+        crate::sync::fill_metrics(&store, opts.rows).await?;
         let srv = TursoServer::start(&opts.tursodb, &opts.dir.join(format!("rb-es-{round}.db")), None)
             .await
             .map_err(|e| BenchError::io("start tursodb", e))?;

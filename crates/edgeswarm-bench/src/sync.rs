@@ -40,7 +40,7 @@ impl BenchOpts {
     }
 }
 
-async fn open_store(path: PathBuf) -> Result<Store> {
+pub(crate) async fn open_store(path: PathBuf) -> Result<Store> {
     let mut c = StoreConfig::at(path);
     c.durability = Durability::Normal;
     let store = Store::open(c).await?;
@@ -49,7 +49,7 @@ async fn open_store(path: PathBuf) -> Result<Store> {
     Ok(store)
 }
 
-async fn fill_metrics(store: &Store, n: usize) -> Result<()> {
+pub(crate) async fn fill_metrics(store: &Store, n: usize) -> Result<()> {
     let mut acks = Vec::with_capacity(1024);
     for i in 0..n {
         acks.push(

@@ -62,25 +62,15 @@ pub struct FileProbe {
     pub vector_tables: Option<String>,
 }
 
-fn text(v: &SqlValue) -> String {
-    match v {
-        SqlValue::Text(s) => s.clone(),
-        SqlValue::Integer(i) => i.to_string(),
-        SqlValue::Real(f) => f.to_string(),
-        SqlValue::Null => "NULL".into(),
-        SqlValue::Blob(b) => format!("<{} bytes>", b.len()),
-    }
-}
-
 /// Opens `path` read-only and reads its journal mode, schema version, integrity,
 /// search index and embedder. Fails only if the file cannot be opened.
 pub async fn probe_file(path: &Path) -> Result<FileProbe> {
     let c = open_read_only(path).await?;
-    let present = |v: std::result::Result<SqlValue, String>| v.ok().filter(|v| !matches!(v, SqlValue::Null)).map(|v| text(&v));
+    let present = |v: std::result::Result<SqlValue, String>| v.ok().filter(|v| !matches!(v, SqlValue::Null)).map(|v| v.to_text());
     Ok(FileProbe {
-        journal_mode: scalar(&c, "PRAGMA journal_mode").await.map(|v| text(&v)),
+        journal_mode: scalar(&c, "PRAGMA journal_mode").await.map(|v| v.to_text()),
         schema_version: scalar(&c, "PRAGMA user_version").await,
-        quick_check: scalar(&c, "PRAGMA quick_check").await.map(|v| text(&v)),
+        quick_check: scalar(&c, "PRAGMA quick_check").await.map(|v| v.to_text()),
         search_index: scalar(&c, "SELECT count(*) FROM sqlite_master WHERE name = 'knowledge_fts'")
             .await
             .map(|v| v.as_i64() == Some(1)),
@@ -121,6 +111,6 @@ pub async fn probe_engine() -> Result<EngineProbe> {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
-        vectors: scalar(&c, "SELECT vector_extract(vector32('[1,2]'))").await.map(|v| text(&v)),
+        vectors: scalar(&c, "SELECT vector_extract(vector32('[1,2]'))").await.map(|v| v.to_text()),
     })
 }

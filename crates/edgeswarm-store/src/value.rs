@@ -35,6 +35,18 @@ mod blob_hex {
 }
 
 impl SqlValue {
+    /// The value as a person reads it in a report: text as is, numbers in decimal,
+    /// `NULL`, and a blob as its size.
+    pub fn to_text(&self) -> String {
+        match self {
+            SqlValue::Text(s) => s.clone(),
+            SqlValue::Integer(i) => i.to_string(),
+            SqlValue::Real(f) => f.to_string(),
+            SqlValue::Null => "NULL".into(),
+            SqlValue::Blob(b) => format!("<{} bytes>", b.len()),
+        }
+    }
+
     /// Converts a JSON parameter: booleans become 0/1, arrays and objects their JSON text.
     pub fn from_json(v: &Json) -> SqlValue {
         match v {

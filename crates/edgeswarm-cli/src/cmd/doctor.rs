@@ -207,7 +207,7 @@ fn file_checks(p: FileProbe, out: &mut Vec<Check>) {
         )),
         Ok(v) => out.push(fail(
             "schema version",
-            format!("{} is newer than this build ({supported})", text(&v)),
+            format!("{} is newer than this build ({supported})", v.to_text()),
             "upgrade edgeswarm; this build cannot open the file",
         )),
         Err(e) => out.push(fail("schema version", e, "the file may be damaged; restore from a backup")),
@@ -240,17 +240,6 @@ fn file_checks(p: FileProbe, out: &mut Vec<Check>) {
             "lexical is the default; for vector and hybrid search run `edgeswarm models install` and set embedder = \"semantic\" in [search] (or EDGESWARM_EMBEDDER / --embedder)",
         ),
     });
-}
-
-/// A probed value as text.
-fn text(v: &SqlValue) -> String {
-    match v {
-        SqlValue::Text(s) => s.clone(),
-        SqlValue::Integer(i) => i.to_string(),
-        SqlValue::Real(f) => f.to_string(),
-        SqlValue::Null => "NULL".into(),
-        SqlValue::Blob(b) => format!("<{} bytes>", b.len()),
-    }
 }
 
 async fn region_check(r: &RegionSpec, home: &Path, timeout: Duration) -> Check {
