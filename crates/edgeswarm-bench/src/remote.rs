@@ -14,9 +14,7 @@ use edgeswarm_store::SqlValue;
 use edgeswarm_sync::home;
 use edgeswarm_sync::{RegionConfig, SyncConfig, SyncSystem};
 use edgeswarm_testkit::tursodb::TursoServer;
-use libsql_hrana::proto::{
-    Batch, BatchStreamReq, PipelineReqBody, PipelineRespBody, Stmt, StreamRequest, StreamResponse, StreamResult, Value,
-};
+use libsql_hrana::proto::{Batch, BatchStreamReq, PipelineReqBody, PipelineRespBody, Stmt, StreamRequest, StreamResponse, StreamResult};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,16 +42,6 @@ impl RemoteBenchOpts {
             rows: 20_000,
             rounds: 3,
         }
-    }
-}
-
-fn to_hrana(v: SqlValue) -> Value {
-    match v {
-        SqlValue::Null => Value::Null,
-        SqlValue::Integer(i) => Value::Integer { value: i },
-        SqlValue::Real(f) => Value::Float { value: f },
-        SqlValue::Text(s) => Value::Text { value: s.into() },
-        SqlValue::Blob(b) => Value::Blob { value: b.into() },
     }
 }
 
@@ -100,7 +88,7 @@ async fn plain_client(url: &str, ddl: &[String], table: &str, cols: &[String], r
                 );
                 for r in part {
                     for v in r {
-                        s.bind(to_hrana(v.clone()));
+                        s.bind(edgeswarm_sync::link::to_hrana(v.clone()));
                     }
                 }
                 s

@@ -70,7 +70,8 @@ impl std::fmt::Debug for HranaLink {
     }
 }
 
-fn to_hrana(v: SqlValue) -> Value {
+/// A store value as a Hrana protocol value (what a statement binds).
+pub fn to_hrana(v: SqlValue) -> Value {
     match v {
         SqlValue::Null => Value::Null,
         SqlValue::Integer(i) => Value::Integer { value: i },

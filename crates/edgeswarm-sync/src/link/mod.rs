@@ -20,7 +20,7 @@ mod hrana;
 mod local;
 pub mod tls;
 
-pub use hrana::HranaLink;
+pub use hrana::{to_hrana, HranaLink};
 pub use local::LocalLink;
 pub use tls::TlsMode;
 
