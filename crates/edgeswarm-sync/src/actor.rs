@@ -589,6 +589,7 @@ impl SyncActor {
                     let mut stats = ApplyStats::default();
                     if !versions.is_empty() {
                         let reg = c.registry.clone();
+                        let shared = c.shared.clone();
                         let (region, home_region) = (c.name.clone(), c.home_region.clone());
                         let latency = rtt.as_secs_f64() * 1000.0;
                         let n = versions.len();
@@ -597,7 +598,7 @@ impl SyncActor {
                             .transact(move |ctx| {
                                 let st = home::apply_remote(ctx, &reg, &versions)?;
                                 let now = now_millis();
-                                ctx.execute(CURSOR_UPSERT, vec![region.clone().into(), 0i64.into(), last.into(), now.into()])?;
+                                record_cursor(ctx, &shared, &region, 0, last, now)?;
                                 ctx.execute(
                                     DT_INSERT,
                                     vec![
@@ -670,7 +671,7 @@ impl SyncActor {
                             (s.errors as i64).into(),
                         ],
                     )?;
-                    ctx.execute(CURSOR_UPSERT, vec![region.into(), acked.into(), pull.into(), now_millis().into()])?;
+                    record_cursor(ctx, &shared, &region, acked, pull, now_millis())?;
                     Ok(())
                 })
                 .await;
@@ -717,6 +718,24 @@ const SLOW_START_ROWS: usize = 128;
 /// Upserts both cursors monotonically.
 const CURSOR_UPSERT: &str = "INSERT INTO _sync_cursors (region, push_seq, pull_seq, updated_at) VALUES (?1, ?2, ?3, ?4) \
     ON CONFLICT(region) DO UPDATE SET push_seq = MAX(push_seq, excluded.push_seq), pull_seq = MAX(pull_seq, excluded.pull_seq), updated_at = excluded.updated_at";
+
+/// Upserts the region's cursors unless the region was removed: checked on the writer
+/// thread, so it orders with the removal's DELETE and a push or pull still on the wire
+/// when the region left cannot bring its cursor back.
+fn record_cursor(
+    ctx: &mut edgeswarm_store::TxCtx<'_>,
+    shared: &RegionShared,
+    region: &str,
+    push: i64,
+    pull: i64,
+    now: i64,
+) -> edgeswarm_store::Result<()> {
+    if shared.retired.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    ctx.execute(CURSOR_UPSERT, vec![region.into(), push.into(), pull.into(), now.into()])?;
+    Ok(())
+}
 
 /// One `distributed_transactions` row.
 const DT_INSERT: &str = "INSERT INTO distributed_transactions (transaction_id, source_region, target_region, consistency_level, conflict_resolution, rows, conflicts, latency_ms, status, created_at) \
@@ -856,11 +875,12 @@ impl Actor for SyncActor {
                             let latency = rtt.as_secs_f64() * 1000.0;
                             tokio::spawn(async move {
                                 let (region, home_region) = (c.name.clone(), c.home_region.clone());
+                                let shared = c.shared.clone();
                                 let r = c
                                     .store
                                     .transact(move |ctx| {
                                         let now = now_millis();
-                                        ctx.execute(CURSOR_UPSERT, vec![region.clone().into(), acked.into(), 0i64.into(), now.into()])?;
+                                        record_cursor(ctx, &shared, &region, acked, 0, now)?;
                                         ctx.execute(
                                             DT_INSERT,
                                             vec![
