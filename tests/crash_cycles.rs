@@ -120,6 +120,9 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
         if let Some(status) = exited {
             panic!("cycle {cycle}: the child exited by itself before the kill ({status})");
         }
+        if cycle % 50 == 0 {
+            eprintln!("crash harness: {cycle} cycles in {:.0} s, {checked} ack checks", started.elapsed().as_secs_f64());
+        }
     }
     // A last life checks every ack ever logged, integrity and convergence, and shuts down.
     let mut last = spawn("crash-final", dir.path());

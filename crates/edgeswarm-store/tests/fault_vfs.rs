@@ -484,3 +484,50 @@ async fn full_disk_refuses_with_sqlite_full_and_recovers_when_space_returns() {
         all.acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_checkpointer_never_fails_a_commit() {
+    // The store's own checkpointer thread (kicked every 4 MiB committed) cannot write
+    // the database file at all; commits only append to the WAL and keep acking.
+    let vfs = FaultVfs::register();
+    let dir = edgeswarm_testkit::temp_dir();
+    let path = dir.path().join("home.db");
+    let s = open_faulty(&path, &vfs).await;
+    setup_tables(&s).await;
+    vfs.arm(Fault {
+        kind: FileKind::MainDb,
+        op: IoOp::Write,
+        nth: 1,
+        code: FaultCode::IoErr,
+        persistent: true,
+    });
+    let body = "z".repeat(4000);
+    let mut acked = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut round = 0;
+    // Write until the checkpointer has run into the fault (a kick needs 4 MiB).
+    while vfs.fired() == 0 {
+        round += 1;
+        assert!(std::time::Instant::now() < deadline, "the checkpointer never wrote the database file");
+        let mut pending = Vec::new();
+        for i in 0..200 {
+            let m = Message::new(format!("ckpt-{round}"), "user", format!("{i} {body}"));
+            acked.push(Item::Message(m.id.clone()));
+            pending.push(s.enqueue_record(m).await.unwrap());
+        }
+        for p in pending {
+            p.wait().await.expect("a failing checkpoint must not fail a commit");
+        }
+    }
+    vfs.disarm();
+    let after = load(&s, "after", 4).await;
+    assert!(after.failed.is_empty(), "{:?}", after.failed.first());
+    s.shutdown().await.unwrap();
+    let mut all = Outcome {
+        acked,
+        failed: Vec::new(),
+    };
+    all.merge(after);
+    verify(&path, &all, "failing checkpointer").await;
+    eprintln!("failing checkpointer: {} writes acked while every checkpoint write failed ({} refused)", all.acked.len(), vfs.fired());
+}
