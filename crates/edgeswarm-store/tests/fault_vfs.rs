@@ -531,3 +531,58 @@ async fn failing_checkpointer_never_fails_a_commit() {
     verify(&path, &all, "failing checkpointer").await;
     eprintln!("failing checkpointer: {} writes acked while every checkpoint write failed ({} refused)", all.acked.len(), vfs.fired());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_fsync_failed_is_unknown_not_absent() {
+    // SQLite writes a commit's WAL frames, then fsyncs the WAL. When that fsync fails the
+    // caller gets a typed I/O error, and the running store never shows the write (the
+    // next commit overwrites those frames). But if the process dies before that next
+    // commit, recovery finds the frames whole and the "failed" write is there. So a
+    // failure means "not known to be stored": retry it (records are idempotent by id).
+    let vfs = FaultVfs::register();
+    let dir = edgeswarm_testkit::temp_dir();
+    let path = dir.path().join("home.db");
+    let s = open_faulty(&path, &vfs).await;
+    s.publish(Metric::new("warm", "t", 1.0, 1)).await.unwrap();
+    vfs.arm(Fault {
+        kind: FileKind::Wal,
+        op: IoOp::Sync,
+        nth: 1,
+        code: FaultCode::IoErr,
+        persistent: false,
+    });
+    let m = Metric::new("ghost", "t", 1.0, 1);
+    let e = s.publish(m.clone()).await.expect_err("the commit's fsync failed");
+    assert_eq!(e.sqlite_code(), Some(1034), "SQLITE_IOERR_FSYNC: {e}");
+    vfs.disarm();
+    let live = |s: Store, id: String| async move {
+        let r = s
+            .read_sql("SELECT count(*) FROM agent_metrics WHERE id = ?1", vec![SqlValue::Text(id)])
+            .await
+            .unwrap();
+        r.rows[0][0].as_i64().unwrap()
+    };
+    assert_eq!(live(s.clone(), m.id.clone()).await, 0, "the running store does not show a failed write");
+    // "Crash" now: copy the database and the WAL as they are (no -shm, so the next
+    // opener recovers from the WAL, as after a SIGKILL).
+    let crashed = edgeswarm_testkit::temp_dir();
+    let copy = crashed.path().join("home.db");
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::copy(path.with_file_name("home.db-wal"), copy.with_file_name("home.db-wal")).unwrap();
+    let after_crash = edgeswarm_testkit::open_store(&copy).await;
+    let found_after_crash = live(after_crash.clone(), m.id.clone()).await;
+    after_crash.shutdown().await.unwrap();
+    assert_eq!(
+        found_after_crash, 1,
+        "SQLite recovers a commit whose frames were written before the failed fsync; docs/reliability.md says so (update both if this changes)"
+    );
+    // The store goes on: the next commit overwrites the unsynced frames.
+    s.publish(Metric::new("next", "t", 1.0, 1)).await.unwrap();
+    s.shutdown().await.unwrap();
+    let reopened = edgeswarm_testkit::open_store(&path).await;
+    assert_eq!(live(reopened.clone(), m.id.clone()).await, 0, "overwritten by the next commit");
+    // A retry stores it exactly once, whichever way it went.
+    reopened.publish(m.clone()).await.unwrap();
+    assert_eq!(live(reopened.clone(), m.id.clone()).await, 1);
+    reopened.shutdown().await.unwrap();
+}
