@@ -136,14 +136,20 @@ mod crash {
         let whole = log.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if whole < log.len() {
             log.truncate(whole);
-            let f = std::fs::OpenOptions::new().write(true).open(&acks_path).unwrap_or_else(|e| fail(format!("open acks: {e}")));
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&acks_path)
+                .unwrap_or_else(|e| fail(format!("open acks: {e}")));
             f.set_len(whole as u64).unwrap_or_else(|e| fail(format!("truncate acks: {e}")));
             f.sync_all().unwrap_or_else(|e| fail(format!("sync acks: {e}")));
         }
         let from: usize = if final_check {
             0
         } else {
-            std::fs::read_to_string(&verified_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+            std::fs::read_to_string(&verified_path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
         };
         let swarm = Swarm::builder()
             .path(dir.join("home.db"))
@@ -153,13 +159,22 @@ mod crash {
             .await
             .unwrap_or_else(|e| fail(format!("start: {e}")));
         swarm
-            .execute_sql("CREATE TABLE IF NOT EXISTS crash_notes (id TEXT PRIMARY KEY, n INTEGER NOT NULL, body TEXT)", vec![])
+            .execute_sql(
+                "CREATE TABLE IF NOT EXISTS crash_notes (id TEXT PRIMARY KEY, n INTEGER NOT NULL, body TEXT)",
+                vec![],
+            )
             .await
             .unwrap_or_else(|e| fail(format!("create table: {e}")));
-        swarm.replicate_table("crash_notes").await.unwrap_or_else(|e| fail(format!("replicate_table: {e}")));
+        swarm
+            .replicate_table("crash_notes")
+            .await
+            .unwrap_or_else(|e| fail(format!("replicate_table: {e}")));
 
         let checked = check_acks(&swarm, &log[from.min(log.len())..]).await;
-        let ic = swarm.read_sql("PRAGMA integrity_check", vec![]).await.unwrap_or_else(|e| fail(format!("integrity_check: {e}")));
+        let ic = swarm
+            .read_sql("PRAGMA integrity_check", vec![])
+            .await
+            .unwrap_or_else(|e| fail(format!("integrity_check: {e}")));
         if ic.rows.first().and_then(|r| r[0].as_str()) != Some("ok") {
             fail(format!("integrity_check: {:?}", ic.rows));
         }
@@ -173,7 +188,10 @@ mod crash {
             swarm.shutdown().await.unwrap_or_else(|e| fail(format!("shutdown: {e}")));
             return;
         }
-        println!("ready checked={checked} acks={} converge_ms={converge_ms}", log.iter().filter(|b| **b == b'\n').count());
+        println!(
+            "ready checked={checked} acks={} converge_ms={converge_ms}",
+            log.iter().filter(|b| **b == b'\n').count()
+        );
         let _ = std::io::stdout().flush();
         load(swarm, &acks_path).await;
     }
@@ -254,7 +272,9 @@ mod crash {
                 }
             }
             if Instant::now() > deadline {
-                fail(format!("home and region did not converge in 120 s: home {home:?} region {region:?}"));
+                fail(format!(
+                    "home and region did not converge in 120 s: home {home:?} region {region:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

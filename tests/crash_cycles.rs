@@ -79,11 +79,19 @@ fn field(line: &str, name: &str) -> u64 {
 
 #[test]
 fn sigkill_cycles_lose_no_acked_write_and_converge() {
-    let cycles: usize = std::env::var("EDGESWARM_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let cycles: usize = std::env::var("EDGESWARM_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
     let seed: u64 = std::env::var("EDGESWARM_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1);
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
     eprintln!("crash harness: {cycles} cycles, seed {seed} (EDGESWARM_CRASH_SEED replays the kill schedule)");
     let mut rng = Rng(seed);
     let dir = match std::env::var("EDGESWARM_CRASH_DIR") {
@@ -121,7 +129,10 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
             panic!("cycle {cycle}: the child exited by itself before the kill ({status})");
         }
         if cycle % 50 == 0 {
-            eprintln!("crash harness: {cycle} cycles in {:.0} s, {checked} ack checks", started.elapsed().as_secs_f64());
+            eprintln!(
+                "crash harness: {cycle} cycles in {:.0} s, {checked} ack checks",
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     // A last life checks every ack ever logged, integrity and convergence, and shuts down.
@@ -129,7 +140,10 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
     let fin = wait_line(&mut last, "final ok", Duration::from_secs(300), cycles + 1);
     let status = last.child.wait().unwrap();
     assert!(status.success(), "the final check exited with {status}");
-    let acks = std::fs::read_to_string(dir.path().join("acks.log")).unwrap_or_default().lines().count();
+    let acks = std::fs::read_to_string(dir.path().join("acks.log"))
+        .unwrap_or_default()
+        .lines()
+        .count();
     assert!(load_kills > 0 && acks > 0, "no load ran: {load_kills} load kills, {acks} acks");
     eprintln!(
         "crash harness: {cycles} SIGKILL cycles ({load_kills} under load, {startup_kills} during start-up) in {:.0} s; \

@@ -60,9 +60,12 @@ async fn open_faulty(path: &Path, vfs: &FaultVfs) -> Store {
 }
 
 async fn setup_tables(s: &Store) {
-    s.execute_sql("CREATE TABLE IF NOT EXISTS notes (id TEXT PRIMARY KEY, n INTEGER NOT NULL, body TEXT)", vec![])
-        .await
-        .unwrap();
+    s.execute_sql(
+        "CREATE TABLE IF NOT EXISTS notes (id TEXT PRIMARY KEY, n INTEGER NOT NULL, body TEXT)",
+        vec![],
+    )
+    .await
+    .unwrap();
 }
 
 /// One round of mixed load from several callers at once, `tag` naming its keys: three
@@ -81,7 +84,11 @@ async fn load(s: &Store, tag: &str, per_caller: usize) -> Outcome {
                     let m = Metric::new(format!("{tag}-c{c}"), "fault", i as f64, 1);
                     (Item::Metric(m.id.clone()), s.enqueue_record(m).await)
                 } else {
-                    let m = Message::new(format!("{tag}-c{c}"), "user", format!("message {i} of {tag} caller {c} {}", "x".repeat(200)));
+                    let m = Message::new(
+                        format!("{tag}-c{c}"),
+                        "user",
+                        format!("message {i} of {tag} caller {c} {}", "x".repeat(200)),
+                    );
                     (Item::Message(m.id.clone()), s.enqueue_record(m).await)
                 };
                 match r {
@@ -139,7 +146,11 @@ async fn load(s: &Store, tag: &str, per_caller: usize) -> Outcome {
                 let r = s
                     .execute_sql(
                         "INSERT INTO notes (id, n, body) VALUES (?1, ?2, ?3)",
-                        vec![SqlValue::Text(id.clone()), SqlValue::Integer(i as i64), SqlValue::Text("y".repeat(300))],
+                        vec![
+                            SqlValue::Text(id.clone()),
+                            SqlValue::Integer(i as i64),
+                            SqlValue::Text("y".repeat(300)),
+                        ],
                     )
                     .await;
                 match r {
@@ -161,13 +172,18 @@ async fn load(s: &Store, tag: &str, per_caller: usize) -> Outcome {
 /// `Io` (10), possibly inside `BatchFailed`.
 fn assert_typed(failed: &[(Item, StoreError)], ctx: &str) {
     for (item, e) in failed {
-        let code = e.sqlite_code().unwrap_or_else(|| panic!("{ctx}: {item:?} failed without a SQLite code: {e:?}"));
+        let code = e
+            .sqlite_code()
+            .unwrap_or_else(|| panic!("{ctx}: {item:?} failed without a SQLite code: {e:?}"));
         let inner = match e {
             StoreError::BatchFailed { cause } => &**cause,
             e => e,
         };
         match code & 0xff {
-            13 => assert!(matches!(inner, StoreError::Full(_)), "{ctx}: code 13 must be StoreError::Full: {e:?}"),
+            13 => assert!(
+                matches!(inner, StoreError::Full(_)),
+                "{ctx}: code 13 must be StoreError::Full: {e:?}"
+            ),
             10 => assert!(matches!(inner, StoreError::Io(_)), "{ctx}: code 10 must be StoreError::Io: {e:?}"),
             other => panic!("{ctx}: {item:?} failed with SQLite code {code} ({other}), not a disk error: {e}"),
         }
@@ -181,8 +197,16 @@ async fn verify(path: &Path, all: &Outcome, ctx: &str) -> usize {
     let s = edgeswarm_testkit::open_store(path).await;
     let present = |s: Store, item: Item| async move {
         let (sql, p, min): (&str, Vec<SqlValue>, i64) = match &item {
-            Item::Metric(id) => ("SELECT count(*) FROM agent_metrics WHERE id = ?1", vec![SqlValue::Text(id.clone())], 1),
-            Item::Message(id) => ("SELECT count(*) FROM conversations WHERE id = ?1", vec![SqlValue::Text(id.clone())], 1),
+            Item::Metric(id) => (
+                "SELECT count(*) FROM agent_metrics WHERE id = ?1",
+                vec![SqlValue::Text(id.clone())],
+                1,
+            ),
+            Item::Message(id) => (
+                "SELECT count(*) FROM conversations WHERE id = ?1",
+                vec![SqlValue::Text(id.clone())],
+                1,
+            ),
             Item::Note(id) => ("SELECT count(*) FROM notes WHERE id = ?1", vec![SqlValue::Text(id.clone())], 1),
             Item::Kv(key, v) => (
                 "SELECT coalesce(max(version), 0) FROM kv WHERE namespace = ?1 AND key = ?2",
@@ -194,7 +218,10 @@ async fn verify(path: &Path, all: &Outcome, ctx: &str) -> usize {
         r.rows[0][0].as_i64().unwrap_or(0) >= min
     };
     for item in &all.acked {
-        assert!(present(s.clone(), item.clone()).await, "{ctx}: acked write lost after reopening: {item:?}");
+        assert!(
+            present(s.clone(), item.clone()).await,
+            "{ctx}: acked write lost after reopening: {item:?}"
+        );
     }
     let mut ghosts = 0;
     for (item, _) in &all.failed {
@@ -384,7 +411,10 @@ async fn checkpoint_sweep_loses_nothing_and_recovers() {
         let mut all = Outcome::default();
         let (mut fired_points, mut errors) = (0, 0);
         for &n in &ns {
-            let ctx = format!("checkpoint {kind:?}/{op:?}/{code:?}{} N={n}", if persistent { "/persistent" } else { "" });
+            let ctx = format!(
+                "checkpoint {kind:?}/{op:?}/{code:?}{} N={n}",
+                if persistent { "/persistent" } else { "" }
+            );
             let before = load(&s, &format!("n{n}"), 8).await;
             assert!(before.failed.is_empty(), "{ctx}: {:?}", before.failed.first());
             all.merge(before);
@@ -415,18 +445,29 @@ async fn checkpoint_sweep_loses_nothing_and_recovers() {
                 fired_points += 1;
             }
             if let Some(d) = during {
-                assert!(d.failed.is_empty(), "{ctx}: a failing checkpoint failed commits: {:?}", d.failed.first());
+                assert!(
+                    d.failed.is_empty(),
+                    "{ctx}: a failing checkpoint failed commits: {:?}",
+                    d.failed.first()
+                );
                 all.merge(d);
             }
             let after = load(&s, &format!("n{n}-after"), 4).await;
-            assert!(after.failed.is_empty(), "{ctx}: writes fail after the fault cleared: {:?}", after.failed.first());
+            assert!(
+                after.failed.is_empty(),
+                "{ctx}: writes fail after the fault cleared: {:?}",
+                after.failed.first()
+            );
             all.merge(after);
             // With the fault gone the next checkpoint goes through.
             checkpoint(&c).unwrap_or_else(|e| panic!("{ctx}: checkpoint after the fault cleared: {e}"));
         }
         s.shutdown().await.unwrap();
         verify(&path, &all, &format!("checkpoint {kind:?}/{op:?}/{code:?}")).await;
-        assert!(fired_points > 0, "checkpoint {kind:?}/{op:?}: the fault never fired over N in {ns:?}");
+        assert!(
+            fired_points > 0,
+            "checkpoint {kind:?}/{op:?}: the fault never fired over N in {ns:?}"
+        );
         report.push(format!(
             "checkpoint {kind:?}/{op:?}/{code:?}{}: {} points (fired at {fired_points}), {errors} checkpoint errors (typed), {} acked writes kept",
             if persistent { "/persistent" } else { "" },
@@ -461,7 +502,11 @@ async fn full_disk_refuses_with_sqlite_full_and_recovers_when_space_returns() {
         let out = load(&s, &format!("fill{rounds}"), 8).await;
         assert_typed(&out.failed, "full disk");
         for (item, e) in &out.failed {
-            assert_eq!(e.sqlite_code().map(|c| c & 0xff), Some(13), "a full disk reports SQLITE_FULL: {item:?} {e}");
+            assert_eq!(
+                e.sqlite_code().map(|c| c & 0xff),
+                Some(13),
+                "a full disk reports SQLITE_FULL: {item:?} {e}"
+            );
             assert!(!e.is_retryable(), "a full disk is not retryable as is: {e}");
         }
         full_errors += out.failed.len();
@@ -475,7 +520,11 @@ async fn full_disk_refuses_with_sqlite_full_and_recovers_when_space_returns() {
     // Space returns: writes work again at once.
     vfs.set_size_cap(None);
     let after = load(&s, "space-back", 8).await;
-    assert!(after.failed.is_empty(), "writes fail after space returned: {:?}", after.failed.first());
+    assert!(
+        after.failed.is_empty(),
+        "writes fail after space returned: {:?}",
+        after.failed.first()
+    );
     all.merge(after);
     s.shutdown().await.unwrap();
     let ghosts = verify(&path, &all, "full disk").await;
@@ -508,7 +557,10 @@ async fn failing_checkpointer_never_fails_a_commit() {
     // Write until the checkpointer has run into the fault (a kick needs 4 MiB).
     while vfs.fired() == 0 {
         round += 1;
-        assert!(std::time::Instant::now() < deadline, "the checkpointer never wrote the database file");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpointer never wrote the database file"
+        );
         let mut pending = Vec::new();
         for i in 0..200 {
             let m = Message::new(format!("ckpt-{round}"), "user", format!("{i} {body}"));
@@ -523,13 +575,14 @@ async fn failing_checkpointer_never_fails_a_commit() {
     let after = load(&s, "after", 4).await;
     assert!(after.failed.is_empty(), "{:?}", after.failed.first());
     s.shutdown().await.unwrap();
-    let mut all = Outcome {
-        acked,
-        failed: Vec::new(),
-    };
+    let mut all = Outcome { acked, failed: Vec::new() };
     all.merge(after);
     verify(&path, &all, "failing checkpointer").await;
-    eprintln!("failing checkpointer: {} writes acked while every checkpoint write failed ({} refused)", all.acked.len(), vfs.fired());
+    eprintln!(
+        "failing checkpointer: {} writes acked while every checkpoint write failed ({} refused)",
+        all.acked.len(),
+        vfs.fired()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,7 +615,11 @@ async fn a_commit_whose_fsync_failed_is_unknown_not_absent() {
             .unwrap();
         r.rows[0][0].as_i64().unwrap()
     };
-    assert_eq!(live(s.clone(), m.id.clone()).await, 0, "the running store does not show a failed write");
+    assert_eq!(
+        live(s.clone(), m.id.clone()).await,
+        0,
+        "the running store does not show a failed write"
+    );
     // "Crash" now: copy the database and the WAL as they are (no -shm, so the next
     // opener recovers from the WAL, as after a SIGKILL).
     let crashed = edgeswarm_testkit::temp_dir();
