@@ -11,7 +11,7 @@
 //! writer (today one failing commit fails its whole batch, truthfully).
 //!
 //! CI runs a sample of N per (file, operation, code); `EDGESWARM_FAULT_SWEEP=full` sweeps
-//! every N (scripts/crash.sh runs it).
+//! every N, with rounds three times bigger (scripts/crash.sh runs it).
 
 use edgeswarm_core::{Durability, Message, Metric, StoreConfig};
 use edgeswarm_store::kv::CasOutcome;
@@ -276,8 +276,9 @@ async fn measure_batch_calls(per_caller: usize) -> HashMap<(FileKind, IoOp), u64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_commit_sweep_keeps_acks_true_and_recovers() {
-    const PER_CALLER: usize = 8;
-    let calls = measure_batch_calls(PER_CALLER).await;
+    // The full sweep also takes bigger rounds (bigger batches, more WAL frames).
+    let per_caller: usize = if full_sweep() { 24 } else { 8 };
+    let calls = measure_batch_calls(per_caller).await;
     eprintln!("calls per round: {calls:?}");
     let plans: &[(FileKind, IoOp, FaultCode, bool)] = &[
         (FileKind::Wal, IoOp::Write, FaultCode::Full, false),
@@ -313,7 +314,7 @@ async fn batch_commit_sweep_keeps_acks_true_and_recovers() {
                 code,
                 persistent,
             });
-            let out = load(&s, &format!("n{n}"), PER_CALLER).await;
+            let out = load(&s, &format!("n{n}"), per_caller).await;
             let fired = vfs.fired();
             vfs.disarm();
             assert_typed(&out.failed, &ctx);

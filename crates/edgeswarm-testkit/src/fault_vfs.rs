@@ -23,6 +23,7 @@
 
 use libsql::ffi;
 use std::ffi::{c_char, c_int, c_void, CString};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -303,7 +304,6 @@ fn ensure_libsql_initialized() {
     }
 }
 
-use std::future::Future;
 
 /// Counts a call and decides whether it fails: `Some(rc)` to return `rc` instead of
 /// passing the call through.
