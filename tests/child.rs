@@ -290,7 +290,7 @@ mod crash {
                 let mut i = 0u64;
                 loop {
                     i += 1;
-                    let line = if i % 2 == 0 {
+                    let line = if i.is_multiple_of(2) {
                         let m = Metric::new(format!("crash-{seed}-{w}"), "crash", i as f64, 1);
                         let id = m.id.clone();
                         s.store().publish(m).await.ok().map(|_| format!("m {id}"))

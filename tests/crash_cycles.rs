@@ -107,7 +107,7 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
         let mut live = spawn("crash", dir.path());
         // One kill in eight lands during start-up (opening, migrations, recovery, the
         // checks, sync catching up); the rest during load.
-        if rng.next() % 8 == 0 {
+        if rng.next().is_multiple_of(8) {
             std::thread::sleep(rng.ms(0, 600));
             startup_kills += 1;
         } else {
@@ -128,7 +128,7 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
         if let Some(status) = exited {
             panic!("cycle {cycle}: the child exited by itself before the kill ({status})");
         }
-        if cycle % 50 == 0 {
+        if cycle.is_multiple_of(50) {
             eprintln!(
                 "crash harness: {cycle} cycles in {:.0} s, {checked} ack checks",
                 started.elapsed().as_secs_f64()

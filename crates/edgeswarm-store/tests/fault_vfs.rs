@@ -80,7 +80,7 @@ async fn load(s: &Store, tag: &str, per_caller: usize) -> Outcome {
             let mut out = Outcome::default();
             let mut pending = Vec::new();
             for i in 0..per_caller {
-                let (item, r) = if i % 2 == 0 {
+                let (item, r) = if i.is_multiple_of(2) {
                     let m = Metric::new(format!("{tag}-c{c}"), "fault", i as f64, 1);
                     (Item::Metric(m.id.clone()), s.enqueue_record(m).await)
                 } else {

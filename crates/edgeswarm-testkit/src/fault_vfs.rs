@@ -304,7 +304,6 @@ fn ensure_libsql_initialized() {
     }
 }
 
-
 /// Counts a call and decides whether it fails: `Some(rc)` to return `rc` instead of
 /// passing the call through.
 fn check(s: &Shared, kind: usize, op: IoOp) -> Option<c_int> {
