@@ -87,10 +87,11 @@ async fn read(db: &str, seconds: u64) {
 ///
 /// 1. Start a swarm with one local region, the user table `crash_notes` replicated.
 /// 2. Check the acks logged by earlier lives and not yet checked (`crash-final`: all of
-///    them): every one is in the file; `PRAGMA integrity_check` is ok; home and region
+///    them): every one is in the file; `PRAGMA integrity_check` is ok on home and on the
+///    region file (read-only, before the swarm opens it); home and region
 ///    converge (same checksums for every replicated table) once sync catches up.
 ///    On a failed check print `FAIL ...` and exit 1.
-/// 3. Print `ready checked=N acks=M converge_ms=T` (`crash-final`: `final ok ...`, then
+/// 3. Print `ready checked=N region_checked=0|1 acks=M converge_ms=T` (`crash-final`: `final ok ...`, then
 ///    shut down and exit 0).
 /// 4. Run mixed load until killed: typed records (metrics, messages), kv CAS chains and
 ///    raw SQL inserts, from several tasks. Each ack is appended to `acks.log` by one
@@ -151,6 +152,9 @@ mod crash {
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0)
         };
+        // The region file as the kill left it (read-only: nothing recovered into it or
+        // checkpointed before the swarm opens it).
+        let region_checked = region_integrity(&dir.join("region-a.db")).await;
         let swarm = Swarm::builder()
             .path(dir.join("home.db"))
             .region(RegionConfig::local("a", dir.join("region-a.db"), 1))
@@ -186,14 +190,42 @@ mod crash {
             println!("final ok checked={checked} converge_ms={converge_ms}");
             let _ = std::io::stdout().flush();
             swarm.shutdown().await.unwrap_or_else(|e| fail(format!("shutdown: {e}")));
+            region_integrity(&dir.join("region-a.db")).await;
             return;
         }
         println!(
-            "ready checked={checked} acks={} converge_ms={converge_ms}",
+            "ready checked={checked} region_checked={} acks={} converge_ms={converge_ms}",
+            u8::from(region_checked),
             log.iter().filter(|b| **b == b'\n').count()
         );
         let _ = std::io::stdout().flush();
         load(swarm, &acks_path).await;
+    }
+
+    /// `PRAGMA integrity_check` of the region file on a read-only connection of its
+    /// own; false when there is no file yet.
+    async fn region_integrity(path: &Path) -> bool {
+        if !path.exists() {
+            return false;
+        }
+        let db = libsql::Builder::new_local(path)
+            .flags(libsql::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .build()
+            .await
+            .unwrap_or_else(|e| fail(format!("open region: {e}")));
+        let conn = db.connect().unwrap_or_else(|e| fail(format!("connect region: {e}")));
+        let _ = conn.busy_timeout(Duration::from_secs(10));
+        let ok = async {
+            let mut rows = conn.query("PRAGMA integrity_check", ()).await?;
+            let row = rows.next().await?;
+            Ok::<_, libsql::Error>(row.and_then(|r| r.get::<String>(0).ok()))
+        }
+        .await
+        .unwrap_or_else(|e| fail(format!("region integrity_check: {e}")));
+        if ok.as_deref() != Some("ok") {
+            fail(format!("region integrity_check: {ok:?}"));
+        }
+        true
     }
 
     fn write_verified(path: &Path, offset: usize) {

@@ -2,7 +2,7 @@
 //! to a user table, one local region) at a random point, again and again. Each restart
 //! checks, in the new child process (`edgeswarm-test-child crash`, tests/child.rs):
 //! every acked write logged by earlier lives is present, `PRAGMA integrity_check` is
-//! ok, and home and region converge once sync catches up. A last clean life
+//! ok on home and on the region file, and home and region converge once sync catches up. A last clean life
 //! (`crash-final`) checks every ack ever logged.
 //!
 //! CI runs 50 cycles; `EDGESWARM_CRASH_CYCLES=500 scripts/crash.sh` runs more
@@ -103,6 +103,7 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
     };
     let started = Instant::now();
     let (mut startup_kills, mut load_kills, mut checked, mut max_converge) = (0usize, 0usize, 0u64, 0u64);
+    let mut region_checks = 0u64;
     for cycle in 1..=cycles {
         let mut live = spawn("crash", dir.path());
         // One kill in eight lands during start-up (opening, migrations, recovery, the
@@ -113,6 +114,7 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
         } else {
             let ready = wait_line(&mut live, "ready", Duration::from_secs(180), cycle);
             checked += field(&ready, "checked");
+            region_checks += field(&ready, "region_checked");
             max_converge = max_converge.max(field(&ready, "converge_ms"));
             std::thread::sleep(rng.ms(5, 400));
             load_kills += 1;
@@ -147,7 +149,7 @@ fn sigkill_cycles_lose_no_acked_write_and_converge() {
     assert!(load_kills > 0 && acks > 0, "no load ran: {load_kills} load kills, {acks} acks");
     eprintln!(
         "crash harness: {cycles} SIGKILL cycles ({load_kills} under load, {startup_kills} during start-up) in {:.0} s; \
-         {checked} ack checks after restarts, {} acks logged, all {} present at the end ({fin}); max convergence wait {max_converge} ms",
+         {checked} ack checks and {region_checks} region integrity checks after restarts, {} acks logged, all {} present at the end ({fin}); max convergence wait {max_converge} ms",
         started.elapsed().as_secs_f64(),
         acks,
         field(&fin, "checked"),
