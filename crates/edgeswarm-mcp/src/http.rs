@@ -413,16 +413,20 @@ pub async fn serve(server: EdgeswarmMcp, opts: Options) -> Result<(), Box<dyn st
             axum::routing::get(|| async { json_response(StatusCode::OK, json!({"ok": true})) }),
         )
         .layer(axum::middleware::from_fn_with_state(g, guard));
-    if opts.open_to_network() {
-        let w = insecure_warning(local);
-        tracing::warn!("{w}");
-        eprintln!("edgeswarm mcp: {w}");
-    }
+    let auth = if opts.token.is_some() {
+        "bearer token required"
+    } else if opts.open_to_network() {
+        tracing::warn!("{}", insecure_warning(local));
+        "NO AUTHENTICATION (--insecure-no-auth)"
+    } else {
+        "no token: loopback only"
+    };
+    // Always on stderr, whatever RUST_LOG says (stdout is free on HTTP, but hosts read stderr).
     eprintln!(
-        "edgeswarm mcp: serving streamable HTTP at http://{local}/mcp ({}; at most {} sessions, {} requests in flight)",
-        if opts.token.is_some() { "bearer token required" } else { "no token" },
+        "edgeswarm mcp: serving streamable HTTP at http://{local}/mcp ({auth}; at most {} sessions, {} requests in flight, {} ms per call)",
         opts.max_sessions,
-        opts.max_concurrent_requests
+        opts.max_concurrent_requests,
+        server.request_timeout().as_millis()
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -11,7 +11,8 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest, CustomResult, ErrorCode, Implementation,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
@@ -139,6 +140,11 @@ impl EdgeswarmMcp {
             }),
             tool_router: self.tool_router,
         }
+    }
+
+    /// The time limit of one tool call.
+    pub fn request_timeout(&self) -> Duration {
+        self.shared.request_timeout
     }
 
     pub fn swarm(&self) -> &Swarm {
@@ -555,6 +561,10 @@ impl ServerHandler for EdgeswarmMcp {
             .with_instructions(INSTRUCTIONS)
     }
 
+    async fn on_custom_request(&self, request: CustomRequest, _context: RequestContext<RoleServer>) -> Result<CustomResult, ErrorData> {
+        Err(malformed_request(&request.method, request.params.as_ref()))
+    }
+
     async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         if !self.tool_router.has_route(&name) {
@@ -589,6 +599,31 @@ impl ServerHandler for EdgeswarmMcp {
     }
 }
 
+/// The JSON-RPC error for a request rmcp could not read as the method it names (e.g.
+/// `tools/call` without `name`, or with `arguments` that are not an object): rmcp hands
+/// those over as custom requests, and "method not found" would send the client looking in
+/// the wrong place.
+fn malformed_request(method: &str, params: Option<&Value>) -> ErrorData {
+    let why = match method {
+        "tools/call" => serde_json::from_value::<CallToolRequestParams>(params.cloned().unwrap_or(Value::Null))
+            .err()
+            .map(|e| format!("{e}; params must be {{\"name\": <tool>, \"arguments\": {{...}}}}")),
+        _ => None,
+    };
+    match why {
+        Some(why) => ErrorData::new(
+            ErrorCode::INVALID_PARAMS,
+            format!("malformed {method} request: {why}"),
+            Some(json!({"kind": "malformed_request", "retryable": false})),
+        ),
+        None => ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("method `{method}` is not served here, or its params are malformed; this server serves tools (tools/list, tools/call)"),
+            Some(json!({"kind": "malformed_request", "retryable": false})),
+        ),
+    }
+}
+
 /// The failure of a call cut off by the request time limit.
 fn request_timed_out(tool: &str, limit: Duration) -> ToolError {
     ToolError::new(
@@ -619,6 +654,23 @@ mod tests {
             assert_eq!(t.input_schema.get("type"), Some(&json!("object")), "{}", t.name);
             assert!(t.description.as_ref().is_some_and(|d| d.len() > 40), "{}", t.name);
         }
+    }
+
+    #[test]
+    fn malformed_requests_are_json_rpc_errors_that_say_why() {
+        let e = malformed_request("tools/call", Some(&json!({"arguments": {}})));
+        assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
+        assert!(e.message.contains("name"), "{}", e.message);
+        let e = malformed_request("tools/call", Some(&json!({"name": "kv_get", "arguments": "x"})));
+        assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
+        assert!(e.message.contains("malformed tools/call"), "{}", e.message);
+        let e = malformed_request("resources/frobnicate", None);
+        assert_eq!(e.code, ErrorCode::METHOD_NOT_FOUND);
+        assert_eq!(e.data.unwrap()["kind"], "malformed_request");
+        let t = request_timed_out("execute_query", Duration::from_millis(700)).into_result();
+        assert_eq!(t.is_error, Some(true));
+        assert_eq!(t.structured_content.as_ref().unwrap()["kind"], "request_timeout");
+        assert!(t.content[0].as_text().unwrap().text.contains("700 ms"));
     }
 
     #[test]
