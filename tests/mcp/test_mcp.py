@@ -334,6 +334,7 @@ class Suite:
         await self.err("unknown database", "execute_read_only_query", {"query": "SELECT 1", "database": "nope"}, "no database named", "list_databases", kind="unknown_database")
         await self.err("region database not served", "list_tables", {"database": "us-west-2"}, "region replica", kind="database_not_served")
         await self.err("describe_table of a missing table", "describe_table", {"table": "no_such_table"}, "no table", "list_tables", kind="not_found")
+        await self.err("sync_status of a missing region", "sync_status", {"region": "nowhere"}, "no region", kind="not_found")
         await self.err("read-only: DELETE", "execute_read_only_query", {"query": "DELETE FROM conversations"}, "refused", "execute_query", kind="sql_refused")
         await self.err("read-only: WITH ... DELETE", "execute_read_only_query", {"query": "WITH x AS (SELECT 1) DELETE FROM conversations WHERE id IN (SELECT * FROM x) OR 1"}, "refused", kind="sql_refused")
         await self.err("read-only: UPDATE", "execute_read_only_query", {"query": "UPDATE kv SET value = '1'"}, "refused", kind="sql_refused")
@@ -421,6 +422,109 @@ def wait_listening(port: int, proc: subprocess.Popen, secs: float = 30) -> None:
     raise RuntimeError("server did not start listening")
 
 
+def sse_messages(text: str) -> list:
+    """The JSON-RPC messages in an SSE body (`data:` lines)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("data:") and line[5:].strip():
+            try:
+                out.append(json.loads(line[5:].strip()))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def reply_to(r, rid) -> dict | None:
+    """The JSON-RPC message answering `rid` in an HTTP reply (JSON or SSE)."""
+    if r.headers.get("content-type", "").startswith("application/json"):
+        msgs = [r.json()]
+    else:
+        msgs = sse_messages(r.text)
+    return next((m for m in msgs if m.get("id") == rid), None)
+
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+RAW_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+async def raw_session_shapes(url: str):
+    """The wire shapes inside a session: a failed call is a result with isError and
+    structuredContent {kind, retryable, message}; an unknown tool and malformed requests
+    are JSON-RPC errors."""
+    hdrs = {**RAW_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    async with httpx2.AsyncClient(timeout=30) as c:
+        r = await c.post(url, json=INIT, headers=hdrs)
+        sid = r.headers.get("mcp-session-id")
+        if not check("[http raw] initialize opens a session", r.status_code == 200 and sid, (r.status_code, r.text[:300])):
+            return
+        h = {**hdrs, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"}
+        await c.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=h)
+
+        async def call(rid, params):
+            r = await c.post(url, json={"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}, headers=h)
+            return r, reply_to(r, rid)
+
+        r, m = await call(2, {"name": "execute_read_only_query", "arguments": {"query": "SELECT * FROM nowhere"}})
+        res = (m or {}).get("result", {})
+        sc = res.get("structuredContent", {})
+        check("[http raw] SQL error: result with isError, structuredContent {kind: sql_error, retryable: false, message}",
+              res.get("isError") is True and sc.get("kind") == "sql_error" and sc.get("retryable") is False
+              and "no such table" in sc.get("message", "") and res["content"][0]["text"] == sc["message"] and "error" not in (m or {}), m)
+        r, m = await call(3, {"name": "kv_get", "arguments": {"key": 5}})
+        res = (m or {}).get("result", {})
+        check("[http raw] argument failing the schema: result with isError, kind invalid_argument",
+              res.get("isError") is True and res.get("structuredContent", {}).get("kind") == "invalid_argument", m)
+        r, m = await call(4, {"name": "drop_everything", "arguments": {}})
+        err = (m or {}).get("error", {})
+        check("[http raw] unknown tool: JSON-RPC error -32602 with data.kind unknown_tool",
+              err.get("code") == -32602 and (err.get("data") or {}).get("kind") == "unknown_tool" and "result" not in (m or {}), m)
+        r, m = await call(5, {"arguments": {}})
+        err = (m or {}).get("error", {})
+        check("[http raw] malformed tools/call (no name): JSON-RPC error -32602 saying so",
+              err.get("code") == -32602 and "name" in err.get("message", ""), (r.status_code, m, r.text[:300]))
+        r, m = await call(6, {"name": "kv_get", "arguments": "not an object"})
+        err = (m or {}).get("error", {})
+        check("[http raw] malformed tools/call (arguments not an object): JSON-RPC error", err.get("code") in (-32602, -32600), (r.status_code, m, r.text[:300]))
+        r = await c.post(url, content=b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": ', headers=h)
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        check("[http raw] truncated JSON in a session: 4xx with a JSON-RPC parse error",
+              400 <= r.status_code < 500 and (body.get("error") or {}).get("code") == -32700, (r.status_code, r.text[:300]))
+        r = await c.delete(url, headers=h)
+        check("[http raw] DELETE closes the session", r.status_code in (200, 204), r.status_code)
+
+
+async def stdio_malformed(tmp: str):
+    """Malformed requests over stdio are JSON-RPC errors too (and the server keeps serving)."""
+    proc = await anyio.open_process([BIN, "mcp", "--db", os.path.join(tmp, "stdio-raw.db")], env={**os.environ, "RUST_LOG": "error"})
+    got = {}
+    try:
+        lines = [
+            INIT,
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"arguments": {}}},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "nope", "arguments": {}}},
+            {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "kv_get", "arguments": {"key": "k"}}},
+        ]
+        await proc.stdin.send(("\n".join(json.dumps(x) for x in lines) + "\n").encode())
+        buf = b""
+        with anyio.fail_after(30):
+            while not {2, 3, 4} <= set(got):
+                buf += await proc.stdout.receive()
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    m = json.loads(line)
+                    got[m.get("id")] = m
+    finally:
+        await proc.stdin.aclose()
+        with anyio.move_on_after(10):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+    check("[stdio raw] malformed tools/call (no name): JSON-RPC error -32602", got[2].get("error", {}).get("code") == -32602, got[2])
+    check("[stdio raw] unknown tool: JSON-RPC error -32602", got[3].get("error", {}).get("code") == -32602, got[3])
+    check("[stdio raw] ...and the server still answers", got[4].get("result", {}).get("structuredContent", {}).get("found") is False, got[4])
+
+
 async def raw_http_checks(url: str):
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
     hdrs = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -462,6 +566,7 @@ async def run_http(tmp: str):
                     await s.tools()
                     await s.happy()
                     await s.bad()
+        await raw_session_shapes(url)
         await raw_http_checks(url)  # and the guard still answers after all that
         check("[http] server process still running", proc.poll() is None, proc.returncode)
     finally:
@@ -480,7 +585,7 @@ async def main() -> int:
         return 1
     tmp = tempfile.mkdtemp(prefix="edgeswarm-mcp-test-")
     try:
-        for name, fn in (("stdio", run_stdio), ("http", run_http)):
+        for name, fn in (("stdio", run_stdio), ("stdio raw", stdio_malformed), ("http", run_http)):
             try:
                 with anyio.fail_after(240):
                     await fn(tmp)

@@ -7,7 +7,8 @@
 //!    `[mcp] allow_origins`; no `Origin` (SDK clients, curl) passes. Without a token the
 //!    `Host` must be a loopback name or the bound IP (DNS rebinding).
 //! 2. **Token** (401): `Authorization: Bearer <token>` when the server has one.
-//! 3. **Body** (413 over `--max-body-bytes`, 400 when not UTF-8) before rmcp sees it.
+//! 3. **Body** (413 over `--max-body-bytes`; 400 with a JSON-RPC parse error when it is
+//!    not UTF-8 JSON) before rmcp sees it.
 //! 4. **Sessions** (503, `overloaded`): a request that would open a session beyond
 //!    `--max-sessions`. Sessions idle for `--session-idle-timeout-ms` are closed by rmcp.
 //! 5. **Concurrency** (503, `overloaded`, `Retry-After: 1`): a POST beyond
@@ -283,6 +284,12 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
                 "Parse error: request body is not valid UTF-8 (invalid byte at offset {}); JSON-RPC bodies must be UTF-8 JSON",
                 e.valid_up_to()
             ),
+        );
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return parse_error(
+            StatusCode::BAD_REQUEST,
+            format!("Parse error: request body is not JSON ({e}); send one JSON-RPC message per POST"),
         );
     }
     let Ok(permit) = g.requests.clone().try_acquire_owned() else {
