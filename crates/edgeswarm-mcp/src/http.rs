@@ -207,14 +207,20 @@ fn overloaded(id: Value, msg: String) -> Response {
     r
 }
 
-/// The JSON-RPC id of a body, for error replies (null when there is none).
-fn request_id(body: &[u8]) -> Value {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        id: Value,
-    }
-    serde_json::from_slice::<Probe>(body).map(|p| p.id).unwrap_or(Value::Null)
+/// What the guard needs to know of a JSON-RPC body; rmcp parses it for real.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Probe {
+    /// The request id, echoed in error replies (null when there is none).
+    #[serde(default)]
+    id: Value,
+    /// The method: only `initialize` opens a session.
+    #[serde(default)]
+    method: Option<String>,
+}
+
+/// The id and method of a body (defaults when it is not a single JSON-RPC object).
+fn probe(body: &[u8]) -> Probe {
+    serde_json::from_slice::<Probe>(body).unwrap_or_default()
 }
 
 /// The bearer token check, or the 401 to send.
@@ -292,9 +298,10 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
             format!("Parse error: request body is not JSON ({e}); send one JSON-RPC message per POST"),
         );
     }
+    let probe = probe(&bytes);
     let Ok(permit) = g.requests.clone().try_acquire_owned() else {
         return overloaded(
-            request_id(&bytes),
+            probe.id,
             format!(
                 "server overloaded: {} requests are already in flight (--max-concurrent-requests); retry shortly",
                 g.max_concurrent_requests
@@ -302,14 +309,16 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
         );
     };
     let req = Request::from_parts(parts, Body::from(bytes.clone()));
-    // A POST without a session id opens a session (rmcp refuses anything else without one).
-    let opens_session = !req.headers().contains_key("mcp-session-id");
+    // An `initialize` without a session id opens a session. (Other requests without one are
+    // refused by rmcp, or served statelessly for protocol versions without sessions: they
+    // must not wait on the lock.)
+    let opens_session = !req.headers().contains_key("mcp-session-id") && probe.method.as_deref() == Some("initialize");
     let resp = if opens_session {
         let _opening = g.opening.lock().await;
         let open = g.sessions.sessions.read().await.len();
         if open >= g.max_sessions {
             return overloaded(
-                request_id(&bytes),
+                probe.id,
                 format!(
                     "too many sessions: {open} are open and the limit is {} (--max-sessions); close one (HTTP DELETE /mcp with its \
                      Mcp-Session-Id) or retry when an idle one expires",
@@ -481,7 +490,10 @@ mod tests {
         assert!(check_bind(&"[::1]:1".parse().unwrap(), None, false).is_ok());
         let e = check_bind(&any, None, false).unwrap_err();
         assert!(e.contains("the MCP server") && e.contains("without a token"), "{e}");
-        assert!(e.contains("--token") && e.contains("EDGESWARM_MCP_TOKEN") && e.contains("--insecure-no-auth"), "{e}");
+        assert!(
+            e.contains("--token") && e.contains("EDGESWARM_MCP_TOKEN") && e.contains("--insecure-no-auth"),
+            "{e}"
+        );
         assert!(check_bind(&"10.1.2.3:1".parse().unwrap(), None, false).is_err());
         assert!(check_bind(&any, Some(TOKEN), false).is_ok());
         let e = check_bind(&any, Some("short"), false).unwrap_err();
@@ -500,7 +512,14 @@ mod tests {
         let o = o.check().unwrap();
         assert_eq!(o.allowed_origins, vec!["https://app.example.com", "http://10.0.0.5:3000"]);
         assert!(!o.open_to_network());
-        for bad in ["*", "app.example.com", "https://app.example.com/path", "https://*.example.com", "ftp://x", "null"] {
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://*.example.com",
+            "ftp://x",
+            "null",
+        ] {
             let mut o = Options::new("127.0.0.1:1".parse().unwrap());
             o.allowed_origins = vec![bad.into()];
             let e = o.check().unwrap_err();
@@ -533,8 +552,16 @@ mod tests {
         ] {
             assert!(ok(&[("host", "127.0.0.1:8808"), ("origin", o)]), "{o}");
         }
-        for o in ["http://evil.example", "null", "https://app.example.com:8443", "http://app.example.com", "file://"] {
-            let r = a.check_origin(&MCP, &headers(&[("host", "127.0.0.1:8808"), ("origin", o)])).unwrap_err();
+        for o in [
+            "http://evil.example",
+            "null",
+            "https://app.example.com:8443",
+            "http://app.example.com",
+            "file://",
+        ] {
+            let r = a
+                .check_origin(&MCP, &headers(&[("host", "127.0.0.1:8808"), ("origin", o)]))
+                .unwrap_err();
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{o}");
             assert!(r.message.contains("--allow-origin"), "{}", r.message);
         }
@@ -560,16 +587,25 @@ mod tests {
         let h = |v: &str| headers(&[("authorization", v)]);
         assert!(check_token(TOKEN, &h(&format!("Bearer {TOKEN}"))).is_ok());
         assert!(check_token(TOKEN, &h(&format!("bearer {TOKEN} "))).is_ok());
-        assert_eq!(check_token(TOKEN, &h("Bearer nope")).unwrap_err().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            check_token(TOKEN, &h("Bearer nope")).unwrap_err().status(),
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(check_token(TOKEN, &h(TOKEN)).unwrap_err().status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(check_token(TOKEN, &HeaderMap::new()).unwrap_err().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            check_token(TOKEN, &HeaderMap::new()).unwrap_err().status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     #[test]
     fn overload_replies_are_json_rpc_errors_with_the_request_id() {
-        assert_eq!(request_id(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#), json!(7));
-        assert_eq!(request_id(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), Value::Null);
-        assert_eq!(request_id(b"{not json"), Value::Null);
+        let p = probe(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}"#);
+        assert_eq!((p.id, p.method.as_deref()), (json!(7), Some("tools/call")));
+        let p = probe(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert_eq!((p.id, p.method.as_deref()), (Value::Null, Some("notifications/initialized")));
+        assert_eq!(probe(b"{not json").id, Value::Null);
+        assert_eq!(probe(br#"[{"id":1,"method":"initialize"}]"#).method, None);
         let r = overloaded(json!("a"), "busy".into());
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");

@@ -321,7 +321,10 @@ mod tests {
 
         let d = Cli::try_parse_from(["x", "--http", "127.0.0.1:9000"]).unwrap();
         let o = d.mcp.http_options(d.mcp.http.unwrap()).unwrap();
-        assert_eq!((o.max_sessions, o.max_concurrent_requests), (DEFAULT_MAX_SESSIONS, DEFAULT_MAX_CONCURRENT_REQUESTS));
+        assert_eq!(
+            (o.max_sessions, o.max_concurrent_requests),
+            (DEFAULT_MAX_SESSIONS, DEFAULT_MAX_CONCURRENT_REQUESTS)
+        );
         assert_eq!(d.mcp.request_timeout().unwrap(), DEFAULT_REQUEST_TIMEOUT);
         assert!(o.token.is_none() && !o.open_to_network());
 
@@ -329,7 +332,10 @@ mod tests {
         let e = open.mcp.http_options(open.mcp.http.unwrap()).unwrap_err();
         assert!(e.contains("EDGESWARM_MCP_TOKEN") && e.contains("--insecure-no-auth"), "{e}");
         let blank = Cli::try_parse_from(["x", "--http", "0.0.0.0:9000", "--token", "  "]).unwrap();
-        assert!(blank.mcp.http_options(blank.mcp.http.unwrap()).is_err(), "a blank token is no token");
+        assert!(
+            blank.mcp.http_options(blank.mcp.http.unwrap()).is_err(),
+            "a blank token is no token"
+        );
         let z = Cli::try_parse_from(["x", "--request-timeout-ms", "0"]).unwrap();
         assert!(z.mcp.request_timeout().is_err());
     }
