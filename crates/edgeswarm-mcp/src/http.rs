@@ -223,22 +223,22 @@ fn probe(body: &[u8]) -> Probe {
     serde_json::from_slice::<Probe>(body).unwrap_or_default()
 }
 
-/// The bearer token check, or the 401 to send.
-fn check_token(token: &str, headers: &HeaderMap) -> Result<(), Response> {
+/// The bearer token check, or what the 401 says.
+fn check_token(token: &str, headers: &HeaderMap) -> Result<(), &'static str> {
     let Some(h) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
+        return Err(
             "missing bearer token: send the header `Authorization: Bearer <token>` with the token the server was started with (--token or EDGESWARM_MCP_TOKEN)",
-        ));
+        );
     };
     let given = h
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     match given {
-        None => Err(unauthorized("the Authorization header is not of the form `Bearer <token>`")),
-        Some(t) if !same(t.trim().as_bytes(), token.as_bytes()) => Err(unauthorized(
-            "wrong bearer token: it does not match the token the server was started with (--token or EDGESWARM_MCP_TOKEN)",
-        )),
+        None => Err("the Authorization header is not of the form `Bearer <token>`"),
+        Some(t) if !same(t.trim().as_bytes(), token.as_bytes()) => {
+            Err("wrong bearer token: it does not match the token the server was started with (--token or EDGESWARM_MCP_TOKEN)")
+        }
         Some(_) => Ok(()),
     }
 }
@@ -254,8 +254,8 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
         return r.into_response();
     }
     if let Some(token) = &g.token {
-        if let Err(r) = check_token(token, req.headers()) {
-            return r;
+        if let Err(msg) = check_token(token, req.headers()) {
+            return unauthorized(msg);
         }
     }
     if req.method() == Method::DELETE {
@@ -587,15 +587,10 @@ mod tests {
         let h = |v: &str| headers(&[("authorization", v)]);
         assert!(check_token(TOKEN, &h(&format!("Bearer {TOKEN}"))).is_ok());
         assert!(check_token(TOKEN, &h(&format!("bearer {TOKEN} "))).is_ok());
-        assert_eq!(
-            check_token(TOKEN, &h("Bearer nope")).unwrap_err().status(),
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(check_token(TOKEN, &h(TOKEN)).unwrap_err().status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            check_token(TOKEN, &HeaderMap::new()).unwrap_err().status(),
-            StatusCode::UNAUTHORIZED
-        );
+        assert!(check_token(TOKEN, &h("Bearer nope")).unwrap_err().contains("wrong bearer token"));
+        assert!(check_token(TOKEN, &h(TOKEN)).unwrap_err().contains("not of the form"));
+        assert!(check_token(TOKEN, &HeaderMap::new()).unwrap_err().contains("missing bearer token"));
+        assert_eq!(unauthorized("x").status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]
