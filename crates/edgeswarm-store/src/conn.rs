@@ -63,6 +63,15 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Datab
 /// Runs `open` with SQLite's defensive mode turned on for the connections it opens
 /// (`raw::opening_defensive`: libSQL does not expose the handle to set it afterwards).
 fn defensive<T>(open: impl FnOnce() -> T, path: &str) -> Result<T> {
+    // libSQL configures SQLite's threading mode once, before SQLite initialises, and
+    // panics if it cannot; registering our open hook initialises SQLite. So let libSQL
+    // run its one-time setup first (opening an in-memory database does).
+    static LIBSQL_READY: std::sync::Once = std::sync::Once::new();
+    LIBSQL_READY.call_once(|| {
+        if let Err(e) = run(libsql::Builder::new_local(":memory:").build()) {
+            tracing::warn!(error = %e, "libSQL set-up probe failed");
+        }
+    });
     crate::raw::opening_defensive(open).map_err(|e| StoreError::Open {
         path: path.into(),
         reason: e.message,
