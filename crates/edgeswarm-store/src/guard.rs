@@ -169,6 +169,8 @@ fn owner(name: &str) -> Owner {
         "agent_metrics" | "conversations" => Owner::AppendOnly,
         "edge_replicas" | "distributed_transactions" | "conflicts" | "performance_tests" => Owner::Seed,
         "sqlite_master" | "sqlite_schema" | "sqlite_temp_master" | "sqlite_temp_schema" | "sqlite_sequence" => Owner::Sqlite,
+        // The index SQLite makes for a UNIQUE/PRIMARY KEY constraint: its table decides.
+        _ if n.starts_with("sqlite_autoindex_") => Owner::User,
         _ if n.starts_with('_')
             || n.starts_with("sqlite_")
             || n.starts_with("knowledge_fts")
