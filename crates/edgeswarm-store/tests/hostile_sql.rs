@@ -501,3 +501,41 @@ async fn a_flood_of_huge_reads_keeps_memory_bounded() {
     typed_writes_work(&s, "flood").await;
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_user_tables_log_through_runtime_triggers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    s.execute_sql("CREATE TABLE u_rep (id INTEGER PRIMARY KEY, body TEXT, hlc INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT '')", vec![])
+        .await
+        .unwrap();
+    // What `SyncSystem::replicate_table` installs (edgeswarm-sync's trigger_ddl), in short.
+    s.transact(|ctx| {
+        ctx.execute(
+            "CREATE TRIGGER \"_sync_u_rep_ai\" AFTER INSERT ON u_rep WHEN new.hlc = 0 BEGIN \
+             UPDATE u_rep SET hlc = 7, origin = 'me' WHERE id = new.id; \
+             INSERT INTO _changes (tbl, row_id, hlc, origin) VALUES ('u_rep', new.id, 7, 'me'); END",
+            vec![],
+        )
+    })
+    .await
+    .unwrap();
+    let before = rows(&s, "SELECT count(*) FROM _changes").await[0][0].as_i64().unwrap();
+    s.execute_sql("INSERT INTO u_rep (id, body) VALUES (1, 'a')", vec![])
+        .await
+        .expect("a raw insert into a replicated user table is logged by the runtime's trigger");
+    let after = rows(&s, "SELECT count(*) FROM _changes").await[0][0].as_i64().unwrap();
+    assert_eq!(after, before + 1, "the runtime's trigger logged the row");
+    s.execute_sql("UPDATE u_rep SET body = 'b'", vec![]).await.unwrap();
+    for sql in ["UPDATE u_rep SET hlc = hlc + 1", "UPDATE u_rep SET origin = 'elsewhere'"] {
+        let e = s.execute_sql(sql, vec![]).await.expect_err(sql);
+        assert!(matches!(e, StoreError::Refused(_)) && e.to_string().contains("stamped"), "{sql}: {e}");
+    }
+    // A user trigger cannot borrow the runtime's exemption by name.
+    let e = s
+        .execute_sql("CREATE TRIGGER _sync_mine AFTER INSERT ON u_rep BEGIN DELETE FROM _changes; END", vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Refused(_)), "{e}");
+    s.shutdown().await.unwrap();
+}
