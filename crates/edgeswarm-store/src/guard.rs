@@ -432,6 +432,22 @@ pub(crate) fn foreign_keys_into_runtime(q: &QueryResult) -> Vec<(String, String)
         .collect()
 }
 
+/// Every object name in the schema.
+pub(crate) const SCHEMA_NAMES_SQL: &str = "SELECT name FROM sqlite_schema";
+
+/// Names in `after` (rows of [`SCHEMA_NAMES_SQL`]) that `before` lacked and that belong
+/// to the runtime: objects a user statement created under a runtime name.
+pub(crate) fn new_reserved_names(before: &QueryResult, after: &QueryResult) -> Vec<String> {
+    let old: std::collections::HashSet<&str> = before.rows.iter().filter_map(|r| r.first()?.as_str()).collect();
+    after
+        .rows
+        .iter()
+        .filter_map(|r| r.first()?.as_str())
+        .filter(|n| !old.contains(n) && reserved(Some(n)))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Every foreign key of every table: (table, referenced table).
 pub(crate) const FOREIGN_KEYS_SQL: &str =
     "SELECT m.name, f.\"table\" FROM sqlite_schema m, pragma_foreign_key_list(m.name) f WHERE m.type = 'table'";

@@ -265,6 +265,12 @@ async fn found_cases_are_refused_and_change_nothing() {
         "SELECT 1; DELETE FROM _changes",
         "CREATE TABLE u_fk (ns TEXT, k TEXT, FOREIGN KEY (ns, k) REFERENCES kv (namespace, key))",
         "CREATE TABLE u_fk2 (id TEXT REFERENCES knowledge (id) ON DELETE RESTRICT)",
+        "ALTER TABLE u_items ADD COLUMN k TEXT REFERENCES kv (key)",
+        "ALTER TABLE u_items RENAME TO search_vec_1",
+        "ALTER TABLE u_items RENAME TO _mine",
+        "SELECT * FROM pragma_journal_mode('OFF')",
+        "SELECT * FROM pragma_foreign_keys(0)",
+        "SELECT * FROM pragma_writable_schema(1)",
     ];
     for sql in cases {
         refuse(&s, sql, None).await;
@@ -302,6 +308,10 @@ async fn writes_inside_user_triggers_are_checked_like_top_level_writes() {
         (
             "CREATE TRIGGER u_m AFTER UPDATE ON u_items BEGIN UPDATE agent_metrics SET hlc = 4611686018427387904; END",
             "UPDATE u_items SET body = 'z'",
+        ),
+        (
+            "CREATE TRIGGER u_le AFTER DELETE ON notes BEGIN SELECT load_extension('x'); END",
+            "DELETE FROM notes",
         ),
         (
             "CREATE TRIGGER u_nested AFTER DELETE ON u_items BEGIN INSERT INTO notes (body) VALUES ('chain'); END",

@@ -123,6 +123,7 @@ impl<'a> TxCtx<'a> {
         let before = self.append_only_max_rowids()?;
         let rules = Rules::from_triggers(&self.conn.query(Rules::TRIGGERS_SQL, vec![])?);
         let schema_before = self.schema_version()?;
+        let names_before = self.conn.query(guard::SCHEMA_NAMES_SQL, vec![])?;
         let mut res = {
             let guard = WriterAuthorizer::install(&self.conn.conn, rules)?;
             let r = self.conn.query_once_capped(sql, conn::params(params), max_bytes);
@@ -136,6 +137,14 @@ impl<'a> TxCtx<'a> {
             if let Some((from, to)) = fks.first() {
                 return Err(StoreError::Refused(format!(
                     "`{from}` would reference `{to}` with a foreign key; the runtime's tables cannot be referenced (their own writes would start failing)"
+                )));
+            }
+            // e.g. `ALTER TABLE mine RENAME TO search_vec_1` (the authorizer sees only
+            // the old name of a rename).
+            let names_after = self.conn.query(guard::SCHEMA_NAMES_SQL, vec![])?;
+            if let Some(name) = guard::new_reserved_names(&names_before, &names_after).first() {
+                return Err(StoreError::Refused(format!(
+                    "`{name}` is a name managed by edgeswarm; a table, index, view or trigger of yours cannot take it"
                 )));
             }
         }
