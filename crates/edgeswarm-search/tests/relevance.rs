@@ -392,13 +392,21 @@ async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
     assert!(check.is_err(), "a write through read_sql is refused");
     assert!(
         store
-            .execute_sql("INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)", vec![])
+            .execute_sql(
+                "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)",
+                vec![]
+            )
             .await
             .is_err(),
         "FTS commands through raw SQL are refused"
     );
     store
-        .transact(|ctx| ctx.execute("INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)", vec![]))
+        .transact(|ctx| {
+            ctx.execute(
+                "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)",
+                vec![],
+            )
+        })
         .await
         .expect("the FTS index is consistent with its content table");
 }

@@ -188,7 +188,9 @@ fn collect_capped(stmt: &libsql::Statement, params: Vec<libsql::Value>, max_byte
                 row.push(v);
             }
             if bytes > max_bytes {
-                return Ok(Err(StoreError::ResultTooLarge { limit_bytes: max_bytes as u64 }));
+                return Ok(Err(StoreError::ResultTooLarge {
+                    limit_bytes: max_bytes as u64,
+                }));
             }
             out.push(row);
         }

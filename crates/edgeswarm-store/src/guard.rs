@@ -342,14 +342,15 @@ impl<'c> WriterAuthorizer<'c> {
     pub(crate) fn install(conn: &'c libsql::Connection, rules: Rules) -> Result<Self> {
         let denied: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
         let d = denied.clone();
-        let hook: libsql::AuthHook = std::sync::Arc::new(move |c: &libsql::AuthContext<'_>| match check(Mode::Write, &rules, &request(c)) {
-            Ok(()) => libsql::Authorization::Allow,
-            Err(why) => {
-                let mut g = d.lock().unwrap_or_else(|p| p.into_inner());
-                g.get_or_insert(why);
-                libsql::Authorization::Deny
-            }
-        });
+        let hook: libsql::AuthHook =
+            std::sync::Arc::new(move |c: &libsql::AuthContext<'_>| match check(Mode::Write, &rules, &request(c)) {
+                Ok(()) => libsql::Authorization::Allow,
+                Err(why) => {
+                    let mut g = d.lock().unwrap_or_else(|p| p.into_inner());
+                    g.get_or_insert(why);
+                    libsql::Authorization::Deny
+                }
+            });
         conn.authorizer(Some(hook))
             .map_err(|e| StoreError::Internal(format!("cannot install the SQL guard on the writer: {e}")))?;
         Ok(WriterAuthorizer { conn, denied })

@@ -70,7 +70,10 @@ async fn assert_intact(s: &Store, before: &Internal, case: &str, may_append: boo
     assert_eq!(after.meta, before.meta, "{case}: _meta changed");
     assert_eq!(after.schema, before.schema, "{case}: the runtime's schema changed");
     assert_eq!(after.kv, before.kv, "{case}: kv changed");
-    assert!(after.changes.starts_with(&before.changes), "{case}: change-log entries were removed or edited");
+    assert!(
+        after.changes.starts_with(&before.changes),
+        "{case}: change-log entries were removed or edited"
+    );
     if !may_append {
         assert_eq!(after.changes.len(), before.changes.len(), "{case}: change log grew");
         assert_eq!(after.appended, before.appended, "{case}: append-only rows changed");
@@ -102,7 +105,9 @@ async fn typed_writes_work(s: &Store, case: &str) {
         s.kv_set("hostile", "probe", serde_json::json!(case), None)
             .await
             .unwrap_or_else(|e| panic!("{case}: kv_set broke: {e}"));
-        s.read_sql("SELECT 1", vec![]).await.unwrap_or_else(|e| panic!("{case}: reads broke: {e}"));
+        s.read_sql("SELECT 1", vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{case}: reads broke: {e}"));
     })
     .await
     .unwrap_or_else(|_| panic!("{case}: typed writes did not finish within the time limit"));
@@ -384,7 +389,10 @@ async fn allowed_raw_writes_are_stamped_and_logged() {
 async fn defensive_mode_is_on_for_the_writer_and_the_readers() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
-    assert!(s.read(|r| Ok(r.guard.is_defensive())).await.unwrap(), "the read pool's guard connection");
+    assert!(
+        s.read(|r| Ok(r.guard.is_defensive())).await.unwrap(),
+        "the read pool's guard connection"
+    );
     // Even the writer's trusted path cannot write a shadow table directly: that is
     // defensive mode, not the guard (which does not run on this path).
     let e = s
@@ -450,7 +458,10 @@ async fn huge_results_stop_promptly_with_a_typed_error() {
     assert_eq!(rows(&s, "SELECT count(*) FROM u_items").await[0][0], SqlValue::Integer(0));
     // Recursive CTE bombs run into the time limit instead.
     let e = s
-        .read_sql("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c", vec![])
+        .read_sql(
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c",
+            vec![],
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Timeout { .. }), "{e:?}");
@@ -471,7 +482,13 @@ async fn huge_results_stop_promptly_with_a_typed_error() {
 /// Resident set size of this process, in bytes (Linux).
 fn rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
@@ -516,9 +533,12 @@ async fn a_flood_of_huge_reads_keeps_memory_bounded() {
 async fn replicated_user_tables_log_through_runtime_triggers_only() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir).await;
-    s.execute_sql("CREATE TABLE u_rep (id INTEGER PRIMARY KEY, body TEXT, hlc INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT '')", vec![])
-        .await
-        .unwrap();
+    s.execute_sql(
+        "CREATE TABLE u_rep (id INTEGER PRIMARY KEY, body TEXT, hlc INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT '')",
+        vec![],
+    )
+    .await
+    .unwrap();
     // What `SyncSystem::replicate_table` installs (edgeswarm-sync's trigger_ddl), in short.
     s.transact(|ctx| {
         ctx.execute(
@@ -539,11 +559,17 @@ async fn replicated_user_tables_log_through_runtime_triggers_only() {
     s.execute_sql("UPDATE u_rep SET body = 'b'", vec![]).await.unwrap();
     for sql in ["UPDATE u_rep SET hlc = hlc + 1", "UPDATE u_rep SET origin = 'elsewhere'"] {
         let e = s.execute_sql(sql, vec![]).await.expect_err(sql);
-        assert!(matches!(e, StoreError::Refused(_)) && e.to_string().contains("stamped"), "{sql}: {e}");
+        assert!(
+            matches!(e, StoreError::Refused(_)) && e.to_string().contains("stamped"),
+            "{sql}: {e}"
+        );
     }
     // A user trigger cannot borrow the runtime's exemption by name.
     let e = s
-        .execute_sql("CREATE TRIGGER _sync_mine AFTER INSERT ON u_rep BEGIN DELETE FROM _changes; END", vec![])
+        .execute_sql(
+            "CREATE TRIGGER _sync_mine AFTER INSERT ON u_rep BEGIN DELETE FROM _changes; END",
+            vec![],
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Refused(_)), "{e}");

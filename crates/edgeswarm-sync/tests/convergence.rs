@@ -87,7 +87,12 @@ async fn run(seed: u64) {
             // the sync triggers stamp and log it.
             let text = format!("edited at {step} by {ni}");
             n.store
-                .transact(move |ctx| ctx.execute("UPDATE knowledge SET content = ?1 WHERE id = ?2", vec![SqlValue::Text(text), id.into()]))
+                .transact(move |ctx| {
+                    ctx.execute(
+                        "UPDATE knowledge SET content = ?1 WHERE id = ?2",
+                        vec![SqlValue::Text(text), id.into()],
+                    )
+                })
                 .await
                 .unwrap();
         } else if p < 0.74 && !knowledge_ids.is_empty() {
