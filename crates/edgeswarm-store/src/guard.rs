@@ -651,3 +651,72 @@ impl GuardConn {
 
 /// `SQLITE_TOOBIG`: a string or blob passed the length limit.
 const SQLITE_TOOBIG: i32 = 18;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(action: i32, arg1: Option<&'a str>, arg2: Option<&'a str>, trigger: Option<&'a str>) -> AuthRequest<'a> {
+        AuthRequest {
+            action,
+            arg1,
+            arg2,
+            database: Some("main"),
+            trigger,
+        }
+    }
+
+    #[test]
+    fn names_are_owned_case_insensitively() {
+        assert_eq!(owner("KV"), Owner::Kv);
+        assert_eq!(owner("Knowledge_FTS_data"), Owner::Internal);
+        assert_eq!(owner("_Changes"), Owner::Internal);
+        assert_eq!(owner("sqlite_autoindex_notes_1"), Owner::User);
+        assert_eq!(owner("sqlite_stat1"), Owner::Internal);
+        assert_eq!(owner("notes"), Owner::User);
+    }
+
+    #[test]
+    fn trigger_bodies_are_checked_unless_the_runtime_owns_the_trigger() {
+        let rules = Rules::default();
+        let del = |t| check(Mode::Write, &rules, &req(action::DELETE, Some("_changes"), None, t));
+        assert!(del(None).is_err());
+        assert!(del(Some("user_trigger")).is_err());
+        assert!(del(Some("_sync_notes_ai")).is_ok());
+        // TEMP objects and global bans hold even inside the runtime's triggers.
+        let attach = check(
+            Mode::Write,
+            &rules,
+            &req(action::ATTACH, Some("x.db"), None, Some("_sync_notes_ai")),
+        );
+        assert!(attach.is_err());
+    }
+
+    #[test]
+    fn replicated_tables_keep_their_stamps() {
+        let q = QueryResult {
+            rows: vec![vec![SqlValue::Text("_sync_notes_ai".into()), SqlValue::Text("Notes".into())]],
+            ..Default::default()
+        };
+        let rules = Rules::from_triggers(&q);
+        let upd = |c| check(Mode::Write, &rules, &req(action::UPDATE, Some("notes"), Some(c), None));
+        assert!(upd("hlc").is_err());
+        assert!(upd("ORIGIN").is_err());
+        assert!(upd("body").is_ok());
+        assert!(check(
+            Mode::Write,
+            &Rules::default(),
+            &req(action::UPDATE, Some("notes"), Some("hlc"), None)
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn value_limit_splits_the_cap_across_columns() {
+        let cap = 16 << 20;
+        assert_eq!(value_limit(cap, 1), cap as i32);
+        assert_eq!(value_limit(cap, 4), (cap / 4) as i32);
+        assert_eq!(value_limit(cap, 1000), 1 << 20, "floor of 1 MiB");
+        assert_eq!(value_limit(100, 0), 100, "a cap under the floor wins");
+    }
+}

@@ -876,6 +876,22 @@ mod tests {
     }
 
     #[test]
+    fn defensive_mode_blocks_shadow_table_writes() {
+        let c = memory();
+        c.exec("CREATE VIRTUAL TABLE f USING fts5(x)").unwrap();
+        assert!(!c.is_defensive());
+        c.set_defensive().unwrap();
+        assert!(c.is_defensive());
+        let e = c.exec("DELETE FROM f_data").unwrap_err();
+        assert!(e.message.contains("may not be modified"), "{e}");
+        c.exec("INSERT INTO f(x) VALUES ('the table itself still works')").unwrap();
+        let old = c.set_limit(limit::LENGTH, 1000);
+        assert!(old > 1000);
+        let e = c.exec("SELECT randomblob(2000)").unwrap_err();
+        assert_eq!(e.primary_code(), ffi::SQLITE_TOOBIG);
+    }
+
+    #[test]
     fn fts5_tokenizer() {
         let mut c = memory();
         assert!(c.tokenize("x", TokenizeMode::Query).is_err());
