@@ -68,6 +68,7 @@ if [ -f tests/mcp/test_mcp.py ]; then
   cargo build --locked -p edgeswarm-cli 2>&1
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_mcp.py
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_http_security.py
+  EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_hostile.py
 fi
 
 # The peer side by side (`bench mcp --peer`), a smoke at small sizes: both servers must
