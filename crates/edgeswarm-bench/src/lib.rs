@@ -7,6 +7,8 @@
 //! - [`sync`]: push throughput (local file and Hrana over HTTP to `tursodb`), full sync
 //!   of 500 records, replication lag under steady load.
 //! - [`mcp`]: tool calls per second over stdio against the `edgeswarm mcp` binary.
+//! - [`peer`]: the same client driving edgeswarm and mcp-memory-libsql (npm) side by
+//!   side on a narrow-vocabulary and a Zipf corpus (`bench mcp --peer`).
 //! - [`dashboard`]: what the live dashboard costs ingest, with 0 and 10 pages open.
 //! - [`quality`]: retrieval quality on a LoCoMo-format file (recall@10, hit@10, MRR per mode).
 //! - [`sim`]: the swarm simulation behind `edgeswarm demo` and `examples/swarm_sim.rs`.
@@ -19,6 +21,7 @@
 pub mod dashboard;
 pub mod error;
 pub mod mcp;
+pub mod peer;
 pub mod quality;
 pub mod remote;
 pub mod search;

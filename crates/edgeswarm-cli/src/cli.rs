@@ -198,6 +198,16 @@ pub struct BenchArgs {
     /// `quality`: use only the first N conversations (quick runs).
     #[arg(long, value_name = "N")]
     pub limit_conversations: Option<usize>,
+    /// `mcp`: run edgeswarm beside the peer mcp-memory-libsql 0.0.17 (installed with npm
+    /// on first use, or `EDGESWARM_PEER_JS`), same client, same corpora and queries.
+    #[arg(long)]
+    pub peer: bool,
+    /// `mcp --peer`: corpus sizes; adds are timed up to the first.
+    #[arg(long, value_delimiter = ',', default_value = "5000,50000", value_name = "N,N")]
+    pub peer_docs: Vec<usize>,
+    /// `mcp --peer`: timed searches per corpus size.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub peer_queries: usize,
 }
 
 #[derive(Debug, Args)]

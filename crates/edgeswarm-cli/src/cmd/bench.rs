@@ -104,9 +104,35 @@ async fn run_quality(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `bench mcp --peer`: one JSON line per corpus (see `edgeswarm_bench::peer`).
+async fn run_peer(a: &BenchArgs) -> Result<()> {
+    let opts = edgeswarm_bench::peer::PeerOpts {
+        docs: a.peer_docs.clone(),
+        queries: a.peer_queries,
+        ..Default::default()
+    };
+    let lines = edgeswarm_bench::peer::bench(opts)
+        .await
+        .map_err(|e| bench_error(BenchKind::Mcp, e))?;
+    for v in lines {
+        if a.json {
+            println!("{v}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(a: BenchArgs) -> Result<()> {
     if a.which == BenchKind::Quality {
         return run_quality(&a).await;
+    }
+    if a.peer {
+        if a.which != BenchKind::Mcp {
+            return Err(CliError::Invalid("--peer goes with `bench mcp`".into()));
+        }
+        return run_peer(&a).await;
     }
     if a.which != BenchKind::All {
         let v = run_one(a.which, a.scale).await?;
