@@ -143,12 +143,17 @@ async fn run(seed: u64) {
         check(n.store.read_sql(all_ids_sql, vec![]).await.unwrap(), "home");
     }
     for r in &names {
-        let q = nodes[0].sync.read_sql_at(r, all_ids_sql, vec![]).await;
-        let q = match q {
-            Ok(q) => q,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                nodes[0].sync.read_sql_at(r, all_ids_sql, vec![]).await.unwrap()
+        // A region read can fail for a moment on a loaded machine (its file busy with
+        // an apply); retry for up to 5 s, then fail with the last error.
+        let t0 = std::time::Instant::now();
+        let q = loop {
+            match nodes[0].sync.read_sql_at(r, all_ids_sql, vec![]).await {
+                Ok(q) => break q,
+                Err(e) if t0.elapsed() < Duration::from_secs(5) => {
+                    eprintln!("read at {r} failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("read at {r}: {e}"),
             }
         };
         check(q, r);
