@@ -280,6 +280,7 @@ async fn spawn_region(
         wake_pending: AtomicBool::new(false),
         lags: Mutex::new(Default::default()),
         retired: AtomicBool::new(false),
+        epoch: tokio::sync::Mutex::new(None),
     });
     let ctx = Arc::new(RegionCtx {
         name: r.name.clone(),
@@ -328,6 +329,8 @@ async fn install_triggers(store: &Store, reg: &Registry) -> Result<()> {
                 "CREATE INDEX IF NOT EXISTS conflicts_by_loser ON conflicts(tbl, row_id, loser_hlc, loser_origin)",
                 vec![],
             )?;
+            ctx.execute(crate::park::PARKED_DDL, vec![])?;
+            ctx.execute(crate::actor::REGIONS_DDL, vec![])?;
             Ok(())
         })
         .await?;
@@ -417,6 +420,7 @@ impl SyncHandle {
         self.inner
             .store
             .transact(move |ctx| {
+                ctx.execute("DELETE FROM _sync_regions WHERE region = ?1", vec![name.clone().into()])?;
                 ctx.execute("DELETE FROM _sync_cursors WHERE region = ?1", vec![name.into()])?;
                 Ok(())
             })
@@ -476,6 +480,7 @@ impl SyncHandle {
             .store
             .transact(move |ctx| {
                 ctx.execute("DELETE FROM _sync_cursors WHERE region = ?1", vec![n.clone().into()])?;
+                ctx.execute("DELETE FROM _sync_regions WHERE region = ?1", vec![n.clone().into()])?;
                 ctx.execute("DELETE FROM edge_replicas WHERE region = ?1", vec![n.into()])?;
                 Ok(())
             })
@@ -639,6 +644,23 @@ impl SyncHandle {
         }
     }
 
+    /// Retries every parked version of `region` (all regions when `None`) now,
+    /// regardless of backoff; returns how many applied (or were superseded) and left
+    /// `_sync_parked`. Pulls also retry due parked versions on their own (see
+    /// [`crate::park`]).
+    pub async fn retry_parked(&self, region: Option<&str>) -> Result<usize> {
+        let regions: Vec<Arc<RegionRuntime>> = match region {
+            Some(r) => vec![self.region(r)?],
+            None => self.inner.regions().iter().cloned().collect(),
+        };
+        let mut n = 0;
+        for r in regions {
+            n += crate::actor::retry_parked(&r.ctx, true).await?;
+            crate::actor::refresh_parked(&r.ctx).await;
+        }
+        Ok(n)
+    }
+
     /// Cuts a simulated (`file:`) region off (`true`) or heals it (`false`).
     pub fn partition(&self, region: &str, partitioned: bool) -> Result<()> {
         let r = self.region(region)?;
@@ -686,6 +708,16 @@ impl SyncHandle {
             .ok_or_else(|| bad("no such table; create it first"))?;
         if spec.pk.is_empty() {
             return Err(bad("it has no PRIMARY KEY; replication needs one to identify rows"));
+        }
+        if let Some((c, ty)) = spec
+            .columns
+            .iter()
+            .zip(spec.types.iter())
+            .find(|(_, t)| !crate::row::valid_column_type(t))
+        {
+            return Err(bad(&format!(
+                "column `{c}` has declared type `{ty}`, which region DDL does not accept (type names are words with an optional (n) or (n, m)); declare a plain type such as TEXT, INTEGER, REAL, BLOB or NUMERIC"
+            )));
         }
         let t = quote(name);
         let has_hlc = spec.col("hlc").is_some();

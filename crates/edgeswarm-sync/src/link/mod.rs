@@ -356,6 +356,12 @@ pub struct PullPage {
     pub last: i64,
     /// More of the log lies past the page (pull again at once).
     pub full: bool,
+    /// The region log's last position as read (may be below the cursor asked from:
+    /// the region was wiped or restored from an older copy).
+    pub end: i64,
+    /// The region's identity (`_region_meta.epoch`), read in the same transaction;
+    /// `None` when the region has none (its tables are gone).
+    pub epoch: Option<String>,
 }
 
 impl PullPage {
@@ -366,6 +372,8 @@ impl PullPage {
             entries,
             last: end.min(page_end).max(after),
             full: end > page_end,
+            end,
+            epoch: None,
         }
     }
 }
