@@ -133,15 +133,20 @@ pub struct RegionShared {
     /// ([`crate::SyncHandle::remove_region`]): the actor may still drain pushes, but
     /// it no longer offers itself to the router or writes `edge_replicas`.
     pub retired: AtomicBool,
-    /// The region's identity as home last recorded it (`_sync_regions`): `None` until
-    /// loaded, then `Some(None)` if home never saw one. Async lock: the pull task holds
-    /// it across the home read.
-    pub epoch: tokio::sync::Mutex<Option<Option<String>>>,
+    /// The region's identity as home last recorded it (`_sync_regions`) and the
+    /// highest region log position seen: `None` until loaded, then the epoch (`None`
+    /// if home never saw one) and the position. Async lock: the pull task holds it
+    /// across the home read.
+    pub epoch: tokio::sync::Mutex<Option<(Option<String>, i64)>>,
+    /// The highest region log position seen (copy of the one under `epoch`, for the
+    /// status write to persist without taking the async lock).
+    pub seen_end: AtomicI64,
 }
 
-/// Home's record of each region's identity (sync-owned).
-pub const REGIONS_DDL: &str =
-    "CREATE TABLE IF NOT EXISTS _sync_regions (region TEXT PRIMARY KEY, epoch TEXT NOT NULL, seen_at INTEGER NOT NULL)";
+/// Home's record of each region's identity and of the highest position of its log
+/// seen (sync-owned): a log that ends below it was restored from an older copy.
+pub const REGIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS _sync_regions (region TEXT PRIMARY KEY, epoch TEXT, \
+    seen_end INTEGER NOT NULL DEFAULT 0, seen_at INTEGER NOT NULL)";
 
 /// A fixed ring of recent lag samples.
 #[derive(Debug, Default)]
@@ -682,6 +687,10 @@ impl SyncActor {
                         ],
                     )?;
                     record_cursor(ctx, &shared, &region, acked, pull, now_millis())?;
+                    ctx.execute(
+                        "UPDATE _sync_regions SET seen_end = MAX(seen_end, ?2) WHERE region = ?1",
+                        vec![region.clone().into(), shared.seen_end.load(Ordering::SeqCst).into()],
+                    )?;
                     Ok(())
                 })
                 .await;
@@ -947,39 +956,54 @@ async fn check_identity(c: &Arc<RegionCtx>, after: i64, page: &crate::link::Pull
         let k = c
             .store
             .read(move |r| {
-                let q = r.query("SELECT epoch FROM _sync_regions WHERE region = ?1", vec![region.into()])?;
-                Ok(q.rows.first().and_then(|r| r[0].as_str().map(str::to_string)))
+                let q = r.query("SELECT epoch, seen_end FROM _sync_regions WHERE region = ?1", vec![region.into()])?;
+                Ok(q.rows
+                    .first()
+                    .map(|r| (r[0].as_str().map(str::to_string), r[1].as_i64().unwrap_or(0)))
+                    .unwrap_or((None, 0)))
             })
             .await
             .map_err(tx_err)?;
         *known = Some(k);
     }
-    let k = known.clone().flatten();
+    let (k, seen) = known.clone().unwrap_or((None, 0));
+    let seen = seen.max(after);
     let reason = match (&k, &page.epoch) {
         (Some(k), Some(e)) if k != e => Some(format!("its identity changed from {k} to {e}")),
         (Some(_), None) => Some("its identity and tables are gone".to_string()),
-        _ if page.end < after => Some(format!("its log ends at {} below this node's pull cursor {after}", page.end)),
+        _ if page.end < seen => Some(format!(
+            "its log ends at {} below position {seen} seen before (restored from an older copy?)",
+            page.end
+        )),
         _ => None,
     };
-    if page.epoch != k {
-        let (region, e) = (c.name.clone(), page.epoch.clone());
+    let new_seen = if reason.is_some() { page.end } else { seen.max(page.end) };
+    let mut epoch = page.epoch.clone();
+    if reason.is_some() && epoch.is_some() && epoch == k {
+        // Restored (same identity, shorter log): give the region a new identity first,
+        // so every other node re-seeds it too.
+        let e = edgeswarm_core::new_id();
+        c.link.set_epoch(&e).await?;
+        epoch = Some(e);
+    }
+    let persist = epoch != k || reason.is_some();
+    *known = Some((epoch.clone(), new_seen));
+    c.shared.seen_end.store(new_seen, Ordering::SeqCst);
+    if persist {
+        let (region, e) = (c.name.clone(), epoch.clone());
         c.store
             .transact(move |ctx| {
-                match e {
-                    Some(e) => ctx.execute(
-                        "INSERT INTO _sync_regions (region, epoch, seen_at) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT(region) DO UPDATE SET epoch = excluded.epoch, seen_at = excluded.seen_at",
-                        vec![region.into(), e.into(), now_millis().into()],
-                    )?,
-                    None => ctx.execute("DELETE FROM _sync_regions WHERE region = ?1", vec![region.into()])?,
-                };
+                ctx.execute(
+                    "INSERT INTO _sync_regions (region, epoch, seen_end, seen_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(region) DO UPDATE SET epoch = excluded.epoch, seen_end = excluded.seen_end, seen_at = excluded.seen_at",
+                    vec![region.into(), e.into(), new_seen.into(), now_millis().into()],
+                )?;
                 Ok(())
             })
             .await
             .map_err(tx_err)?;
-        *known = Some(page.epoch.clone());
     }
-    c.shared.status.lock().unwrap_or_else(|p| p.into_inner()).epoch = page.epoch.clone();
+    c.shared.status.lock().unwrap_or_else(|p| p.into_inner()).epoch = epoch;
     Ok(reason)
 }
 

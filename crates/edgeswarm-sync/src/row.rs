@@ -367,6 +367,13 @@ pub const REGION_META_DDL: &str = "CREATE TABLE IF NOT EXISTS _region_meta (key 
 /// Writes the region's epoch (`?1`, a fresh id) unless it has one.
 pub const REGION_EPOCH_INIT: &str = "INSERT INTO _region_meta (key, value) VALUES ('epoch', ?1) ON CONFLICT(key) DO NOTHING";
 
+/// Gives the region a new epoch (`?1`): a node that found the region restored from
+/// an older copy does this before re-seeding it, so every other node sees a new
+/// identity and re-seeds too (its own log-end check may come too late: the first
+/// re-seed refills the log).
+pub const REGION_EPOCH_SET: &str = "INSERT INTO _region_meta (key, value) VALUES ('epoch', ?1) \
+    ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
 /// Reads the region's epoch.
 pub const REGION_EPOCH_READ: &str = "SELECT value FROM _region_meta WHERE key = 'epoch'";
 

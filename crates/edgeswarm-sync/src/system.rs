@@ -160,7 +160,8 @@ pub fn open_link(r: &RegionConfig, cfg: &SyncConfig, link_capacity: usize) -> Re
             r.ca_file.as_deref(),
             cfg.request_timeout,
             cfg.http_attempts,
-        )?;
+        )?
+        .with_max_reply_bytes(cfg.max_reply_bytes);
         Ok((Arc::new(l), None))
     }
 }
@@ -281,6 +282,7 @@ async fn spawn_region(
         lags: Mutex::new(Default::default()),
         retired: AtomicBool::new(false),
         epoch: tokio::sync::Mutex::new(None),
+        seen_end: AtomicI64::new(0),
     });
     let ctx = Arc::new(RegionCtx {
         name: r.name.clone(),

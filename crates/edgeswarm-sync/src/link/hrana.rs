@@ -20,7 +20,7 @@ use super::tls::{classify, client_config, plain_http_tls, redact_url, request_ur
 use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RowLookup};
 use crate::error::{Result, SyncError};
 use crate::row::{
-    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_LOG_DDL, REGION_LOG_END,
+    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL, REGION_LOG_END,
     REGION_LOG_PULL, REGION_META_DDL,
 };
 use async_trait::async_trait;
@@ -62,6 +62,9 @@ pub struct HranaLink {
     /// does not say.
     /// Asked once per link, before the first DDL (see `discover_version`).
     server_version: tokio::sync::OnceCell<Option<String>>,
+    /// Largest reply body read, in bytes (`SyncConfig::max_reply_bytes`): a bigger one
+    /// fails with [`SyncError::ReplyTooLarge`] without being read whole.
+    max_reply_bytes: usize,
 }
 
 impl std::fmt::Debug for HranaLink {
@@ -191,7 +194,47 @@ impl HranaLink {
             ensured: Mutex::new(HashSet::new()),
             tls,
             server_version: tokio::sync::OnceCell::new(),
+            max_reply_bytes: crate::config::SyncConfig::default().max_reply_bytes,
         })
+    }
+
+    /// The same link with another reply cap (bytes).
+    pub fn with_max_reply_bytes(mut self, n: usize) -> Self {
+        self.max_reply_bytes = n.max(1);
+        self
+    }
+
+    /// Reads a reply body, at most `max_reply_bytes` of it: refused at once when its
+    /// Content-Length says it is bigger, else streamed chunk by chunk and abandoned
+    /// (the connection is dropped) as soon as it passes the cap.
+    async fn read_capped(&self, mut resp: reqwest::Response) -> Result<bytes::Bytes> {
+        let cap = self.max_reply_bytes;
+        let too_large = || SyncError::ReplyTooLarge {
+            region: self.region.clone(),
+            limit_bytes: cap,
+        };
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_large());
+        }
+        let mut buf = bytes::BytesMut::with_capacity(resp.content_length().map_or(8192, |n| n as usize));
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if buf.len() + c.len() > cap {
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&c);
+                }
+                Ok(None) => return Ok(buf.freeze()),
+                Err(e) => {
+                    return Err(SyncError::Unreachable {
+                        region: self.region.clone(),
+                        url: self.url.clone(),
+                        reason: format!("reading the reply: {}", causes(&e.without_url())),
+                    })
+                }
+            }
+        }
     }
 
     /// Maps a failed send to a typed error: a TLS failure says what failed and the
@@ -221,11 +264,7 @@ impl HranaLink {
         }
         let resp = req.send().await.map_err(|e| self.send_error(e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| SyncError::Unreachable {
-            region: self.region.clone(),
-            url: self.url.clone(),
-            reason: format!("reading the reply: {}", causes(&e.without_url())),
-        })?;
+        let bytes = self.read_capped(resp).await?;
         if status == 401 || status == 403 {
             return Err(SyncError::Unauthorized {
                 region: self.region.clone(),
@@ -558,5 +597,9 @@ impl RegionLink for HranaLink {
 
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
         self.execute(stmt(sql, params, true)).await
+    }
+
+    async fn set_epoch(&self, epoch: &str) -> Result<()> {
+        self.execute(stmt(REGION_EPOCH_SET, vec![epoch.into()], false)).await.map(|_| ())
     }
 }

@@ -10,7 +10,7 @@ use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RegionStmt};
 use crate::config::LinkProfile;
 use crate::error::{Result, SyncError};
 use crate::row::{
-    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_LOG_DDL, REGION_LOG_END,
+    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL, REGION_LOG_END,
     REGION_LOG_PULL, REGION_META_DDL,
 };
 use async_trait::async_trait;
@@ -415,6 +415,17 @@ impl RegionLink for LocalLink {
     async fn ping(&self) -> Result<()> {
         self.travel(0).await?;
         self.call(|db| db.get().map(|_| ())).await?;
+        self.travel(0).await
+    }
+
+    async fn set_epoch(&self, epoch: &str) -> Result<()> {
+        self.travel(0).await?;
+        let e = epoch.to_string();
+        self.call(move |db| {
+            let r = db.get()?.execute(REGION_EPOCH_SET, conn::params(vec![e.into()]));
+            r.map(|_| ()).map_err(|err| db.sql_err(err))
+        })
+        .await?;
         self.travel(0).await
     }
 

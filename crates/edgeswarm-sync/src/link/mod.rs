@@ -460,6 +460,8 @@ pub trait RegionLink: Send + Sync + 'static {
     async fn pull(&self, after: i64, me: &str, limit: usize, reg: &Arc<Registry>) -> Result<PullPage>;
     /// A cheap round trip (health probe).
     async fn ping(&self) -> Result<()>;
+    /// Gives the region a new identity (see [`crate::row::REGION_EPOCH_SET`]).
+    async fn set_epoch(&self, epoch: &str) -> Result<()>;
     /// Runs one read-only statement on the region.
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult>;
 }
