@@ -14,6 +14,7 @@
 //! [`actor`] for ordering and delivery, [`row`] for LWW, [`router`] for health.
 
 pub mod actor;
+pub mod compact;
 pub mod config;
 pub mod error;
 pub mod home;

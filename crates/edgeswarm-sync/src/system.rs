@@ -52,6 +52,8 @@ struct Inner {
     /// Router tie-break order of the next added region.
     next_order: std::sync::atomic::AtomicUsize,
     forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The compaction timer task (see [`crate::compact`]), aborted at shutdown.
+    compactor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -251,12 +253,45 @@ impl SyncSystem {
             regions: std::sync::RwLock::new(Arc::new(rts)),
             topology: tokio::sync::Mutex::new(()),
             forwarder: Mutex::new(None),
+            compactor: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
         let fwd = tokio::spawn(forward_commits(Arc::downgrade(&inner), store));
         *inner.forwarder.lock().unwrap_or_else(|p| p.into_inner()) = Some(fwd);
+        if !inner.cfg.compact_interval.is_zero() {
+            let every = inner.cfg.compact_interval;
+            let weak = Arc::downgrade(&inner);
+            let task = tokio::spawn(async move {
+                let mut t = tokio::time::interval(every);
+                t.tick().await;
+                loop {
+                    t.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.closed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Err(e) = compact_pass(&inner).await {
+                        tracing::warn!(error = %e, "log compaction failed; retried next interval");
+                    }
+                }
+            });
+            *inner.compactor.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
         Ok(SyncHandle { inner })
     }
+}
+
+/// One compaction pass (see [`crate::compact`]): home's `_changes` below the lowest
+/// acked push cursor of the running regions, and every region's log.
+async fn compact_pass(inner: &Inner) -> Result<crate::compact::Compacted> {
+    let regions = inner.regions();
+    let running: Vec<Arc<RegionCtx>> = regions
+        .iter()
+        .filter(|r| !r.ctx.shared.retired.load(Ordering::SeqCst))
+        .map(|r| r.ctx.clone())
+        .collect();
+    let floor = running.iter().map(|c| *c.shared.acked.borrow()).min().unwrap_or(0);
+    crate::compact::pass(&inner.store, &running, floor).await
 }
 
 /// Starts the actor of one region with the given cursors.
@@ -663,6 +698,12 @@ impl SyncHandle {
         Ok(n)
     }
 
+    /// Runs one compaction pass now (the timer runs one every
+    /// `SyncConfig::compact_interval`); returns what it deleted.
+    pub async fn compact_now(&self) -> Result<crate::compact::Compacted> {
+        compact_pass(&self.inner).await
+    }
+
     /// Cuts a simulated (`file:`) region off (`true`) or heals it (`false`).
     pub fn partition(&self, region: &str, partitioned: bool) -> Result<()> {
         let r = self.region(region)?;
@@ -839,6 +880,9 @@ impl SyncHandle {
             return;
         }
         if let Some(f) = self.inner.forwarder.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            f.abort();
+        }
+        if let Some(f) = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take() {
             f.abort();
         }
         let regions = self.inner.regions();

@@ -530,3 +530,104 @@ async fn hrana_replies_over_the_cap_fail_typed_without_being_read_whole() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_compacted_once_every_puller_passed_and_nothing_is_lost() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let dir = tempfile::tempdir().unwrap();
+        let regions = local_regions(dir.path(), &[("eu", 1)]);
+        let path = dir.path().join("region-eu.db");
+        let mut cfg = fast_cfg();
+        cfg.compact_interval = Duration::ZERO;
+        cfg.keep_history = Duration::from_secs(3600);
+        let a = open_store(&dir.path().join("a.db")).await;
+        let b = open_store(&dir.path().join("b.db")).await;
+        let sa = SyncSystem::start(a.clone(), regions.clone(), cfg.clone()).await.unwrap();
+        let sb = SyncSystem::start(b.clone(), regions.clone(), cfg.clone()).await.unwrap();
+        // Ten keys, each written ten times from both nodes.
+        for round in 0..10 {
+            for k in 0..10 {
+                let (s, who) = if (round + k) % 2 == 0 { (&a, "a") } else { (&b, "b") };
+                s.kv_set("ns", &format!("k{k}"), serde_json::json!(format!("{who}{round}")), None)
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        a.kv_delete("ns", "k0").await.unwrap();
+        wait_converged(&[&sa, &sb], &["eu"], Duration::from_secs(20)).await;
+        let mut rc = region_conn(&path);
+        let region_count = |rc: &mut CachedConn, sql: &str| rc.query(sql, vec![]).unwrap().rows[0][0].as_i64().unwrap();
+        let (log_before, prev_before) = (
+            region_count(&mut rc, "SELECT COUNT(*) FROM _region_log"),
+            region_count(&mut rc, "SELECT COUNT(*) FROM _region_prev_kv"),
+        );
+        let changes_before = count(&a, "SELECT COUNT(*) FROM _changes").await;
+        // Both pullers record their cursors on their next pulls.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let done = sa.compact_now().await.unwrap();
+        assert!(done.changes > 0 && done.region_rows > 0, "{done:?}");
+        let (log_after, prev_after) = (
+            region_count(&mut rc, "SELECT COUNT(*) FROM _region_log"),
+            region_count(&mut rc, "SELECT COUNT(*) FROM _region_prev_kv"),
+        );
+        assert!(log_after < log_before && prev_after < prev_before, "{log_before}->{log_after}, {prev_before}->{prev_after}");
+        // At most one entry per row stays (+ the last one).
+        assert!(region_count(&mut rc, "SELECT COUNT(*) FROM (SELECT tbl, row_id FROM _region_log GROUP BY tbl, row_id HAVING COUNT(*) > 1)") <= 1);
+        assert!(count(&a, "SELECT COUNT(*) FROM _changes").await < changes_before);
+
+        // A puller that is behind keeps what it still needs.
+        sb.partition("eu", true).unwrap();
+        let b_cursor = rc
+            .query("SELECT seq FROM _region_cursors WHERE puller = ?1", conn::params(vec![b.origin().into()]))
+            .unwrap()
+            .rows[0][0]
+            .as_i64()
+            .unwrap();
+        for round in 0..5 {
+            for k in 0..10 {
+                a.kv_set("ns", &format!("k{k}"), serde_json::json!(format!("late{round}")), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        let seq = sa.latest_seq().await.unwrap();
+        sa.wait_replicated(seq, edgeswarm_core::WriteConsistency::All, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let needed = |rc: &mut CachedConn| {
+            rc.query("SELECT COUNT(*) FROM _region_log WHERE seq >= ?1", conn::params(vec![b_cursor.into()]))
+                .unwrap()
+                .rows[0][0]
+                .as_i64()
+                .unwrap()
+        };
+        let before = needed(&mut rc);
+        sa.compact_now().await.unwrap();
+        assert_eq!(needed(&mut rc), before, "entries past the slow puller's cursor were compacted");
+        sb.partition("eu", false).unwrap();
+        wait_converged(&[&sa, &sb], &["eu"], Duration::from_secs(20)).await;
+
+        // A new node pulling from scratch after compaction gets every row.
+        let c = open_store(&dir.path().join("c.db")).await;
+        let sc = SyncSystem::start(c.clone(), regions.clone(), cfg.clone()).await.unwrap();
+        wait_converged(&[&sa, &sb, &sc], &["eu"], Duration::from_secs(20)).await;
+        assert_eq!(c.kv_get("ns", "k3").await.unwrap().unwrap().value, serde_json::json!("late4"));
+        assert!(c.kv_get("ns", "k0").await.unwrap().is_none() || c.kv_get("ns", "k0").await.unwrap().unwrap().value == serde_json::json!("late4"));
+
+        // History past `keep_history` goes.
+        assert!(count(&a, "SELECT COUNT(*) FROM distributed_transactions").await > 0);
+        let floor = sa.sync_status().regions[0].acked_seq;
+        let h = edgeswarm_sync::compact::compact_home(&a, floor, 10_000, 0).await.unwrap();
+        assert!(h.transactions > 0);
+        assert_eq!(count(&a, "SELECT COUNT(*) FROM distributed_transactions").await, 0);
+        for s in [&sa, &sb, &sc] {
+            s.shutdown().await;
+        }
+        for s in [a, b, c] {
+            s.shutdown().await.unwrap();
+        }
+    })
+    .await
+    .expect("test timed out");
+}

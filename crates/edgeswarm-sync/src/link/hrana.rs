@@ -599,6 +599,17 @@ impl RegionLink for HranaLink {
         self.execute(stmt(sql, params, true)).await
     }
 
+    async fn maintain(&self, stmts: Vec<super::RegionStmt>) -> Result<usize> {
+        let stmts: Vec<Stmt> = stmts.into_iter().map(|st| stmt(&st.sql, st.params, false)).collect();
+        let res = self.transaction(stmts).await?;
+        Ok(res
+            .step_results
+            .iter()
+            .flatten()
+            .map(|r| r.affected_row_count as usize)
+            .sum())
+    }
+
     async fn set_epoch(&self, epoch: &str) -> Result<()> {
         self.execute(stmt(REGION_EPOCH_SET, vec![epoch.into()], false)).await.map(|_| ())
     }

@@ -418,6 +418,13 @@ impl RegionLink for LocalLink {
         self.travel(0).await
     }
 
+    async fn maintain(&self, stmts: Vec<RegionStmt>) -> Result<usize> {
+        self.travel(0).await?;
+        let n = self.call(move |db| db.apply(stmts)).await?;
+        self.travel(0).await?;
+        Ok(n)
+    }
+
     async fn set_epoch(&self, epoch: &str) -> Result<()> {
         self.travel(0).await?;
         let e = epoch.to_string();

@@ -462,6 +462,9 @@ pub trait RegionLink: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Gives the region a new identity (see [`crate::row::REGION_EPOCH_SET`]).
     async fn set_epoch(&self, epoch: &str) -> Result<()>;
+    /// Runs maintenance statements (compaction, see [`crate::compact`]) in one
+    /// transaction; returns the rows they deleted.
+    async fn maintain(&self, stmts: Vec<RegionStmt>) -> Result<usize>;
     /// Runs one read-only statement on the region.
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult>;
 }
