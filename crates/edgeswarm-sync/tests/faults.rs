@@ -87,6 +87,11 @@ async fn poison_rows_are_parked_the_cursor_moves_on_and_they_apply_later() {
             count(&a, "SELECT COUNT(*) FROM notes WHERE id = 4").await == 1
         })
         .await;
+        // `edgeswarm doctor` reads the same table from the file.
+        let probe = edgeswarm_store::files::probe_file(&dir.path().join("a.db")).await.unwrap();
+        let (n, latest) = probe.parked.unwrap();
+        assert_eq!(n, 1);
+        assert!(latest.unwrap().contains("notes row '1' (poison"));
         // Clear the blocker: the parked row applies on retry and leaves the table.
         a.execute_sql("UPDATE notes SET body = 'moved' WHERE id = 10", vec![]).await.unwrap();
         assert_eq!(sa.retry_parked(None).await.unwrap(), 1);
