@@ -349,10 +349,17 @@ fn record_conflict(ctx: &mut TxCtx<'_>, c: &Conflict, now: i64) -> std::result::
     Ok(n > 0)
 }
 
-/// SQL computing a fresh stamp inside a trigger: after the last logged stamp and not
-/// behind the wall clock.
-const TRIGGER_STAMP: &str =
-    "MAX(COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) + 1, CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
+/// SQL computing a fresh stamp inside a trigger: after every stamp the clock issued
+/// before this batch (`_meta.hlc_hwm`, which the writer persists at each commit;
+/// capped at the maximum drift ahead of the wall clock, as the clock itself is), after
+/// the stamps of the last 64 log entries (this batch's typed writes; the very last
+/// entry alone may be an older remote version applied by a pull), and not behind the
+/// wall clock. Taking only the last entry let a raw write after a pull get a stamp
+/// below the node's own earlier writes, so replicas kept the older content.
+const TRIGGER_STAMP: &str = "MAX(\
+    COALESCE((SELECT MAX(hlc) FROM (SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 64)), 0) + 1, \
+    COALESCE((SELECT MIN(CAST(value AS INTEGER), (CAST(unixepoch('subsec') * 1000 AS INTEGER) + 60000) * 65536) FROM _meta WHERE key = 'hlc_hwm'), 0) + 1, \
+    CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
 const TRIGGER_ORIGIN: &str = "(SELECT value FROM _meta WHERE key = 'node_id')";
 
 /// Trigger DDL that stamps and logs raw-SQL writes to a replicated table. Typed writes

@@ -1,11 +1,18 @@
 //! Convergence under a seeded simulation: 3 nodes (own home files) x 4 shared local
 //! regions; random inserts, updates (typed and raw SQL), deletes, kv conflicts;
 //! lossy, duplicating, jittery links (so batches are redelivered and reordered);
-//! partitions and heals; node restarts. After quiescence every home file and every
-//! region holds identical rows (content hash) and no acked write is missing.
+//! partitions and heals; node restarts. Faults on top: clock skew (versions from a
+//! node whose clock runs ahead, within the drift and past it), equal stamps with
+//! different content, poison rows (node 0 has a UNIQUE index the others lack, dropped
+//! at the end so its parked rows apply), wiped regions (emptied and given a new
+//! identity while the nodes run), and compaction every 300 ms plus on demand. After
+//! quiescence every home file and every region holds identical rows (content hash), no
+//! acked write is missing, and nothing stays parked.
 //!
 //! Seeds: `EDGESWARM_SIM_SEEDS=1,2,3` (default 7 and 42).
 use edgeswarm_core::{Knowledge, Metric};
+use edgeswarm_core::{Durability, Hlc};
+use edgeswarm_store::conn::{self, CachedConn};
 use edgeswarm_store::{SqlValue, Store};
 use edgeswarm_sync::{LinkProfile, RegionConfig, SyncConfig, SyncHandle, SyncSystem};
 use edgeswarm_testkit::sync::*;
@@ -32,6 +39,8 @@ fn cfg() -> SyncConfig {
             duplicate_rate: 0.1,
             ..Default::default()
         },
+        compact_interval: if std::env::var("SIM_NO_COMPACT").is_ok() { Duration::ZERO } else { Duration::from_millis(300) },
+        compact_rows: 200,
         ..fast_cfg()
     }
 }
@@ -39,7 +48,73 @@ fn cfg() -> SyncConfig {
 async fn start(path: PathBuf, regions: &[RegionConfig]) -> Node {
     let store = open_store(&path).await;
     let sync = SyncSystem::start(store.clone(), regions.to_vec(), cfg()).await.expect("start sync");
+    // A user table; node 0 alone has a UNIQUE index on it, so rows from the others can
+    // be poison there.
+    let first = !store
+        .read_sql("SELECT COUNT(*) FROM sqlite_master WHERE name = 'notes'", vec![])
+        .await
+        .unwrap()
+        .rows[0][0]
+        .as_i64()
+        .is_some_and(|n| n > 0);
+    if first {
+        store
+            .execute_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)", vec![])
+            .await
+            .unwrap();
+        if path.ends_with("node0.db") {
+            store
+                .execute_sql("CREATE UNIQUE INDEX notes_body ON notes(body)", vec![])
+                .await
+                .unwrap();
+        }
+    }
+    sync.replicate_table("notes").await.unwrap();
     Node { path, store, sync }
+}
+
+/// A connection to a region file, playing a node the simulation does not run.
+fn region_conn(dir: &std::path::Path, region: &str) -> CachedConn {
+    let (db, c) = conn::open_writer(&dir.join(format!("region-{region}.db")), Durability::Normal).unwrap();
+    CachedConn::new(db, c)
+}
+
+/// Writes a kv version of node `origin` straight into a region (row and log entry),
+/// as that node's push would.
+fn inject_kv(rc: &mut CachedConn, key: &str, value: &str, hlc: i64, origin: &str) {
+    let now = edgeswarm_core::record::now_millis();
+    rc.execute(
+        "INSERT INTO kv (namespace, key, value, version, expires_at, updated_at, deleted, hlc, origin) VALUES ('sim', ?1, ?2, 1, NULL, ?3, 0, ?4, ?5) \
+         ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, deleted = 0, hlc = excluded.hlc, origin = excluded.origin",
+        conn::params(vec![key.into(), value.into(), now.into(), hlc.into(), origin.into()]),
+    )
+    .unwrap();
+    rc.execute(
+        "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) VALUES ('kv', ?1, ?2, ?3, ?3, '')",
+        conn::params(vec![edgeswarm_store::kv::row_id("sim", key).into(), hlc.into(), origin.into()]),
+    )
+    .unwrap();
+}
+
+/// Empties a region and gives it a new identity, as if it was wiped and recreated.
+fn wipe(rc: &mut CachedConn) {
+    let tables: Vec<String> = rc
+        .query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", vec![])
+        .unwrap()
+        .rows
+        .iter()
+        .filter_map(|r| r[0].as_str().map(str::to_string))
+        .collect();
+    rc.batch("BEGIN IMMEDIATE").unwrap();
+    for t in tables {
+        rc.batch(&format!("DELETE FROM \"{t}\"")).unwrap();
+    }
+    rc.execute(
+        "INSERT INTO _region_meta (key, value) VALUES ('epoch', ?1)",
+        conn::params(vec![edgeswarm_core::new_id().into()]),
+    )
+    .unwrap();
+    rc.batch("COMMIT").unwrap();
 }
 
 async fn restart(n: &mut Node, regions: &[RegionConfig]) {
@@ -61,6 +136,7 @@ async fn run(seed: u64) {
     let mut kv_keys: BTreeSet<String> = BTreeSet::new();
     let mut restarts = 0;
     let mut partitions = 0;
+    let mut wipes = 0;
     for step in 0..400 {
         let ni = rng.random_range(0..3);
         let n = &nodes[ni];
@@ -100,10 +176,60 @@ async fn run(seed: u64) {
             let m = Metric::new(format!("agent-{ni}"), "sim", step as f64, step as i64);
             acked_ids.insert(m.id.clone());
             n.store.publish(m).await.unwrap();
-        } else if p < 0.95 {
+        } else if p < 0.90 {
             let r = REGIONS[rng.random_range(0..4)].0;
             n.sync.partition(r, rng.random_bool(0.6)).unwrap();
             partitions += 1;
+        } else if p < 0.93 {
+            // Notes: the same few bodies from every node, so node 0's UNIQUE index
+            // refuses some of them (ignored when node 0 writes them itself).
+            let _ = n
+                .store
+                .execute_sql(
+                    "INSERT INTO notes (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                    vec![rng.random_range(0..20i64).into(), format!("body {}", rng.random_range(0..6)).into()],
+                )
+                .await;
+        } else if p < 0.945 {
+            // Fault injection straight into a region file.
+            let r = REGIONS[rng.random_range(0..4)].0;
+            let mut rc = region_conn(dir.path(), r);
+            let has_kv = rc
+                .query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'kv'", vec![])
+                .unwrap()
+                .rows[0][0]
+                .as_i64()
+                == Some(1);
+            let now = edgeswarm_core::record::now_millis() as u64;
+            let key = format!("k{}", rng.random_range(0..8));
+            match rng.random_range(0..4) {
+                // A node whose clock is 30 s fast (within the drift).
+                0 if has_kv => inject_kv(&mut rc, &key, &format!("\"skew {step}\""), Hlc::new(now + 30_000, 0).as_i64(), "skewed-node"),
+                // One 60.5 s fast (past the drift): held back, applied once the clocks
+                // agree.
+                1 if has_kv => inject_kv(&mut rc, &key, &format!("\"future {step}\""), Hlc::new(now + 60_500, 0).as_i64(), "future-node"),
+                // One stamp, two contents, in two regions: a tie broken by content.
+                2 if has_kv => {
+                    let stamp = Hlc::new(now, 7).as_i64();
+                    inject_kv(&mut rc, &key, &format!("\"tie a {step}\""), stamp, "tie-node");
+                    let other = REGIONS[(REGIONS.iter().position(|x| x.0 == r).unwrap() + 1) % 4].0;
+                    let mut rc2 = region_conn(dir.path(), other);
+                    let ok = rc2.query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'kv'", vec![]).unwrap().rows[0][0].as_i64() == Some(1);
+                    if ok {
+                        inject_kv(&mut rc2, &key, &format!("\"tie b {step}\""), stamp, "tie-node");
+                    }
+                }
+                3 if wipes < 2 && std::env::var("SIM_NO_WIPE").is_err() => {
+                    wipe(&mut rc);
+                    wipes += 1;
+                }
+                _ => {}
+            }
+            kv_keys.insert(key);
+        } else if p < 0.95 {
+            if std::env::var("SIM_NO_COMPACT").is_err() {
+                n.sync.compact_now().await.unwrap();
+            }
         } else if p < 0.975 {
             restarts += 1;
             let n = &mut nodes[ni];
@@ -120,10 +246,52 @@ async fn run(seed: u64) {
             n.sync.partition(r, false).unwrap();
         }
     }
+    // Node 0 drops the index that refused rows: its parked rows apply.
+    nodes[0].store.execute_sql("DROP INDEX notes_body", vec![]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for n in &nodes {
+            let _ = n.sync.retry_parked(None).await;
+        }
+        let parked: i64 = nodes.iter().flat_map(|n| n.sync.sync_status().regions).map(|r| r.parked).sum();
+        if parked == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "rows stay parked: {parked}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if std::env::var("SIM_DEBUG").is_ok() {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let q = "SELECT id, content, hlc, origin, deleted FROM knowledge ORDER BY id";
+        let rows: Vec<Vec<Vec<SqlValue>>> = {
+            let mut v = Vec::new();
+            for n in &nodes {
+                v.push(n.store.read_sql(q, vec![]).await.unwrap().rows);
+            }
+            v
+        };
+        let r0 = loop { if let Ok(r) = nodes[0].sync.read_sql_at("us-west-2", q, vec![]).await { break r.rows; } };
+        for (i, r) in rows.iter().enumerate() {
+            for (a, b) in r.iter().zip(r0.iter()) {
+                if a != b {
+                    eprintln!("node{i}: {a:?}\n region: {b:?}");
+                }
+            }
+        }
+        for n in &nodes {
+            let c = n.store.read_sql("SELECT region, push_seq, pull_seq FROM _sync_cursors", vec![]).await.unwrap().rows;
+            eprintln!("{} cursors {c:?}", n.store.origin());
+        }
+    }
     let names: Vec<&str> = REGIONS.iter().map(|r| r.0).collect();
     let handles: Vec<&SyncHandle> = nodes.iter().map(|n| &n.sync).collect();
     let sums = wait_converged(&handles, &names, Duration::from_secs(90)).await;
-    eprintln!("seed {seed}: converged after {restarts} restarts, {partitions} partition flips: {sums:?}");
+    let reseeds: u64 = nodes.iter().flat_map(|n| n.sync.sync_status().regions).map(|r| r.reseeds).sum();
+    eprintln!("seed {seed}: converged after {restarts} restarts, {partitions} partition flips, {wipes} wipes ({reseeds} re-seeds): {sums:?}");
+    for n in &nodes {
+        let c: i64 = n.store.read_sql("SELECT COUNT(*) FROM _sync_parked", vec![]).await.unwrap().rows[0][0].as_i64().unwrap();
+        assert_eq!(c, 0, "parked rows left");
+    }
 
     // No acked write is missing, anywhere.
     let ids: Vec<String> = acked_ids.iter().cloned().collect();
