@@ -14,7 +14,10 @@ use edgeswarm_core::{Knowledge, Metric};
 use edgeswarm_core::{Durability, Hlc};
 use edgeswarm_store::conn::{self, CachedConn};
 use edgeswarm_store::{SqlValue, Store};
-use edgeswarm_sync::{LinkProfile, RegionConfig, SyncConfig, SyncHandle, SyncSystem};
+use edgeswarm_sync::link::PushBatch;
+use edgeswarm_sync::{LinkProfile, LocalLink, RegionConfig, RegionLink, RowVersion, SyncConfig, SyncHandle, SyncSystem, TableSpec};
+use std::collections::HashMap;
+use std::sync::Arc;
 use edgeswarm_testkit::sync::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -39,7 +42,7 @@ fn cfg() -> SyncConfig {
             duplicate_rate: 0.1,
             ..Default::default()
         },
-        compact_interval: if std::env::var("SIM_NO_COMPACT").is_ok() { Duration::ZERO } else { Duration::from_millis(300) },
+        compact_interval: Duration::from_millis(300),
         compact_rows: 200,
         ..fast_cfg()
     }
@@ -79,21 +82,30 @@ fn region_conn(dir: &std::path::Path, region: &str) -> CachedConn {
     CachedConn::new(db, c)
 }
 
-/// Writes a kv version of node `origin` straight into a region (row and log entry),
-/// as that node's push would.
-fn inject_kv(rc: &mut CachedConn, key: &str, value: &str, hlc: i64, origin: &str) {
+/// Pushes a kv version of node `origin` to a region, as that node would (same
+/// statements: LWW-guarded, logged only if it wins).
+async fn inject_kv(dir: &std::path::Path, region: &str, key: &str, value: &str, hlc: i64, origin: &str) {
+    let cols = ["namespace", "key", "value", "version", "expires_at", "updated_at", "deleted", "hlc", "origin"];
+    let types = ["TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "TEXT"];
+    let spec = Arc::new(TableSpec {
+        name: "kv".into(),
+        columns: cols.map(String::from).to_vec().into(),
+        types: types.map(String::from).to_vec().into(),
+        pk: vec!["namespace".to_string(), "key".to_string()].into(),
+        append_only: false,
+    });
     let now = edgeswarm_core::record::now_millis();
-    rc.execute(
-        "INSERT INTO kv (namespace, key, value, version, expires_at, updated_at, deleted, hlc, origin) VALUES ('sim', ?1, ?2, 1, NULL, ?3, 0, ?4, ?5) \
-         ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, deleted = 0, hlc = excluded.hlc, origin = excluded.origin",
-        conn::params(vec![key.into(), value.into(), now.into(), hlc.into(), origin.into()]),
+    let v = RowVersion::from_row(
+        spec.name.clone(),
+        edgeswarm_store::kv::row_id("sim", key),
+        spec.columns.clone(),
+        vec!["sim".into(), key.into(), value.into(), 1i64.into(), SqlValue::Null, now.into(), 0i64.into(), hlc.into(), origin.into()],
     )
     .unwrap();
-    rc.execute(
-        "INSERT INTO _region_log (tbl, row_id, hlc, origin, pusher, data) VALUES ('kv', ?1, ?2, ?3, ?3, '')",
-        conn::params(vec![edgeswarm_store::kv::row_id("sim", key).into(), hlc.into(), origin.into()]),
-    )
-    .unwrap();
+    let link = LocalLink::open(region, dir.join(format!("region-{region}.db")), LinkProfile::default(), 4).unwrap();
+    let tables = HashMap::from([(spec.name.clone(), spec)]);
+    let b = PushBatch::new(edgeswarm_core::new_id(), origin.to_string(), vec![v], tables, 8);
+    link.push(&b).await.unwrap();
 }
 
 /// Empties a region and gives it a new identity, as if it was wiped and recreated.
@@ -193,43 +205,31 @@ async fn run(seed: u64) {
         } else if p < 0.945 {
             // Fault injection straight into a region file.
             let r = REGIONS[rng.random_range(0..4)].0;
-            let mut rc = region_conn(dir.path(), r);
-            let has_kv = rc
-                .query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'kv'", vec![])
-                .unwrap()
-                .rows[0][0]
-                .as_i64()
-                == Some(1);
             let now = edgeswarm_core::record::now_millis() as u64;
             let key = format!("k{}", rng.random_range(0..8));
+            let d = dir.path();
             match rng.random_range(0..4) {
                 // A node whose clock is 30 s fast (within the drift).
-                0 if has_kv => inject_kv(&mut rc, &key, &format!("\"skew {step}\""), Hlc::new(now + 30_000, 0).as_i64(), "skewed-node"),
+                0 => inject_kv(d, r, &key, &format!("\"skew {step}\""), Hlc::new(now + 30_000, 0).as_i64(), "skewed-node").await,
                 // One 60.5 s fast (past the drift): held back, applied once the clocks
                 // agree.
-                1 if has_kv => inject_kv(&mut rc, &key, &format!("\"future {step}\""), Hlc::new(now + 60_500, 0).as_i64(), "future-node"),
+                1 => inject_kv(d, r, &key, &format!("\"future {step}\""), Hlc::new(now + 60_500, 0).as_i64(), "future-node").await,
                 // One stamp, two contents, in two regions: a tie broken by content.
-                2 if has_kv => {
+                2 => {
                     let stamp = Hlc::new(now, 7).as_i64();
-                    inject_kv(&mut rc, &key, &format!("\"tie a {step}\""), stamp, "tie-node");
                     let other = REGIONS[(REGIONS.iter().position(|x| x.0 == r).unwrap() + 1) % 4].0;
-                    let mut rc2 = region_conn(dir.path(), other);
-                    let ok = rc2.query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'kv'", vec![]).unwrap().rows[0][0].as_i64() == Some(1);
-                    if ok {
-                        inject_kv(&mut rc2, &key, &format!("\"tie b {step}\""), stamp, "tie-node");
-                    }
+                    inject_kv(d, r, &key, &format!("\"tie a {step}\""), stamp, "tie-node").await;
+                    inject_kv(d, other, &key, &format!("\"tie b {step}\""), stamp, "tie-node").await;
                 }
-                3 if wipes < 2 && std::env::var("SIM_NO_WIPE").is_err() => {
-                    wipe(&mut rc);
+                _ if wipes < 2 => {
+                    wipe(&mut region_conn(d, r));
                     wipes += 1;
                 }
                 _ => {}
             }
             kv_keys.insert(key);
         } else if p < 0.95 {
-            if std::env::var("SIM_NO_COMPACT").is_err() {
-                n.sync.compact_now().await.unwrap();
-            }
+            n.sync.compact_now().await.unwrap();
         } else if p < 0.975 {
             restarts += 1;
             let n = &mut nodes[ni];
@@ -259,29 +259,6 @@ async fn run(seed: u64) {
         }
         assert!(std::time::Instant::now() < deadline, "rows stay parked: {parked}");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    if std::env::var("SIM_DEBUG").is_ok() {
-        tokio::time::sleep(Duration::from_secs(15)).await;
-        let q = "SELECT id, content, hlc, origin, deleted FROM knowledge ORDER BY id";
-        let rows: Vec<Vec<Vec<SqlValue>>> = {
-            let mut v = Vec::new();
-            for n in &nodes {
-                v.push(n.store.read_sql(q, vec![]).await.unwrap().rows);
-            }
-            v
-        };
-        let r0 = loop { if let Ok(r) = nodes[0].sync.read_sql_at("us-west-2", q, vec![]).await { break r.rows; } };
-        for (i, r) in rows.iter().enumerate() {
-            for (a, b) in r.iter().zip(r0.iter()) {
-                if a != b {
-                    eprintln!("node{i}: {a:?}\n region: {b:?}");
-                }
-            }
-        }
-        for n in &nodes {
-            let c = n.store.read_sql("SELECT region, push_seq, pull_seq FROM _sync_cursors", vec![]).await.unwrap().rows;
-            eprintln!("{} cursors {c:?}", n.store.origin());
-        }
     }
     let names: Vec<&str> = REGIONS.iter().map(|r| r.0).collect();
     let handles: Vec<&SyncHandle> = nodes.iter().map(|n| &n.sync).collect();
