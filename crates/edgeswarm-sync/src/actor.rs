@@ -25,8 +25,8 @@
 use crate::config::SyncConfig;
 use crate::error::SyncError;
 use crate::home::{self, ApplyStats};
-use crate::park::{self, Direction, Parked, Reason};
 use crate::link::{PushBatch, RegionLink};
+use crate::park::{self, Direction, Parked, Reason};
 use crate::router::{performance_tier, Health, HealthTracker, RouteInfo, Router};
 use crate::row::{Registry, RowVersion};
 use edgeswarm_core::record::now_millis;

@@ -155,7 +155,14 @@ pub fn unpark(ctx: &mut TxCtx<'_>, region: &str, dir: Direction, v: &RowVersion)
 
 /// Due parked versions of a region and direction (`all`: regardless of backoff), oldest
 /// first, at most `limit`.
-pub fn due(r: &mut edgeswarm_store::Reader, region: &str, dir: Direction, now: i64, all: bool, limit: i64) -> edgeswarm_store::Result<Vec<RowVersion>> {
+pub fn due(
+    r: &mut edgeswarm_store::Reader,
+    region: &str,
+    dir: Direction,
+    now: i64,
+    all: bool,
+    limit: i64,
+) -> edgeswarm_store::Result<Vec<RowVersion>> {
     let q = r.query(
         "SELECT tbl, row_id, hlc, origin, payload FROM _sync_parked WHERE region = ?1 AND direction = ?2 \
          AND (?4 OR last_try + MIN(1000 * (1 << MIN(attempts, 9)), 300000) <= ?3) ORDER BY first_seen, hlc LIMIT ?5",

@@ -263,7 +263,12 @@ impl TableSpec {
         }
         self.pk
             .iter()
-            .map(|c| format!("replace(replace(CAST({prefix}.{} AS TEXT), char(30), char(30, 30)), char(31), char(30, 31))", quote(c)))
+            .map(|c| {
+                format!(
+                    "replace(replace(CAST({prefix}.{} AS TEXT), char(30), char(30, 30)), char(31), char(30, 31))",
+                    quote(c)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" || char(31) || ")
     }

@@ -10,19 +10,19 @@
 //! acked write is missing, and nothing stays parked.
 //!
 //! Seeds: `EDGESWARM_SIM_SEEDS=1,2,3` (default 7 and 42).
-use edgeswarm_core::{Knowledge, Metric};
 use edgeswarm_core::{Durability, Hlc};
+use edgeswarm_core::{Knowledge, Metric};
 use edgeswarm_store::conn::{self, CachedConn};
 use edgeswarm_store::{SqlValue, Store};
 use edgeswarm_sync::link::PushBatch;
 use edgeswarm_sync::{LinkProfile, LocalLink, RegionConfig, RegionLink, RowVersion, SyncConfig, SyncHandle, SyncSystem, TableSpec};
-use std::collections::HashMap;
-use std::sync::Arc;
 use edgeswarm_testkit::sync::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 const REGIONS: [(&str, u64); 4] = [("us-west-2", 2), ("eu-central-1", 4), ("ap-southeast-1", 6), ("sa-east-1", 8)];
@@ -53,13 +53,13 @@ async fn start(path: PathBuf, regions: &[RegionConfig]) -> Node {
     let sync = SyncSystem::start(store.clone(), regions.to_vec(), cfg()).await.expect("start sync");
     // A user table; node 0 alone has a UNIQUE index on it, so rows from the others can
     // be poison there.
-    let first = !store
+    let first = store
         .read_sql("SELECT COUNT(*) FROM sqlite_master WHERE name = 'notes'", vec![])
         .await
         .unwrap()
         .rows[0][0]
         .as_i64()
-        .is_some_and(|n| n > 0);
+        .is_none_or(|n| n == 0);
     if first {
         store
             .execute_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)", vec![])
@@ -85,8 +85,20 @@ fn region_conn(dir: &std::path::Path, region: &str) -> CachedConn {
 /// Pushes a kv version of node `origin` to a region, as that node would (same
 /// statements: LWW-guarded, logged only if it wins).
 async fn inject_kv(dir: &std::path::Path, region: &str, key: &str, value: &str, hlc: i64, origin: &str) {
-    let cols = ["namespace", "key", "value", "version", "expires_at", "updated_at", "deleted", "hlc", "origin"];
-    let types = ["TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "TEXT"];
+    let cols = [
+        "namespace",
+        "key",
+        "value",
+        "version",
+        "expires_at",
+        "updated_at",
+        "deleted",
+        "hlc",
+        "origin",
+    ];
+    let types = [
+        "TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "TEXT",
+    ];
     let spec = Arc::new(TableSpec {
         name: "kv".into(),
         columns: cols.map(String::from).to_vec().into(),
@@ -99,7 +111,17 @@ async fn inject_kv(dir: &std::path::Path, region: &str, key: &str, value: &str, 
         spec.name.clone(),
         edgeswarm_store::kv::row_id("sim", key),
         spec.columns.clone(),
-        vec!["sim".into(), key.into(), value.into(), 1i64.into(), SqlValue::Null, now.into(), 0i64.into(), hlc.into(), origin.into()],
+        vec![
+            "sim".into(),
+            key.into(),
+            value.into(),
+            1i64.into(),
+            SqlValue::Null,
+            now.into(),
+            0i64.into(),
+            hlc.into(),
+            origin.into(),
+        ],
     )
     .unwrap();
     let link = LocalLink::open(region, dir.join(format!("region-{region}.db")), LinkProfile::default(), 4).unwrap();
@@ -111,7 +133,10 @@ async fn inject_kv(dir: &std::path::Path, region: &str, key: &str, value: &str, 
 /// Empties a region and gives it a new identity, as if it was wiped and recreated.
 fn wipe(rc: &mut CachedConn) {
     let tables: Vec<String> = rc
-        .query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", vec![])
+        .query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            vec![],
+        )
         .unwrap()
         .rows
         .iter()
@@ -210,10 +235,30 @@ async fn run(seed: u64) {
             let d = dir.path();
             match rng.random_range(0..4) {
                 // A node whose clock is 30 s fast (within the drift).
-                0 => inject_kv(d, r, &key, &format!("\"skew {step}\""), Hlc::new(now + 30_000, 0).as_i64(), "skewed-node").await,
+                0 => {
+                    inject_kv(
+                        d,
+                        r,
+                        &key,
+                        &format!("\"skew {step}\""),
+                        Hlc::new(now + 30_000, 0).as_i64(),
+                        "skewed-node",
+                    )
+                    .await
+                }
                 // One 60.5 s fast (past the drift): held back, applied once the clocks
                 // agree.
-                1 => inject_kv(d, r, &key, &format!("\"future {step}\""), Hlc::new(now + 60_500, 0).as_i64(), "future-node").await,
+                1 => {
+                    inject_kv(
+                        d,
+                        r,
+                        &key,
+                        &format!("\"future {step}\""),
+                        Hlc::new(now + 60_500, 0).as_i64(),
+                        "future-node",
+                    )
+                    .await
+                }
                 // One stamp, two contents, in two regions: a tie broken by content.
                 2 => {
                     let stamp = Hlc::new(now, 7).as_i64();
@@ -264,9 +309,13 @@ async fn run(seed: u64) {
     let handles: Vec<&SyncHandle> = nodes.iter().map(|n| &n.sync).collect();
     let sums = wait_converged(&handles, &names, Duration::from_secs(90)).await;
     let reseeds: u64 = nodes.iter().flat_map(|n| n.sync.sync_status().regions).map(|r| r.reseeds).sum();
-    eprintln!("seed {seed}: converged after {restarts} restarts, {partitions} partition flips, {wipes} wipes ({reseeds} re-seeds): {sums:?}");
+    eprintln!(
+        "seed {seed}: converged after {restarts} restarts, {partitions} partition flips, {wipes} wipes ({reseeds} re-seeds): {sums:?}"
+    );
     for n in &nodes {
-        let c: i64 = n.store.read_sql("SELECT COUNT(*) FROM _sync_parked", vec![]).await.unwrap().rows[0][0].as_i64().unwrap();
+        let c: i64 = n.store.read_sql("SELECT COUNT(*) FROM _sync_parked", vec![]).await.unwrap().rows[0][0]
+            .as_i64()
+            .unwrap();
         assert_eq!(c, 0, "parked rows left");
     }
 

@@ -7,10 +7,10 @@ use edgeswarm_store::{SqlValue, Store};
 use edgeswarm_sync::link::PushBatch;
 use edgeswarm_sync::row::Registry;
 use edgeswarm_sync::{home, HranaLink, LinkProfile, LocalLink, RegionLink, RowVersion, SyncError, SyncHandle, SyncSystem, TableSpec};
-use std::collections::HashMap;
-use std::sync::Arc;
 use edgeswarm_testkit::sync::*;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A second connection to a region file, to play a misbehaving node or a wipe.
@@ -63,7 +63,9 @@ async fn poison_rows_are_parked_the_cursor_moves_on_and_they_apply_later() {
         let sb = SyncSystem::start(b.clone(), regions.clone(), fast_cfg()).await.unwrap();
         // Node a has a UNIQUE index node b lacks: b's row (1, 'dup') cannot be applied at a.
         notes_everywhere(&[&a, &b], &[&sa, &sb], true).await;
-        a.execute_sql("INSERT INTO notes (id, body) VALUES (10, 'dup')", vec![]).await.unwrap();
+        a.execute_sql("INSERT INTO notes (id, body) VALUES (10, 'dup')", vec![])
+            .await
+            .unwrap();
         wait_for("b to get a's row", Duration::from_secs(20), async || {
             count(&b, "SELECT COUNT(*) FROM notes WHERE id = 10").await == 1
         })
@@ -78,11 +80,16 @@ async fn poison_rows_are_parked_the_cursor_moves_on_and_they_apply_later() {
         .await;
         let st = sa.sync_status();
         let latest = st.regions[0].parked_latest.clone().expect("latest parked row in sync_status");
-        assert_eq!((latest.table.as_str(), latest.row_id.as_str(), latest.reason.as_str()), ("notes", "1", "poison"));
+        assert_eq!(
+            (latest.table.as_str(), latest.row_id.as_str(), latest.reason.as_str()),
+            ("notes", "1", "poison")
+        );
         assert!(latest.error.contains("UNIQUE"), "{}", latest.error);
         assert_eq!(count(&a, "SELECT COUNT(*) FROM notes WHERE id = 1").await, 0);
         // Later writes keep flowing past it.
-        b.execute_sql("INSERT INTO notes (id, body) VALUES (4, 'ok4')", vec![]).await.unwrap();
+        b.execute_sql("INSERT INTO notes (id, body) VALUES (4, 'ok4')", vec![])
+            .await
+            .unwrap();
         wait_for("row 4 at a", Duration::from_secs(20), async || {
             count(&a, "SELECT COUNT(*) FROM notes WHERE id = 4").await == 1
         })
@@ -93,7 +100,9 @@ async fn poison_rows_are_parked_the_cursor_moves_on_and_they_apply_later() {
         assert_eq!(n, 1);
         assert!(latest.unwrap().contains("notes row '1' (poison"));
         // Clear the blocker: the parked row applies on retry and leaves the table.
-        a.execute_sql("UPDATE notes SET body = 'moved' WHERE id = 10", vec![]).await.unwrap();
+        a.execute_sql("UPDATE notes SET body = 'moved' WHERE id = 10", vec![])
+            .await
+            .unwrap();
         assert_eq!(sa.retry_parked(None).await.unwrap(), 1);
         assert_eq!(parked(&sa), 0);
         assert_eq!(count(&a, "SELECT COUNT(*) FROM _sync_parked").await, 0);
@@ -122,9 +131,12 @@ async fn a_poison_push_is_parked_and_the_push_cursor_moves_on() {
         let a = open_store(&dir.path().join("a.db")).await;
         let sa = SyncSystem::start(a.clone(), regions, fast_cfg()).await.unwrap();
         notes_everywhere(&[&a], &[&sa], false).await;
-        a.execute_sql("INSERT INTO notes (id, body) VALUES (1, 'fine'), (2, NULL), (3, 'fine too')", vec![])
-            .await
-            .unwrap();
+        a.execute_sql(
+            "INSERT INTO notes (id, body) VALUES (1, 'fine'), (2, NULL), (3, 'fine too')",
+            vec![],
+        )
+        .await
+        .unwrap();
         let seq = sa.latest_seq().await.unwrap();
         sa.wait_replicated(seq, edgeswarm_core::WriteConsistency::All, Duration::from_secs(20))
             .await
@@ -150,7 +162,9 @@ async fn far_future_versions_are_held_until_the_clock_catches_up() {
         let a = open_store(&dir.path().join("a.db")).await;
         let sa = SyncSystem::start(a.clone(), regions, fast_cfg()).await.unwrap();
         notes_everywhere(&[&a], &[&sa], false).await;
-        a.execute_sql("INSERT INTO notes (id, body) VALUES (1, 'local')", vec![]).await.unwrap();
+        a.execute_sql("INSERT INTO notes (id, body) VALUES (1, 'local')", vec![])
+            .await
+            .unwrap();
         let seq = sa.latest_seq().await.unwrap();
         sa.wait_replicated(seq, edgeswarm_core::WriteConsistency::All, Duration::from_secs(20))
             .await
@@ -183,7 +197,9 @@ async fn far_future_versions_are_held_until_the_clock_catches_up() {
         let l = l.or(sa.sync_status().regions[0].parked_latest.clone()).unwrap();
         assert_eq!(l.reason, "future");
         // The cursor moved past it, and this node's clock did not follow it.
-        let end = rc.query("SELECT MAX(seq) FROM _region_log", vec![]).unwrap().rows[0][0].as_i64().unwrap();
+        let end = rc.query("SELECT MAX(seq) FROM _region_log", vec![]).unwrap().rows[0][0]
+            .as_i64()
+            .unwrap();
         assert!(sa.sync_status().regions[0].pull_seq >= end);
         let wall = edgeswarm_core::record::now_millis() as u64;
         assert!(a.clock().last().millis() <= wall + 60_000);
@@ -244,7 +260,11 @@ async fn keys_with_any_bytes_round_trip() {
         wait_converged(&[&sa, &sb], &["eu"], Duration::from_secs(20)).await;
         for ns in namespaces {
             for (i, k) in keys.iter().enumerate() {
-                let e = b.kv_get(ns, k).await.unwrap().unwrap_or_else(|| panic!("{ns:?}/{k:?} did not replicate"));
+                let e = b
+                    .kv_get(ns, k)
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{ns:?}/{k:?} did not replicate"));
                 assert_eq!(e.value, serde_json::json!(i));
             }
         }
@@ -255,7 +275,10 @@ async fn keys_with_any_bytes_round_trip() {
             .await
             .unwrap();
         wait_converged(&[&sa, &sb], &["eu"], Duration::from_secs(20)).await;
-        assert_eq!(b.kv_get("n\u{1f}s", "a\u{1f}b").await.unwrap().unwrap().value, serde_json::json!("new"));
+        assert_eq!(
+            b.kv_get("n\u{1f}s", "a\u{1f}b").await.unwrap().unwrap().value,
+            serde_json::json!("new")
+        );
         sa.shutdown().await;
         sb.shutdown().await;
         a.shutdown().await.unwrap();
@@ -315,9 +338,12 @@ async fn equal_stamps_with_different_content_are_ordered_by_content() {
         // Home: the second version with the same stamp and origin is not a duplicate;
         // the greater content wins whichever came first.
         let a = open_store(&dir.path().join("a.db")).await;
-        a.execute_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, hlc INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT '')", vec![])
-            .await
-            .unwrap();
+        a.execute_sql(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, hlc INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT '')",
+            vec![],
+        )
+        .await
+        .unwrap();
         let reg = Arc::new(Registry::default());
         reg.insert((*notes_spec()).clone());
         for (id, first, second) in [(1, "aaa", "bbb"), (2, "bbb", "aaa")] {
@@ -377,7 +403,10 @@ async fn wiped_and_restored_regions_are_detected_and_reseeded() {
             let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
         }
         let sa = SyncSystem::start(a.clone(), regions.clone(), fast_cfg()).await.unwrap();
-        wait_for("a re-seed", Duration::from_secs(10), async || sa.sync_status().regions[0].reseeds == 1).await;
+        wait_for("a re-seed", Duration::from_secs(10), async || {
+            sa.sync_status().regions[0].reseeds == 1
+        })
+        .await;
         wait_converged(&[&sa], &["eu"], Duration::from_secs(20)).await;
         let q = sa.read_sql_at("eu", "SELECT COUNT(*) FROM kv", vec![]).await.unwrap();
         assert_eq!(q.rows[0][0].as_i64(), Some(50));
@@ -434,12 +463,9 @@ async fn region_ddl_refuses_odd_column_types() {
         let regions = local_regions(dir.path(), &[("eu", 1)]);
         let a = open_store(&dir.path().join("a.db")).await;
         let sa = SyncSystem::start(a.clone(), regions, fast_cfg()).await.unwrap();
-        a.execute_sql(
-            "CREATE TABLE odd (id INTEGER PRIMARY KEY, x \"TEXT, evil INTEGER) --\")",
-            vec![],
-        )
-        .await
-        .unwrap();
+        a.execute_sql("CREATE TABLE odd (id INTEGER PRIMARY KEY, x \"TEXT, evil INTEGER) --\")", vec![])
+            .await
+            .unwrap();
         match sa.replicate_table("odd").await {
             Err(SyncError::Table { reason, .. }) => assert!(reason.contains("declared type"), "{reason}"),
             other => panic!("expected a refusal, got {other:?}"),
@@ -457,7 +483,15 @@ async fn region_ddl_refuses_odd_column_types() {
     .await
     .expect("test timed out");
     use edgeswarm_sync::row::valid_column_type as ok;
-    for t in ["", "TEXT", "INTEGER", "VARCHAR(255)", "DECIMAL(10, 5)", "DOUBLE PRECISION", "NUMERIC(-1)"] {
+    for t in [
+        "",
+        "TEXT",
+        "INTEGER",
+        "VARCHAR(255)",
+        "DECIMAL(10, 5)",
+        "DOUBLE PRECISION",
+        "NUMERIC(-1)",
+    ] {
         assert!(ok(t), "{t}");
     }
     for t in ["TEXT)", "TEXT, x INT", "INT -- x", "\"x\"", "A(1,2,3)", "(5)", "T(x)", "a b c d e"] {
@@ -576,15 +610,26 @@ async fn logs_are_compacted_once_every_puller_passed_and_nothing_is_lost() {
             region_count(&mut rc, "SELECT COUNT(*) FROM _region_log"),
             region_count(&mut rc, "SELECT COUNT(*) FROM _region_prev_kv"),
         );
-        assert!(log_after < log_before && prev_after < prev_before, "{log_before}->{log_after}, {prev_before}->{prev_after}");
+        assert!(
+            log_after < log_before && prev_after < prev_before,
+            "{log_before}->{log_after}, {prev_before}->{prev_after}"
+        );
         // At most one entry per row stays (+ the last one).
-        assert!(region_count(&mut rc, "SELECT COUNT(*) FROM (SELECT tbl, row_id FROM _region_log GROUP BY tbl, row_id HAVING COUNT(*) > 1)") <= 1);
+        assert!(
+            region_count(
+                &mut rc,
+                "SELECT COUNT(*) FROM (SELECT tbl, row_id FROM _region_log GROUP BY tbl, row_id HAVING COUNT(*) > 1)"
+            ) <= 1
+        );
         assert!(count(&a, "SELECT COUNT(*) FROM _changes").await < changes_before);
 
         // A puller that is behind keeps what it still needs.
         sb.partition("eu", true).unwrap();
         let b_cursor = rc
-            .query("SELECT seq FROM _region_cursors WHERE puller = ?1", conn::params(vec![b.origin().into()]))
+            .query(
+                "SELECT seq FROM _region_cursors WHERE puller = ?1",
+                conn::params(vec![b.origin().into()]),
+            )
             .unwrap()
             .rows[0][0]
             .as_i64()
@@ -601,9 +646,12 @@ async fn logs_are_compacted_once_every_puller_passed_and_nothing_is_lost() {
             .await
             .unwrap();
         let needed = |rc: &mut CachedConn| {
-            rc.query("SELECT COUNT(*) FROM _region_log WHERE seq >= ?1", conn::params(vec![b_cursor.into()]))
-                .unwrap()
-                .rows[0][0]
+            rc.query(
+                "SELECT COUNT(*) FROM _region_log WHERE seq >= ?1",
+                conn::params(vec![b_cursor.into()]),
+            )
+            .unwrap()
+            .rows[0][0]
                 .as_i64()
                 .unwrap()
         };
@@ -618,7 +666,10 @@ async fn logs_are_compacted_once_every_puller_passed_and_nothing_is_lost() {
         let sc = SyncSystem::start(c.clone(), regions.clone(), cfg.clone()).await.unwrap();
         wait_converged(&[&sa, &sb, &sc], &["eu"], Duration::from_secs(20)).await;
         assert_eq!(c.kv_get("ns", "k3").await.unwrap().unwrap().value, serde_json::json!("late4"));
-        assert!(c.kv_get("ns", "k0").await.unwrap().is_none() || c.kv_get("ns", "k0").await.unwrap().unwrap().value == serde_json::json!("late4"));
+        assert!(
+            c.kv_get("ns", "k0").await.unwrap().is_none()
+                || c.kv_get("ns", "k0").await.unwrap().unwrap().value == serde_json::json!("late4")
+        );
 
         // History past `keep_history` goes.
         assert!(count(&a, "SELECT COUNT(*) FROM distributed_transactions").await > 0);

@@ -20,8 +20,8 @@ use super::tls::{classify, client_config, plain_http_tls, redact_url, request_ur
 use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RowLookup};
 use crate::error::{Result, SyncError};
 use crate::row::{
-    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL, REGION_LOG_END,
-    REGION_LOG_PULL, REGION_META_DDL,
+    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL,
+    REGION_LOG_END, REGION_LOG_PULL, REGION_META_DDL,
 };
 use async_trait::async_trait;
 use edgeswarm_store::{QueryResult, SqlValue};
@@ -602,12 +602,7 @@ impl RegionLink for HranaLink {
     async fn maintain(&self, stmts: Vec<super::RegionStmt>) -> Result<usize> {
         let stmts: Vec<Stmt> = stmts.into_iter().map(|st| stmt(&st.sql, st.params, false)).collect();
         let res = self.transaction(stmts).await?;
-        Ok(res
-            .step_results
-            .iter()
-            .flatten()
-            .map(|r| r.affected_row_count as usize)
-            .sum())
+        Ok(res.step_results.iter().flatten().map(|r| r.affected_row_count as usize).sum())
     }
 
     async fn set_epoch(&self, epoch: &str) -> Result<()> {

@@ -10,8 +10,8 @@ use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RegionStmt};
 use crate::config::LinkProfile;
 use crate::error::{Result, SyncError};
 use crate::row::{
-    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL, REGION_LOG_END,
-    REGION_LOG_PULL, REGION_META_DDL,
+    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL,
+    REGION_LOG_END, REGION_LOG_PULL, REGION_META_DDL,
 };
 use async_trait::async_trait;
 use edgeswarm_core::Durability;
