@@ -6,7 +6,7 @@
 //! refuses, and a pulled version stamped more than the clock's maximum drift ahead of
 //! this node's wall clock are written to `_sync_parked` with the error, and the cursor
 //! moves on. Nothing is dropped: every parked version is retried at the start of later
-//! pulls from its region (with a per-row backoff of 1 s doubling to 5 min, at most
+//! pulls from its region (with a per-row backoff of 2 s after the first try, doubling up to 5 min, at most
 //! [`RETRY_BATCH`] rows per pull), and leaves the table once it applies or once home holds
 //! that version or a newer one (LWW would discard it anyway). A far-future version thus
 //! applies as soon as the wall clock is within the drift of its stamp; a child row
