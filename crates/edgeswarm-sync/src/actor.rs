@@ -141,6 +141,10 @@ pub struct RegionShared {
     /// The highest region log position seen (copy of the one under `epoch`, for the
     /// status write to persist without taking the async lock).
     pub seen_end: AtomicI64,
+    /// Re-seeds so far: a cursor write captured before a re-seed carries an older
+    /// value and is skipped (checked on the writer, which orders it with the re-seed's
+    /// cursor reset), so a stale cursor cannot be written back over the reset.
+    pub reseed_gen: std::sync::atomic::AtomicU64,
 }
 
 /// Home's record of each region's identity and of the highest position of its log
@@ -600,6 +604,7 @@ impl SyncActor {
         tokio::spawn(
             async move {
                 let t0 = Instant::now();
+                let gen = c.shared.reseed_gen.load(Ordering::SeqCst);
                 let res = async {
                     let page = c.link.pull(after, &c.origin, c.cfg.pull_rows.max(1), &c.registry).await?;
                     let rtt = t0.elapsed();
@@ -627,7 +632,7 @@ impl SyncActor {
                     let mut stats = ApplyStats::default();
                     if !versions.is_empty() {
                         let latency = rtt.as_secs_f64() * 1000.0;
-                        let out = apply_page(&c, Arc::new(versions), last, latency).await?;
+                        let out = apply_page(&c, Arc::new(versions), last, latency, gen).await?;
                         stats.applied = out.applied;
                         stats.conflicts = out.conflicts;
                     }
@@ -659,6 +664,7 @@ impl SyncActor {
         let url = c.link.url().to_string();
         let (acked, pull) = (st.push.acked, st.pull.seq);
         let shared = c.shared.clone();
+        let gen = shared.reseed_gen.load(Ordering::SeqCst);
         tokio::spawn(async move {
             let region = c.name.clone();
             let r = c
@@ -686,7 +692,7 @@ impl SyncActor {
                             (s.errors as i64).into(),
                         ],
                     )?;
-                    record_cursor(ctx, &shared, &region, acked, pull, now_millis())?;
+                    record_cursor(ctx, &shared, &region, (acked, pull), now_millis(), gen)?;
                     ctx.execute(
                         "UPDATE _sync_regions SET seen_end = MAX(seen_end, ?2) WHERE region = ?1",
                         vec![region.clone().into(), shared.seen_end.load(Ordering::SeqCst).into()],
@@ -741,15 +747,17 @@ const CURSOR_UPSERT: &str = "INSERT INTO _sync_cursors (region, push_seq, pull_s
 /// Upserts the region's cursors unless the region was removed: checked on the writer
 /// thread, so it orders with the removal's DELETE and a push or pull still on the wire
 /// when the region left cannot bring its cursor back.
+/// Skipped too when the region was re-seeded since `gen` was read (see
+/// [`RegionShared::reseed_gen`]).
 fn record_cursor(
     ctx: &mut edgeswarm_store::TxCtx<'_>,
     shared: &RegionShared,
     region: &str,
-    push: i64,
-    pull: i64,
+    (push, pull): (i64, i64),
     now: i64,
+    gen: u64,
 ) -> edgeswarm_store::Result<()> {
-    if shared.retired.load(Ordering::SeqCst) {
+    if shared.retired.load(Ordering::SeqCst) || shared.reseed_gen.load(Ordering::SeqCst) != gen {
         return Ok(());
     }
     ctx.execute(CURSOR_UPSERT, vec![region.into(), push.into(), pull.into(), now.into()])?;
@@ -762,7 +770,13 @@ fn record_cursor(
 /// savepoint and still commits them together), the refused ones are parked, and the
 /// cursor moves on. Far-future versions are parked either way. Errors that are not the
 /// rows' fault (disk, I/O, shutdown) fail the pull with the cursor unmoved.
-async fn apply_page(c: &Arc<RegionCtx>, versions: Arc<Vec<RowVersion>>, last: i64, latency: f64) -> Result<ApplyStats, SyncError> {
+async fn apply_page(
+    c: &Arc<RegionCtx>,
+    versions: Arc<Vec<RowVersion>>,
+    last: i64,
+    latency: f64,
+    gen: u64,
+) -> Result<ApplyStats, SyncError> {
     let page = PageRecord {
         shared: c.shared.clone(),
         region: c.name.clone(),
@@ -770,6 +784,7 @@ async fn apply_page(c: &Arc<RegionCtx>, versions: Arc<Vec<RowVersion>>, last: i6
         last,
         rows: versions.len(),
         latency,
+        gen,
     };
     let (reg, vs, p) = (c.registry.clone(), versions.clone(), page.clone());
     let first = c
@@ -834,13 +849,15 @@ struct PageRecord {
     rows: usize,
     /// Round trip of the pull, ms.
     latency: f64,
+    /// [`RegionShared::reseed_gen`] when the pull started.
+    gen: u64,
 }
 
 impl PageRecord {
     fn record(&self, ctx: &mut edgeswarm_store::TxCtx<'_>, st: ApplyStats, parked: &[Parked]) -> edgeswarm_store::Result<ApplyStats> {
         let now = now_millis();
         park::park(ctx, &self.region, Direction::Pull, parked, now)?;
-        record_cursor(ctx, &self.shared, &self.region, 0, self.last, now)?;
+        record_cursor(ctx, &self.shared, &self.region, (0, self.last), now, self.gen)?;
         ctx.execute(
             DT_INSERT,
             vec![
@@ -1203,6 +1220,7 @@ impl Actor for SyncActor {
                             let c = self.ctx.clone();
                             let acked = st.push.acked;
                             let latency = rtt.as_secs_f64() * 1000.0;
+                            let gen = self.ctx.shared.reseed_gen.load(Ordering::SeqCst);
                             tokio::spawn(async move {
                                 let (region, home_region) = (c.name.clone(), c.home_region.clone());
                                 let shared = c.shared.clone();
@@ -1210,7 +1228,7 @@ impl Actor for SyncActor {
                                     .store
                                     .transact(move |ctx| {
                                         let now = now_millis();
-                                        record_cursor(ctx, &shared, &region, acked, 0, now)?;
+                                        record_cursor(ctx, &shared, &region, (acked, 0), now, gen)?;
                                         ctx.execute(
                                             DT_INSERT,
                                             vec![
@@ -1306,6 +1324,7 @@ impl Actor for SyncActor {
                 st.pull.seq = 0;
                 st.pull.next = Instant::now();
                 self.ctx.shared.acked.send_replace(0);
+                self.ctx.shared.reseed_gen.fetch_add(1, Ordering::SeqCst);
                 {
                     let mut s = self.ctx.shared.status.lock().unwrap_or_else(|p| p.into_inner());
                     s.reseeds += 1;

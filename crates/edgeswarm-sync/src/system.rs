@@ -318,6 +318,7 @@ async fn spawn_region(
         retired: AtomicBool::new(false),
         epoch: tokio::sync::Mutex::new(None),
         seen_end: AtomicI64::new(0),
+        reseed_gen: std::sync::atomic::AtomicU64::new(0),
     });
     let ctx = Arc::new(RegionCtx {
         name: r.name.clone(),
