@@ -169,10 +169,10 @@ async fn far_future_versions_are_held_until_the_clock_catches_up() {
         sa.wait_replicated(seq, edgeswarm_core::WriteConsistency::All, Duration::from_secs(20))
             .await
             .unwrap();
-        // Another node with its clock 61.5 s fast (the drift limit is 60 s) writes row 50,
+        // Another node with its clock 63 s fast (the drift limit is 60 s) writes row 50,
         // then a correct node writes row 51.
         let now = edgeswarm_core::record::now_millis() as u64;
-        let far = Hlc::new(now + 61_500, 0).as_i64();
+        let far = Hlc::new(now + 63_000, 0).as_i64();
         let ok = Hlc::new(now, 5).as_i64();
         let mut rc = region_conn(&path);
         for (id, hlc, who) in [(50i64, far, "fast-node"), (51, ok, "good-node")] {
