@@ -60,6 +60,10 @@ pub struct FileProbe {
     pub embedder: Option<String>,
     /// Names of vector tables present, comma-separated, if any.
     pub vector_tables: Option<String>,
+    /// Row versions sync parked (`_sync_parked`: refused rows and far-future
+    /// versions, retried on later pulls) and the latest one, described; `None` when
+    /// sync never ran on this file.
+    pub parked: Option<(i64, Option<String>)>,
 }
 
 /// Opens `path` read-only and reads its journal mode, schema version, integrity,
@@ -82,6 +86,20 @@ pub async fn probe_file(path: &Path) -> Result<FileProbe> {
             )
             .await,
         ),
+        parked: match scalar(&c, "SELECT COUNT(*) FROM _sync_parked").await {
+            Ok(n) => Some((
+                n.as_i64().unwrap_or(0),
+                present(
+                    scalar(
+                        &c,
+                        "SELECT region || ': ' || direction || ' ' || tbl || ' row ' || quote(row_id) || ' (' || reason || ', ' || attempts || ' tries): ' || error \
+                         FROM _sync_parked ORDER BY last_try DESC LIMIT 1",
+                    )
+                    .await,
+                ),
+            )),
+            Err(_) => None,
+        },
     })
 }
 
