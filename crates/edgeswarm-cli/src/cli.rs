@@ -296,7 +296,7 @@ pub struct ExportArgs {
     /// What to export.
     #[arg(long, value_enum, default_value = "all")]
     pub what: ExportWhat,
-    /// Output file [default: stdout].
+    /// Output file [default: stdout]; replaced only once the export is complete.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
     #[command(flatten)]
@@ -305,11 +305,15 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// JSON Lines file written by `edgeswarm export` (`-` for stdin).
+    /// JSON Lines file written by `edgeswarm export` (`-` for stdin). An interrupted
+    /// import of the same file continues where it stopped.
     pub input: PathBuf,
     /// Print the summary as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Read the file from its first line even if an earlier import of it was interrupted.
+    #[arg(long)]
+    pub restart: bool,
     #[command(flatten)]
     pub db: DbOpts,
 }
