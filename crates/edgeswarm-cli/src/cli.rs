@@ -173,6 +173,10 @@ pub enum BenchKind {
     /// Retrieval quality on a LoCoMo-format file (`--data PATH`): recall@10, hit@10, MRR
     /// per search mode. Not part of `all` (the data is not in the repository).
     Quality,
+    /// Mixed load with region partitions for `--minutes`; one JSON line per minute (RSS,
+    /// file sizes, internal tables) and a verdict; exits 1 if RSS keeps growing. Not
+    /// part of `all`.
+    Soak,
     /// Every benchmark; writes docs/benchmarks.md.
     All,
 }
@@ -198,6 +202,12 @@ pub struct BenchArgs {
     /// `quality`: use only the first N conversations (quick runs).
     #[arg(long, value_name = "N")]
     pub limit_conversations: Option<usize>,
+    /// `soak`: how long the load runs, in minutes.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub minutes: u64,
+    /// `soak`: seconds between two sample lines.
+    #[arg(long, default_value_t = 60, value_name = "S", hide = true)]
+    pub sample_secs: u64,
 }
 
 #[derive(Debug, Args)]
