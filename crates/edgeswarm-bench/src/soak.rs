@@ -40,7 +40,7 @@ pub struct SoakOpts {
     /// Writer tasks; each writes a conversation and a metric every 100 ms and a knowledge
     /// entry every 200 ms (deleting the oldest past `live_knowledge`). Default 4.
     pub writers: usize,
-    /// Live knowledge entries kept per writer; older ones are deleted. Default 500.
+    /// Live knowledge entries kept per writer; older ones are deleted. Default 200.
     pub live_knowledge: usize,
     /// Search tasks, each searching every 100 ms. Default 2.
     pub searchers: usize,
@@ -68,7 +68,7 @@ impl Default for SoakOpts {
             dir: None,
             keep: false,
             writers: 4,
-            live_knowledge: 500,
+            live_knowledge: 200,
             searchers: 2,
             kv_tasks: 2,
             partition_cycle: Duration::from_secs(120),
