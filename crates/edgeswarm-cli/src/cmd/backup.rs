@@ -26,7 +26,7 @@ pub async fn run(a: BackupArgs) -> Result<()> {
             ));
         }
     }
-    edgeswarm::files::refuse_database_path(&src, &dest).map_err(|e| CliError::file(dest.display(), e))?;
+    edgeswarm::files::refuse_database_path(&src, &dest).map_err(|e| CliError::Invalid(e.to_string()))?;
     if dest.exists() && !a.force {
         return Err(CliError::file(
             dest.display(),
@@ -34,9 +34,14 @@ pub async fn run(a: BackupArgs) -> Result<()> {
         ));
     }
     let t = std::time::Instant::now();
-    let report = edgeswarm::files::backup(&src, &dest, a.force).await.map_err(|e| match e {
-        edgeswarm::files::FileOpError::Store(e) => CliError::file(src.display(), format!("backup failed: {e}")),
-        e => CliError::file(dest.display(), format!("backup failed: {e}")),
+    let existed = dest.exists();
+    let report = edgeswarm::files::backup(&src, &dest, a.force).await.map_err(|e| {
+        let kept = if existed {
+            format!("; {} was left as it was", dest.display())
+        } else {
+            String::new()
+        };
+        CliError::Invalid(format!("backup of {} to {} failed: {e}{kept}", src.display(), dest.display()))
     })?;
     println!(
         "backed up {} to {} ({:.1} MiB, {:.0} ms, integrity ok)",

@@ -261,7 +261,7 @@ pub async fn run_export(a: ExportArgs) -> Result<()> {
     // Checked before the swarm opens: a refused path leaves nothing behind.
     let mut file = match &a.output {
         Some(p) => {
-            files::refuse_database_path(&settings.store.path, p).map_err(|e| CliError::file(p.display(), e))?;
+            files::refuse_database_path(&settings.store.path, p).map_err(|e| CliError::Invalid(e.to_string()))?;
             if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 if !d.is_dir() {
                     return Err(CliError::file(
@@ -281,7 +281,10 @@ pub async fn run_export(a: ExportArgs) -> Result<()> {
             // complete and synced: an existing file is never truncated, and an error
             // leaves it as it was (the temporary file is removed when `f` drops).
             Some((p, mut f)) => {
-                let (k, c) = export(&swarm, a.what, &mut f).await?;
+                let (k, c) = export(&swarm, a.what, &mut f).await.map_err(|e| match e {
+                    CliError::Io(e) => CliError::file(p.display(), format!("{e}; the export was discarded and the file left as it was")),
+                    e => e,
+                })?;
                 f.commit(true).map_err(|e| CliError::file(p.display(), e))?;
                 eprintln!("exported {k} knowledge entries and {c} conversation messages to {}", p.display());
             }
