@@ -450,3 +450,109 @@ pub async fn probe_engine() -> Result<EngineProbe> {
         vectors: scalar(&c, "SELECT vector_extract(vector32('[1,2]'))").await.map(|v| v.to_text()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temps(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    }
+
+    #[test]
+    fn an_unfinished_write_leaves_the_old_file_and_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out.jsonl");
+        std::fs::write(&dest, "old\n").unwrap();
+        {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(b"half of the new cont").unwrap();
+            f.flush().unwrap();
+            assert!(f.temp_path().exists());
+            // A reader error here: the caller returns early and `f` drops.
+        }
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old\n");
+        assert!(temps(d.path()).is_empty());
+
+        // Not replacing: an existing file is refused at commit, and left alone.
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"new\n").unwrap();
+        assert!(matches!(f.commit(false), Err(FileOpError::Exists(_))));
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old\n");
+        assert!(temps(d.path()).is_empty());
+
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"new\n").unwrap();
+        assert_eq!(f.commit(true).unwrap(), 4);
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new\n");
+        assert!(temps(d.path()).is_empty());
+    }
+
+    #[test]
+    fn a_symlinked_destination_keeps_its_link_and_gets_the_content() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real.txt");
+        std::fs::write(&real, "old").unwrap();
+        let link = d.path().join("link.txt");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let mut f = AtomicFile::create(&link).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit(true).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+    }
+
+    #[test]
+    fn the_database_is_refused_by_every_name() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("home.db");
+        std::fs::write(&db, "x").unwrap();
+        std::fs::write(d.path().join("home.db-wal"), "x").unwrap();
+        std::fs::hard_link(&db, d.path().join("hard.db")).unwrap();
+        std::os::unix::fs::symlink(&db, d.path().join("soft.db")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("home.db-wal"), d.path().join("soft-wal")).unwrap();
+        for name in ["home.db", "hard.db", "soft.db", "soft-wal", "home.db-wal", "home.db-shm", "home.db-journal"] {
+            let r = refuse_database_path(&db, &d.path().join(name));
+            assert!(matches!(r, Err(FileOpError::IsDatabase { .. })), "{name}: {r:?}");
+        }
+        assert!(refuse_database_path(&db, &d.path().join("other.db")).is_ok());
+        assert!(refuse_database_path(&db, &d.path().join("home.db.bak")).is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_backup_that_fails_its_last_check_leaves_the_old_backup() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src.db");
+        {
+            let c = Builder::new_local(&src).build().await.unwrap().connect().unwrap();
+            c.execute("CREATE TABLE t (x)", ()).await.unwrap();
+            c.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+        }
+        let dest = d.path().join("b.db");
+        backup(&src, &dest, false).await.unwrap();
+        let old = std::fs::read(&dest).unwrap();
+        {
+            let c = Builder::new_local(&src).build().await.unwrap().connect().unwrap();
+            c.execute("INSERT INTO t VALUES (2)", ()).await.unwrap();
+        }
+        let r = backup_checked(&src, &dest, true, |tmp| {
+            assert!(tmp.exists());
+            Err(FileOpError::Integrity("injected".into()))
+        })
+        .await;
+        assert!(matches!(r, Err(FileOpError::Integrity(_))), "{r:?}");
+        assert_eq!(std::fs::read(&dest).unwrap(), old);
+        assert!(temps(d.path()).is_empty(), "{:?}", temps(d.path()));
+        assert!(matches!(backup(&src, &dest, false).await, Err(FileOpError::Exists(_))));
+        assert!(matches!(backup(&src, &src, true).await, Err(FileOpError::IsDatabase { .. })));
+        let r = backup(&src, &dest, true).await.unwrap();
+        assert!(r.bytes > 0);
+        assert_ne!(std::fs::read(&dest).unwrap(), old);
+        assert!(temps(d.path()).is_empty());
+    }
+}
