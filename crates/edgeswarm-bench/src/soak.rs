@@ -136,7 +136,13 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
     for w in 0..opts.writers {
-        tasks.push(tokio::spawn(writer(swarm.clone(), w, opts.live_knowledge, stop.clone(), counters.clone())));
+        tasks.push(tokio::spawn(writer(
+            swarm.clone(),
+            w,
+            opts.live_knowledge,
+            stop.clone(),
+            counters.clone(),
+        )));
     }
     for s in 0..opts.searchers {
         tasks.push(tokio::spawn(searcher(swarm.clone(), s, stop.clone(), counters.clone())));
@@ -211,11 +217,14 @@ async fn writer(swarm: Swarm, w: usize, live: usize, stop: Arc<AtomicBool>, c: A
                 .record_metric(Metric::new(format!("soak-agent-{w}"), "soak", (n % 50) as f64, (n % 900) as i64))
                 .await,
         );
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let k = Knowledge::new(
                 "soak",
                 format!("topic {}", n % 17),
-                format!("writer {w} finding {n}: {} latency improves with batching and regional caching", WORDS[(n as usize) % WORDS.len()]),
+                format!(
+                    "writer {w} finding {n}: {} latency improves with batching and regional caching",
+                    WORDS[(n as usize) % WORDS.len()]
+                ),
             );
             match swarm.add_knowledge(k).await {
                 Ok(id) => {
@@ -233,7 +242,16 @@ async fn writer(swarm: Swarm, w: usize, live: usize, stop: Arc<AtomicBool>, c: A
     }
 }
 
-const WORDS: [&str; 8] = ["replication", "cache", "latency", "batching", "partition", "region", "throughput", "index"];
+const WORDS: [&str; 8] = [
+    "replication",
+    "cache",
+    "latency",
+    "batching",
+    "partition",
+    "region",
+    "throughput",
+    "index",
+];
 
 /// A search every 100 ms, rotating through queries.
 async fn searcher(swarm: Swarm, s: usize, stop: Arc<AtomicBool>, c: Arc<Counters>) {
@@ -260,12 +278,14 @@ async fn kv_churn(swarm: Swarm, k: usize, stop: Arc<AtomicBool>, c: Arc<Counters
             &c.kv,
             swarm.kv_set("soak", &format!("rot-{k}-{}", n % 1000), json!({"n": n}), ttl).await,
         );
-        c.count(
-            &c.kv,
-            swarm.kv_set("soak-lease", &format!("lease-{k}-{n}"), json!(n), ttl).await,
-        );
-        if n % 2 == 0 {
-            let cur = swarm.kv_get("soak", &format!("counter-{k}")).await.ok().flatten().map(|e| e.version);
+        c.count(&c.kv, swarm.kv_set("soak-lease", &format!("lease-{k}-{n}"), json!(n), ttl).await);
+        if n.is_multiple_of(2) {
+            let cur = swarm
+                .kv_get("soak", &format!("counter-{k}"))
+                .await
+                .ok()
+                .flatten()
+                .map(|e| e.version);
             c.count(&c.kv, swarm.kv_cas("soak", &format!("counter-{k}"), cur, json!(n), None).await);
         }
     }
@@ -531,13 +551,21 @@ mod tests {
 
     #[test]
     fn flat_after_warmup_passes_and_growth_is_named() {
-        let v = verdict(&[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 105.0, 1100), s(10.0, 110.0, 1150)], 0.2, 1024.0);
+        let v = verdict(
+            &[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 105.0, 1100), s(10.0, 110.0, 1150)],
+            0.2,
+            1024.0,
+        );
         assert_eq!(v["rss_ok"], json!(true));
         assert_eq!(v["flat"], json!(true), "{v}");
         // User tables are not judged.
         assert!(v["figures"].get("tables.conversations.rows").is_none());
 
-        let v = verdict(&[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 140.0, 5000), s(10.0, 300.0, 90_000)], 0.2, 1024.0);
+        let v = verdict(
+            &[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 140.0, 5000), s(10.0, 300.0, 90_000)],
+            0.2,
+            1024.0,
+        );
         assert_eq!(v["rss_ok"], json!(false));
         assert_eq!(v["not_flat"], json!(["rss_mb", "tables._changes.rows"]), "{v}");
     }

@@ -71,7 +71,7 @@ fn fails(o: &Output, needle: &str) -> String {
 /// A conversation line (content padded to `pad` bytes) or, every tenth, a knowledge line.
 fn line(i: usize, pad: usize) -> String {
     let filler = "x".repeat(pad);
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         format!(
             r#"{{"type":"knowledge","id":"k{i}","category":"test","topic":"topic {i}","content":"entry {i} {filler}","tags":["t"],"metadata":null,"region":null,"created_at":{i}}}"#
         )
@@ -99,11 +99,18 @@ fn write_jsonl(path: &Path, n: usize, pad: usize, bad: Option<(usize, &str)>) {
 fn count(dir: &Path, db: &str, sql: &str) -> i64 {
     let o = ok(&run(dir, &["sql", "--db", db, "--json", sql]));
     let v: serde_json::Value = serde_json::from_str(o.trim()).expect("json");
-    v["rows"][0][0].as_i64().or_else(|| v["rows"][0].as_object()?.values().next()?.as_i64()).unwrap_or_else(|| panic!("{o}"))
+    v["rows"][0][0]
+        .as_i64()
+        .or_else(|| v["rows"][0].as_object()?.values().next()?.as_i64())
+        .unwrap_or_else(|| panic!("{o}"))
 }
 
 fn rows(dir: &Path, db: &str) -> i64 {
-    count(dir, db, "SELECT (SELECT count(*) FROM knowledge) + (SELECT count(*) FROM conversations) AS n")
+    count(
+        dir,
+        db,
+        "SELECT (SELECT count(*) FROM knowledge) + (SELECT count(*) FROM conversations) AS n",
+    )
 }
 
 /// A home database holding `n` records (imported, so no raw SQL is needed).
@@ -232,7 +239,11 @@ fn a_bad_line_names_its_line_writes_nothing_of_its_batch_and_the_import_resumes(
     // and stores nothing new.
     let o = ok(&run(dir, &["import", "--db", &db, "--json", &name]));
     let v: serde_json::Value = serde_json::from_str(o.trim()).expect("json");
-    assert_eq!((v["resumed_from_line"].clone(), v["already_present"].clone()), (serde_json::Value::Null, 2500.into()), "{o}");
+    assert_eq!(
+        (v["resumed_from_line"].clone(), v["already_present"].clone()),
+        (serde_json::Value::Null, 2500.into()),
+        "{o}"
+    );
     assert!(!progress_recorded(&db));
 }
 
@@ -240,7 +251,11 @@ fn a_bad_line_names_its_line_writes_nothing_of_its_batch_and_the_import_resumes(
 fn progress_recorded(db: &str) -> bool {
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
     rt.block_on(async {
-        let Ok(d) = libsql::Builder::new_local(db).flags(libsql::OpenFlags::SQLITE_OPEN_READ_ONLY).build().await else {
+        let Ok(d) = libsql::Builder::new_local(db)
+            .flags(libsql::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .build()
+            .await
+        else {
             return false;
         };
         let Ok(c) = d.connect() else { return false };
@@ -327,7 +342,10 @@ const IMPORT_RSS_LIMIT_MIB: f64 = 200.0;
 
 #[test]
 fn a_200_mb_import_streams_in_bounded_memory() {
-    let mb: usize = std::env::var("EDGESWARM_TEST_IMPORT_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let mb: usize = std::env::var("EDGESWARM_TEST_IMPORT_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
     let d = tempfile::tempdir().expect("tmp");
     let dir = d.path();
     let db = dir.join("home.db").display().to_string();
@@ -348,7 +366,10 @@ fn a_200_mb_import_streams_in_bounded_memory() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["lines"], n, "{v}");
     eprintln!("imported {mb} MB ({n} records): peak RSS {peak:.1} MiB");
-    assert!(peak > 0.0 && peak < IMPORT_RSS_LIMIT_MIB, "peak RSS {peak:.1} MiB for a {mb} MB import");
+    assert!(
+        peak > 0.0 && peak < IMPORT_RSS_LIMIT_MIB,
+        "peak RSS {peak:.1} MiB for a {mb} MB import"
+    );
     std::fs::remove_file(&file).expect("rm");
     assert_eq!(rows(dir, &db), n as i64);
 }

@@ -81,11 +81,7 @@ pub enum FileOpError {
 impl FileOpError {
     fn io(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> FileOpError {
         let path = path.to_path_buf();
-        move |source| FileOpError::Io {
-            path,
-            op,
-            source,
-        }
+        move |source| FileOpError::Io { path, op, source }
     }
 }
 
@@ -516,7 +512,15 @@ mod tests {
         std::fs::hard_link(&db, d.path().join("hard.db")).unwrap();
         std::os::unix::fs::symlink(&db, d.path().join("soft.db")).unwrap();
         std::os::unix::fs::symlink(d.path().join("home.db-wal"), d.path().join("soft-wal")).unwrap();
-        for name in ["home.db", "hard.db", "soft.db", "soft-wal", "home.db-wal", "home.db-shm", "home.db-journal"] {
+        for name in [
+            "home.db",
+            "hard.db",
+            "soft.db",
+            "soft-wal",
+            "home.db-wal",
+            "home.db-shm",
+            "home.db-journal",
+        ] {
             let r = refuse_database_path(&db, &d.path().join(name));
             assert!(matches!(r, Err(FileOpError::IsDatabase { .. })), "{name}: {r:?}");
         }

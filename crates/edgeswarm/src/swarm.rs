@@ -1031,7 +1031,12 @@ impl Swarm {
             .store
             .read(move |rd| rd.query("SELECT value FROM _meta WHERE key = ?1", vec![SqlValue::Text(key)]))
             .await?;
-        let Some(v) = r.rows.first().and_then(|row| row.first()).and_then(|v| v.as_str().map(str::to_owned)) else {
+        let Some(v) = r
+            .rows
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|v| v.as_str().map(str::to_owned))
+        else {
             return Ok(None);
         };
         // A record this build cannot read is treated as absent: the import starts over,

@@ -194,7 +194,10 @@ pub async fn import(
     let mut buf = Vec::new();
     let stopped = |done: &ImportProgress| match done.lines {
         0 => "nothing was imported".to_string(),
-        n => format!("lines 1-{n} were imported; fix this line and run the same import again to continue from line {}", n + 1),
+        n => format!(
+            "lines 1-{n} were imported; fix this line and run the same import again to continue from line {}",
+            n + 1
+        ),
     };
     loop {
         let mut batch = Vec::new();
@@ -324,7 +327,15 @@ pub async fn run_import(a: ImportArgs) -> Result<()> {
     if name == "-" {
         let swarm = open::swarm(&settings, false).await?;
         let mut reader = std::io::BufReader::new(std::io::stdin());
-        let r = import(&swarm, &mut reader, &name, None, ImportProgress::default(), ImportOptions::default()).await;
+        let r = import(
+            &swarm,
+            &mut reader,
+            &name,
+            None,
+            ImportProgress::default(),
+            ImportOptions::default(),
+        )
+        .await;
         let closed = swarm.shutdown().await;
         let s = r?;
         closed?;
@@ -345,8 +356,7 @@ pub async fn run_import(a: ImportArgs) -> Result<()> {
                 eprintln!("{name}: starting over (--restart); the records already stored are left as they are");
             } else {
                 let mut h = PrefixHash::default();
-                let same = hash_prefix(&mut reader, p.offset, &mut h).map_err(|e| CliError::file(&name, e))?
-                    && h.hex() == p.prefix_hash;
+                let same = hash_prefix(&mut reader, p.offset, &mut h).map_err(|e| CliError::file(&name, e))? && h.hex() == p.prefix_hash;
                 if same {
                     eprintln!(
                         "{name}: continuing an interrupted import at line {} ({} records were stored before)",
