@@ -291,10 +291,12 @@ async fn kv_churn(swarm: Swarm, k: usize, stop: Arc<AtomicBool>, c: Arc<Counters
     }
 }
 
-/// VmRSS and VmHWM of this process, in MiB (Linux; `None` elsewhere).
-fn rss_mb() -> (Option<f64>, Option<f64>) {
+/// VmRSS, VmHWM, RssAnon and RssFile of this process, in MiB (Linux; `None` elsewhere).
+/// RssAnon is heap and other private memory (what a leak grows); RssFile is file pages
+/// mapped by the readers' mmap, which the kernel can drop.
+fn rss_mb() -> [Option<f64>; 4] {
     let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
-        return (None, None);
+        return [None; 4];
     };
     let field = |name: &str| {
         s.lines()
@@ -303,7 +305,7 @@ fn rss_mb() -> (Option<f64>, Option<f64>) {
             .and_then(|kb| kb.parse::<f64>().ok())
             .map(|kb| round1(kb / 1024.0))
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    [field("VmRSS:"), field("VmHWM:"), field("RssAnon:"), field("RssFile:")]
 }
 
 fn round1(x: f64) -> f64 {
@@ -330,7 +332,7 @@ fn count_of(r: std::result::Result<edgeswarm_store::QueryResult, edgeswarm_store
 
 /// One sample: RSS, file sizes, internal and user table rows and KiB.
 async fn sample(swarm: &Swarm, home: &Path, regions_dir: &Path, started: Instant, c: &Counters, partitioned: bool) -> Result<Value> {
-    let (rss, hwm) = rss_mb();
+    let [rss, hwm, anon, file] = rss_mb();
     // Rows of the home tables and their size in pages (dbstat: every b-tree, indexes
     // included under their own names, so a table's figure is its b-tree alone).
     let home_tables = swarm
@@ -391,6 +393,8 @@ async fn sample(swarm: &Swarm, home: &Path, regions_dir: &Path, started: Instant
         "elapsed_s": round1(elapsed),
         "rss_mb": rss,
         "hwm_mb": hwm,
+        "rss_anon_mb": anon,
+        "rss_file_mb": file,
         "db_mb": file_mb(home),
         "wal_mb": file_mb(&side(home, "-wal")),
         "tables": tables,
