@@ -264,9 +264,7 @@ impl AtomicFile {
     fn remove_side_files(&self) {
         if let Some(tmp) = &self.tmp {
             for suffix in ["-wal", "-shm", "-journal"] {
-                let mut s = tmp.clone().into_os_string();
-                s.push(suffix);
-                let _ = std::fs::remove_file(PathBuf::from(s));
+                let _ = std::fs::remove_file(side_file(tmp, suffix));
             }
         }
     }
@@ -361,8 +359,28 @@ pub async fn backup_checked(
         return Err(FileOpError::Integrity(verdict));
     }
     check(file.temp_path())?;
+    if replace {
+        // An old copy's leftover -wal or -journal would be replayed into the new file
+        // when it is next opened (SQLite cannot tell they belong to another file), so
+        // they go first. The old copy loses nothing it had checkpointed; a crash before
+        // the rename leaves it as of its last checkpoint.
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let side = side_file(file.dest(), suffix);
+            match std::fs::remove_file(&side) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(FileOpError::io(&side, "remove the old copy's side file")(e)),
+                _ => {}
+            }
+        }
+    }
     let bytes = file.commit(replace)?;
     Ok(BackupReport { bytes })
+}
+
+/// `path` with `suffix` appended (`home.db` → `home.db-wal`).
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// `PRAGMA integrity_check` on a file opened read-only: `ok`, or its findings joined.
@@ -558,5 +576,31 @@ mod tests {
         assert!(r.bytes > 0);
         assert_ne!(std::fs::read(&dest).unwrap(), old);
         assert!(temps(d.path()).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_old_copys_leftover_wal_is_not_replayed_into_the_new_one() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src.db");
+        let dest = d.path().join("b.db");
+        let c = Builder::new_local(&src).build().await.unwrap().connect().unwrap();
+        c.query("PRAGMA journal_mode = WAL", ()).await.unwrap();
+        c.execute("CREATE TABLE t (x)", ()).await.unwrap();
+        backup(&src, &dest, false).await.unwrap();
+        // A WAL full of frames that are not the new copy's (another file's, as an old
+        // copy opened for writing would leave).
+        for i in 0..200 {
+            c.execute("INSERT INTO t VALUES (?1)", [format!("{i:0>500}")]).await.unwrap();
+        }
+        std::fs::copy(side_file(&src, "-wal"), side_file(&dest, "-wal")).unwrap();
+        c.execute("DELETE FROM t", ()).await.unwrap();
+        c.execute("CREATE TABLE u (y)", ()).await.unwrap();
+        drop(c);
+        backup(&src, &dest, true).await.unwrap();
+        assert!(!side_file(&dest, "-wal").exists());
+        let copy = open_read_only(&dest).await.unwrap();
+        assert_eq!(scalar(&copy, "PRAGMA integrity_check").await.unwrap().to_text(), "ok");
+        assert_eq!(scalar(&copy, "SELECT count(*) FROM t").await.unwrap().as_i64(), Some(0));
+        assert_eq!(scalar(&copy, "SELECT count(*) FROM u").await.unwrap().as_i64(), Some(0));
     }
 }
