@@ -62,6 +62,7 @@ fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked 2>&1
+echo "== bench soak --minutes 1 (debug binary: RSS, file and internal-table sizes; fails if RSS passes its cap)" && cargo run --locked -q -p edgeswarm-cli -- bench soak --minutes 1 2>&1
 
 if [ -f tests/mcp/test_mcp.py ]; then
   echo "== MCP client tests (Python SDK, real server binary)"

@@ -11,6 +11,8 @@
 //!   side on a narrow-vocabulary and a Zipf corpus (`bench mcp --peer`).
 //! - [`dashboard`]: what the live dashboard costs ingest, with 0 and 10 pages open.
 //! - [`quality`]: retrieval quality on a LoCoMo-format file (recall@10, hit@10, MRR per mode).
+//! - [`soak`]: a long mixed load with region partitions; one line of RSS, file sizes
+//!   and internal-table sizes per minute, and whether they stayed flat.
 //! - [`sim`]: the swarm simulation behind `edgeswarm demo` and `examples/swarm_sim.rs`.
 //!
 //! Every benchmark returns one JSON object (what `edgeswarm bench <name> --json` prints);
@@ -26,6 +28,7 @@ pub mod quality;
 pub mod remote;
 pub mod search;
 pub mod sim;
+pub mod soak;
 pub mod store;
 pub mod sync;
 mod util;
