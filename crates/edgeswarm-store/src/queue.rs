@@ -218,7 +218,8 @@ impl<T> QueueSender<T> {
         })
     }
 
-    /// Queues `item` from a plain thread, blocking it while the queue is full.
+    /// Queues `item` from a plain thread, blocking it while the queue is full (in items;
+    /// it takes no share of a byte budget).
     pub fn blocking_send(&self, item: T) -> Result<(), SendError<T>> {
         let permit = loop {
             match self.sem.clone().try_acquire_owned() {

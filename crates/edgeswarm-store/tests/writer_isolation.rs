@@ -19,6 +19,10 @@ async fn open(dir: &tempfile::TempDir, op_timeout: Duration) -> Store {
                 vec![],
             )?;
             ctx.execute(
+                "CREATE TRIGGER m_abort BEFORE INSERT ON agent_metrics WHEN NEW.task_type = 'refused' BEGIN SELECT RAISE(ABORT, 'metric refused'); END",
+                vec![],
+            )?;
+            ctx.execute(
                 "CREATE TRIGGER u_rollback BEFORE INSERT ON u WHEN NEW.v = 'rollback' BEGIN SELECT RAISE(ROLLBACK, 'rolled back by trigger'); END",
                 vec![],
             )
@@ -89,6 +93,8 @@ async fn each_failing_op_fails_alone_and_the_batch_commits() {
         })
         .await
         .unwrap();
+    // A typed record refused by a trigger (one statement: no savepoint needed).
+    let metric_refused = store.enqueue_record(Metric::new("a", "refused", 1.0, 1)).await.unwrap();
     // A duplicate primary key, from a typed path's point of view: a constraint error.
     let dup = store
         .enqueue_transact(|ctx| ctx.execute("INSERT INTO u (id, v) VALUES (1, 'dup')", vec![]))
@@ -110,6 +116,8 @@ async fn each_failing_op_fails_alone_and_the_batch_commits() {
     let e = panics.wait().await.unwrap_err();
     assert!(matches!(e, StoreError::Internal(_)) && e.to_string().contains("panicked"), "{e:?}");
     assert!(matches!(dup.wait().await, Err(StoreError::Constraint(_))));
+    let e = metric_refused.wait().await.unwrap_err();
+    assert!(e.to_string().contains("metric refused"), "{e:?}");
     for a in good {
         assert_eq!(a.wait().await.unwrap(), 1);
     }
@@ -128,7 +136,7 @@ async fn each_failing_op_fails_alone_and_the_batch_commits() {
     );
     let after = store.stats();
     assert_eq!(after.failed_batches, before.failed_batches, "no batch failed");
-    assert_eq!(after.failed_ops - before.failed_ops, 5, "five ops failed alone");
+    assert_eq!(after.failed_ops - before.failed_ops, 6, "six ops failed alone");
     assert_eq!(after.replays, before.replays, "savepoints were enough");
     assert_eq!(after.writer_restarts, 0, "a panic in an op does not crash the writer");
     store.publish(Metric::new("a", "after", 1.0, 1)).await.unwrap();

@@ -1,6 +1,6 @@
 //! The writer thread: drains the bounded write queue into batches, runs each batch as
-//! one transaction (BEGIN IMMEDIATE … COMMIT, one savepoint per op when the batch holds
-//! more than one), then acks every sender and, after the acks, publishes the commit
+//! one transaction (BEGIN IMMEDIATE … COMMIT, one savepoint per multi-statement op when
+//! the batch holds more than one op), then acks every sender and, after the acks, publishes the commit
 //! event. Every op runs under a time limit (the watchdog interrupts it) with panics
 //! caught, so one failing op fails only its caller. Also the fault hooks' trigger points.
 
@@ -453,14 +453,21 @@ impl Writer {
         }
     }
 
-    /// Applies one op under its time limit, in a savepoint when `isolate`, with panics
-    /// caught: whatever goes wrong fails this op alone (see `Outcome`).
+    /// Applies one op under its time limit, in a savepoint when `isolate` (unless it is
+    /// one statement), with panics caught: whatever goes wrong fails this op alone (see
+    /// `Outcome`).
     fn apply(&mut self, op: WriteOp, log: &mut BatchLog, dog: &Watchdog, isolate: bool) -> Outcome {
         let limit = match op {
             WriteOp::Sql { .. } => self.cfg.limits.query_timeout,
             _ => self.cfg.op_timeout,
         };
-        if isolate {
+        // A conversation or metric insert is one single-row INSERT: SQLite undoes a
+        // failed statement by itself (statement atomicity), so it needs no savepoint.
+        // A savepoint per op made every insert copy the pages it touches into the
+        // sub-journal, which halved the ingest rate.
+        let one_statement = matches!(op, WriteOp::Record(Record::Metric(_) | Record::Message(_)));
+        let savepoint = isolate && !one_statement;
+        if savepoint {
             if let Err(e) = self.conn.execute("SAVEPOINT op", vec![]) {
                 return Outcome::Fatal(e);
             }
@@ -493,14 +500,18 @@ impl Writer {
                 self.conn.clear_cache();
                 let msg = crate::actor::panic_message(&*p);
                 tracing::error!(panic = %msg, "a write op panicked; it alone fails");
-                Err(StoreError::Internal(format!(
-                    "the write op panicked: {msg}; nothing of it is stored"
-                )))
+                let e = StoreError::Internal(format!("the write op panicked: {msg}; nothing of it is stored"));
+                if !savepoint {
+                    // What it wrote cannot be told apart: roll back, replay the others.
+                    log.restore(mark);
+                    return Outcome::RolledBack(e);
+                }
+                Err(e)
             }
         };
         match r {
             Ok(o) => {
-                if isolate {
+                if savepoint {
                     if let Err(e) = self.conn.execute("RELEASE op", vec![]) {
                         return Outcome::Fatal(e);
                     }
@@ -511,8 +522,12 @@ impl Writer {
                 log.restore(mark);
                 if self.conn.conn.is_autocommit() || !isolate {
                     // SQLite already rolled the whole transaction back (an interrupted
-                    // or I/O-failed write, RAISE(ROLLBACK)), or the op had no savepoint.
+                    // or I/O-failed write, RAISE(ROLLBACK)), or the op was alone.
                     return Outcome::RolledBack(e);
+                }
+                if !savepoint {
+                    // Its one statement failed and SQLite undid it.
+                    return Outcome::Failed(e);
                 }
                 match self.conn.batch("ROLLBACK TO op; RELEASE op;") {
                     Ok(()) => Outcome::Failed(e),
