@@ -191,6 +191,19 @@ pub struct StoreConfig {
     /// 16 full batches, enough to keep the writer busy during a commit, small enough to
     /// keep memory flat (~tens of MB worst case with default limits on typical rows).
     pub queue_capacity: usize,
+    /// Byte budget of the same queue: the approximate payload bytes of every write
+    /// queued or in flight (`Record::approx_bytes`; 256 for a custom op). When a write
+    /// would go past it, `publish` waits and `try_publish` returns `Overloaded`, as for
+    /// `queue_capacity`. Default 64 MiB: 64 maximal (1 MiB) writes, several full
+    /// batches of typical rows, so the byte bound only bites on floods of big writes.
+    /// A write larger than the whole budget is let through alone.
+    pub queue_bytes: usize,
+    /// Time limit of every write op on the writer (typed records, kv, custom ops,
+    /// replication apply). An op past it is interrupted, rolled back and failed with
+    /// `StoreError::Timeout`; the rest of its batch commits. Raw SQL writes keep
+    /// `limits.query_timeout`. Default 5 s: a typed op takes microseconds, so only a
+    /// pathological one (a user trigger, a stuck custom op) ever reaches it.
+    pub op_timeout: Duration,
     /// Read-only connections, each on its own thread. Default 4: reads are short and
     /// mostly CPU; on a 2-core machine more threads only add contention.
     pub read_pool_size: usize,
@@ -216,6 +229,8 @@ impl Default for StoreConfig {
             durability: Durability::Full,
             batch: BatchConfig::default(),
             queue_capacity: 65_536,
+            queue_bytes: 64 << 20,
+            op_timeout: Duration::from_secs(5),
             read_pool_size: 4,
             limits: Limits::default(),
             channels: ChannelConfig::default(),

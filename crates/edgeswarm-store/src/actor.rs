@@ -77,7 +77,7 @@ pub enum StorageMsg {
 #[cfg(feature = "cluster")]
 impl ractor::Message for StorageMsg {}
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -91,7 +91,7 @@ impl Actor for StorageActor {
 
     async fn pre_start(&self, myself: ActorRef<StorageMsg>, setup: Arc<WriterSetup>) -> Result<StorageState, ActorProcessingErr> {
         let generation = setup.generations.fetch_add(1, Ordering::SeqCst) + 1;
-        let (tx, rx) = queue::bounded::<WriterMsg>("storage_writer", setup.cfg.queue_capacity);
+        let (tx, rx) = queue::bounded_bytes::<WriterMsg>("storage_writer", setup.cfg.queue_capacity, setup.cfg.queue_bytes);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
         let s = setup.clone();
         let thread_rx = rx.clone();

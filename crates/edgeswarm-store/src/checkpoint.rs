@@ -18,11 +18,13 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 /// run. Owners set it with `PRAGMA wal_autocheckpoint` once the thread is running.
 pub const WAL_HIGH_WATER_PAGES: u32 = 20_000;
 
-/// Handle to a checkpointer thread; the thread ends when this is dropped.
+/// Handle to a checkpointer thread; the thread ends when this is dropped or stopped.
 #[derive(Debug)]
 pub struct Checkpointer {
-    /// Capacity 1: one pending kick is enough.
-    kick: SyncSender<()>,
+    /// Capacity 1: one pending kick is enough. `None` once stopped.
+    kick: Option<SyncSender<()>>,
+    /// The thread, joined by `stop` (a clean shutdown closes every connection).
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -36,15 +38,29 @@ impl Checkpointer {
     pub fn spawn_vfs(label: &str, path: PathBuf, durability: Durability, vfs: Option<String>) -> std::io::Result<Checkpointer> {
         let (kick, kicks) = sync_channel(1);
         let l = label.to_string();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("edgeswarm-ckpt-{label}"))
             .spawn(move || run(&l, path, durability, vfs, kicks))?;
-        Ok(Checkpointer { kick })
+        Ok(Checkpointer {
+            kick: Some(kick),
+            thread: Some(thread),
+        })
     }
 
     /// Asks for a passive checkpoint (never blocks; a pending request is enough).
     pub fn kick(&self) {
-        let _ = self.kick.try_send(());
+        if let Some(k) = &self.kick {
+            let _ = k.try_send(());
+        }
+    }
+
+    /// Ends the thread and waits for it (it finishes a checkpoint in progress first),
+    /// so its connection is closed when this returns. Later kicks do nothing.
+    pub fn stop(&mut self) {
+        drop(self.kick.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

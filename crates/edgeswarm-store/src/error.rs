@@ -30,8 +30,9 @@ pub enum StoreError {
     /// Bad input; nothing was queued or written. Fix the input.
     #[error("invalid input: {0}")]
     Invalid(#[from] ValidationError),
-    /// The write queue is full (`try_publish` only). Retry later or use `publish`, which waits.
-    #[error("storage queue is full ({capacity} writes waiting); retry later or use the waiting publish")]
+    /// The write queue is full, in writes or in bytes (`try_publish` only). Retry later
+    /// or use `publish`, which waits.
+    #[error("storage queue is full (bound: {capacity} writes and StoreConfig::queue_bytes bytes); retry later or use the waiting publish")]
     Overloaded {
         /// The queue's capacity (`StoreConfig::queue_capacity`).
         capacity: usize,
@@ -76,10 +77,11 @@ pub enum StoreError {
     /// limit (that one is `Timeout`). Retry.
     #[error("statement interrupted: {0}; retry it")]
     Interrupted(#[source] SqliteFailure),
-    /// A raw SQL statement ran past the query time limit and was interrupted.
+    /// A raw SQL statement ran past the query time limit, or a write op past
+    /// `StoreConfig::op_timeout`, and was interrupted; nothing of it is stored.
     #[error("query interrupted after {limit_ms} ms (the query time limit); add a LIMIT or narrow it")]
     Timeout {
-        /// The limit it ran past (`Limits::query_timeout`), in ms.
+        /// The limit it ran past (`Limits::query_timeout` or `StoreConfig::op_timeout`), in ms.
         limit_ms: u64,
     },
     /// A raw SQL statement's result passed the byte cap and was stopped; nothing was

@@ -46,6 +46,10 @@ pub struct StoreStats {
     pub queue_depth: usize,
     pub queue_capacity: usize,
     pub queue_rejected: u64,
+    /// Bytes (KiB-rounded approximate op sizes) queued or in flight on the writer queue.
+    pub queue_bytes: usize,
+    /// The writer queue's byte budget (`StoreConfig::queue_bytes`).
+    pub queue_bytes_capacity: usize,
     pub read_queue_depth: usize,
     /// Bound of the read queue (`ChannelConfig::read_queue`).
     pub read_queue_capacity: usize,
@@ -56,6 +60,12 @@ pub struct StoreStats {
     pub batches: u64,
     pub ops: u64,
     pub failed_batches: u64,
+    /// Writes that failed alone (their savepoint rolled back, the rest of their batch
+    /// committed): constraint errors, time limits, panics, custom-op errors.
+    pub failed_ops: u64,
+    /// Batches the writer began again and replayed after SQLite rolled the whole
+    /// transaction back under one write (an interrupted write, an I/O error).
+    pub replays: u64,
     pub writer_restarts: u64,
     pub last_batch_size: u64,
     /// Batch sizes, power-of-two buckets (index i: size <= 2^i).
@@ -196,6 +206,7 @@ impl Store {
     // ---- writes ---------------------------------------------------------------------
 
     async fn send(&self, mut msg: WriterMsg) -> Result<()> {
+        let bytes = msg.approx_bytes();
         let mut inbox = self.inner.inbox.clone();
         loop {
             let current = inbox.borrow_and_update().clone();
@@ -209,7 +220,7 @@ impl Store {
                     return Err(err);
                 }
                 Inbox::Restarting { .. } => {}
-                Inbox::Running { tx, .. } => match tx.send(msg).await {
+                Inbox::Running { tx, .. } => match tx.send_sized(msg, bytes).await {
                     Ok(()) => return Ok(()),
                     Err(SendError::Closed(m)) | Err(SendError::Full(m)) => msg = m,
                 },
@@ -241,9 +252,10 @@ impl Store {
 
     fn try_enqueue_as<T>(&self, op: WriteOp, unpack: fn(OpOutput) -> Result<T>) -> Result<PendingAck<T>> {
         let (ack, rx) = oneshot::channel();
+        let bytes = op.approx_bytes();
         let inbox = self.inner.inbox.borrow().clone();
         match inbox {
-            Inbox::Running { tx, .. } => match tx.try_send(WriterMsg::Op { op, ack }) {
+            Inbox::Running { tx, .. } => match tx.try_send_sized(WriterMsg::Op { op, ack }, bytes) {
                 Ok(()) => Ok(PendingAck { rx, unpack }),
                 Err(SendError::Full(_)) => Err(StoreError::Overloaded { capacity: tx.capacity() }),
                 Err(SendError::Closed(_)) => Err(StoreError::WriterCrashed("the writer is restarting; retry".into())),
@@ -358,9 +370,15 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         let s = &self.inner.setup.stats;
-        let (depth, cap, rejected) = match &*self.inner.inbox.borrow() {
-            Inbox::Running { tx, .. } => (tx.depth(), tx.capacity(), tx.stats().rejected.load(Ordering::Relaxed)),
-            _ => (0, self.inner.cfg.queue_capacity, 0),
+        let (depth, cap, rejected, bytes, bytes_cap) = match &*self.inner.inbox.borrow() {
+            Inbox::Running { tx, .. } => (
+                tx.depth(),
+                tx.capacity(),
+                tx.stats().rejected.load(Ordering::Relaxed),
+                tx.depth_bytes(),
+                tx.byte_capacity(),
+            ),
+            _ => (0, self.inner.cfg.queue_capacity, 0, 0, self.inner.cfg.queue_bytes),
         };
         let (commit_us_hist, commit_us_sum) = s.commit_latency.pow2_buckets(24);
         let (ack_us_hist, ack_us_sum) = s.ack_latency.pow2_buckets(24);
@@ -368,6 +386,8 @@ impl Store {
             queue_depth: depth,
             queue_capacity: cap,
             queue_rejected: rejected,
+            queue_bytes: bytes,
+            queue_bytes_capacity: bytes_cap,
             read_queue_depth: self.inner.reads.depth(),
             read_queue_capacity: self.inner.reads.capacity(),
             commit_events_depth: self.inner.setup.events.len(),
@@ -375,6 +395,8 @@ impl Store {
             batches: s.batches.load(Ordering::Relaxed),
             ops: s.ops.load(Ordering::Relaxed),
             failed_batches: s.failed_batches.load(Ordering::Relaxed),
+            failed_ops: s.failed_ops.load(Ordering::Relaxed),
+            replays: s.replays.load(Ordering::Relaxed),
             writer_restarts: self.inner.setup.generations.load(Ordering::Relaxed).saturating_sub(1),
             last_batch_size: s.last_batch_size.load(Ordering::Relaxed),
             batch_size_hist: s.batch_size_hist.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
@@ -387,8 +409,11 @@ impl Store {
         }
     }
 
-    /// Commits everything queued, stops the writer and the readers. Returns once all
-    /// acked data is on disk. Later calls return `Closed` errors.
+    /// Commits everything queued, stops the writer and the readers, checkpoints the WAL
+    /// into the database file (TRUNCATE) and closes every connection, so no `-wal` or
+    /// `-shm` file is left beside it (unless another process still has the file open).
+    /// Returns once all acked data is in the database file. Later calls return `Closed`
+    /// errors.
     pub async fn shutdown(&self) -> Result<()> {
         let (ack, rx) = oneshot::channel();
         let sent = self.send(WriterMsg::Shutdown { ack }).await;
@@ -410,7 +435,37 @@ impl Store {
         self.inner.supervisor.stop(None);
         self.inner.setup.inbox.send_replace(Inbox::Closed { reason: None });
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.reads.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            inner.reads.shutdown();
+            close_wal(&inner.cfg);
+        })
+        .await;
         flushed
+    }
+}
+
+/// After every connection of this store is closed: if a `-wal` or `-shm` file is still
+/// beside the database (a read-only connection closed last and could not remove it),
+/// open one read-write connection, checkpoint with TRUNCATE and close it. SQLite removes
+/// both files when the last connection closes; with another process still attached it
+/// leaves them, as it must.
+fn close_wal(cfg: &StoreConfig) {
+    let side = |suffix: &str| {
+        let mut p = cfg.path.clone().into_os_string();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    if !side("-wal").exists() && !side("-shm").exists() {
+        return;
+    }
+    match crate::conn::open_writer(&cfg.path, cfg.durability) {
+        Ok((db, c)) => {
+            if let Err(e) = crate::conn::run(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")) {
+                tracing::warn!(error = %e, "final checkpoint failed; the WAL stays beside the file (it is replayed on the next open)");
+            }
+            drop(c);
+            drop(db);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not reopen the file for the final checkpoint"),
     }
 }

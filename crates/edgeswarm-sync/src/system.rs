@@ -896,6 +896,10 @@ impl SyncHandle {
                 let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
             }
         }
+        // Region files: checkpoint and close, so no -wal or -shm is left beside them.
+        for r in regions.iter() {
+            r.ctx.link.close().await;
+        }
         self.inner.acked_notify.notify_waiters();
     }
 }

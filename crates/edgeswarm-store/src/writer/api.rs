@@ -17,8 +17,8 @@ pub type TxFn = Box<dyn FnOnce(&mut TxCtx<'_>) -> Result<Box<dyn Any + Send>> + 
 
 /// Writes one knowledge record inside the batch transaction. Knowledge SQL, with its
 /// dedup by content hash, is defined in edgeswarm-search, which installs it on a store
-/// (`edgeswarm_search::knowledge::install`); the writer only calls it. Like the other
-/// record inserts it runs without a savepoint: an error fails the whole batch.
+/// (`edgeswarm_search::knowledge::install`); the writer only calls it. Like every
+/// op it runs in its own savepoint: an error fails only its record.
 pub type KnowledgeWriter = Arc<dyn Fn(&mut TxCtx<'_>, Knowledge) -> Result<Inserted> + Send + Sync>;
 
 /// One write.
@@ -32,8 +32,9 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
-    /// Roughly how many bytes the op writes, to bound a batch (`BatchConfig::max_bytes`).
-    pub(crate) fn approx_bytes(&self) -> usize {
+    /// Roughly how many bytes the op writes, to bound a batch (`BatchConfig::max_bytes`)
+    /// and the queue (`StoreConfig::queue_bytes`).
+    pub fn approx_bytes(&self) -> usize {
         match self {
             WriteOp::Record(r) => r.approx_bytes(),
             WriteOp::Sql { sql, params } => sql.len() + params.len() * 16,
@@ -130,6 +131,13 @@ pub enum WriterMsg {
 }
 
 impl WriterMsg {
+    /// What the message counts against the queue's byte budget (0 for flush and shutdown).
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            WriterMsg::Op { op, .. } => op.approx_bytes(),
+            WriterMsg::Flush { .. } | WriterMsg::Shutdown { .. } => 0,
+        }
+    }
     /// Fails the message's sender with `err` (used when a queue is drained on a crash).
     pub fn fail(self, err: StoreError) {
         let ack = match self {

@@ -1,5 +1,4 @@
-//! Per-record SQL for the typed inserts the writer runs without a savepoint:
-//! conversations and agent_metrics (append-only, logged as rowid ranges). Knowledge
+//! Per-record SQL for the typed inserts: conversations and agent_metrics (append-only, logged as rowid ranges). Knowledge
 //! records go to the knowledge writer edgeswarm-search installed (its SQL and dedup live
 //! there); kv writes are custom ops in `kv.rs`.
 
@@ -11,8 +10,8 @@ use edgeswarm_core::Record;
 use libsql::Value as V;
 
 /// Inserts one typed record; a record whose id is already stored is left as it is
-/// (`duplicate`). An error here leaves the transaction in an unknown state: the caller
-/// fails the whole batch.
+/// (`duplicate`). Runs in the op's savepoint like every op: an error fails only this
+/// record.
 pub(crate) fn insert_record(ctx: &mut TxCtx<'_>, r: Record, knowledge: Option<&KnowledgeWriter>) -> Result<Inserted> {
     if let Record::Knowledge(k) = r {
         let write = knowledge.ok_or(StoreError::NoKnowledgeWriter)?;
@@ -22,7 +21,7 @@ pub(crate) fn insert_record(ctx: &mut TxCtx<'_>, r: Record, knowledge: Option<&K
     let origin = V::Text(ctx.origin.to_string());
     let (table, id, n) = match r {
         Record::Metric(m) => {
-            let n = ctx.conn.execute(
+            let n = ctx.exec(
                 "INSERT INTO agent_metrics (id, agent_id, task_type, duration_ms, tokens_used, region, ts, extra, hlc, origin) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(id) DO NOTHING",
                 vec![
@@ -41,7 +40,7 @@ pub(crate) fn insert_record(ctx: &mut TxCtx<'_>, r: Record, knowledge: Option<&K
             (METRICS, m.id, n)
         }
         Record::Message(m) => {
-            let n = ctx.conn.execute(
+            let n = ctx.exec(
                 "INSERT INTO conversations (id, session_id, role, content, metadata, created_at, hlc, origin) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
                 vec![

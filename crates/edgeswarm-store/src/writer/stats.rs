@@ -21,6 +21,12 @@ pub struct WriterStats {
     /// Queue-to-ack latency of every acked write: what a publisher waits, queueing
     /// included. Recorded under one lock per batch.
     pub ack_latency: SharedLatency,
+    /// Ops that failed alone (their savepoint rolled back; the rest of the batch went on):
+    /// constraint errors, time limits, panics, errors returned by custom ops.
+    pub failed_ops: AtomicU64,
+    /// Times SQLite rolled a whole batch transaction back under one op and the writer
+    /// replayed the batch's other ops (see `Writer::restart`).
+    pub replays: AtomicU64,
     /// Size of the last committed batch (a gauge).
     pub last_batch_size: AtomicU64,
 }

@@ -1,7 +1,8 @@
 //! The writer thread: drains the bounded write queue into batches, runs each batch as
-//! one transaction (BEGIN IMMEDIATE … COMMIT, one savepoint per custom op), then acks
-//! every sender and, after the acks, publishes the commit event. Also the watchdog that
-//! interrupts runaway raw SQL, and the fault hooks' trigger points.
+//! one transaction (BEGIN IMMEDIATE … COMMIT, one savepoint per multi-statement op when
+//! the batch holds more than one op), then acks every sender and, after the acks, publishes the commit
+//! event. Every op runs under a time limit (the watchdog interrupts it) with panics
+//! caught, so one failing op fails only its caller. Also the fault hooks' trigger points.
 
 use super::api::{CommitEvent, Faults, KnowledgeWriter, OpOutput, WriteOp, WriterMsg};
 use super::records;
@@ -48,46 +49,73 @@ pub struct Writer {
 /// Committed bytes (approximate op sizes) after which the writer asks its checkpointer
 /// thread for a passive checkpoint: about SQLite's default 1,000-page auto-checkpoint.
 const CHECKPOINT_BYTES: usize = 4 << 20;
-/// Interrupts the writer's connection when a raw SQL statement runs past the query
-/// time limit, so a runaway `INSERT ... SELECT` cannot stall every other write.
+/// Interrupts the writer's connection when an op runs past its time limit (raw SQL:
+/// `Limits::query_timeout`; every other op: `StoreConfig::op_timeout`), so one runaway
+/// statement or trigger cannot stall every other write.
 struct Watchdog {
-    /// When the running statement must be interrupted; `None` while idle.
-    deadline: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// The running op's deadline (`None` while idle) and whether it fired.
+    state: Arc<std::sync::Mutex<DogState>>,
     /// Set on drop to end the thread.
     stop: Arc<AtomicBool>,
+    /// Joined on drop: the thread holds a handle to the writer's connection, which must
+    /// be closed when the writer is (a clean shutdown leaves no WAL behind).
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the watchdog thread and the writer share.
+#[derive(Default)]
+struct DogState {
+    /// When the running op must be interrupted; `None` while idle.
+    deadline: Option<Instant>,
+    /// The watchdog interrupted the connection since the last `arm`.
+    fired: bool,
 }
 
 impl Watchdog {
     fn start(conn: libsql::Connection) -> Watchdog {
-        let deadline: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+        let state: Arc<std::sync::Mutex<DogState>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (d, st) = (deadline.clone(), stop.clone());
+        let (d, st) = (state.clone(), stop.clone());
         let spawned = std::thread::Builder::new().name("edgeswarm-writer-watchdog".into()).spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
                 let mut g = d.lock().unwrap_or_else(|p| p.into_inner());
-                if g.is_some_and(|t| Instant::now() >= t) {
-                    *g = None;
+                if g.deadline.is_some_and(|t| Instant::now() >= t) {
+                    // Under the lock: once `disarm` returns, no interrupt follows.
+                    g.deadline = None;
+                    g.fired = true;
                     let _ = conn.interrupt();
                 }
             }
         });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no writer watchdog: runaway SQL writes will not be interrupted");
-        }
-        Watchdog { deadline, stop }
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "no writer watchdog: runaway writes will not be interrupted");
+                None
+            }
+        };
+        Watchdog { state, stop, thread }
     }
     fn arm(&self, limit: std::time::Duration) {
-        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + limit);
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        g.deadline = Some(Instant::now() + limit);
+        g.fired = false;
     }
-    fn disarm(&self) {
-        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Disarms; returns whether the watchdog interrupted the op since `arm`.
+    fn disarm(&self) -> bool {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        g.deadline = None;
+        std::mem::take(&mut g.fired)
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -169,8 +197,23 @@ impl Writer {
             let shutdown = batch.shutdown;
             self.commit(batch, &dog);
             if shutdown {
+                drop(dog);
+                self.close();
                 return;
             }
+        }
+    }
+
+    /// A clean shutdown: stop the checkpointer (closing its connection), copy the WAL
+    /// into the database file and truncate it. The connection closes when the writer
+    /// is dropped; the last connection to close deletes the `-wal` and `-shm` files
+    /// (`Store::shutdown` closes the readers, then reopens once if they remain).
+    fn close(&mut self) {
+        if let Some(mut c) = self.checkpoint.take() {
+            c.stop();
+        }
+        if let Err(e) = self.conn.batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "final checkpoint failed; the WAL stays beside the file (it is replayed on the next open)");
         }
     }
 
@@ -191,6 +234,11 @@ impl Writer {
         let mut results: Vec<Result<OpOutput>> = Vec::with_capacity(n);
         let mut log = BatchLog::default();
         let mut raw_sql = false;
+        // Ops that share the transaction with another op each run in a savepoint and
+        // journal their statements (for a replay, see `restart`); a lone op needs
+        // neither: if it fails, the transaction holds nothing else and is rolled back.
+        let writes = batch.items.iter().filter(|s| matches!(s.item, WriterMsg::Op { .. })).count();
+        let isolate = writes > 1;
 
         if let Err(e) = self.conn.execute("BEGIN IMMEDIATE", vec![]) {
             self.fail_all(batch, StoreError::batch_failed(e));
@@ -202,8 +250,9 @@ impl Writer {
         let mut permits = Vec::with_capacity(n);
         let mut queued_at = Vec::with_capacity(n);
         let mut fatal: Option<StoreError> = None;
+        let mut failed_ops = 0u64;
         for slot in batch.items {
-            permits.push(slot.permit);
+            permits.push((slot.permit, slot.bytes));
             queued_at.push(slot.at);
             let (op, ack) = match slot.item {
                 WriterMsg::Op { op, ack } => (Some(op), ack),
@@ -219,12 +268,29 @@ impl Writer {
                 continue;
             }
             raw_sql |= matches!(op, WriteOp::Sql { .. });
-            match self.apply(op, &mut log, dog) {
-                Err(OpError::Fatal(e)) => fatal = Some(e),
-                Err(OpError::Op(e)) => results.push(Err(e)),
-                Ok(o) => results.push(Ok(o)),
+            match self.apply(op, &mut log, dog, isolate) {
+                Outcome::Done(o) => results.push(Ok(o)),
+                Outcome::Failed(e) => {
+                    failed_ops += 1;
+                    results.push(Err(e));
+                }
+                Outcome::RolledBack(e) => {
+                    failed_ops += 1;
+                    results.push(Err(e));
+                    if let Err(e) = self.restart(&log, dog) {
+                        fatal = Some(e);
+                    }
+                }
+                Outcome::Fatal(e) => {
+                    failed_ops += 1;
+                    results.push(Err(e.clone()));
+                    fatal = Some(e);
+                }
             }
             self.maybe_panic();
+        }
+        if failed_ops > 0 {
+            self.stats.failed_ops.fetch_add(failed_ops, Ordering::Relaxed);
         }
 
         let commit = match fatal {
@@ -268,18 +334,75 @@ impl Writer {
                 }
             }
             Err(e) => {
-                let _ = self.conn.batch("ROLLBACK");
+                if !self.conn.conn.is_autocommit() {
+                    let _ = self.conn.batch("ROLLBACK");
+                }
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, ops = n, "batch failed; every write in it is reported failed");
-                for ack in acks {
-                    let err = match &e {
-                        StoreError::Timeout { .. } => e.clone(),
-                        other => StoreError::batch_failed(other.clone()),
+                // An op that failed on its own keeps its own error; every other write
+                // of the batch is not stored because the transaction failed.
+                for (ack, r) in acks.into_iter().zip(results) {
+                    let err = match r {
+                        Err(own) => own,
+                        Ok(_) => match &e {
+                            StoreError::Timeout { .. } => e.clone(),
+                            other => StoreError::batch_failed(other.clone()),
+                        },
                     };
                     let _ = ack.send(Err(err));
                 }
             }
         }
+    }
+
+    /// SQLite rolled the whole batch transaction back under one op (or the op ran
+    /// without a savepoint): begin again and replay the statements of the ops applied
+    /// before it, on the same starting state, so they still commit. The writer is the
+    /// only writer of the file, so the replay reproduces the same rows, rowids and
+    /// change-log sequence; if it does not (a statement fails or changes a different
+    /// number of rows), the batch fails and every caller is told.
+    fn restart(&mut self, log: &BatchLog, dog: &Watchdog) -> Result<()> {
+        if !self.conn.conn.is_autocommit() {
+            self.conn.batch("ROLLBACK")?;
+        }
+        self.stats.replays.fetch_add(1, Ordering::Relaxed);
+        self.conn.execute("BEGIN IMMEDIATE", vec![])?;
+        if log.replay.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            statements = log.replay.len(),
+            "batch transaction rolled back under one op; replaying the others"
+        );
+        let limit = self.cfg.op_timeout;
+        dog.arm(limit);
+        let r = (|| {
+            for st in &log.replay {
+                match st.changed {
+                    Some(n) => {
+                        let got = self.conn.execute(&st.sql, st.params.clone())?;
+                        if got != n {
+                            return Err(StoreError::Internal(format!(
+                                "replaying the batch changed {got} rows where the first run changed {n}: `{}`",
+                                st.sql
+                            )));
+                        }
+                    }
+                    None => {
+                        self.conn.query(&st.sql, st.params.clone())?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if dog.disarm() {
+            if let Err(StoreError::Interrupted(_)) = r {
+                return Err(StoreError::Timeout {
+                    limit_ms: limit.as_millis() as u64,
+                });
+            }
+        }
+        r
     }
 
     /// Logs the batch's append-only ranges, persists the clock, and commits.
@@ -330,72 +453,113 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, op: WriteOp, log: &mut BatchLog, dog: &Watchdog) -> Result<OpOutput, OpError> {
-        let limit = self.cfg.limits.query_timeout;
-        let max_bytes = self.cfg.limits.max_result_bytes;
-        match op {
-            WriteOp::Record(Record::Knowledge(_)) if self.knowledge.get().is_none() => Err(OpError::Op(StoreError::NoKnowledgeWriter)),
-            WriteOp::Record(r) => {
-                let mut ctx = TxCtx {
-                    conn: &mut self.conn,
-                    clock: &self.clock,
-                    origin: &self.origin,
-                    log,
-                };
-                records::insert_record(&mut ctx, r, self.knowledge.get())
-                    .map(OpOutput::Inserted)
-                    .map_err(OpError::Fatal)
+    /// Applies one op under its time limit, in a savepoint when `isolate` (unless it is
+    /// one statement), with panics caught: whatever goes wrong fails this op alone (see
+    /// `Outcome`).
+    fn apply(&mut self, op: WriteOp, log: &mut BatchLog, dog: &Watchdog, isolate: bool) -> Outcome {
+        let limit = match op {
+            WriteOp::Sql { .. } => self.cfg.limits.query_timeout,
+            _ => self.cfg.op_timeout,
+        };
+        // A conversation or metric insert is one single-row INSERT: SQLite undoes a
+        // failed statement by itself (statement atomicity), so it needs no savepoint.
+        // A savepoint per op made every insert copy the pages it touches into the
+        // sub-journal, which halved the ingest rate.
+        let one_statement = matches!(op, WriteOp::Record(Record::Metric(_) | Record::Message(_)));
+        let savepoint = isolate && !one_statement;
+        if savepoint {
+            if let Err(e) = self.conn.execute("SAVEPOINT op", vec![]) {
+                return Outcome::Fatal(e);
             }
-            WriteOp::Sql { sql, params } => self.in_savepoint(log, move |ctx| {
-                dog.arm(limit);
-                let r = ctx.raw_sql(&sql, params, max_bytes).map(OpOutput::Sql);
-                dog.disarm();
-                r.map_err(|e| match e {
-                    StoreError::Interrupted(_) => StoreError::Timeout {
-                        limit_ms: limit.as_millis() as u64,
-                    },
-                    e => e,
-                })
-            }),
-            WriteOp::Txn(f) => self.in_savepoint(log, move |ctx| f(ctx).map(OpOutput::Txn)),
         }
-    }
-}
-impl Writer {
-    fn in_savepoint(&mut self, log: &mut BatchLog, f: impl FnOnce(&mut TxCtx<'_>) -> Result<OpOutput>) -> Result<OpOutput, OpError> {
-        self.conn.execute("SAVEPOINT op", vec![]).map_err(OpError::Fatal)?;
         let mark = log.mark();
-        let r = {
+        let knowledge = self.knowledge.get();
+        let max_bytes = self.cfg.limits.max_result_bytes;
+        let deadline = Some((Instant::now() + limit, limit));
+        dog.arm(limit);
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut ctx = TxCtx {
                 conn: &mut self.conn,
                 clock: &self.clock,
                 origin: &self.origin,
-                log,
+                log: &mut *log,
+                deadline,
+                journal: isolate,
             };
-            f(&mut ctx)
+            run_op(&mut ctx, op, knowledge, max_bytes)
+        }));
+        let fired = dog.disarm();
+        let timeout = StoreError::Timeout {
+            limit_ms: limit.as_millis() as u64,
+        };
+        let r = match ran {
+            Ok(Err(StoreError::Interrupted(_))) if fired => Err(timeout),
+            Ok(r) => r,
+            Err(p) => {
+                // A statement may have been left mid-step: drop every cached statement
+                // (finalizing them) before rolling back.
+                self.conn.clear_cache();
+                let msg = crate::actor::panic_message(&*p);
+                tracing::error!(panic = %msg, "a write op panicked; it alone fails");
+                let e = StoreError::Internal(format!("the write op panicked: {msg}; nothing of it is stored"));
+                if !savepoint {
+                    // What it wrote cannot be told apart: roll back, replay the others.
+                    log.restore(mark);
+                    return Outcome::RolledBack(e);
+                }
+                Err(e)
+            }
         };
         match r {
             Ok(o) => {
-                self.conn.execute("RELEASE op", vec![]).map_err(OpError::Fatal)?;
-                Ok(o)
+                if savepoint {
+                    if let Err(e) = self.conn.execute("RELEASE op", vec![]) {
+                        return Outcome::Fatal(e);
+                    }
+                }
+                Outcome::Done(o)
             }
             Err(e) => {
                 log.restore(mark);
-                if self.conn.conn.is_autocommit() {
+                if self.conn.conn.is_autocommit() || !isolate {
                     // SQLite already rolled the whole transaction back (an interrupted
-                    // write does that): nothing of this batch is stored.
-                    return Err(OpError::Fatal(e));
+                    // or I/O-failed write, RAISE(ROLLBACK)), or the op was alone.
+                    return Outcome::RolledBack(e);
                 }
-                self.conn.batch("ROLLBACK TO op; RELEASE op;").map_err(OpError::Fatal)?;
-                Err(OpError::Op(e))
+                if !savepoint {
+                    // Its one statement failed and SQLite undid it.
+                    return Outcome::Failed(e);
+                }
+                match self.conn.batch("ROLLBACK TO op; RELEASE op;") {
+                    Ok(()) => Outcome::Failed(e),
+                    Err(_) if self.conn.conn.is_autocommit() => Outcome::RolledBack(e),
+                    Err(f) => Outcome::Fatal(f),
+                }
             }
         }
     }
 }
 
-enum OpError {
-    /// Only this op failed; its savepoint rolled back.
-    Op(StoreError),
-    /// The transaction cannot go on; the whole batch fails.
+/// Runs one op's SQL in `ctx`.
+fn run_op(ctx: &mut TxCtx<'_>, op: WriteOp, knowledge: Option<&KnowledgeWriter>, max_result_bytes: usize) -> Result<OpOutput> {
+    match op {
+        WriteOp::Record(Record::Knowledge(_)) if knowledge.is_none() => Err(StoreError::NoKnowledgeWriter),
+        WriteOp::Record(r) => records::insert_record(ctx, r, knowledge).map(OpOutput::Inserted),
+        WriteOp::Sql { sql, params } => ctx.raw_sql(&sql, params, max_result_bytes).map(OpOutput::Sql),
+        WriteOp::Txn(f) => f(ctx).map(OpOutput::Txn),
+    }
+}
+
+/// How one op ended.
+enum Outcome {
+    /// Applied (its savepoint released).
+    Done(OpOutput),
+    /// Failed; its savepoint rolled back, the batch transaction goes on.
+    Failed(StoreError),
+    /// Failed, and the batch transaction is gone: begin again and replay the ops
+    /// applied before it (`Writer::restart`).
+    RolledBack(StoreError),
+    /// A savepoint statement itself failed: the transaction is in an unknown state and
+    /// the whole batch fails.
     Fatal(StoreError),
 }

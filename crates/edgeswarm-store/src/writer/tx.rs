@@ -9,6 +9,7 @@ use crate::guard::{self, Rules, WriterAuthorizer};
 use crate::value::{QueryResult, SqlValue};
 use edgeswarm_core::{Hlc, HybridClock};
 use libsql::Value as V;
+use std::time::{Duration, Instant};
 
 /// Append-only tables: logged as one rowid range per batch instead of one `_changes`
 /// row per insert (a per-row log entry costs as much as the insert itself; see
@@ -30,20 +31,38 @@ pub struct BatchLog {
     pub ranges: [Option<(i64, i64)>; 2],
     /// Highest stamp given to an append-only row in this batch.
     pub range_hlc: Hlc,
+    /// Every statement the batch's applied ops ran, in order, with its parameters: when
+    /// SQLite rolls the whole transaction back under one op (an interrupted or
+    /// I/O-failed write, `RAISE(ROLLBACK)`), the writer begins again and replays these,
+    /// so the other ops of the batch still commit. Only kept while other ops share the
+    /// transaction (`TxCtx::journal`).
+    pub(crate) replay: Vec<Replay>,
+}
+
+/// One statement an op ran, kept to replay it on the same state (see `BatchLog::replay`).
+pub(crate) struct Replay {
+    /// The SQL, as run.
+    pub(crate) sql: String,
+    /// Its parameters (stamps included), as bound.
+    pub(crate) params: Vec<V>,
+    /// Rows it changed (`execute`), or `None` for a statement run as a query: a replay
+    /// that changes a different number of rows is not the same history and fails the batch.
+    pub(crate) changed: Option<u64>,
 }
 
 /// A savepoint's view of a `BatchLog`: enough to undo what an op logged.
-pub(crate) type LogMark = (usize, i64, [Option<(i64, i64)>; 2], Hlc);
+pub(crate) type LogMark = (usize, i64, [Option<(i64, i64)>; 2], Hlc, usize);
 
 impl BatchLog {
     pub(crate) fn mark(&self) -> LogMark {
-        (self.changes.len(), self.last_seq, self.ranges, self.range_hlc)
+        (self.changes.len(), self.last_seq, self.ranges, self.range_hlc, self.replay.len())
     }
     pub(crate) fn restore(&mut self, m: LogMark) {
         self.changes.truncate(m.0);
         self.last_seq = m.1;
         self.ranges = m.2;
         self.range_hlc = m.3;
+        self.replay.truncate(m.4);
     }
     /// Adds rowids `lo..=hi` of append-only table `table` (stamped `hlc`) to the batch's range.
     pub(crate) fn extend_range(&mut self, table: usize, lo: i64, hi: i64, hlc: Hlc) {
@@ -68,6 +87,11 @@ pub struct TxCtx<'a> {
     pub(crate) origin: &'a str,
     /// The batch's log, appended to by `log_change` and the record inserts.
     pub(crate) log: &'a mut BatchLog,
+    /// When this op's time is up, and its limit (for the error); a statement started
+    /// after it fails with `Timeout` (the watchdog interrupts one running past it).
+    pub(crate) deadline: Option<(Instant, Duration)>,
+    /// Keep every statement in `log.replay`: other ops share the transaction.
+    pub(crate) journal: bool,
 }
 
 impl<'a> TxCtx<'a> {
@@ -85,15 +109,60 @@ impl<'a> TxCtx<'a> {
     }
     /// Executes a cached prepared statement.
     pub fn execute(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64> {
-        self.conn.execute(sql, conn::params(params))
+        self.exec(sql, conn::params(params))
     }
     /// Runs a cached prepared statement and returns its rows.
     pub fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
-        self.conn.query(sql, conn::params(params))
+        self.check()?;
+        let params = conn::params(params);
+        if !self.journal {
+            return self.conn.query(sql, params);
+        }
+        let r = self.conn.query(sql, params.clone())?;
+        self.log.replay.push(Replay {
+            sql: sql.to_string(),
+            params,
+            changed: None,
+        });
+        Ok(r)
     }
+
+    /// Executes a cached statement with libSQL values, kept for replay when journaling.
+    pub(crate) fn exec(&mut self, sql: &str, params: Vec<V>) -> Result<u64> {
+        self.check()?;
+        if !self.journal {
+            return self.conn.execute(sql, params);
+        }
+        let n = self.conn.execute(sql, params.clone())?;
+        self.log.replay.push(Replay {
+            sql: sql.to_string(),
+            params,
+            changed: Some(n),
+        });
+        Ok(n)
+    }
+
+    /// Refuses a statement once the op's time is up, or once SQLite has rolled the
+    /// batch transaction back (a statement now would run in autocommit, outside it).
+    fn check(&self) -> Result<()> {
+        if let Some((at, limit)) = self.deadline {
+            if Instant::now() >= at {
+                return Err(StoreError::Timeout {
+                    limit_ms: limit.as_millis() as u64,
+                });
+            }
+        }
+        if self.conn.conn.is_autocommit() {
+            return Err(StoreError::Internal(
+                "the batch transaction was rolled back under this op; nothing of it is stored".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Appends a row to the change log (same transaction as the write).
     pub fn log_change(&mut self, tbl: &'static str, row_id: String, hlc: Hlc, origin: &str) -> Result<()> {
-        self.conn.execute(
+        self.exec(
             "INSERT INTO _changes (tbl, row_id, hlc, origin) VALUES (?1, ?2, ?3, ?4)",
             vec![
                 V::Text(tbl.into()),
@@ -120,13 +189,15 @@ impl<'a> TxCtx<'a> {
     pub(crate) fn raw_sql(&mut self, sql: &str, params: Vec<SqlValue>, max_bytes: usize) -> Result<QueryResult> {
         // Rows user SQL appends to append-only tables (the seed's agent_metrics INSERT
         // names no hlc/origin) are stamped and logged like typed ones.
+        self.check()?;
         let before = self.append_only_max_rowids()?;
         let rules = Rules::from_triggers(&self.conn.query(Rules::TRIGGERS_SQL, vec![])?);
         let schema_before = self.schema_version()?;
         let names_before = self.conn.query(guard::SCHEMA_NAMES_SQL, vec![])?;
+        let params = conn::params(params);
         let mut res = {
             let guard = WriterAuthorizer::install(&self.conn.conn, rules)?;
-            let r = self.conn.query_once_capped(sql, conn::params(params), max_bytes);
+            let r = self.conn.query_once_capped(sql, params, max_bytes);
             r.map_err(|e| guard.explain(e))?
         };
         res.rows_affected = self.conn.conn.changes();
@@ -172,7 +243,7 @@ impl<'a> TxCtx<'a> {
         for i in 0..APPEND_ONLY.len() {
             if after[i] > before[i] {
                 let hlc = self.clock.now();
-                self.conn.execute(
+                self.exec(
                     &format!(
                         // Every appended row, whatever stamp the statement gave it: a
                         // far-future `hlc` would drag every replica's clock along.

@@ -47,6 +47,9 @@ struct RegionDb {
     since_checkpoint: usize,
     /// The region file's checkpointer thread (see `edgeswarm_store::checkpoint`).
     checkpoint: Checkpointer,
+    /// Closed on shutdown: a request still in flight then fails instead of reopening
+    /// the file (which would leave a `-wal` behind).
+    closed: bool,
 }
 
 impl RegionDb {
@@ -59,7 +62,23 @@ impl RegionDb {
         }
     }
 
+    /// On shutdown: stop the checkpointer (closing its connection), checkpoint with
+    /// TRUNCATE and close the connection; as the file's last connection it removes the
+    /// `-wal` and `-shm` files.
+    fn close(&mut self) {
+        self.closed = true;
+        self.checkpoint.stop();
+        if let Some(c) = self.conn.take() {
+            if let Err(e) = c.batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(region = %self.region, error = %e, "final checkpoint of the region file failed");
+            }
+        }
+    }
+
     fn get(&mut self) -> Result<&mut CachedConn> {
+        if self.closed {
+            return Err(SyncError::Internal(format!("region {} is closed (shutdown)", self.region)));
+        }
         if self.conn.is_none() {
             if let Some(dir) = self.path.parent() {
                 if !dir.as_os_str().is_empty() {
@@ -185,6 +204,7 @@ impl LocalLink {
             conn: None,
             since_checkpoint: 0,
             checkpoint,
+            closed: false,
         };
         std::thread::Builder::new()
             .name(format!("edgeswarm-region-{region}"))
@@ -442,5 +462,16 @@ impl RegionLink for LocalLink {
         let r = self.call(move |db| db.query(&sql, params, true)).await?;
         self.travel(0).await?;
         Ok(r)
+    }
+
+    async fn close(&self) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.call(|db| {
+                db.close();
+                Ok(())
+            }),
+        )
+        .await;
     }
 }

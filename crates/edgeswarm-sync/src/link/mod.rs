@@ -467,4 +467,8 @@ pub trait RegionLink: Send + Sync + 'static {
     async fn maintain(&self, stmts: Vec<RegionStmt>) -> Result<usize>;
     /// Runs one read-only statement on the region.
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult>;
+    /// Closes what the link holds open, on shutdown. A `file:` region checkpoints its
+    /// file (TRUNCATE) and closes its connections, leaving no `-wal` or `-shm`.
+    /// Default: nothing to close.
+    async fn close(&self) {}
 }
