@@ -1,0 +1,5 @@
+use crate::{Opts, Report};
+
+pub async fn run(_opts: Opts) -> Report {
+    Report::default()
+}
