@@ -157,7 +157,9 @@ fn main() {
             Ok(()) => println!("FAIL [{}] {} -> {}", f.class, f.detail.lines().next().unwrap_or(""), path.display()),
             Err(e) => println!("FAIL [{}] {} (cannot write {}: {e})", f.class, f.detail, path.display()),
         }
-        println!("  input: {}", f.input.replace('\n', "\n         "));
+        let shown: String = f.input.chars().take(1500).collect();
+        let more = if f.input.len() > shown.len() { format!(" … ({} bytes in the file)", f.input.len()) } else { String::new() };
+        println!("  input: {}{more}", shown.replace('\n', "\n         "));
     }
     drop(scratch);
     // A hung writer may still hold threads: leave at once.
