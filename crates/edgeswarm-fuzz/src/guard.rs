@@ -82,6 +82,8 @@ struct Snap {
     rep: BTreeMap<&'static str, BTreeMap<String, (i64, i64, u64)>>,
     /// FTS5 `integrity-check` failure, if any.
     fts: Option<String>,
+    /// Why the runtime tables could not be read (a dropped or altered table), if so.
+    broken: Option<String>,
 }
 
 fn is_runtime(name: &str) -> bool {
@@ -122,6 +124,15 @@ fn snapshot_on(ctx: &mut edgeswarm_store::TxCtx<'_>) -> edgeswarm_store::Result<
     let schema = |q: QueryResult| -> Vec<Row> { q.rows.iter().map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])]).collect() };
     s.main_schema = schema(ctx.query("SELECT type, name, tbl_name, sql FROM main.sqlite_master ORDER BY type, name", vec![])?);
     s.temp_schema = schema(ctx.query("SELECT type, name, tbl_name, sql FROM temp.sqlite_master ORDER BY type, name", vec![])?);
+    // The rest reads the runtime's tables; a statement that dropped or changed one makes
+    // it fail, which the checks report after naming the schema change.
+    if let Err(e) = contents(ctx, &mut s) {
+        s.broken = Some(e.to_string());
+    }
+    Ok(s)
+}
+
+fn contents(ctx: &mut edgeswarm_store::TxCtx<'_>, s: &mut Snap) -> edgeswarm_store::Result<()> {
     for r in s.main_schema.clone() {
         if r[0] == "table" && !r[3].to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
             let q = ctx.query(&format!("SELECT * FROM main.{}", qi(&r[1])), vec![])?;
@@ -153,7 +164,7 @@ fn snapshot_on(ctx: &mut edgeswarm_store::TxCtx<'_>) -> edgeswarm_store::Result<
         .execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES('integrity-check')", vec![])
         .err()
         .map(|e| e.to_string());
-    Ok(s)
+    Ok(())
 }
 
 async fn snapshot(swarm: &Swarm) -> Result<Snap, String> {
@@ -182,6 +193,10 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
             if on_rt { "temp-object-on-runtime-table" } else { "temp-object" }.into(),
             format!("TEMP objects on the writer's connection: {}", objs.join(", ")),
         ));
+    }
+    if let (None, Some(e)) = (&b.broken, &a.broken) {
+        out.push(("store-broken".into(), format!("the runtime's tables cannot be read: {e}")));
+        return out;
     }
     let strip = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> { m.iter().filter(|(k, _)| *k != "hlc_hwm").map(|(k, v)| (k.clone(), v.clone())).collect() };
     if strip(&b.meta) != strip(&a.meta) {
@@ -421,6 +436,25 @@ async fn step(swarm: &Swarm, s: &Step, i: usize, counts: &mut Counts) -> Result<
     typed_writes(swarm, i, accepted && !s.read).await
 }
 
+/// Steps from a failure file: `execute: SQL` / `read: SQL` lines (no parameters).
+fn parse_steps(text: &str) -> Vec<Step> {
+    text.lines()
+        .filter_map(|l| {
+            let (read, sql) = if let Some(s) = l.strip_prefix("execute: ") {
+                (false, s)
+            } else {
+                (true, l.strip_prefix("read: ")?)
+            };
+            let sql = sql.split("  -- params ").next().unwrap_or(sql);
+            Some(Step {
+                sql: sql.to_string(),
+                read,
+                params: Vec::new(),
+            })
+        })
+        .collect()
+}
+
 fn gen_step(g: &mut Gen, dir: &str) -> Step {
     let sql = gen::sql(g, dir);
     let read = g.chance(0.3);
@@ -508,6 +542,26 @@ pub async fn run(opts: Opts) -> Report {
             return report;
         }
     };
+    if let Some(file) = &opts.replay {
+        let steps = match std::fs::read_to_string(file) {
+            Ok(t) => parse_steps(&t),
+            Err(e) => {
+                report.findings.push(Finding {
+                    class: "setup".into(),
+                    detail: format!("cannot read {}: {e}", file.display()),
+                    input: String::new(),
+                });
+                return report;
+            }
+        };
+        report.iterations = steps.len() as u64;
+        let input = steps.iter().map(Step::line).collect::<Vec<_>>().join("\n");
+        match replay(&template, &opts.dir, 0, &steps).await {
+            Some((class, detail, _)) => report.findings.push(Finding { class, detail, input }),
+            None => report.stats = "replayed: no invariant broken".into(),
+        }
+        return report;
+    }
     let mut g = Gen::new(opts.seed);
     let mut counts = Counts::default();
     let mut seen: HashSet<String> = HashSet::new();

@@ -48,6 +48,11 @@ struct Cli {
     /// Time spent minimising each failing input (guard target), in seconds.
     #[arg(long, default_value_t = 30)]
     minimize_seconds: u64,
+    /// Guard only: replay the statements of a failure file (lines `execute: SQL` or
+    /// `read: SQL`; other lines are ignored) on a fresh store and report, instead of
+    /// generating.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
 }
 
 /// One invariant violation: a short class (used to tell findings apart), what was seen,
@@ -80,6 +85,8 @@ pub struct Opts {
     pub deadline: Instant,
     pub keep_going: bool,
     pub minimize: Duration,
+    /// A failure file to replay instead of generating (guard).
+    pub replay: Option<PathBuf>,
     /// Scratch directory (removed at exit).
     pub dir: PathBuf,
 }
@@ -112,6 +119,7 @@ fn main() {
         deadline: Instant::now() + Duration::from_secs(cli.seconds),
         keep_going: cli.keep_going,
         minimize: Duration::from_secs(cli.minimize_seconds),
+        replay: cli.replay.clone(),
         dir: scratch.path().to_path_buf(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
