@@ -25,6 +25,7 @@
 use crate::gen::{self, Gen, RUNTIME_TABLES};
 use crate::{take_panics, Finding, Opts, Report};
 use edgeswarm::{Durability, Knowledge, Limits, Message, Metric, QueryResult, SqlValue, Swarm};
+use edgeswarm_store::raw::{Conn, OpenFlags};
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -119,61 +120,81 @@ const REPLICATED: &[(&str, &str, bool)] = &[
     ("conversations", "id", true),
 ];
 
-fn snapshot_on(ctx: &mut edgeswarm_store::TxCtx<'_>) -> edgeswarm_store::Result<Snap> {
-    let mut s = Snap::default();
-    let schema = |q: QueryResult| -> Vec<Row> { q.rows.iter().map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])]).collect() };
-    s.main_schema = schema(ctx.query("SELECT type, name, tbl_name, sql FROM main.sqlite_master ORDER BY type, name", vec![])?);
-    s.temp_schema = schema(ctx.query("SELECT type, name, tbl_name, sql FROM temp.sqlite_master ORDER BY type, name", vec![])?);
-    // The rest reads the runtime's tables; a statement that dropped or changed one makes
-    // it fail, which the checks report after naming the schema change.
-    if let Err(e) = contents(ctx, &mut s) {
-        s.broken = Some(e.to_string());
+/// Rows of `sql` on the raw read-only connection (TEXT read lossily, like the guard's
+/// own reads: a statement may store TEXT that is not UTF-8).
+fn rows(conn: &Conn, sql: &str) -> Result<Vec<Vec<SqlValue>>, String> {
+    let (stmt, _) = conn.prepare(sql).map_err(|e| e.message)?;
+    let Some(mut stmt) = stmt else { return Ok(Vec::new()) };
+    let n = stmt.column_count();
+    let mut out = Vec::new();
+    while stmt.step().map_err(|e| e.message)? {
+        out.push((0..n).map(|i| stmt.column_value(i)).collect());
     }
-    Ok(s)
+    Ok(out)
 }
 
-fn contents(ctx: &mut edgeswarm_store::TxCtx<'_>, s: &mut Snap) -> edgeswarm_store::Result<()> {
+/// What only the writer's connection can see: its TEMP schema, and the FTS check.
+fn writer_side(ctx: &mut edgeswarm_store::TxCtx<'_>) -> edgeswarm_store::Result<(Vec<Row>, Option<String>)> {
+    let q = ctx.query("SELECT type, name, tbl_name, sql FROM temp.sqlite_master ORDER BY type, name", vec![])?;
+    let temp = q.rows.iter().map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])]).collect();
+    let fts = ctx
+        .execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES('integrity-check')", vec![])
+        .err()
+        .map(|e| e.to_string());
+    Ok((temp, fts))
+}
+
+/// Reads the file's contents on `conn` (committed state: the writer is idle here).
+fn contents(conn: &Conn, s: &mut Snap) -> Result<(), String> {
     for r in s.main_schema.clone() {
         if r[0] == "table" && !r[3].to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
-            let q = ctx.query(&format!("SELECT * FROM main.{}", qi(&r[1])), vec![])?;
-            let mut rows = q.rows;
-            rows.sort_by_key(|r| format!("{r:?}"));
-            s.tables.insert(r[1].clone(), (rows.len(), hash_rows(&rows)));
+            let mut rs = rows(conn, &format!("SELECT * FROM main.{}", qi(&r[1])))?;
+            rs.sort_by_key(|r| format!("{r:?}"));
+            s.tables.insert(r[1].clone(), (rs.len(), hash_rows(&rs)));
         }
     }
-    for r in ctx.query("SELECT key, value FROM _meta", vec![])?.rows {
+    for r in rows(conn, "SELECT key, value FROM _meta")? {
         s.meta.insert(text(&r[0]), text(&r[1]));
     }
-    for r in ctx.query("SELECT seq, * FROM _changes", vec![])?.rows {
+    for r in rows(conn, "SELECT seq, * FROM _changes")? {
         s.changes.insert(r[0].as_i64().unwrap_or(-1), format!("{:?}", &r[1..]));
     }
-    s.cursors = format!("{:?}", ctx.query("SELECT * FROM _sync_cursors ORDER BY 1", vec![])?.rows);
-    for r in ctx.query("SELECT seq, rid FROM _knowledge_touched", vec![])?.rows {
+    s.cursors = format!("{:?}", rows(conn, "SELECT * FROM _sync_cursors ORDER BY 1")?);
+    for r in rows(conn, "SELECT seq, rid FROM _knowledge_touched")? {
         s.touched.insert(r[0].as_i64().unwrap_or(-1), r[1].as_i64().unwrap_or(-1));
     }
     for (t, pk, _) in REPLICATED {
-        let q = ctx.query(&format!("SELECT rowid, {pk}, hlc, * FROM {t}"), vec![])?;
-        let m = q
-            .rows
+        let m = rows(conn, &format!("SELECT rowid, {pk}, hlc, * FROM {t}"))?
             .iter()
             .map(|r| (text(&r[1]), (r[0].as_i64().unwrap_or(0), r[2].as_i64().unwrap_or(0), hash_rows(std::slice::from_ref(r)))))
             .collect();
         s.rep.insert(t, m);
     }
-    s.fts = ctx
-        .execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES('integrity-check')", vec![])
-        .err()
-        .map(|e| e.to_string());
     Ok(())
 }
 
-async fn snapshot(swarm: &Swarm) -> Result<Snap, String> {
-    let op = swarm.store().transact(snapshot_on);
-    match tokio::time::timeout(CALL_BOUND, op).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!("the snapshot (a typed transact op) failed: {e}")),
-        Err(_) => Err("the snapshot (a typed transact op) did not finish within 10 s".into()),
+/// A snapshot: the writer's TEMP schema and FTS check through a typed `transact` op
+/// (which also shows the writer still takes typed work), the rest read on `conn`.
+async fn snapshot(swarm: &Swarm, conn: &Conn) -> Result<Snap, String> {
+    let op = swarm.store().transact(writer_side);
+    let (temp, fts) = match tokio::time::timeout(CALL_BOUND, op).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return Err(format!("the snapshot (a typed transact op) failed: {e}")),
+        Err(_) => return Err("the snapshot (a typed transact op) did not finish within 10 s".into()),
+    };
+    let mut s = Snap {
+        temp_schema: temp,
+        fts,
+        ..Snap::default()
+    };
+    let schema = rows(conn, "SELECT type, name, tbl_name, sql FROM main.sqlite_master ORDER BY type, name")?;
+    s.main_schema = schema.iter().map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])]).collect();
+    // The rest reads the runtime's tables; a statement that dropped or changed one makes
+    // it fail, which the checks report after naming the schema change.
+    if let Err(e) = contents(conn, &mut s) {
+        s.broken = Some(e);
     }
+    Ok(s)
 }
 
 /// The invariants between two snapshots around one statement.
@@ -262,7 +283,10 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
             if !logged {
                 out.push((
                     format!("unlogged-change:{t}"),
-                    format!("row {pk:?} of {t} {} without a change-log entry with its stamp", if old.is_some() { "changed" } else { "appeared" }),
+                    format!(
+                        "row {pk:?} (rowid {rowid}, hlc {hlc}) of {t} {} without a change-log entry with its stamp (new entries: {new_entries:?})",
+                        if old.is_some() { "changed" } else { "appeared" }
+                    ),
                 ));
                 break;
             }
@@ -274,15 +298,15 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
     out
 }
 
-/// Whether a `_changes` row (as text: tbl, row_id, hlc, origin, rowid_lo, rowid_hi)
-/// covers `rowid`.
+/// Whether a `_changes` row (as text: seq, tbl, row_id, hlc, origin, rowid_lo,
+/// rowid_hi) covers `rowid`.
 fn range_covers(entry: &str, rowid: i64) -> bool {
     let ints: Vec<i64> = entry
         .split("Integer(")
         .skip(1)
         .filter_map(|s| s.split(')').next().and_then(|n| n.parse().ok()))
         .collect();
-    matches!(ints.as_slice(), [_, lo, hi] if *lo <= rowid && rowid <= *hi)
+    matches!(ints.as_slice(), [_, _, lo, hi] if *lo <= rowid && rowid <= *hi)
 }
 
 /// Typed writes that must keep working. `all`: every kind, else one by `i`.
@@ -310,6 +334,35 @@ async fn typed_writes(swarm: &Swarm, i: usize, all: bool) -> Result<(), (String,
     Ok(())
 }
 
+/// Typed reads over every runtime table (after an accepted write): they must answer,
+/// with a typed result, whatever raw SQL stored (wrong types, TEXT that is not UTF-8).
+async fn typed_reads(swarm: &Swarm) -> Result<(), (String, String, bool)> {
+    for k in 0..5 {
+        let name = ["kv_list", "list_knowledge", "get_conversations", "metrics", "search_knowledge"][k];
+        let fut = async {
+            match k {
+                0 => swarm.kv_list("default", "", 100).await.map(|_| ()),
+                1 => swarm.list_knowledge(None, 100).await.map(|_| ()),
+                2 => swarm.get_conversations("session-1", None, 100).await.map(|_| ()),
+                3 => swarm.metrics(None).await.map(|_| ()),
+                _ => swarm.search_knowledge("agent memory", 10).await.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(TYPED_BOUND, fut).await {
+            Ok(Ok(())) => {}
+            // The runtime's tables were changed under it: reported by the other checks.
+            Ok(Err(e)) if e.kind() == edgeswarm::ErrorKind::SqlError => {}
+            Ok(Err(e)) => return Err((format!("typed-read-failed:{name}"), e.to_string(), false)),
+            Err(_) => return Err((format!("typed-read-hang:{name}"), format!("{name} did not finish within {TYPED_BOUND:?}"), true)),
+        }
+        let panics = take_panics();
+        if !panics.is_empty() {
+            return Err(("panic".into(), format!("in {name}: {}", panics.join(" | ")), false));
+        }
+    }
+    Ok(())
+}
+
 fn result_bytes(q: &QueryResult) -> usize {
     q.rows
         .iter()
@@ -320,6 +373,13 @@ fn result_bytes(q: &QueryResult) -> usize {
             _ => 8,
         })
         .sum()
+}
+
+/// A raw read-only connection to the file, for snapshots.
+fn raw_reader(path: &Path) -> Result<Conn, String> {
+    let conn = Conn::open(&path.display().to_string(), OpenFlags::READ_ONLY | OpenFlags::NO_MUTEX).map_err(|e| e.message)?;
+    conn.busy_timeout(5_000);
+    Ok(conn)
 }
 
 async fn open(path: &Path) -> Result<Swarm, String> {
@@ -391,8 +451,8 @@ struct Counts {
 }
 
 /// Runs one step on `swarm` and checks it. `Err` carries (class, detail, terminal).
-async fn step(swarm: &Swarm, s: &Step, i: usize, counts: &mut Counts) -> Result<(), (String, String, bool)> {
-    let before = snapshot(swarm).await.map_err(|e| ("store-broken".to_string(), e, false))?;
+async fn step(swarm: &Swarm, conn: &Conn, s: &Step, i: usize, counts: &mut Counts) -> Result<(), (String, String, bool)> {
+    let before = snapshot(swarm, conn).await.map_err(|e| ("store-broken".to_string(), e, false))?;
     let started = Instant::now();
     let call = async {
         if s.read {
@@ -410,7 +470,8 @@ async fn step(swarm: &Swarm, s: &Step, i: usize, counts: &mut Counts) -> Result<
     if !panics.is_empty() {
         return Err(("panic".into(), panics.join(" | "), false));
     }
-    if took > QUERY_TIMEOUT + Duration::from_secs(3) {
+    // Generous slack: CI machines are shared and slow.
+    if took > QUERY_TIMEOUT + Duration::from_secs(5) {
         return Err(("over-time-limit".into(), format!("the call took {took:?} with a {QUERY_TIMEOUT:?} limit"), false));
     }
     let accepted = res.is_ok();
@@ -425,7 +486,7 @@ async fn step(swarm: &Swarm, s: &Step, i: usize, counts: &mut Counts) -> Result<
             return Err(("result-over-byte-cap".into(), format!("a result of {n} bytes came back (cap 16 MiB)"), false));
         }
     }
-    let after = snapshot(swarm).await.map_err(|e| ("store-broken".to_string(), e, false))?;
+    let after = snapshot(swarm, conn).await.map_err(|e| ("store-broken".to_string(), e, false))?;
     if let Some((c, d)) = check(&before, &after, accepted, s.read).into_iter().next() {
         let outcome = match &res {
             Ok(q) => format!("accepted (rows_affected {})", q.rows_affected),
@@ -433,7 +494,16 @@ async fn step(swarm: &Swarm, s: &Step, i: usize, counts: &mut Counts) -> Result<
         };
         return Err((c, format!("{d}; the statement was {outcome}"), false));
     }
-    typed_writes(swarm, i, accepted && !s.read).await
+    let wrote = accepted && !s.read;
+    if wrote {
+        typed_reads(swarm).await?;
+    }
+    typed_writes(swarm, i, wrote).await?;
+    let panics = take_panics();
+    if !panics.is_empty() {
+        return Err(("panic".into(), panics.join(" | "), false));
+    }
+    Ok(())
 }
 
 /// Steps from a failure file: `execute: SQL` / `read: SQL` lines (no parameters).
@@ -481,10 +551,12 @@ async fn replay(template: &Path, dir: &Path, n: usize, steps: &[Step]) -> Option
     let path = dir.join(format!("replay-{n}")).join("home.db");
     copy_template(template, &path).ok()?;
     let swarm = open(&path).await.ok()?;
+    let conn = raw_reader(&path).ok()?;
+    let _ = take_panics();
     let mut counts = Counts::default();
     let mut found = None;
     for (i, s) in steps.iter().enumerate() {
-        if let Err(f) = step(&swarm, s, i, &mut counts).await {
+        if let Err(f) = step(&swarm, &conn, s, i, &mut counts).await {
             found = Some(f);
             break;
         }
@@ -590,6 +662,17 @@ pub async fn run(opts: Opts) -> Report {
                 break;
             }
         };
+        let conn = match raw_reader(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                report.findings.push(Finding {
+                    class: "setup".into(),
+                    detail: e,
+                    input: String::new(),
+                });
+                break;
+            }
+        };
         let scratch = edir.display().to_string();
         let mut steps: Vec<Step> = Vec::new();
         for _ in 0..EPISODE {
@@ -600,7 +683,13 @@ pub async fn run(opts: Opts) -> Report {
             steps.push(s.clone());
             i += 1;
             report.iterations += 1;
-            if let Err((class, detail, terminal)) = step(&swarm, &s, i, &mut counts).await {
+            if let Err((class, detail, terminal)) = step(&swarm, &conn, &s, i, &mut counts).await {
+                if !terminal {
+                    // Stop this swarm before replaying, so nothing of it (a late panic
+                    // in a background task) is taken for the replay's.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), swarm.shutdown()).await;
+                }
+                let _ = take_panics();
                 let fresh = seen.insert(class.clone());
                 if fresh {
                     let kept = if terminal {

@@ -46,6 +46,7 @@ struct Cli {
     #[arg(long)]
     keep_going: bool,
     /// Time spent minimising each failing input (guard target), in seconds.
+    /// Hangs are not minimised (each replay would leave a stuck writer thread).
     #[arg(long, default_value_t = 30)]
     minimize_seconds: u64,
     /// Guard only: replay the statements of a failure file (lines `execute: SQL` or
@@ -81,8 +82,11 @@ pub struct Report {
 /// Run settings handed to a target.
 #[derive(Debug, Clone)]
 pub struct Opts {
+    /// Seed of the target's generator.
     pub seed: u64,
+    /// When to stop generating.
     pub deadline: Instant,
+    /// Collect every distinct finding instead of stopping at the first.
     pub keep_going: bool,
     pub minimize: Duration,
     /// A failure file to replay instead of generating (guard).
