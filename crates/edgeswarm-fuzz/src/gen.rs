@@ -84,14 +84,35 @@ pub const RUNTIME_TABLES: &[&str] = &[
 ];
 /// Tables the fuzz database gives the user (created in the template), and names the
 /// grammar creates.
-pub const USER_TABLES: &[&str] = &["notes", "items", "big", "t1", "t2", "v1", "edge_replicas", "distributed_transactions"];
+pub const USER_TABLES: &[&str] = &[
+    "notes",
+    "items",
+    "big",
+    "t1",
+    "t2",
+    "v1",
+    "edge_replicas",
+    "distributed_transactions",
+];
 
 /// Columns worth naming per table (unknown tables get `id`/`x`).
 fn columns(t: &str) -> &'static [&'static str] {
     match t {
-        "knowledge" => &["id", "category", "topic", "content", "tags", "metadata", "deleted", "hlc", "origin", "rowid"],
+        "knowledge" => &[
+            "id", "category", "topic", "content", "tags", "metadata", "deleted", "hlc", "origin", "rowid",
+        ],
         "knowledge_fts" => &["topic", "content", "tags", "knowledge_fts", "rank", "rowid"],
-        "kv" => &["namespace", "key", "value", "version", "expires_at", "updated_at", "deleted", "hlc", "origin"],
+        "kv" => &[
+            "namespace",
+            "key",
+            "value",
+            "version",
+            "expires_at",
+            "updated_at",
+            "deleted",
+            "hlc",
+            "origin",
+        ],
         "conversations" => &["id", "session_id", "role", "content", "hlc", "origin"],
         "agent_metrics" => &["id", "agent_id", "task_type", "duration_ms", "tokens_used", "hlc", "origin"],
         "_changes" => &["seq", "tbl", "row_id", "hlc", "origin", "rowid_lo", "rowid_hi"],
@@ -170,18 +191,36 @@ pub fn expr(g: &mut Gen, t: &str, depth: u32) -> String {
         1 => format!("randomblob({})", g.size()),
         2 => format!("printf('%.*c', {}, 'x')", g.size()),
         3 => format!("load_extension({})", string_lit(g)),
-        4 => format!("({} {} {})", expr(g, t, d), g.pick(&["+", "-", "*", "/", "%", "||", "<", "=", "AND", "OR", "<<"]), expr(g, t, d)),
+        4 => format!(
+            "({} {} {})",
+            expr(g, t, d),
+            g.pick(&["+", "-", "*", "/", "%", "||", "<", "=", "AND", "OR", "<<"]),
+            expr(g, t, d)
+        ),
         5 => format!("(SELECT {} FROM {} LIMIT 1)", expr(g, "x", d), table(g)),
         6 => format!("CASE WHEN {} THEN {} ELSE {} END", expr(g, t, d), expr(g, t, d), expr(g, t, d)),
         7 => format!("CAST({} AS {})", expr(g, t, d), g.pick(&["TEXT", "INTEGER", "BLOB", "REAL"])),
-        8 => format!("{}({})", g.pick(&["hex", "length", "upper", "lower", "quote", "typeof", "abs", "json", "unicode", "likely"]), expr(g, t, d)),
-        9 => g.pick(&["random()", "changes()", "last_insert_rowid()", "sqlite_version()", "total_changes()", "unixepoch()"]).into(),
+        8 => format!(
+            "{}({})",
+            g.pick(&["hex", "length", "upper", "lower", "quote", "typeof", "abs", "json", "unicode", "likely"]),
+            expr(g, t, d)
+        ),
+        9 => g
+            .pick(&[
+                "random()",
+                "changes()",
+                "last_insert_rowid()",
+                "sqlite_version()",
+                "total_changes()",
+                "unixepoch()",
+            ])
+            .into(),
         10 => format!("replace({}, 'x', {})", expr(g, t, d), expr(g, t, d)),
         11 => format!("substr({}, {}, {})", expr(g, t, d), g.int_lit(), g.int_lit()),
         12 => format!("{} IN (SELECT {} FROM {})", expr(g, t, d), col(g, "kv"), table(g)),
         13 => format!("RAISE({}, 'fuzz')", g.pick(&["ABORT", "FAIL", "IGNORE", "ROLLBACK"])),
         14 => format!("json_extract({}, '$.a')", expr(g, t, d)),
-        _ => format!("highlight(knowledge_fts, 0, '[', ']')"),
+        _ => "highlight(knowledge_fts, 0, '[', ']')".to_string(),
     }
 }
 
@@ -197,13 +236,14 @@ fn cte(g: &mut Gen) -> String {
     match g.below(3) {
         0 => format!(
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c{}) ",
-            if g.chance(0.5) { format!(" LIMIT {}", g.size()) } else { String::new() }
+            if g.chance(0.5) {
+                format!(" LIMIT {}", g.size())
+            } else {
+                String::new()
+            }
         ),
         1 => format!("WITH w AS (SELECT * FROM {}) ", table(g)),
-        _ => format!(
-            "WITH w AS MATERIALIZED (DELETE FROM {} RETURNING *) ",
-            table(g)
-        ),
+        _ => format!("WITH w AS MATERIALIZED (DELETE FROM {} RETURNING *) ", table(g)),
     }
 }
 
@@ -294,7 +334,15 @@ fn delete(g: &mut Gen, t: &str) -> String {
 fn trigger_step(g: &mut Gen) -> String {
     // Trigger bodies aim at the internal tables most of the time.
     let t = if g.chance(0.7) {
-        g.pick(&["_changes", "_meta", "_sync_cursors", "_knowledge_touched", "knowledge_fts", "kv", "knowledge"])
+        g.pick(&[
+            "_changes",
+            "_meta",
+            "_sync_cursors",
+            "_knowledge_touched",
+            "knowledge_fts",
+            "kv",
+            "knowledge",
+        ])
     } else {
         table(g)
     };
@@ -303,9 +351,21 @@ fn trigger_step(g: &mut Gen) -> String {
         1 => "UPDATE _meta SET value='4611686018427387904' WHERE key='hlc_hwm'".into(),
         2 => "SELECT RAISE(ABORT, 'fuzz')".into(),
         3 => "INSERT INTO notes(body) SELECT count(*) FROM big a, big b, big c".into(),
-        4 => insert(g, t).replace("main.", "").replace("temp.", "").replace("MAIN.", "").replace("\"main\".", ""),
-        5 => update(g, t).replace("main.", "").replace("temp.", "").replace("MAIN.", "").replace("\"main\".", ""),
-        _ => delete(g, t).replace("main.", "").replace("temp.", "").replace("MAIN.", "").replace("\"main\".", ""),
+        4 => insert(g, t)
+            .replace("main.", "")
+            .replace("temp.", "")
+            .replace("MAIN.", "")
+            .replace("\"main\".", ""),
+        5 => update(g, t)
+            .replace("main.", "")
+            .replace("temp.", "")
+            .replace("MAIN.", "")
+            .replace("\"main\".", ""),
+        _ => delete(g, t)
+            .replace("main.", "")
+            .replace("temp.", "")
+            .replace("MAIN.", "")
+            .replace("\"main\".", ""),
     }
 }
 
@@ -322,7 +382,11 @@ fn create_trigger(g: &mut Gen) -> String {
     };
     let n = 1 + g.below(3);
     let body: Vec<String> = (0..n).map(|_| trigger_step(g)).collect();
-    let cond = if g.chance(0.3) { format!(" WHEN {}", expr(g, "x", 1).replace('?', "1")) } else { String::new() };
+    let cond = if g.chance(0.3) {
+        format!(" WHEN {}", expr(g, "x", 1).replace('?', "1"))
+    } else {
+        String::new()
+    };
     format!(
         "CREATE {temp}TRIGGER {}{name} {when} {event} ON {}{}{cond} BEGIN {}; END",
         if g.chance(0.3) { "IF NOT EXISTS " } else { "" },
@@ -336,13 +400,38 @@ fn ddl(g: &mut Gen) -> String {
     let t = table(g);
     let temp = g.pick(&["", "", "", "TEMP ", "TEMPORARY "]);
     match g.below(14) {
-        0 => format!("CREATE {temp}TABLE {}{} (id INTEGER PRIMARY KEY, x)", schema_prefix(g), g.pick(&["t1", "t2", "_x", "kv2", "knowledge_fts_x"])),
+        0 => format!(
+            "CREATE {temp}TABLE {}{} (id INTEGER PRIMARY KEY, x)",
+            schema_prefix(g),
+            g.pick(&["t1", "t2", "_x", "kv2", "knowledge_fts_x"])
+        ),
         1 => format!("CREATE {temp}TABLE {} AS {}", g.pick(&["t1", "t2", "_y"]), select(g, 1)),
-        2 => format!("DROP TABLE {}{}{}", if g.chance(0.5) { "IF EXISTS " } else { "" }, schema_prefix(g), quoted(g, t)),
-        3 => format!("ALTER TABLE {}{} RENAME TO {}", schema_prefix(g), quoted(g, t), g.pick(&["t9", "_t9", "kv"])),
-        4 => format!("ALTER TABLE {}{} ADD COLUMN zz {}", schema_prefix(g), quoted(g, t), g.pick(&["", "DEFAULT 1", "NOT NULL DEFAULT (1/0)", "AS (1/0)"])),
+        2 => format!(
+            "DROP TABLE {}{}{}",
+            if g.chance(0.5) { "IF EXISTS " } else { "" },
+            schema_prefix(g),
+            quoted(g, t)
+        ),
+        3 => format!(
+            "ALTER TABLE {}{} RENAME TO {}",
+            schema_prefix(g),
+            quoted(g, t),
+            g.pick(&["t9", "_t9", "kv"])
+        ),
+        4 => format!(
+            "ALTER TABLE {}{} ADD COLUMN zz {}",
+            schema_prefix(g),
+            quoted(g, t),
+            g.pick(&["", "DEFAULT 1", "NOT NULL DEFAULT (1/0)", "AS (1/0)"])
+        ),
         5 => format!("ALTER TABLE {}{} DROP COLUMN {}", schema_prefix(g), quoted(g, t), col(g, t)),
-        6 => format!("ALTER TABLE {}{} RENAME COLUMN {} TO {}", schema_prefix(g), quoted(g, t), col(g, t), g.pick(&["zz", "hlc", "id"])),
+        6 => format!(
+            "ALTER TABLE {}{} RENAME COLUMN {} TO {}",
+            schema_prefix(g),
+            quoted(g, t),
+            col(g, t),
+            g.pick(&["zz", "hlc", "id"])
+        ),
         7 => format!(
             "CREATE {}INDEX {}{}ix{} ON {}({}){}",
             if g.chance(0.4) { "UNIQUE " } else { "" },
@@ -351,17 +440,46 @@ fn ddl(g: &mut Gen) -> String {
             g.below(3),
             quoted(g, t),
             col(g, t),
-            if g.chance(0.4) { format!(" WHERE {}", g.pick(&["1/0", "hlc > 0", "abs(-9223372036854775808)", "1"])) } else { String::new() }
+            if g.chance(0.4) {
+                format!(" WHERE {}", g.pick(&["1/0", "hlc > 0", "abs(-9223372036854775808)", "1"]))
+            } else {
+                String::new()
+            }
         ),
-        8 => format!("DROP INDEX {}{}", schema_prefix(g), g.pick(&["ix0", "ix1", "kv_by_expiry", "knowledge_by_hash", "conversations_by_session", "sqlite_autoindex_kv_1"])),
-        9 => format!("CREATE {temp}VIEW {}{} AS {}", schema_prefix(g), g.pick(&["v1", "_v", "knowledge_v"]), select(g, 1)),
+        8 => format!(
+            "DROP INDEX {}{}",
+            schema_prefix(g),
+            g.pick(&[
+                "ix0",
+                "ix1",
+                "kv_by_expiry",
+                "knowledge_by_hash",
+                "conversations_by_session",
+                "sqlite_autoindex_kv_1"
+            ])
+        ),
+        9 => format!(
+            "CREATE {temp}VIEW {}{} AS {}",
+            schema_prefix(g),
+            g.pick(&["v1", "_v", "knowledge_v"]),
+            select(g, 1)
+        ),
         10 => format!("DROP VIEW {}{}", schema_prefix(g), g.pick(&["v1", "_change_rows", "_v"])),
-        11 => format!("DROP TRIGGER {}{}", schema_prefix(g), g.pick(&["tg1", "tg2", "knowledge_fts_ai", "knowledge_fts_au", "knowledge_fts_ad"])),
+        11 => format!(
+            "DROP TRIGGER {}{}",
+            schema_prefix(g),
+            g.pick(&["tg1", "tg2", "knowledge_fts_ai", "knowledge_fts_au", "knowledge_fts_ad"])
+        ),
         12 => format!(
             "CREATE VIRTUAL TABLE {}{} USING {}",
             temp.replace("TEMPORARY ", "temp.").replace("TEMP ", "temp."),
             g.pick(&["vt", "_vt", "knowledge_fts2"]),
-            g.pick(&["fts5(a)", "fts5vocab(knowledge_fts, 'row')", "fts5vocab(main, knowledge_fts, 'instance')", "fts5(a, content='kv')"])
+            g.pick(&[
+                "fts5(a)",
+                "fts5vocab(knowledge_fts, 'row')",
+                "fts5vocab(main, knowledge_fts, 'instance')",
+                "fts5(a, content='kv')"
+            ])
         ),
         _ => format!("DROP TABLE IF EXISTS {}", g.pick(&["vt", "t1", "t2", "knowledge_fts", "_meta"])),
     }
@@ -401,7 +519,11 @@ fn pragma(g: &mut Gen) -> String {
     ]);
     match g.below(5) {
         0 => format!("PRAGMA {name}"),
-        1 => format!("PRAGMA {}{name} = {}", schema_prefix(g), g.pick(&["1", "0", "ON", "OFF", "WAL", "DELETE", "MEMORY", "-1", "9999999999"])),
+        1 => format!(
+            "PRAGMA {}{name} = {}",
+            schema_prefix(g),
+            g.pick(&["1", "0", "ON", "OFF", "WAL", "DELETE", "MEMORY", "-1", "9999999999"])
+        ),
         2 => format!("PRAGMA {name}({})", g.pick(&["kv", "knowledge", "TRUNCATE", "1", "'_changes'"])),
         3 => format!("SELECT * FROM pragma_{name}{}", if g.chance(0.5) { "('kv')" } else { "" }),
         _ => format!("PRAGMA temp.{name} = 1"),
@@ -417,7 +539,9 @@ fn misc(g: &mut Gen, dir: &str) -> String {
         4 => format!("VACUUM INTO '{dir}/vac{}.db'", g.below(3)),
         5 => "VACUUM".into(),
         6 => g.pick(&["REINDEX", "ANALYZE", "REINDEX kv", "ANALYZE knowledge"]).into(),
-        7 => g.pick(&["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT s", "RELEASE s", "END", "BEGIN IMMEDIATE"]).into(),
+        7 => g
+            .pick(&["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT s", "RELEASE s", "END", "BEGIN IMMEDIATE"])
+            .into(),
         8 => "SELECT load_extension('/nonexistent')".into(),
         9 => format!("SELECT writefile('{dir}/w', 'x')"),
         10 => "SELECT fts5_source_id()".into(),
@@ -437,7 +561,11 @@ pub fn sql(g: &mut Gen, dir: &str) -> String {
         11..=13 => ddl(g),
         14 | 15 => pragma(g),
         16 | 17 => misc(g, dir),
-        18 => format!("{}{}", cte(g), g.pick(&["SELECT 1", "SELECT count(*) FROM c", "INSERT INTO notes(body) SELECT x FROM c"])),
+        18 => format!(
+            "{}{}",
+            cte(g),
+            g.pick(&["SELECT 1", "SELECT count(*) FROM c", "INSERT INTO notes(body) SELECT x FROM c"])
+        ),
         _ => format!("{}; {}", sql_simple(g), sql_simple(g)),
     };
     // Decorations SQLite's tokenizer must see through.
@@ -477,8 +605,24 @@ pub fn search_text(g: &mut Gen, words: &[&str]) -> String {
             10 => format!("\"{} {}\"", words[g.below(words.len())], words[g.below(words.len())]),
             11 => format!("{}*", &words[g.below(words.len())]),
             12 => g.pick(&["AND", "OR", "NOT", "NEAR", "NEAR(a b, 2)", "and", "or"]).into(),
-            13 => g.pick(&["(", ")", "^", "*", ":", "+", "{topic}", "topic:", "content :", "-content:x", "{topic content}:"]).into(),
-            14 => g.pick(&["\u{0}", "\u{1}", "\u{7f}", "\u{200b}", "\u{feff}", "\u{fffd}", "\u{10ffff}"]).into(),
+            13 => g
+                .pick(&[
+                    "(",
+                    ")",
+                    "^",
+                    "*",
+                    ":",
+                    "+",
+                    "{topic}",
+                    "topic:",
+                    "content :",
+                    "-content:x",
+                    "{topic content}:",
+                ])
+                .into(),
+            14 => g
+                .pick(&["\u{0}", "\u{1}", "\u{7f}", "\u{200b}", "\u{feff}", "\u{fffd}", "\u{10ffff}"])
+                .into(),
             15 => g.pick(&["🦀", "e\u{0301}", "ǅ", "ß", "İ", "ﬁ", "Σς", "日本語", "١٢٣"]).into(),
             16 => "x".repeat(1 + g.below(3000)),
             17 => g.pick(&["'", "''", "\\", "%", "_", "[", "]", "$.a", "%s"]).into(),

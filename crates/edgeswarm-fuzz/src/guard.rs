@@ -55,7 +55,11 @@ struct Step {
 
 impl Step {
     fn line(&self) -> String {
-        let p = if self.params.is_empty() { String::new() } else { format!("  -- params {:?}", self.params) };
+        let p = if self.params.is_empty() {
+            String::new()
+        } else {
+            format!("  -- params {:?}", self.params)
+        };
         format!("{}: {}{p}", if self.read { "read" } else { "execute" }, self.sql.replace('\n', " "))
     }
 }
@@ -89,7 +93,14 @@ struct Snap {
 
 fn is_runtime(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.starts_with('_') || n.starts_with("knowledge") || RUNTIME_TABLES.contains(&n.as_str()) || n.starts_with("sqlite_autoindex_kv") || n.starts_with("sqlite_autoindex_knowledge") || n.starts_with("sqlite_autoindex_conversations") || n.starts_with("sqlite_autoindex_agent_metrics") || n.starts_with("sqlite_autoindex__")
+    n.starts_with('_')
+        || n.starts_with("knowledge")
+        || RUNTIME_TABLES.contains(&n.as_str())
+        || n.starts_with("sqlite_autoindex_kv")
+        || n.starts_with("sqlite_autoindex_knowledge")
+        || n.starts_with("sqlite_autoindex_conversations")
+        || n.starts_with("sqlite_autoindex_agent_metrics")
+        || n.starts_with("sqlite_autoindex__")
 }
 
 fn hash_rows(rows: &[Vec<SqlValue>]) -> u64 {
@@ -135,8 +146,15 @@ fn rows(conn: &Conn, sql: &str) -> Result<Vec<Vec<SqlValue>>, String> {
 
 /// What only the writer's connection can see: its TEMP schema, and the FTS check.
 fn writer_side(ctx: &mut edgeswarm_store::TxCtx<'_>) -> edgeswarm_store::Result<(Vec<Row>, Option<String>)> {
-    let q = ctx.query("SELECT type, name, tbl_name, sql FROM temp.sqlite_master ORDER BY type, name", vec![])?;
-    let temp = q.rows.iter().map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])]).collect();
+    let q = ctx.query(
+        "SELECT type, name, tbl_name, sql FROM temp.sqlite_master ORDER BY type, name",
+        vec![],
+    )?;
+    let temp = q
+        .rows
+        .iter()
+        .map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])])
+        .collect();
     let fts = ctx
         .execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES('integrity-check')", vec![])
         .err()
@@ -166,7 +184,16 @@ fn contents(conn: &Conn, s: &mut Snap) -> Result<(), String> {
     for (t, pk, _) in REPLICATED {
         let m = rows(conn, &format!("SELECT rowid, {pk}, hlc, * FROM {t}"))?
             .iter()
-            .map(|r| (text(&r[1]), (r[0].as_i64().unwrap_or(0), r[2].as_i64().unwrap_or(0), hash_rows(std::slice::from_ref(r)))))
+            .map(|r| {
+                (
+                    text(&r[1]),
+                    (
+                        r[0].as_i64().unwrap_or(0),
+                        r[2].as_i64().unwrap_or(0),
+                        hash_rows(std::slice::from_ref(r)),
+                    ),
+                )
+            })
             .collect();
         s.rep.insert(t, m);
     }
@@ -188,7 +215,10 @@ async fn snapshot(swarm: &Swarm, conn: &Conn) -> Result<Snap, String> {
         ..Snap::default()
     };
     let schema = rows(conn, "SELECT type, name, tbl_name, sql FROM main.sqlite_master ORDER BY type, name")?;
-    s.main_schema = schema.iter().map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])]).collect();
+    s.main_schema = schema
+        .iter()
+        .map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])])
+        .collect();
     // The rest reads the runtime's tables; a statement that dropped or changed one makes
     // it fail, which the checks report after naming the schema change.
     if let Err(e) = contents(conn, &mut s) {
@@ -203,8 +233,16 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
     let rt = |rows: &[Row]| -> Vec<Row> { rows.iter().filter(|r| is_runtime(&r[1]) || is_runtime(&r[2])).cloned().collect() };
     let (rb, ra) = (rt(&b.main_schema), rt(&a.main_schema));
     if rb != ra {
-        let added: Vec<String> = ra.iter().filter(|r| !rb.contains(r)).map(|r| format!("+{} {} on {}", r[0], r[1], r[2])).collect();
-        let gone: Vec<String> = rb.iter().filter(|r| !ra.contains(r)).map(|r| format!("-{} {} on {}", r[0], r[1], r[2])).collect();
+        let added: Vec<String> = ra
+            .iter()
+            .filter(|r| !rb.contains(r))
+            .map(|r| format!("+{} {} on {}", r[0], r[1], r[2]))
+            .collect();
+        let gone: Vec<String> = rb
+            .iter()
+            .filter(|r| !ra.contains(r))
+            .map(|r| format!("-{} {} on {}", r[0], r[1], r[2]))
+            .collect();
         out.push(("runtime-schema-changed".into(), format!("{} {}", added.join(", "), gone.join(", "))));
     }
     if a.temp_schema != b.temp_schema && !a.temp_schema.is_empty() {
@@ -219,7 +257,12 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
         out.push(("store-broken".into(), format!("the runtime's tables cannot be read: {e}")));
         return out;
     }
-    let strip = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> { m.iter().filter(|(k, _)| *k != "hlc_hwm").map(|(k, v)| (k.clone(), v.clone())).collect() };
+    let strip = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, _)| *k != "hlc_hwm")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
     if strip(&b.meta) != strip(&a.meta) {
         out.push(("meta-changed".into(), format!("_meta {:?} -> {:?}", b.meta, a.meta)));
     }
@@ -231,7 +274,15 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
     let bmax = b.changes.keys().next_back().copied().unwrap_or(0);
     for (seq, row) in &b.changes {
         if a.changes.get(seq) != Some(row) {
-            out.push(("change-log-rewritten".into(), format!("_changes seq {seq} was {row}, now {:?} ({} -> {} entries)", a.changes.get(seq), b.changes.len(), a.changes.len())));
+            out.push((
+                "change-log-rewritten".into(),
+                format!(
+                    "_changes seq {seq} was {row}, now {:?} ({} -> {} entries)",
+                    a.changes.get(seq),
+                    b.changes.len(),
+                    a.changes.len()
+                ),
+            ));
             break;
         }
     }
@@ -239,7 +290,10 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
         out.push(("sync-cursors-changed".into(), format!("{} -> {}", b.cursors, a.cursors)));
     }
     if b.touched.iter().any(|(k, v)| a.touched.get(k) != Some(v)) {
-        out.push(("knowledge-touched-rewritten".into(), format!("{} -> {} entries", b.touched.len(), a.touched.len())));
+        out.push((
+            "knowledge-touched-rewritten".into(),
+            format!("{} -> {} entries", b.touched.len(), a.touched.len()),
+        ));
     }
     if b.fts.is_none() {
         if let Some(e) = &a.fts {
@@ -265,7 +319,9 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
     }
     let new_entries: Vec<&String> = a.changes.range(bmax + 1..).map(|(_, r)| r).collect();
     for (t, _, append_only) in REPLICATED {
-        let (Some(rb), Some(ra)) = (b.rep.get(t), a.rep.get(t)) else { continue };
+        let (Some(rb), Some(ra)) = (b.rep.get(t), a.rep.get(t)) else {
+            continue;
+        };
         for (pk, (rowid, hlc, h)) in ra {
             let old = rb.get(pk);
             if old.map(|o| o.2) == Some(*h) {
@@ -278,7 +334,10 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
                         e.contains(&format!("Text(\"{t}\")")) && range_covers(e, *rowid)
                     })
             } else {
-                old.is_none_or(|o| *hlc > o.1) && new_entries.iter().any(|e| e.contains(&format!("Text(\"{t}\")")) && e.contains(&format!("Integer({hlc})")))
+                old.is_none_or(|o| *hlc > o.1)
+                    && new_entries
+                        .iter()
+                        .any(|e| e.contains(&format!("Text(\"{t}\")")) && e.contains(&format!("Integer({hlc})")))
             };
             if !logged {
                 out.push((
@@ -292,7 +351,10 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
             }
         }
         if let Some(pk) = rb.keys().find(|k| !ra.contains_key(*k)) {
-            out.push((format!("unlogged-delete:{t}"), format!("row {pk:?} of {t} was hard-deleted (a delete cannot replicate)")));
+            out.push((
+                format!("unlogged-delete:{t}"),
+                format!("row {pk:?} of {t} was hard-deleted (a delete cannot replicate)"),
+            ));
         }
     }
     out
@@ -316,19 +378,35 @@ async fn typed_writes(swarm: &Swarm, i: usize, all: bool) -> Result<(), (String,
         let name = ["kv_set", "add_knowledge", "record_metric", "add_conversation"][k];
         let fut = async {
             match k {
-                0 => swarm.kv_set("fuzz", &format!("k{}", i % 7), serde_json::json!(i), None).await.map(|_| ()),
+                0 => swarm
+                    .kv_set("fuzz", &format!("k{}", i % 7), serde_json::json!(i), None)
+                    .await
+                    .map(|_| ()),
                 1 => swarm
-                    .add_knowledge(Knowledge::new("fuzz", format!("topic {i}"), format!("typed content number {i} agent memory")))
+                    .add_knowledge(Knowledge::new(
+                        "fuzz",
+                        format!("topic {i}"),
+                        format!("typed content number {i} agent memory"),
+                    ))
                     .await
                     .map(|_| ()),
                 2 => swarm.record_metric(Metric::new("fuzz-agent", "task", 1.5, 3)).await.map(|_| ()),
-                _ => swarm.add_conversation(Message::new("fuzz-session", "user", format!("message {i}"))).await.map(|_| ()),
+                _ => swarm
+                    .add_conversation(Message::new("fuzz-session", "user", format!("message {i}")))
+                    .await
+                    .map(|_| ()),
             }
         };
         match tokio::time::timeout(TYPED_BOUND, fut).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err((format!("typed-write-failed:{name}"), e.to_string(), false)),
-            Err(_) => return Err((format!("typed-write-hang:{name}"), format!("{name} did not finish within {TYPED_BOUND:?}"), true)),
+            Err(_) => {
+                return Err((
+                    format!("typed-write-hang:{name}"),
+                    format!("{name} did not finish within {TYPED_BOUND:?}"),
+                    true,
+                ))
+            }
         }
     }
     Ok(())
@@ -353,7 +431,13 @@ async fn typed_reads(swarm: &Swarm) -> Result<(), (String, String, bool)> {
             // The runtime's tables were changed under it: reported by the other checks.
             Ok(Err(e)) if e.kind() == edgeswarm::ErrorKind::SqlError => {}
             Ok(Err(e)) => return Err((format!("typed-read-failed:{name}"), e.to_string(), false)),
-            Err(_) => return Err((format!("typed-read-hang:{name}"), format!("{name} did not finish within {TYPED_BOUND:?}"), true)),
+            Err(_) => {
+                return Err((
+                    format!("typed-read-hang:{name}"),
+                    format!("{name} did not finish within {TYPED_BOUND:?}"),
+                    true,
+                ))
+            }
         }
         let panics = take_panics();
         if !panics.is_empty() {
@@ -416,9 +500,15 @@ async fn template(dir: &Path) -> Result<PathBuf, String> {
         s.add_knowledge(Knowledge::new("notes", format!("topic {i}"), format!("agent memory entry {i} about regions")).tags(["t"]))
             .await
             .map_err(e)?;
-        s.kv_set("default", &format!("key{i}"), serde_json::json!({"i": i}), None).await.map_err(e)?;
-        s.record_metric(Metric::new("agent-1", "code-analysis", 10.0 * i as f64, 100)).await.map_err(e)?;
-        s.add_conversation(Message::new("session-1", "user", format!("hello {i}"))).await.map_err(e)?;
+        s.kv_set("default", &format!("key{i}"), serde_json::json!({"i": i}), None)
+            .await
+            .map_err(e)?;
+        s.record_metric(Metric::new("agent-1", "code-analysis", 10.0 * i as f64, 100))
+            .await
+            .map_err(e)?;
+        s.add_conversation(Message::new("session-1", "user", format!("hello {i}")))
+            .await
+            .map_err(e)?;
     }
     s.shutdown().await.map_err(e)?;
     Ok(path)
@@ -472,7 +562,11 @@ async fn step(swarm: &Swarm, conn: &Conn, s: &Step, i: usize, counts: &mut Count
     }
     // Generous slack: CI machines are shared and slow.
     if took > QUERY_TIMEOUT + Duration::from_secs(5) {
-        return Err(("over-time-limit".into(), format!("the call took {took:?} with a {QUERY_TIMEOUT:?} limit"), false));
+        return Err((
+            "over-time-limit".into(),
+            format!("the call took {took:?} with a {QUERY_TIMEOUT:?} limit"),
+            false,
+        ));
     }
     let accepted = res.is_ok();
     match &res {
@@ -483,7 +577,11 @@ async fn step(swarm: &Swarm, conn: &Conn, s: &Step, i: usize, counts: &mut Count
     if let Ok(q) = &res {
         let n = result_bytes(q);
         if n > RESULT_CAP {
-            return Err(("result-over-byte-cap".into(), format!("a result of {n} bytes came back (cap 16 MiB)"), false));
+            return Err((
+                "result-over-byte-cap".into(),
+                format!("a result of {n} bytes came back (cap 16 MiB)"),
+                false,
+            ));
         }
     }
     let after = snapshot(swarm, conn).await.map_err(|e| ("store-broken".to_string(), e, false))?;

@@ -32,7 +32,14 @@ const BOUND: Duration = Duration::from_secs(20);
 fn hval(g: &mut Gen) -> Value {
     if g.chance(0.004) {
         // Values the protocol does not allow.
-        return g.pick(&[&json!({"type": "weird"}), &json!({"type": "integer", "value": 12}), &json!({"type": "integer", "value": "1e9"}), &json!({"type": "blob", "base64": "!!"})]).clone();
+        return g
+            .pick(&[
+                &json!({"type": "weird"}),
+                &json!({"type": "integer", "value": 12}),
+                &json!({"type": "integer", "value": "1e9"}),
+                &json!({"type": "blob", "base64": "!!"}),
+            ])
+            .clone();
     }
     match g.below(7) {
         0 => json!({"type": "null"}),
@@ -137,7 +144,17 @@ fn swap_type(g: &mut Gen, v: &mut Value, depth: u32) {
             swap_type(g, &mut a[i], depth + 1);
         }
         _ => {
-            *v = [json!(null), json!(-1), json!("str"), json!([]), json!({}), json!(true), json!(1e308), json!(u64::MAX)][g.below(8)].clone()
+            *v = [
+                json!(null),
+                json!(-1),
+                json!("str"),
+                json!([]),
+                json!({}),
+                json!(true),
+                json!(1e308),
+                json!(u64::MAX),
+            ][g.below(8)]
+            .clone()
         }
     }
 }
@@ -354,12 +371,20 @@ pub async fn run(opts: Opts) -> Report {
             Err(_) => Err(("hang".to_string(), format!("{name} did not return within {BOUND:?}"))),
         };
         let panics = take_panics();
-        let result = if panics.is_empty() { result } else { Err(("panic".to_string(), panics.join(" | "))) };
+        let result = if panics.is_empty() {
+            result
+        } else {
+            Err(("panic".to_string(), panics.join(" | ")))
+        };
         if let Err((class, detail)) = result {
             let input = format!("op {name}, iteration {i}, seed {} (replies are drawn from the seed)", opts.seed);
             eprintln!("edgeswarm-fuzz hrana: [{class}] {detail} ({input})");
             if !report.findings.iter().any(|f| f.class == class) {
-                report.findings.push(Finding { class: class.clone(), detail, input });
+                report.findings.push(Finding {
+                    class: class.clone(),
+                    detail,
+                    input,
+                });
             }
             if !opts.keep_going || class == "hang" {
                 break;

@@ -28,7 +28,10 @@ enum Target {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "edgeswarm-fuzz", about = "Structure-aware fuzzing of edgeswarm's hostile-input surfaces (stable toolchain).")]
+#[command(
+    name = "edgeswarm-fuzz",
+    about = "Structure-aware fuzzing of edgeswarm's hostile-input surfaces (stable toolchain)."
+)]
 struct Cli {
     /// What to fuzz.
     target: Target,
@@ -151,7 +154,11 @@ fn main() {
         secs,
         report.iterations as f64 / secs,
         report.findings.len(),
-        if report.stats.is_empty() { String::new() } else { format!(" | {}", report.stats) }
+        if report.stats.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", report.stats)
+        }
     );
     if report.findings.is_empty() {
         // Exit without waiting for stuck threads (none expected when nothing was found).
@@ -162,7 +169,11 @@ fn main() {
         eprintln!("edgeswarm-fuzz: cannot create {}: {e}", cli.out.display());
     }
     for (i, f) in report.findings.iter().enumerate() {
-        let safe: String = f.class.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let safe: String = f
+            .class
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
         let path = cli.out.join(format!("{name}-seed{}-{i}-{safe}.txt", cli.seed));
         let body = format!("# class: {}\n# detail: {}\n{}\n", f.class, f.detail.replace('\n', "\n# "), f.input);
         match std::fs::write(&path, body) {
@@ -170,7 +181,11 @@ fn main() {
             Err(e) => println!("FAIL [{}] {} (cannot write {}: {e})", f.class, f.detail, path.display()),
         }
         let shown: String = f.input.chars().take(1500).collect();
-        let more = if f.input.len() > shown.len() { format!(" … ({} bytes in the file)", f.input.len()) } else { String::new() };
+        let more = if f.input.len() > shown.len() {
+            format!(" … ({} bytes in the file)", f.input.len())
+        } else {
+            String::new()
+        };
         println!("  input: {}{more}", shown.replace('\n', "\n         "));
     }
     drop(scratch);

@@ -34,11 +34,15 @@ impl Client {
     async fn send(&mut self, msg: &Value) -> Result<(), String> {
         let mut line = msg.to_string();
         line.push('\n');
-        self.tx.write_all(line.as_bytes()).await.map_err(|e| format!("the server closed the pipe: {e}"))
+        self.tx
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| format!("the server closed the pipe: {e}"))
     }
     /// Sends a request and waits for the response with the same id.
     async fn call(&mut self, id: u64, method: &str, params: Value) -> Result<Value, String> {
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await?;
         let wait = async {
             loop {
                 match self.lines.next_line().await {
@@ -53,7 +57,9 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(BOUND, wait).await.map_err(|_| format!("no answer to {method} within {BOUND:?}"))?
+        tokio::time::timeout(BOUND, wait)
+            .await
+            .map_err(|_| format!("no answer to {method} within {BOUND:?}"))?
     }
 }
 
@@ -64,7 +70,9 @@ fn string_for(g: &mut Gen, field: &str) -> String {
         1 => " ".into(),
         2 if g.chance(0.05) => "x".repeat(4 << 20),
         2 => "x".repeat(g.below(300_000)),
-        3 => g.pick(&["home", "nope", "../../etc/passwd", "default", "us-west", "\u{0}", "🦀", "a\u{0301}"]).into(),
+        3 => g
+            .pick(&["home", "nope", "../../etc/passwd", "default", "us-west", "\u{0}", "🦀", "a\u{0301}"])
+            .into(),
         4 => gen::search_text(g, &["agent", "memory", "swarm", "\"", "*", "AND"]),
         5 if field == "query" => g
             .pick(&[
@@ -82,7 +90,9 @@ fn string_for(g: &mut Gen, field: &str) -> String {
         7 => g.int_lit(),
         _ => {
             let n = g.below(40);
-            (0..n).map(|_| char::from_u32(g.below(0x11000) as u32).unwrap_or('\u{fffd}')).collect()
+            (0..n)
+                .map(|_| char::from_u32(g.below(0x11000) as u32).unwrap_or('\u{fffd}'))
+                .collect()
         }
     }
 }
@@ -103,7 +113,12 @@ fn value_for(g: &mut Gen, field: &str, schema: &Value) -> Value {
     }
     let ty = match schema.get("type") {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("string").to_string(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("string")
+            .to_string(),
         _ => {
             if let Some(Value::Array(e)) = schema.get("enum") {
                 if !e.is_empty() && g.chance(0.8) {
@@ -267,7 +282,10 @@ pub async fn run(opts: Opts) -> Report {
         report.iterations += 1;
         id += 1;
         let (name, args) = if g.chance(0.03) {
-            (g.pick(&["nope", "", "execute_query ", "EXECUTE_QUERY", "tools/list"]).to_string(), Some(json!({})))
+            (
+                g.pick(&["nope", "", "execute_query ", "EXECUTE_QUERY", "tools/list"]).to_string(),
+                Some(json!({})),
+            )
         } else {
             let (n, s) = &tools[g.below(tools.len())];
             (n.clone(), arguments(&mut g, s))
@@ -313,7 +331,11 @@ pub async fn run(opts: Opts) -> Report {
             let shown: String = input.chars().take(2000).collect();
             eprintln!("edgeswarm-fuzz mcp: [{class}] {detail}\n  input: {shown}");
             if !report.findings.iter().any(|f| f.class == class) {
-                report.findings.push(Finding { class: class.clone(), detail, input });
+                report.findings.push(Finding {
+                    class: class.clone(),
+                    detail,
+                    input,
+                });
             }
             if !opts.keep_going || matches!(class.as_str(), "no-answer" | "server-stopped-working") {
                 break;

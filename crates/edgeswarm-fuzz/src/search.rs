@@ -36,7 +36,10 @@ fn corpus_text(g: &mut Gen, lo: usize, hi: usize) -> String {
 
 /// The parts of a response both rankers must agree on.
 fn key(r: &SearchResponse) -> Vec<(String, String, String, u64)> {
-    r.hits.iter().map(|h| (h.id.clone(), h.topic.clone(), h.snippet.clone(), h.score.to_bits())).collect()
+    r.hits
+        .iter()
+        .map(|h| (h.id.clone(), h.topic.clone(), h.snippet.clone(), h.score.to_bits()))
+        .collect()
 }
 
 type Outcome = Result<SearchResponse, (ErrorKind, String)>;
@@ -63,7 +66,10 @@ async fn compare(fast: &Search, slow: &Search, req: SearchRequest) -> Result<usi
             }
         }
         (Ok(_), Err((k, m))) | (Err((k, m)), Ok(_)) => {
-            return Err(("rankers-disagree-on-error".into(), format!("one ranker answered, the other failed: {k:?} {m}")));
+            return Err((
+                "rankers-disagree-on-error".into(),
+                format!("one ranker answered, the other failed: {k:?} {m}"),
+            ));
         }
         (Ok(x), Ok(y)) => {
             if key(x) != key(y) {
@@ -81,18 +87,28 @@ async fn compare(fast: &Search, slow: &Search, req: SearchRequest) -> Result<usi
                 ));
             }
             if let (Some(cx), Some(cy)) = (&x.next_cursor, &y.next_cursor) {
-                let pa = one(fast, req.clone().cursor(cx.clone())).await.map_err(|e| ("hang".to_string(), e))?;
-                let pb = one(slow, req.clone().cursor(cy.clone())).await.map_err(|e| ("hang".to_string(), e))?;
+                let pa = one(fast, req.clone().cursor(cx.clone()))
+                    .await
+                    .map_err(|e| ("hang".to_string(), e))?;
+                let pb = one(slow, req.clone().cursor(cy.clone()))
+                    .await
+                    .map_err(|e| ("hang".to_string(), e))?;
                 let same = match (&pa, &pb) {
                     (Ok(p), Ok(q)) => key(p) == key(q),
                     (Err(p), Err(q)) => p.0 == q.0,
                     _ => false,
                 };
                 if !same {
-                    return Err(("fast-ranker-differs-from-fts5:page2".into(), format!("second pages differ: {:?} / {:?}", pa.map(|r| key(&r)), pb.map(|r| key(&r)))));
+                    return Err((
+                        "fast-ranker-differs-from-fts5:page2".into(),
+                        format!("second pages differ: {:?} / {:?}", pa.map(|r| key(&r)), pb.map(|r| key(&r))),
+                    ));
                 }
             } else if x.next_cursor.is_some() != y.next_cursor.is_some() {
-                return Err(("fast-ranker-differs-from-fts5:cursor".into(), "one ranker has a next page, the other not".into()));
+                return Err((
+                    "fast-ranker-differs-from-fts5:cursor".into(),
+                    "one ranker has a next page, the other not".into(),
+                ));
             }
             return Ok(x.hits.len());
         }
@@ -119,10 +135,16 @@ pub async fn run(opts: Opts) -> Report {
     let mut ids = Vec::new();
     let setup = async {
         for i in 0..300 {
-            let k = Knowledge::new("notes", corpus_text(&mut g, 1, 5), format!("{} entry{i}", corpus_text(&mut g, 3, 40)));
+            let k = Knowledge::new(
+                "notes",
+                corpus_text(&mut g, 1, 5),
+                format!("{} entry{i}", corpus_text(&mut g, 3, 40)),
+            );
             ids.push(swarm.add_knowledge(k).await.map_err(|e| e.to_string())?);
         }
-        let fast = Search::start(swarm.store().clone(), SearchConfig::new().cache_capacity(0)).await.map_err(|e| e.to_string())?;
+        let fast = Search::start(swarm.store().clone(), SearchConfig::new().cache_capacity(0))
+            .await
+            .map_err(|e| e.to_string())?;
         let slow = Search::start(swarm.store().clone(), SearchConfig::new().cache_capacity(0).fast_lexical(false))
             .await
             .map_err(|e| e.to_string())?;
@@ -148,7 +170,11 @@ pub async fn run(opts: Opts) -> Report {
             writes += 1;
             let r = match g.below(3) {
                 0 => swarm
-                    .add_knowledge(Knowledge::new("notes", gen::search_text(&mut g, WORDS), gen::search_text(&mut g, WORDS)))
+                    .add_knowledge(Knowledge::new(
+                        "notes",
+                        gen::search_text(&mut g, WORDS),
+                        gen::search_text(&mut g, WORDS),
+                    ))
                     .await
                     .map(|_| ()),
                 1 => {
@@ -172,9 +198,24 @@ pub async fn run(opts: Opts) -> Report {
             ("(a corpus write)".to_string(), r)
         } else if roll < 9 {
             let v = gen::json(&mut g, 3, &|g: &mut Gen| match g.below(4) {
-                0 => g.pick(&["query", "mode", "filters", "limit", "offset", "cursor", "category", "tags_any", "metadata", "created_after"]).to_string(),
+                0 => g
+                    .pick(&[
+                        "query",
+                        "mode",
+                        "filters",
+                        "limit",
+                        "offset",
+                        "cursor",
+                        "category",
+                        "tags_any",
+                        "metadata",
+                        "created_after",
+                    ])
+                    .to_string(),
                 1 => gen::search_text(g, WORDS),
-                2 => g.pick(&["lexical", "vector", "hybrid", "$.a", "a.b", "$", "..", "notes"]).to_string(),
+                2 => g
+                    .pick(&["lexical", "vector", "hybrid", "$.a", "a.b", "$", "..", "notes"])
+                    .to_string(),
                 _ => "x".repeat(g.below(300)),
             });
             let input = v.to_string();
@@ -207,11 +248,19 @@ pub async fn run(opts: Opts) -> Report {
             (input, r.map(|_| ()))
         };
         let panics = take_panics();
-        let result = if panics.is_empty() { result } else { Err(("panic".to_string(), panics.join(" | "))) };
+        let result = if panics.is_empty() {
+            result
+        } else {
+            Err(("panic".to_string(), panics.join(" | ")))
+        };
         if let Err((class, detail)) = result {
             eprintln!("edgeswarm-fuzz search: [{class}] {detail}\n  input: {input}");
             if !report.findings.iter().any(|f| f.class == class) {
-                report.findings.push(Finding { class: class.clone(), detail, input });
+                report.findings.push(Finding {
+                    class: class.clone(),
+                    detail,
+                    input,
+                });
             }
             if !opts.keep_going || class == "hang" {
                 break;
