@@ -815,3 +815,29 @@ pub async fn run(opts: Opts) -> Report {
     );
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_log_ranges_and_failure_files_parse() {
+        let e = format!(
+            "{:?}",
+            [
+                SqlValue::Integer(17),
+                SqlValue::Text("agent_metrics".into()),
+                SqlValue::Integer(99),
+                SqlValue::Integer(5),
+                SqlValue::Integer(8)
+            ]
+        );
+        assert!(range_covers(&e, 5) && range_covers(&e, 8));
+        assert!(!range_covers(&e, 9) && !range_covers(&e, 4));
+        let steps = parse_steps("# class: x\nexecute: DELETE FROM kv\nread: SELECT 1  -- params [Null]\nnoise");
+        assert_eq!(steps.len(), 2);
+        assert!(!steps[0].read && steps[0].sql == "DELETE FROM kv");
+        assert!(steps[1].read && steps[1].sql == "SELECT 1");
+        assert_eq!(parse_steps(&steps[0].line())[0].sql, "DELETE FROM kv");
+    }
+}
