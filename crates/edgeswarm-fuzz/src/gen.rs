@@ -350,7 +350,7 @@ fn trigger_step(g: &mut Gen) -> String {
         0 => "DELETE FROM _changes".into(),
         1 => "UPDATE _meta SET value='4611686018427387904' WHERE key='hlc_hwm'".into(),
         2 => "SELECT RAISE(ABORT, 'fuzz')".into(),
-        3 => "INSERT INTO notes(body) SELECT count(*) FROM big a, big b, big c".into(),
+        3 => "INSERT INTO notes(body) SELECT count(*) FROM big a, big b, big c, big d".into(),
         4 => insert(g, t)
             .replace("main.", "")
             .replace("temp.", "")

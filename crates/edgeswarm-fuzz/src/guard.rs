@@ -156,7 +156,11 @@ fn writer_side(ctx: &mut edgeswarm_store::TxCtx<'_>) -> edgeswarm_store::Result<
         .map(|r| [text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3])])
         .collect();
     let fts = ctx
-        .execute("INSERT INTO knowledge_fts(knowledge_fts) VALUES('integrity-check')", vec![])
+        // rank 1: also check the index against the content table (external content).
+        .execute(
+            "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES('integrity-check', 1)",
+            vec![],
+        )
         .err()
         .map(|e| e.to_string());
     Ok((temp, fts))
@@ -286,6 +290,12 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
             break;
         }
     }
+    if b.tables.get("knowledge_fts_config") != a.tables.get("knowledge_fts_config") {
+        out.push((
+            "fts-config-changed".into(),
+            "knowledge_fts_config changed (ranking or index settings for everyone)".into(),
+        ));
+    }
     if b.cursors != a.cursors {
         out.push(("sync-cursors-changed".into(), format!("{} -> {}", b.cursors, a.cursors)));
     }
@@ -326,6 +336,13 @@ fn check(b: &Snap, a: &Snap, accepted: bool, read: bool) -> Vec<(String, String)
             let old = rb.get(pk);
             if old.map(|o| o.2) == Some(*h) {
                 continue;
+            }
+            if edgeswarm::Hlc::from_i64(*hlc).millis() > now_ms + 120_000 {
+                out.push((
+                    format!("far-future-stamp:{t}"),
+                    format!("row {pk:?} of {t} carries hlc {hlc}, far past the wall clock"),
+                ));
+                break;
             }
             let logged = if *append_only {
                 old.is_none()
@@ -481,7 +498,8 @@ async fn open(path: &Path) -> Result<Swarm, String> {
 }
 
 /// The template: the migrated schema, a few rows in every runtime table, and user tables
-/// (`notes`, `items`, and `big` with 1,000 rows so a cross join in a trigger is slow).
+/// (`notes`, `items`, and `big` with 400 rows so a 4-way cross join in a trigger runs
+/// for hours).
 async fn template(dir: &Path) -> Result<PathBuf, String> {
     let path = dir.join("template.db");
     let s = open(&path).await?;
@@ -490,7 +508,7 @@ async fn template(dir: &Path) -> Result<PathBuf, String> {
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER DEFAULT 0)",
         "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE, qty INTEGER)",
         "CREATE TABLE big (id INTEGER PRIMARY KEY, v)",
-        "INSERT INTO big (v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) SELECT x FROM c",
+        "INSERT INTO big (v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 400) SELECT x FROM c",
         "INSERT INTO notes (body) VALUES ('one'), ('two'), ('three')",
         "INSERT INTO items (name, qty) VALUES ('a', 1), ('b', 2)",
     ] {
@@ -542,6 +560,7 @@ struct Counts {
 
 /// Runs one step on `swarm` and checks it. `Err` carries (class, detail, terminal).
 async fn step(swarm: &Swarm, conn: &Conn, s: &Step, i: usize, counts: &mut Counts) -> Result<(), (String, String, bool)> {
+    crate::set_current(&s.line());
     let before = snapshot(swarm, conn).await.map_err(|e| ("store-broken".to_string(), e, false))?;
     let started = Instant::now();
     let call = async {

@@ -52,6 +52,9 @@ struct Cli {
     /// Hangs are not minimised (each replay would leave a stuck writer thread).
     #[arg(long, default_value_t = 30)]
     minimize_seconds: u64,
+    /// Resident memory past which the run fails at once (MiB).
+    #[arg(long, default_value_t = 2048)]
+    max_rss_mib: u64,
     /// Guard only: replay the statements of a failure file (lines `execute: SQL` or
     /// `read: SQL`; other lines are ignored) on a fresh store and report, instead of
     /// generating.
@@ -101,6 +104,49 @@ pub struct Opts {
 /// Panics seen anywhere in the process (any thread, any task), by the hook.
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// The input being run now, for the memory watchdog's failure file.
+static CURRENT: Mutex<String> = Mutex::new(String::new());
+
+/// Records the input being run now (see [`CURRENT`]).
+pub fn set_current(input: &str) {
+    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = input.to_string();
+}
+
+/// The process's resident memory in bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// Past `limit` bytes of RSS the process writes the current input as a `memory` failure
+/// and exits 1 at once: an unbounded result must not take a shared CI machine down.
+fn start_memory_watchdog(limit: u64, out: PathBuf, name: String, seed: u64) {
+    let spawned = std::thread::Builder::new().name("fuzz-memory-watchdog".into()).spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let rss = rss_bytes();
+        if rss > limit {
+            let input = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let _ = std::fs::create_dir_all(&out);
+            let path = out.join(format!("{name}-seed{seed}-memory.txt"));
+            let _ = std::fs::write(&path, format!("# class: memory\n# detail: RSS {rss} bytes > {limit}\n{input}\n"));
+            println!(
+                "FAIL [memory] RSS {} MiB past the {} MiB limit -> {}",
+                rss >> 20,
+                limit >> 20,
+                path.display()
+            );
+            println!("  input: {}", input.chars().take(1500).collect::<String>());
+            std::process::exit(1);
+        }
+    });
+    if let Err(e) = spawned {
+        eprintln!("edgeswarm-fuzz: no memory watchdog: {e}");
+    }
+}
+
 /// Takes the panics recorded since the last call.
 pub fn take_panics() -> Vec<String> {
     std::mem::take(&mut *PANICS.lock().unwrap_or_else(|p| p.into_inner()))
@@ -138,6 +184,7 @@ fn main() {
     };
     let started = Instant::now();
     let name = format!("{:?}", cli.target).to_lowercase();
+    start_memory_watchdog(cli.max_rss_mib << 20, cli.out.clone(), name.clone(), cli.seed);
     let report = rt.block_on(async {
         match cli.target {
             Target::Guard => guard::run(opts).await,

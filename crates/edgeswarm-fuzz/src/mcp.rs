@@ -296,6 +296,7 @@ pub async fn run(opts: Opts) -> Report {
             params["arguments"] = a.clone();
         }
         let input = params.to_string();
+        crate::set_current(&input);
         let mut result = match c.call(id, "tools/call", params).await {
             Ok(resp) => {
                 if resp.get("error").is_some() || resp.pointer("/result/isError") == Some(&Value::Bool(true)) {

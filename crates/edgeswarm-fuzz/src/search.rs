@@ -240,6 +240,7 @@ pub async fn run(opts: Opts) -> Report {
                 req = req.offset(g.below(30) as i64 - 2);
             }
             let input = format!("{text:?} (limit {:?}, offset {:?})", req.limit, req.offset);
+            crate::set_current(&input);
             let r = compare(&fast, &slow, req).await;
             if let Ok(n) = r {
                 hits += n as u64;
