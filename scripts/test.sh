@@ -69,6 +69,7 @@ if [ -f tests/mcp/test_mcp.py ]; then
   echo "== MCP client tests (Python SDK, real server binary)"
   cargo build --locked -p edgeswarm-cli 2>&1
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_mcp.py
+  EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_hostile.py
 fi
 
 # The dashboard in a real headless browser: Debian's `chromium` and npm `playwright-core`

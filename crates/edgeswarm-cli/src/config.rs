@@ -158,8 +158,8 @@ impl Settings {
             s.batch.max_linger.as_millis()
         ));
         out.push_str(&format!(
-            "\n[limits]\nmax_content_bytes = {}\nmax_metadata_bytes = {}\nmax_name_bytes = {}\nmax_tags = {}\nmax_sql_bytes = {}\nmax_result_rows = {}\nquery_timeout_ms = {}\n",
-            l.max_content_bytes, l.max_metadata_bytes, l.max_name_bytes, l.max_tags, l.max_sql_bytes, l.max_result_rows, l.query_timeout.as_millis()
+            "\n[limits]\nmax_content_bytes = {}\nmax_metadata_bytes = {}\nmax_name_bytes = {}\nmax_tags = {}\nmax_sql_bytes = {}\nmax_result_rows = {}\nmax_result_bytes = {}\nquery_timeout_ms = {}\n",
+            l.max_content_bytes, l.max_metadata_bytes, l.max_name_bytes, l.max_tags, l.max_sql_bytes, l.max_result_rows, l.max_result_bytes, l.query_timeout.as_millis()
         ));
         out.push_str(&format!(
             "\n[agents]\nmailbox = {}\nmax_restarts = {}\nrestart_window_ms = {}\nrecord_task_metrics = {}\nkv_sweep_interval_ms = {}\n",
@@ -249,6 +249,7 @@ struct LimitsFile {
     max_tags: S<i64>,
     max_sql_bytes: S<i64>,
     max_result_rows: S<i64>,
+    max_result_bytes: S<i64>,
     query_timeout_ms: S<i64>,
 }
 
@@ -611,6 +612,9 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     }
     if let Some(n) = cx.int(&l.max_result_rows, "limits.max_result_rows", 1, MAX_USIZE) {
         lim.max_result_rows = n as usize;
+    }
+    if let Some(n) = cx.int(&l.max_result_bytes, "limits.max_result_bytes", 1024, 1 << 30) {
+        lim.max_result_bytes = n as usize;
     }
     if let Some(n) = cx.int(&l.query_timeout_ms, "limits.query_timeout_ms", 1, 3_600_000) {
         lim.query_timeout = Duration::from_millis(n);

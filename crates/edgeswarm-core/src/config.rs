@@ -77,6 +77,10 @@ pub struct Limits {
     pub max_result_rows: usize,
     /// A raw SQL statement running longer than this is interrupted. Default 5 s.
     pub query_timeout: Duration,
+    /// Max bytes of values one raw SQL statement returns (and of any one value it
+    /// computes); past it the statement is stopped with `ResultTooLarge`, so one query
+    /// cannot fill the server's memory. Default 16 MiB.
+    pub max_result_bytes: usize,
 }
 
 impl Default for Limits {
@@ -89,6 +93,7 @@ impl Default for Limits {
             max_sql_bytes: 100 << 10,
             max_result_rows: 10_000,
             query_timeout: Duration::from_secs(5),
+            max_result_bytes: 16 << 20,
         }
     }
 }

@@ -221,14 +221,20 @@ async fn updates_deletes_replicated_rows_and_dedup() {
         Err(edgeswarm_search::SearchError::NotFound(_))
     ));
 
-    // A row that arrives like replication does (raw SQL, no typed path) is found,
-    // even when the query was cached as empty just before.
+    // A row that arrives like replication does (plain SQL in a writer op, no typed
+    // path; raw SQL from users may not write `knowledge`) is found, even when the query
+    // was cached as empty just before.
     assert!(s.search(SearchRequest::new("gossip")).await.unwrap().hits.is_empty());
     store
-        .execute_sql(
-            "INSERT INTO knowledge (id, category, topic, content, tags, hlc, origin) VALUES (?1, 'net', 'Gossip', 'Replicas gossip membership every second', '[\"net\"]', 1, 'peer')",
-            vec![SqlValue::Text("remote-1".into())],
-        )
+        .transact(|ctx| {
+            ctx.execute(
+                "INSERT INTO knowledge (id, category, topic, content, tags, hlc, origin) VALUES (?1, 'net', 'Gossip', 'Replicas gossip membership every second', '[\"net\"]', 1, 'peer')",
+                vec![SqlValue::Text("remote-1".into())],
+            )?;
+            // As replication does: the commit event names the row (caches drop it).
+            ctx.note_change("knowledge", "remote-1".into());
+            Ok(())
+        })
         .await
         .unwrap();
     // The store acks a write before it broadcasts the commit event; a flush (a later
@@ -362,11 +368,16 @@ async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
         .await
         .unwrap()
         .id;
+    // Plain SQL in a writer op (as replication applies rows; users' raw SQL may not
+    // write `knowledge`): the triggers alone keep FTS in step.
+    let rid = id.clone();
     store
-        .execute_sql(
-            "UPDATE knowledge SET content = 'new words here', topic = 'Fresh topic' WHERE id = ?1",
-            vec![SqlValue::Text(id.clone())],
-        )
+        .transact(move |ctx| {
+            ctx.execute(
+                "UPDATE knowledge SET content = 'new words here', topic = 'Fresh topic' WHERE id = ?1",
+                vec![SqlValue::Text(rid)],
+            )
+        })
         .await
         .unwrap();
     let r = s.search(SearchRequest::new("new")).await.unwrap();
@@ -379,11 +390,23 @@ async fn raw_sql_update_of_a_live_row_keeps_fts_consistent() {
         .read_sql("INSERT INTO knowledge_fts(knowledge_fts) VALUES ('integrity-check')", vec![])
         .await;
     assert!(check.is_err(), "a write through read_sql is refused");
+    assert!(
+        store
+            .execute_sql(
+                "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)",
+                vec![]
+            )
+            .await
+            .is_err(),
+        "FTS commands through raw SQL are refused"
+    );
     store
-        .execute_sql(
-            "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)",
-            vec![],
-        )
+        .transact(|ctx| {
+            ctx.execute(
+                "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)",
+                vec![],
+            )
+        })
         .await
         .expect("the FTS index is consistent with its content table");
 }

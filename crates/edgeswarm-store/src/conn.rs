@@ -33,7 +33,8 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Datab
         }
     }
     let db = run(libsql::Builder::new_local(path).build()).map_err(err)?;
-    let conn = db.connect().map_err(err)?;
+    // Defensive mode: this connection runs user SQL (raw writes).
+    let conn = defensive(|| db.connect(), &p)?.map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
     // journal_mode returns a row, so it goes through query.
     let mode = run(async {
@@ -59,6 +60,24 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Datab
     Ok((db, conn))
 }
 
+/// Runs `open` with SQLite's defensive mode turned on for the connections it opens
+/// (`raw::opening_defensive`: libSQL does not expose the handle to set it afterwards).
+fn defensive<T>(open: impl FnOnce() -> T, path: &str) -> Result<T> {
+    // libSQL configures SQLite's threading mode once, before SQLite initialises, and
+    // panics if it cannot; registering our open hook initialises SQLite. So let libSQL
+    // run its one-time setup first (opening an in-memory database does).
+    static LIBSQL_READY: std::sync::Once = std::sync::Once::new();
+    LIBSQL_READY.call_once(|| {
+        if let Err(e) = run(libsql::Builder::new_local(":memory:").build()) {
+            tracing::warn!(error = %e, "libSQL set-up probe failed");
+        }
+    });
+    crate::raw::opening_defensive(open).map_err(|e| StoreError::Open {
+        path: path.into(),
+        reason: e.message,
+    })
+}
+
 /// Opens a read-only connection for the read pool.
 pub fn open_reader(path: &Path) -> Result<(libsql::Database, libsql::Connection)> {
     let p = path.display().to_string();
@@ -70,7 +89,7 @@ pub fn open_reader(path: &Path) -> Result<(libsql::Database, libsql::Connection)
         .flags(libsql::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .build())
     .map_err(err)?;
-    let conn = db.connect().map_err(err)?;
+    let conn = defensive(|| db.connect(), &p)?.map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
     run(conn.execute_batch("PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;"))
         .map_err(err)?;
@@ -130,6 +149,13 @@ impl CachedConn {
         collect(&stmt, params)
     }
 
+    /// Runs uncached user SQL and collects its rows, failing with `ResultTooLarge` as
+    /// soon as the values collected pass `max_bytes` (a write's `RETURNING` rows).
+    pub fn query_once_capped(&self, sql: &str, params: Vec<libsql::Value>, max_bytes: usize) -> Result<QueryResult> {
+        let stmt = run(self.conn.prepare(sql))?;
+        collect_capped(&stmt, params, max_bytes)
+    }
+
     /// Runs a batch of statements with no parameters (DDL, pragmas).
     pub fn batch(&self, sql: &str) -> Result<()> {
         run(self.conn.execute_batch(sql))?;
@@ -144,19 +170,32 @@ impl CachedConn {
 
 /// Runs `stmt` and collects every row as `SqlValue`s, with the column names.
 fn collect(stmt: &libsql::Statement, params: Vec<libsql::Value>) -> Result<QueryResult> {
+    collect_capped(stmt, params, usize::MAX)
+}
+
+/// `collect`, failing with `ResultTooLarge` once the collected values pass `max_bytes`.
+fn collect_capped(stmt: &libsql::Statement, params: Vec<libsql::Value>, max_bytes: usize) -> Result<QueryResult> {
     let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
     let rows = run(async {
         let mut rows = stmt.query(params).await?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         while let Some(r) = rows.next().await? {
             let mut row = Vec::with_capacity(columns.len());
             for i in 0..columns.len() {
-                row.push(SqlValue::from(r.get_value(i as i32)?));
+                let v = SqlValue::from(r.get_value(i as i32)?);
+                bytes = bytes.saturating_add(crate::guard::value_bytes(&v));
+                row.push(v);
+            }
+            if bytes > max_bytes {
+                return Ok(Err(StoreError::ResultTooLarge {
+                    limit_bytes: max_bytes as u64,
+                }));
             }
             out.push(row);
         }
-        Ok::<_, libsql::Error>(out)
-    })?;
+        Ok::<_, libsql::Error>(Ok(out))
+    })??;
     Ok(QueryResult {
         columns,
         rows,

@@ -82,6 +82,13 @@ pub enum StoreError {
         /// The limit it ran past (`Limits::query_timeout`), in ms.
         limit_ms: u64,
     },
+    /// A raw SQL statement's result passed the byte cap and was stopped; nothing was
+    /// returned (a write's changes were rolled back).
+    #[error("the result is larger than {limit_bytes} bytes (Limits::max_result_bytes) and was stopped; select fewer or smaller columns, or add a LIMIT")]
+    ResultTooLarge {
+        /// The cap it passed (`Limits::max_result_bytes`), in bytes.
+        limit_bytes: u64,
+    },
     /// The batch this write was in failed to commit; the write is not stored. `cause`
     /// says why (often another write of the same batch). Retry it: writes are
     /// idempotent by id.
@@ -226,6 +233,7 @@ impl StoreError {
             | StoreError::Corrupt(_)
             | StoreError::ReadOnly(_)
             | StoreError::Timeout { .. }
+            | StoreError::ResultTooLarge { .. }
             | StoreError::Closed
             | StoreError::Open { .. }
             | StoreError::SchemaTooNew { .. }

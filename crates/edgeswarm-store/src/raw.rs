@@ -85,11 +85,15 @@ impl std::ops::BitOr for OpenFlags {
 pub mod action {
     pub use libsql::ffi::{
         SQLITE_ALTER_TABLE as ALTER_TABLE, SQLITE_ANALYZE as ANALYZE, SQLITE_ATTACH as ATTACH, SQLITE_CREATE_INDEX as CREATE_INDEX,
-        SQLITE_CREATE_TRIGGER as CREATE_TRIGGER, SQLITE_CREATE_VTABLE as CREATE_VTABLE, SQLITE_DELETE as DELETE, SQLITE_DETACH as DETACH,
-        SQLITE_DROP_INDEX as DROP_INDEX, SQLITE_DROP_TABLE as DROP_TABLE, SQLITE_DROP_TRIGGER as DROP_TRIGGER,
+        SQLITE_CREATE_TABLE as CREATE_TABLE, SQLITE_CREATE_TEMP_INDEX as CREATE_TEMP_INDEX, SQLITE_CREATE_TEMP_TABLE as CREATE_TEMP_TABLE,
+        SQLITE_CREATE_TEMP_TRIGGER as CREATE_TEMP_TRIGGER, SQLITE_CREATE_TEMP_VIEW as CREATE_TEMP_VIEW,
+        SQLITE_CREATE_TRIGGER as CREATE_TRIGGER, SQLITE_CREATE_VIEW as CREATE_VIEW, SQLITE_CREATE_VTABLE as CREATE_VTABLE,
+        SQLITE_DELETE as DELETE, SQLITE_DETACH as DETACH, SQLITE_DROP_INDEX as DROP_INDEX, SQLITE_DROP_TABLE as DROP_TABLE,
+        SQLITE_DROP_TEMP_INDEX as DROP_TEMP_INDEX, SQLITE_DROP_TEMP_TABLE as DROP_TEMP_TABLE,
+        SQLITE_DROP_TEMP_TRIGGER as DROP_TEMP_TRIGGER, SQLITE_DROP_TEMP_VIEW as DROP_TEMP_VIEW, SQLITE_DROP_TRIGGER as DROP_TRIGGER,
         SQLITE_DROP_VIEW as DROP_VIEW, SQLITE_DROP_VTABLE as DROP_VTABLE, SQLITE_FUNCTION as FUNCTION, SQLITE_INSERT as INSERT,
-        SQLITE_PRAGMA as PRAGMA, SQLITE_REINDEX as REINDEX, SQLITE_SAVEPOINT as SAVEPOINT, SQLITE_TRANSACTION as TRANSACTION,
-        SQLITE_UPDATE as UPDATE,
+        SQLITE_PRAGMA as PRAGMA, SQLITE_READ as READ, SQLITE_RECURSIVE as RECURSIVE, SQLITE_REINDEX as REINDEX,
+        SQLITE_SAVEPOINT as SAVEPOINT, SQLITE_SELECT as SELECT, SQLITE_TRANSACTION as TRANSACTION, SQLITE_UPDATE as UPDATE,
     };
 }
 
@@ -224,6 +228,67 @@ unsafe extern "C" fn authorizer_trampoline(
         Ok(Authorization::Allow) => ffi::SQLITE_OK,
         Ok(Authorization::Deny) | Err(_) => ffi::SQLITE_DENY,
     }
+}
+
+/// Sets `SQLITE_DBCONFIG_DEFENSIVE` on `db`.
+///
+/// # Safety
+/// `db` is a valid, open connection handle.
+unsafe fn set_defensive_on(db: *mut ffi::sqlite3) -> c_int {
+    // SAFETY: the caller's contract; the variadic arguments are the (int, int*) pair
+    // this op takes (a null out-pointer is allowed).
+    unsafe { ffi::sqlite3_db_config(db, ffi::SQLITE_DBCONFIG_DEFENSIVE, 1 as c_int, std::ptr::null_mut::<c_int>()) }
+}
+
+thread_local! {
+    /// Set while [`opening_defensive`] runs on this thread: connections opened then get
+    /// defensive mode from [`defensive_on_open`].
+    static DEFENSIVE_OPENS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// SQLite auto-extension, called by `sqlite3_open_v2` for every new connection in the
+/// process: turns defensive mode on for connections opened inside
+/// [`opening_defensive`] on this thread, and leaves every other connection alone.
+unsafe extern "C" fn defensive_on_open(db: *mut ffi::sqlite3, _err: *mut *const c_char, _api: *const ffi::sqlite3_api_routines) -> c_int {
+    if DEFENSIVE_OPENS.with(|c| c.get()) && !db.is_null() {
+        // SAFETY: SQLite passes the connection being opened, valid for the call. A
+        // failure here fails the open (the caller must not get a weaker connection).
+        return unsafe { set_defensive_on(db) };
+    }
+    ffi::SQLITE_OK
+}
+
+/// Runs `open`, and turns SQLite's defensive mode on for every connection it opens on
+/// this thread. For connections opened by libSQL (`libsql::Database::connect`), whose
+/// handle its API does not expose: the flag is set by an auto-extension SQLite calls
+/// during `sqlite3_open_v2`, scoped to this call and thread, so connections a host
+/// opens elsewhere in the process are untouched.
+pub fn opening_defensive<T>(open: impl FnOnce() -> T) -> Result<T> {
+    static REGISTERED: std::sync::OnceLock<c_int> = std::sync::OnceLock::new();
+    // SAFETY: registering a function with the signature SQLite expects; SQLite keeps
+    // one registration per function pointer.
+    let rc = *REGISTERED.get_or_init(|| unsafe { ffi::sqlite3_auto_extension(Some(defensive_on_open)) });
+    if rc != ffi::SQLITE_OK {
+        return Err(RawError {
+            code: rc,
+            message: "cannot register the defensive-mode hook with SQLite".into(),
+        });
+    }
+    /// Clears the flag even if `open` panics.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEFENSIVE_OPENS.with(|c| c.set(false));
+        }
+    }
+    DEFENSIVE_OPENS.with(|c| c.set(true));
+    let _reset = Reset;
+    Ok(open())
+}
+
+/// Run-time limit ids for [`Conn::set_limit`] (`SQLITE_LIMIT_*`).
+pub mod limit {
+    pub use libsql::ffi::{SQLITE_LIMIT_FUNCTION_ARG as FUNCTION_ARG, SQLITE_LIMIT_LENGTH as LENGTH};
 }
 
 unsafe extern "C" fn progress_trampoline(data: *mut c_void) -> c_int {
@@ -370,6 +435,34 @@ impl Conn {
             }
             (None, _) => Err(RawError::misuse("the SQL holds no statement")),
         }
+    }
+
+    /// Turns SQLite's defensive mode (`SQLITE_DBCONFIG_DEFENSIVE`) on: no schema edits
+    /// through `writable_schema`, no `journal_mode = OFF`, no direct writes to shadow
+    /// tables (FTS5 `*_data`, ...), no `sqlite_dbpage` writes. See
+    /// <https://sqlite.org/c3ref/c_dbconfig_defensive.html>.
+    pub fn set_defensive(&self) -> Result<()> {
+        // SAFETY: valid handle.
+        let rc = unsafe { set_defensive_on(self.db.as_ptr()) };
+        if rc != ffi::SQLITE_OK {
+            return Err(self.error());
+        }
+        Ok(())
+    }
+
+    /// Whether defensive mode is on.
+    pub fn is_defensive(&self) -> bool {
+        let mut on: c_int = 0;
+        // SAFETY: valid handle; -1 queries without changing, the out-pointer is valid.
+        unsafe { ffi::sqlite3_db_config(self.db.as_ptr(), ffi::SQLITE_DBCONFIG_DEFENSIVE, -1 as c_int, &mut on as *mut c_int) };
+        on != 0
+    }
+
+    /// Sets run-time limit `id` (`SQLITE_LIMIT_*`, see [`limit`]) and returns the old
+    /// value. SQLite clamps the value to the compile-time maximum.
+    pub fn set_limit(&self, id: c_int, value: c_int) -> c_int {
+        // SAFETY: valid handle; SQLite ignores unknown ids (returns -1).
+        unsafe { ffi::sqlite3_limit(self.db.as_ptr(), id, value) }
     }
 
     /// Installs (or, with `None`, removes) the authorizer called while statements are
@@ -780,6 +873,22 @@ mod tests {
             .unwrap();
         let e = s.unwrap().step().err().unwrap();
         assert!(e.is_interrupt(), "{e:?}");
+    }
+
+    #[test]
+    fn defensive_mode_blocks_shadow_table_writes() {
+        let c = memory();
+        c.exec("CREATE VIRTUAL TABLE f USING fts5(x)").unwrap();
+        assert!(!c.is_defensive());
+        c.set_defensive().unwrap();
+        assert!(c.is_defensive());
+        let e = c.exec("DELETE FROM f_data").unwrap_err();
+        assert!(e.message.contains("may not be modified"), "{e}");
+        c.exec("INSERT INTO f(x) VALUES ('the table itself still works')").unwrap();
+        let old = c.set_limit(limit::LENGTH, 1000);
+        assert!(old > 1000);
+        let e = c.exec("SELECT randomblob(2000)").unwrap_err();
+        assert_eq!(e.primary_code(), ffi::SQLITE_TOOBIG);
     }
 
     #[test]

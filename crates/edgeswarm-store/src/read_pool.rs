@@ -16,8 +16,9 @@ use tokio::sync::oneshot;
 pub struct Reader {
     /// libSQL read-only connection with a prepared-statement cache (typed reads).
     pub conn: CachedConn,
-    /// Raw read-only connection for user SQL (guard checks, time limit, row cap).
+    /// Raw read-only connection for user SQL (guard checks, time limit, row and byte caps).
     pub guard: GuardConn,
+    /// The store's input and result limits (SQL size, rows, bytes, time).
     pub limits: Limits,
 }
 
@@ -31,8 +32,13 @@ impl Reader {
                 self.limits.max_sql_bytes
             )));
         }
-        self.guard
-            .query(sql, params, self.limits.max_result_rows, self.limits.query_timeout)
+        self.guard.query(
+            sql,
+            params,
+            self.limits.max_result_rows,
+            self.limits.max_result_bytes,
+            self.limits.query_timeout,
+        )
     }
     /// Runs a cached internal query (trusted SQL).
     pub fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {

@@ -83,17 +83,22 @@ async fn run(seed: u64) {
             n.store.kv_delete("sim", &key).await.unwrap();
         } else if p < 0.70 && !knowledge_ids.is_empty() {
             let id = knowledge_ids[rng.random_range(0..knowledge_ids.len())].clone();
+            // Plain SQL on the writer (raw SQL from users may not write `knowledge`):
+            // the sync triggers stamp and log it.
+            let text = format!("edited at {step} by {ni}");
             n.store
-                .execute_sql(
-                    "UPDATE knowledge SET content = ?1 WHERE id = ?2",
-                    vec![SqlValue::Text(format!("edited at {step} by {ni}")), id.into()],
-                )
+                .transact(move |ctx| {
+                    ctx.execute(
+                        "UPDATE knowledge SET content = ?1 WHERE id = ?2",
+                        vec![SqlValue::Text(text), id.into()],
+                    )
+                })
                 .await
                 .unwrap();
         } else if p < 0.74 && !knowledge_ids.is_empty() {
             let id = knowledge_ids[rng.random_range(0..knowledge_ids.len())].clone();
             n.store
-                .execute_sql("DELETE FROM knowledge WHERE id = ?1", vec![id.into()])
+                .transact(move |ctx| ctx.execute("DELETE FROM knowledge WHERE id = ?1", vec![id.into()]))
                 .await
                 .unwrap();
         } else if p < 0.86 {

@@ -118,7 +118,7 @@ impl std::fmt::Display for ErrorKind {
 fn store_kind(e: &StoreError) -> ErrorKind {
     match e {
         StoreError::Invalid(_) => ErrorKind::Invalid,
-        StoreError::Refused(_) => ErrorKind::SqlRefused,
+        StoreError::Refused(_) | StoreError::ResultTooLarge { .. } => ErrorKind::SqlRefused,
         StoreError::Sql(_) | StoreError::Constraint(_) => ErrorKind::SqlError,
         StoreError::Interrupted(_) => ErrorKind::QueryTimeout,
         StoreError::Timeout { .. } => ErrorKind::QueryTimeout,

@@ -332,6 +332,7 @@ impl Writer {
 
     fn apply(&mut self, op: WriteOp, log: &mut BatchLog, dog: &Watchdog) -> Result<OpOutput, OpError> {
         let limit = self.cfg.limits.query_timeout;
+        let max_bytes = self.cfg.limits.max_result_bytes;
         match op {
             WriteOp::Record(Record::Knowledge(_)) if self.knowledge.get().is_none() => Err(OpError::Op(StoreError::NoKnowledgeWriter)),
             WriteOp::Record(r) => {
@@ -347,7 +348,7 @@ impl Writer {
             }
             WriteOp::Sql { sql, params } => self.in_savepoint(log, move |ctx| {
                 dog.arm(limit);
-                let r = ctx.raw_sql(&sql, params).map(OpOutput::Sql);
+                let r = ctx.raw_sql(&sql, params, max_bytes).map(OpOutput::Sql);
                 dog.disarm();
                 r.map_err(|e| match e {
                     StoreError::Interrupted(_) => StoreError::Timeout {

@@ -4,7 +4,8 @@
 
 use super::api::ChangeRef;
 use crate::conn::{self, CachedConn};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
+use crate::guard::{self, Rules, WriterAuthorizer};
 use crate::value::{QueryResult, SqlValue};
 use edgeswarm_core::{Hlc, HybridClock};
 use libsql::Value as V;
@@ -111,17 +112,49 @@ impl<'a> TxCtx<'a> {
         self.log.changes.push(ChangeRef { tbl, row_id });
     }
 
-    /// Runs one user statement (already checked by the guard) and stamps what it appended.
-    pub(crate) fn raw_sql(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
+    /// Runs one user statement under the SQL guard's authorizer (the read pool's check
+    /// was a first pass; this one sees the writer's schema and the trigger bodies the
+    /// statement fires), collects at most `max_bytes` of result values, refuses a
+    /// schema change that would tie a user table to the runtime's, and stamps what it
+    /// appended.
+    pub(crate) fn raw_sql(&mut self, sql: &str, params: Vec<SqlValue>, max_bytes: usize) -> Result<QueryResult> {
         // Rows user SQL appends to append-only tables (the seed's agent_metrics INSERT
         // names no hlc/origin) are stamped and logged like typed ones.
         let before = self.append_only_max_rowids()?;
-        let mut res = self.conn.query_once(sql, conn::params(params))?;
+        let rules = Rules::from_triggers(&self.conn.query(Rules::TRIGGERS_SQL, vec![])?);
+        let schema_before = self.schema_version()?;
+        let names_before = self.conn.query(guard::SCHEMA_NAMES_SQL, vec![])?;
+        let mut res = {
+            let guard = WriterAuthorizer::install(&self.conn.conn, rules)?;
+            let r = self.conn.query_once_capped(sql, conn::params(params), max_bytes);
+            r.map_err(|e| guard.explain(e))?
+        };
         res.rows_affected = self.conn.conn.changes();
         let rowid = self.conn.conn.last_insert_rowid();
         res.last_insert_rowid = (rowid != 0).then_some(rowid);
+        if self.schema_version()? != schema_before {
+            let fks = guard::foreign_keys_into_runtime(&self.conn.query(guard::FOREIGN_KEYS_SQL, vec![])?);
+            if let Some((from, to)) = fks.first() {
+                return Err(StoreError::Refused(format!(
+                    "`{from}` would reference `{to}` with a foreign key; the runtime's tables cannot be referenced (their own writes would start failing)"
+                )));
+            }
+            // e.g. `ALTER TABLE mine RENAME TO search_vec_1` (the authorizer sees only
+            // the old name of a rename).
+            let names_after = self.conn.query(guard::SCHEMA_NAMES_SQL, vec![])?;
+            if let Some(name) = guard::new_reserved_names(&names_before, &names_after).first() {
+                return Err(StoreError::Refused(format!(
+                    "`{name}` is a name managed by edgeswarm; a table, index, view or trigger of yours cannot take it"
+                )));
+            }
+        }
         self.stamp_appended(before)?;
         Ok(res)
+    }
+
+    fn schema_version(&mut self) -> Result<i64> {
+        let r = self.conn.query("PRAGMA schema_version", vec![])?;
+        Ok(r.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
     }
 
     fn append_only_max_rowids(&mut self) -> Result<[i64; 2]> {
@@ -141,7 +174,9 @@ impl<'a> TxCtx<'a> {
                 let hlc = self.clock.now();
                 self.conn.execute(
                     &format!(
-                        "UPDATE {} SET hlc = ?1, origin = ?2 WHERE rowid BETWEEN ?3 AND ?4 AND hlc = 0",
+                        // Every appended row, whatever stamp the statement gave it: a
+                        // far-future `hlc` would drag every replica's clock along.
+                        "UPDATE {} SET hlc = ?1, origin = ?2 WHERE rowid BETWEEN ?3 AND ?4",
                         APPEND_ONLY[i]
                     ),
                     vec![
