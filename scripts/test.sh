@@ -70,6 +70,7 @@ if [ -f tests/mcp/test_mcp.py ]; then
   cargo build --locked -p edgeswarm-cli 2>&1
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_mcp.py
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_hostile.py
+  EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_http_security.py
 fi
 
 # The dashboard in a real headless browser: Debian's `chromium` and npm `playwright-core`

@@ -3,6 +3,11 @@
 over stdio and over streamable HTTP, and checks every tool with the seed's own arguments
 plus bad input of every kind the issue lists.
 
+Failures have the shapes of the MCP spec (2025-11-25, SEP-1303): a tool call that ran and
+failed (bad or out-of-range arguments, refused or failing SQL, a time limit, not found)
+is a result with `isError: true`, the message as text and `{kind, retryable, message}` as
+structured content; only an unknown tool and a malformed request are JSON-RPC errors.
+
     python3 -m venv /tmp/mcpvenv && /tmp/mcpvenv/bin/pip install -r tests/mcp/requirements.txt
     EDGESWARM_BIN=target/debug/edgeswarm /tmp/mcpvenv/bin/python tests/mcp/test_mcp.py
 
@@ -30,7 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 BIN = os.path.abspath(os.environ.get("EDGESWARM_BIN", "target/debug/edgeswarm"))
-TOKEN = "test-token-5f3a"
+TOKEN = "test-token-5f3a-9c2e-41d7"  # at least 16 characters, or the server refuses it
 QUERY_TIMEOUT_MS = 1500
 MAX_ROWS = 100
 
@@ -122,16 +127,32 @@ class Suite:
         check(self.label(what), good, json.dumps(r)[:600] if not isinstance(r, str) else r)
         return r
 
-    async def err(self, what: str, name: str, args: dict, *needles: str, code: int | None = None):
-        """Expects an MCP error whose message contains every needle (case-insensitive)."""
+    async def err(self, what: str, name: str, args: dict, *needles: str, kind: str, retryable: bool = False):
+        """Expects a tool-execution error: a result with isError true whose text contains
+        every needle (case-insensitive) and whose structured content is
+        {kind, retryable, message} with the same message."""
+        try:
+            r = await self.s.call_tool(name, args)
+        except MCPError as e:
+            return check(self.label(what), False, f"expected an isError result, got JSON-RPC error {e.code} {e.message!r}")
+        text = r.content[0].text if r.content and getattr(r.content[0], "text", None) is not None else ""
+        sc = r.structured_content or {}
+        missing = [n for n in needles if n.lower() not in text.lower()]
+        good = (
+            r.is_error is True and not missing and sc.get("kind") == kind and sc.get("retryable") is retryable
+            and sc.get("message") == text and set(sc) == {"kind", "retryable", "message"}
+        )
+        return check(self.label(what), good, f"isError={r.is_error} text {text[:300]!r} structured {json.dumps(sc)[:300]}; wanted {needles} kind {kind} retryable {retryable}")
+
+    async def rpc_err(self, what: str, name: str, args: dict, *needles: str, code: int):
+        """Expects a JSON-RPC error (not a tool result) whose message contains every needle."""
         try:
             r = await self.s.call_tool(name, args)
         except MCPError as e:
             msg = e.message.lower()
             missing = [n for n in needles if n.lower() not in msg]
-            good = not missing and (code is None or e.code == code)
-            return check(self.label(what), good, f"code {e.code} message {e.message!r}; wanted {needles} code {code}")
-        return check(self.label(what), False, f"expected an MCP error, got isError={r.is_error} {r.content[:1]}")
+            return check(self.label(what), not missing and e.code == code, f"code {e.code} message {e.message!r}; wanted {needles} code {code}")
+        return check(self.label(what), False, f"expected a JSON-RPC error, got a result isError={r.is_error} {r.content[:1]}")
 
     async def count(self, table: str) -> int:
         r = await self.call("execute_read_only_query", {"query": f"SELECT count(*) AS n FROM {table}"})
@@ -295,57 +316,58 @@ class Suite:
 
     async def bad(self):
         before = await self.counts()
-        invalid = -32602
-        await self.err("unknown tool", "drop_everything", {}, "unknown tool", "drop_everything", code=invalid)
-        await self.err("missing argument", "add_conversation", {"role": "user", "content": "x"}, "missing field", "session_id", code=invalid)
-        await self.err("mistyped argument: params not an array", "execute_query", {"query": "SELECT ?", "params": "agent-123"}, "invalid type", code=invalid)
-        await self.err("mistyped argument: metadata not an object", "add_conversation", {**SEED_CONVERSATION, "metadata": "us-west-2"}, "invalid type", code=invalid)
-        await self.err("mistyped argument: tags not an array", "add_knowledge", {**SEED_KNOWLEDGE, "tags": "edge"}, "invalid type", code=invalid)
-        await self.err("mistyped argument: limit not a number", "get_conversations", {"session_id": "s", "limit": "ten"}, "invalid type", code=invalid)
-        await self.err("misspelled argument name", "add_conversation", {**SEED_CONVERSATION, "sessionId": "x"}, "unknown field", "sessionid", code=invalid)
-        await self.err("empty session_id", "add_conversation", {**SEED_CONVERSATION, "session_id": "  "}, "session_id", "empty", code=invalid)
-        await self.err("NUL byte in content", "add_conversation", {**SEED_CONVERSATION, "content": "a\u0000b"}, "nul", code=invalid)
-        await self.err("unknown search mode", "search_knowledge", {"query": "edge", "mode": "semantic"}, "unknown variant", code=invalid)
-        await self.err("limit out of range", "get_conversations", {"session_id": "s", "limit": 5000}, "limit", "1000", code=invalid)
-        await self.err("bad cursor", "get_conversations", {"session_id": "s", "cursor": "garbage"}, "cursor", code=invalid)
-        await self.err("negative duration", "record_metric", {"agent_id": "a", "task_type": "t", "duration_ms": -1}, "duration_ms", code=invalid)
-        await self.err("ttl_ms 0", "kv_set", {"key": "k", "value": 1, "ttl_ms": 0}, "ttl_ms", code=invalid)
-        await self.err("unknown database", "execute_read_only_query", {"query": "SELECT 1", "database": "nope"}, "no database named", "list_databases", code=invalid)
-        await self.err("region database not served", "list_tables", {"database": "us-west-2"}, "region replica", code=invalid)
-        await self.err("describe_table of a missing table", "describe_table", {"table": "no_such_table"}, "no table", "list_tables", code=invalid)
-        await self.err("read-only: DELETE", "execute_read_only_query", {"query": "DELETE FROM conversations"}, "refused", "execute_query", code=invalid)
-        await self.err("read-only: WITH ... DELETE", "execute_read_only_query", {"query": "WITH x AS (SELECT 1) DELETE FROM conversations WHERE id IN (SELECT * FROM x) OR 1"}, "refused", code=invalid)
-        await self.err("read-only: UPDATE", "execute_read_only_query", {"query": "UPDATE kv SET value = '1'"}, "refused", code=invalid)
-        await self.err("read-only: INSERT ... SELECT", "execute_read_only_query", {"query": "INSERT INTO performance_tests (run_id, operation_type, throughput) SELECT 'r', 'x', 1"}, "refused", code=invalid)
-        await self.err("read-only: CREATE TABLE", "execute_read_only_query", {"query": "CREATE TABLE evil (x)"}, "refused", code=invalid)
-        await self.err("read-only: two statements", "execute_read_only_query", {"query": "SELECT 1; DELETE FROM conversations"}, "one sql statement", code=invalid)
-        await self.err("read-only: two statements hidden after a comment", "execute_read_only_query", {"query": "SELECT 1 /* x */ ; /* y */ DROP TABLE kv"}, "one sql statement", code=invalid)
-        await self.err("read-only: ATTACH", "execute_read_only_query", {"query": "ATTACH DATABASE '/tmp/edgeswarm-evil.db' AS evil"}, "refused", code=invalid)
-        await self.err("read-only: PRAGMA that writes (user_version)", "execute_read_only_query", {"query": "PRAGMA user_version = 42"}, "refused", code=invalid)
-        await self.err("read-only: PRAGMA that writes (journal_mode)", "execute_read_only_query", {"query": "PRAGMA journal_mode = DELETE"}, "refused", code=invalid)
-        await self.err("read-only: side-effect function load_extension", "execute_read_only_query", {"query": "SELECT load_extension('/tmp/libevil.so')"}, "load_extension", code=invalid)
-        await self.err("execute_query: ATTACH", "execute_query", {"query": "ATTACH DATABASE '/tmp/edgeswarm-evil.db' AS evil"}, "refused", code=invalid)
-        await self.err("execute_query: BEGIN", "execute_query", {"query": "BEGIN"}, "refused", code=invalid)
-        await self.err("execute_query: write to internal _changes", "execute_query", {"query": "DELETE FROM _changes"}, "refused", code=invalid)
-        await self.err("execute_query: two statements", "execute_query", {"query": "UPDATE performance_tests SET ops = 0; DELETE FROM performance_tests"}, "one sql statement", code=invalid)
-        await self.err("execute_query: load_extension", "execute_query", {"query": "SELECT load_extension('/tmp/libevil.so')"}, "load_extension", code=invalid)
-        await self.err("SQL syntax error (read)", "execute_read_only_query", {"query": "SELEC 1"}, "syntax error", code=invalid)
-        await self.err("SQL syntax error (write)", "execute_query", {"query": "INSERT INTO performance_tests VALUS (1)"}, "syntax error", code=invalid)
-        await self.err("no such table", "execute_read_only_query", {"query": "SELECT * FROM nowhere"}, "no such table", code=invalid)
-        await self.err("empty query", "execute_read_only_query", {"query": "   "}, "empty", code=invalid)
-        await self.err("statement over the length limit", "execute_read_only_query", {"query": "SELECT 1 -- " + "x" * 200_000}, "limit", code=invalid)
+        invalid = -32602  # JSON-RPC invalid params: an unknown tool, the spec's own example
+        await self.rpc_err("unknown tool", "drop_everything", {}, "unknown tool", "drop_everything", code=invalid)
+        await self.err("missing argument", "add_conversation", {"role": "user", "content": "x"}, "missing field", "session_id", kind="invalid_argument")
+        await self.err("mistyped argument: params not an array", "execute_query", {"query": "SELECT ?", "params": "agent-123"}, "invalid type", kind="invalid_argument")
+        await self.err("mistyped argument: metadata not an object", "add_conversation", {**SEED_CONVERSATION, "metadata": "us-west-2"}, "invalid type", kind="invalid_argument")
+        await self.err("mistyped argument: tags not an array", "add_knowledge", {**SEED_KNOWLEDGE, "tags": "edge"}, "invalid type", kind="invalid_argument")
+        await self.err("mistyped argument: limit not a number", "get_conversations", {"session_id": "s", "limit": "ten"}, "invalid type", kind="invalid_argument")
+        await self.err("misspelled argument name", "add_conversation", {**SEED_CONVERSATION, "sessionId": "x"}, "unknown field", "sessionid", kind="invalid_argument")
+        await self.err("empty session_id", "add_conversation", {**SEED_CONVERSATION, "session_id": "  "}, "session_id", "empty", kind="invalid_argument")
+        await self.err("NUL byte in content", "add_conversation", {**SEED_CONVERSATION, "content": "a\u0000b"}, "nul", kind="invalid_argument")
+        await self.err("unknown search mode", "search_knowledge", {"query": "edge", "mode": "semantic"}, "unknown variant", kind="invalid_argument")
+        await self.err("limit out of range", "get_conversations", {"session_id": "s", "limit": 5000}, "limit", "1000", kind="invalid_argument")
+        await self.err("bad cursor", "get_conversations", {"session_id": "s", "cursor": "garbage"}, "cursor", kind="invalid_argument")
+        await self.err("negative duration", "record_metric", {"agent_id": "a", "task_type": "t", "duration_ms": -1}, "duration_ms", kind="invalid_argument")
+        await self.err("ttl_ms 0", "kv_set", {"key": "k", "value": 1, "ttl_ms": 0}, "ttl_ms", kind="invalid_argument")
+        await self.err("unknown database", "execute_read_only_query", {"query": "SELECT 1", "database": "nope"}, "no database named", "list_databases", kind="unknown_database")
+        await self.err("region database not served", "list_tables", {"database": "us-west-2"}, "region replica", kind="database_not_served")
+        await self.err("describe_table of a missing table", "describe_table", {"table": "no_such_table"}, "no table", "list_tables", kind="not_found")
+        await self.err("sync_status of a missing region", "sync_status", {"region": "nowhere"}, "no region", kind="not_found")
+        await self.err("read-only: DELETE", "execute_read_only_query", {"query": "DELETE FROM conversations"}, "refused", "execute_query", kind="sql_refused")
+        await self.err("read-only: WITH ... DELETE", "execute_read_only_query", {"query": "WITH x AS (SELECT 1) DELETE FROM conversations WHERE id IN (SELECT * FROM x) OR 1"}, "refused", kind="sql_refused")
+        await self.err("read-only: UPDATE", "execute_read_only_query", {"query": "UPDATE kv SET value = '1'"}, "refused", kind="sql_refused")
+        await self.err("read-only: INSERT ... SELECT", "execute_read_only_query", {"query": "INSERT INTO performance_tests (run_id, operation_type, throughput) SELECT 'r', 'x', 1"}, "refused", kind="sql_refused")
+        await self.err("read-only: CREATE TABLE", "execute_read_only_query", {"query": "CREATE TABLE evil (x)"}, "refused", kind="sql_refused")
+        await self.err("read-only: two statements", "execute_read_only_query", {"query": "SELECT 1; DELETE FROM conversations"}, "one sql statement", kind="sql_refused")
+        await self.err("read-only: two statements hidden after a comment", "execute_read_only_query", {"query": "SELECT 1 /* x */ ; /* y */ DROP TABLE kv"}, "one sql statement", kind="sql_refused")
+        await self.err("read-only: ATTACH", "execute_read_only_query", {"query": "ATTACH DATABASE '/tmp/edgeswarm-evil.db' AS evil"}, "refused", kind="sql_refused")
+        await self.err("read-only: PRAGMA that writes (user_version)", "execute_read_only_query", {"query": "PRAGMA user_version = 42"}, "refused", kind="sql_refused")
+        await self.err("read-only: PRAGMA that writes (journal_mode)", "execute_read_only_query", {"query": "PRAGMA journal_mode = DELETE"}, "refused", kind="sql_refused")
+        await self.err("read-only: side-effect function load_extension", "execute_read_only_query", {"query": "SELECT load_extension('/tmp/libevil.so')"}, "load_extension", kind="sql_refused")
+        await self.err("execute_query: ATTACH", "execute_query", {"query": "ATTACH DATABASE '/tmp/edgeswarm-evil.db' AS evil"}, "refused", kind="sql_refused")
+        await self.err("execute_query: BEGIN", "execute_query", {"query": "BEGIN"}, "refused", kind="sql_refused")
+        await self.err("execute_query: write to internal _changes", "execute_query", {"query": "DELETE FROM _changes"}, "refused", kind="sql_refused")
+        await self.err("execute_query: two statements", "execute_query", {"query": "UPDATE performance_tests SET ops = 0; DELETE FROM performance_tests"}, "one sql statement", kind="sql_refused")
+        await self.err("execute_query: load_extension", "execute_query", {"query": "SELECT load_extension('/tmp/libevil.so')"}, "load_extension", kind="sql_refused")
+        await self.err("SQL syntax error (read)", "execute_read_only_query", {"query": "SELEC 1"}, "syntax error", kind="sql_error")
+        await self.err("SQL syntax error (write)", "execute_query", {"query": "INSERT INTO performance_tests VALUS (1)"}, "syntax error", kind="sql_error")
+        await self.err("no such table", "execute_read_only_query", {"query": "SELECT * FROM nowhere"}, "no such table", kind="sql_error")
+        await self.err("empty query", "execute_read_only_query", {"query": "   "}, "empty", kind="invalid_argument")
+        await self.err("statement over the length limit", "execute_read_only_query", {"query": "SELECT 1 -- " + "x" * 200_000}, "limit", kind="invalid_argument")
         t0 = time.monotonic()
-        await self.err("never-ending recursive CTE is interrupted", "execute_read_only_query", {"query": NEVER_ENDING}, "interrupted", code=invalid)
+        await self.err("never-ending recursive CTE is interrupted", "execute_read_only_query", {"query": NEVER_ENDING}, "interrupted", kind="query_timeout")
         took = time.monotonic() - t0
         check(self.label(f"...within the time limit ({took:.2f}s for a {QUERY_TIMEOUT_MS} ms limit)"), took < QUERY_TIMEOUT_MS / 1000 + 3, took)
-        await self.err("never-ending query via execute_query is interrupted too", "execute_query", {"query": NEVER_ENDING}, "interrupted", code=invalid)
+        await self.err("never-ending query via execute_query is interrupted too", "execute_query", {"query": NEVER_ENDING}, "interrupted", kind="query_timeout")
         if self.t == "stdio":
             big = "x" * (10 * 1024 * 1024)
-            await self.err("10 MB content in add_knowledge", "add_knowledge", {**SEED_KNOWLEDGE, "content": big}, "content", "limit", code=invalid)
-            await self.err("10 MB content in add_conversation", "add_conversation", {**SEED_CONVERSATION, "content": big}, "content", "limit", code=invalid)
+            await self.err("10 MB content in add_knowledge", "add_knowledge", {**SEED_KNOWLEDGE, "content": big}, "content", "limit", kind="invalid_argument")
+            await self.err("10 MB content in add_conversation", "add_conversation", {**SEED_CONVERSATION, "content": big}, "content", "limit", kind="invalid_argument")
         else:
             big = "x" * (2 * 1024 * 1024)
-            await self.err("2 MB content (under the body limit, over the content limit)", "add_knowledge", {**SEED_KNOWLEDGE, "content": big}, "content", "limit", code=invalid)
+            await self.err("2 MB content (under the body limit, over the content limit)", "add_knowledge", {**SEED_KNOWLEDGE, "content": big}, "content", "limit", kind="invalid_argument")
         after = await self.counts()
         check(self.label("nothing written by any bad call (row counts, user_version)"), before == after, (before, after))
         await self.ok("server still serving after bad input", "execute_read_only_query", {"query": "SELECT 42 AS answer"}, lambda r: r["rows"] == [{"answer": 42}])
@@ -400,6 +422,109 @@ def wait_listening(port: int, proc: subprocess.Popen, secs: float = 30) -> None:
     raise RuntimeError("server did not start listening")
 
 
+def sse_messages(text: str) -> list:
+    """The JSON-RPC messages in an SSE body (`data:` lines)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("data:") and line[5:].strip():
+            try:
+                out.append(json.loads(line[5:].strip()))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def reply_to(r, rid) -> dict | None:
+    """The JSON-RPC message answering `rid` in an HTTP reply (JSON or SSE)."""
+    if r.headers.get("content-type", "").startswith("application/json"):
+        msgs = [r.json()]
+    else:
+        msgs = sse_messages(r.text)
+    return next((m for m in msgs if m.get("id") == rid), None)
+
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+RAW_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+async def raw_session_shapes(url: str):
+    """The wire shapes inside a session: a failed call is a result with isError and
+    structuredContent {kind, retryable, message}; an unknown tool and malformed requests
+    are JSON-RPC errors."""
+    hdrs = {**RAW_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    async with httpx2.AsyncClient(timeout=30) as c:
+        r = await c.post(url, json=INIT, headers=hdrs)
+        sid = r.headers.get("mcp-session-id")
+        if not check("[http raw] initialize opens a session", r.status_code == 200 and sid, (r.status_code, r.text[:300])):
+            return
+        h = {**hdrs, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"}
+        await c.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=h)
+
+        async def call(rid, params):
+            r = await c.post(url, json={"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}, headers=h)
+            return r, reply_to(r, rid)
+
+        r, m = await call(2, {"name": "execute_read_only_query", "arguments": {"query": "SELECT * FROM nowhere"}})
+        res = (m or {}).get("result", {})
+        sc = res.get("structuredContent", {})
+        check("[http raw] SQL error: result with isError, structuredContent {kind: sql_error, retryable: false, message}",
+              res.get("isError") is True and sc.get("kind") == "sql_error" and sc.get("retryable") is False
+              and "no such table" in sc.get("message", "") and res["content"][0]["text"] == sc["message"] and "error" not in (m or {}), m)
+        r, m = await call(3, {"name": "kv_get", "arguments": {"key": 5}})
+        res = (m or {}).get("result", {})
+        check("[http raw] argument failing the schema: result with isError, kind invalid_argument",
+              res.get("isError") is True and res.get("structuredContent", {}).get("kind") == "invalid_argument", m)
+        r, m = await call(4, {"name": "drop_everything", "arguments": {}})
+        err = (m or {}).get("error", {})
+        check("[http raw] unknown tool: JSON-RPC error -32602 with data.kind unknown_tool",
+              err.get("code") == -32602 and (err.get("data") or {}).get("kind") == "unknown_tool" and "result" not in (m or {}), m)
+        r, m = await call(5, {"arguments": {}})
+        err = (m or {}).get("error", {})
+        check("[http raw] malformed tools/call (no name): JSON-RPC error -32602 saying so",
+              err.get("code") == -32602 and "name" in err.get("message", ""), (r.status_code, m, r.text[:300]))
+        r, m = await call(6, {"name": "kv_get", "arguments": "not an object"})
+        err = (m or {}).get("error", {})
+        check("[http raw] malformed tools/call (arguments not an object): JSON-RPC error", err.get("code") in (-32602, -32600), (r.status_code, m, r.text[:300]))
+        r = await c.post(url, content=b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": ', headers=h)
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        check("[http raw] truncated JSON in a session: 4xx with a JSON-RPC parse error",
+              400 <= r.status_code < 500 and (body.get("error") or {}).get("code") == -32700, (r.status_code, r.text[:300]))
+        r = await c.delete(url, headers=h)
+        check("[http raw] DELETE closes the session", r.status_code in (200, 204), r.status_code)
+
+
+async def stdio_malformed(tmp: str):
+    """Malformed requests over stdio are JSON-RPC errors too (and the server keeps serving)."""
+    proc = await anyio.open_process([BIN, "mcp", "--db", os.path.join(tmp, "stdio-raw.db")], env={**os.environ, "RUST_LOG": "error"})
+    got = {}
+    try:
+        lines = [
+            INIT,
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"arguments": {}}},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "nope", "arguments": {}}},
+            {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "kv_get", "arguments": {"key": "k"}}},
+        ]
+        await proc.stdin.send(("\n".join(json.dumps(x) for x in lines) + "\n").encode())
+        buf = b""
+        with anyio.fail_after(30):
+            while not {2, 3, 4} <= set(got):
+                buf += await proc.stdout.receive()
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    m = json.loads(line)
+                    got[m.get("id")] = m
+    finally:
+        await proc.stdin.aclose()
+        with anyio.move_on_after(10):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+    check("[stdio raw] malformed tools/call (no name): JSON-RPC error -32602", got[2].get("error", {}).get("code") == -32602, got[2])
+    check("[stdio raw] unknown tool: JSON-RPC error -32602", got[3].get("error", {}).get("code") == -32602, got[3])
+    check("[stdio raw] ...and the server still answers", got[4].get("result", {}).get("structuredContent", {}).get("found") is False, got[4])
+
+
 async def raw_http_checks(url: str):
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
     hdrs = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -441,6 +566,7 @@ async def run_http(tmp: str):
                     await s.tools()
                     await s.happy()
                     await s.bad()
+        await raw_session_shapes(url)
         await raw_http_checks(url)  # and the guard still answers after all that
         check("[http] server process still running", proc.poll() is None, proc.returncode)
     finally:
@@ -459,7 +585,7 @@ async def main() -> int:
         return 1
     tmp = tempfile.mkdtemp(prefix="edgeswarm-mcp-test-")
     try:
-        for name, fn in (("stdio", run_stdio), ("http", run_http)):
+        for name, fn in (("stdio", run_stdio), ("stdio raw", stdio_malformed), ("http", run_http)):
             try:
                 with anyio.fail_after(240):
                     await fn(tmp)

@@ -105,6 +105,37 @@ pub struct Settings {
     /// From `[search] embedder`; `--embedder` / `EDGESWARM_EMBEDDER` win. Default none
     /// (lexical search, no vector work).
     pub embedder: edgeswarm::EmbedderChoice,
+    /// From `[mcp]`: origins and caps of `edgeswarm mcp --http`; its flags win.
+    pub mcp: McpSettings,
+}
+
+/// `[mcp]`: what `edgeswarm mcp --http` allows and caps. Flags win over these; tokens are
+/// never read from the file (`--token` / `EDGESWARM_MCP_TOKEN`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpSettings {
+    /// Browser origins allowed besides loopback ones, normalised; `--allow-origin` adds
+    /// more. Default none.
+    pub allow_origins: Vec<String>,
+    /// Most open HTTP sessions. Default 64.
+    pub max_sessions: usize,
+    /// Most HTTP requests in flight at once. Default 32.
+    pub max_concurrent_requests: usize,
+    /// Time limit of one tool call. Default 30 s.
+    pub request_timeout: Duration,
+    /// An HTTP session idle this long is closed. Default 300 s.
+    pub session_idle_timeout: Duration,
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        McpSettings {
+            allow_origins: Vec::new(),
+            max_sessions: edgeswarm_mcp::DEFAULT_MAX_SESSIONS,
+            max_concurrent_requests: edgeswarm_mcp::DEFAULT_MAX_CONCURRENT_REQUESTS,
+            request_timeout: edgeswarm_mcp::DEFAULT_REQUEST_TIMEOUT,
+            session_idle_timeout: edgeswarm_mcp::DEFAULT_SESSION_IDLE_TIMEOUT,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -118,6 +149,7 @@ impl Default for Settings {
             metrics_addr: None,
             log_format: None,
             embedder: edgeswarm::EmbedderChoice::None,
+            mcp: McpSettings::default(),
         }
     }
 }
@@ -186,6 +218,15 @@ impl Settings {
         if let Some(a) = self.metrics_addr {
             out.push_str(&format!("metrics_addr = \"{a}\"\n"));
         }
+        let m = &self.mcp;
+        out.push_str(&format!(
+            "\n[mcp]\nallow_origins = [{}]\nmax_sessions = {}\nmax_concurrent_requests = {}\nrequest_timeout_ms = {}\nsession_idle_timeout_ms = {}\n",
+            m.allow_origins.iter().map(|o| toml_str(o)).collect::<Vec<_>>().join(", "),
+            m.max_sessions,
+            m.max_concurrent_requests,
+            m.request_timeout.as_millis(),
+            m.session_idle_timeout.as_millis()
+        ));
         for r in &self.regions {
             out.push_str(&format!(
                 "\n[[regions]]\nname = {}\nurl = {}\nlatency_ms = {}\n",
@@ -230,6 +271,8 @@ struct FileConfig {
     channels: ChannelsFile,
     #[serde(default)]
     search: SearchFile,
+    #[serde(default)]
+    mcp: McpFile,
     #[serde(default)]
     regions: Vec<Spanned<RegionFile>>,
 }
@@ -278,6 +321,16 @@ struct ChannelsFile {
 struct SearchFile {
     /// `none` (default), `hash` or `semantic`.
     embedder: S<String>,
+}
+
+/// `[mcp]`: one key per [`McpSettings`] field.
+#[derive(Debug, Default, Deserialize)]
+struct McpFile {
+    allow_origins: Option<Vec<Spanned<String>>>,
+    max_sessions: S<i64>,
+    max_concurrent_requests: S<i64>,
+    request_timeout_ms: S<i64>,
+    session_idle_timeout_ms: S<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -479,6 +532,7 @@ fn unknown_key(cx: &mut Ctx<'_>, root: &DeTable<'_>, path: &[Seg]) {
             "observability" => (fields_of::<ObservabilityFile>(), "observability"),
             "channels" => (fields_of::<ChannelsFile>(), "channels"),
             "search" => (fields_of::<SearchFile>(), "search"),
+            "mcp" => (fields_of::<McpFile>(), "mcp"),
             "regions" => (fields_of::<RegionFile>(), "[regions]"),
             _ => (&[], k.as_str()),
         },
@@ -499,7 +553,10 @@ fn unknown_key(cx: &mut Ctx<'_>, root: &DeTable<'_>, path: &[Seg]) {
         };
     }
     let span = table.and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_str()).map(|(k, _)| k.span()));
-    let hint = if name == "token" || name.ends_with("_token") || name == "password" {
+    let secret = name == "token" || name.ends_with("_token") || name == "password";
+    let hint = if secret && section == "mcp" {
+        " Never put secrets in the file: the MCP server's token comes from EDGESWARM_MCP_TOKEN (or --token).".to_string()
+    } else if secret {
         " Never put secrets in the file: set `token_env` to the name of an environment variable that holds the token.".to_string()
     } else {
         match closest(name, known) {
@@ -685,6 +742,25 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
             Ok(e) => s.embedder = e,
             Err(m) => cx.err(v.span(), format!("`search.embedder`: {m}")),
         }
+    }
+    let m = &f.mcp;
+    for o in m.allow_origins.iter().flatten() {
+        match edgeswarm_mcp::http::check_origin_setting(o.get_ref()) {
+            Ok(n) => s.mcp.allow_origins.push(n),
+            Err(e) => cx.err(o.span(), format!("`mcp.allow_origins`: {e}")),
+        }
+    }
+    if let Some(n) = cx.int(&m.max_sessions, "mcp.max_sessions", 1, 1_000_000) {
+        s.mcp.max_sessions = n as usize;
+    }
+    if let Some(n) = cx.int(&m.max_concurrent_requests, "mcp.max_concurrent_requests", 1, 1_000_000) {
+        s.mcp.max_concurrent_requests = n as usize;
+    }
+    if let Some(n) = cx.int(&m.request_timeout_ms, "mcp.request_timeout_ms", 1, 86_400_000) {
+        s.mcp.request_timeout = Duration::from_millis(n);
+    }
+    if let Some(n) = cx.int(&m.session_idle_timeout_ms, "mcp.session_idle_timeout_ms", 1000, 86_400_000) {
+        s.mcp.session_idle_timeout = Duration::from_millis(n);
     }
     s.regions = check_regions(cx, &f.regions);
     s
@@ -988,6 +1064,33 @@ mod tests {
             "{errs:?}"
         );
         assert_eq!(c.settings.store.channels.kv_watch, 4);
+    }
+
+    #[test]
+    fn mcp_section_is_read_checked_and_round_trips() {
+        let c = check_str("");
+        assert_eq!(c.settings.mcp, McpSettings::default());
+        assert_eq!(c.settings.mcp.max_sessions, 64);
+        let c = check_str(
+            "[mcp]\nallow_origins = [\"https://App.example.com/\", \"http://10.0.0.5:3000\"]\nmax_sessions = 3\nmax_concurrent_requests = 2\nrequest_timeout_ms = 700\nsession_idle_timeout_ms = 5000\n",
+        );
+        assert_eq!(c.errors(), 0, "{:?}", c.problems);
+        let m = &c.settings.mcp;
+        assert_eq!(m.allow_origins, vec!["https://app.example.com", "http://10.0.0.5:3000"]);
+        assert_eq!((m.max_sessions, m.max_concurrent_requests), (3, 2));
+        assert_eq!(m.request_timeout, Duration::from_millis(700));
+        assert_eq!(m.session_idle_timeout, Duration::from_secs(5));
+        let again = check_str(&c.settings.to_toml());
+        assert_eq!(again.errors(), 0, "{:?}", again.problems);
+        assert_eq!(&again.settings.mcp, m);
+
+        let c = check_str("[mcp]\nallow_origins = [\"*\"]\nmax_sessions = 0\nmax_sesions = 4\ntoken = \"abc\"\n");
+        let errs: Vec<(usize, &str)> = c.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(c.errors(), 4, "{errs:?}");
+        assert!(errs[0].0 == 2 && errs[0].1.contains("http(s)://host[:port]"), "{errs:?}");
+        assert!(errs[1].0 == 3 && errs[1].1.contains("mcp.max_sessions"), "{errs:?}");
+        assert!(errs[2].0 == 4 && errs[2].1.contains("Did you mean `max_sessions`?"), "{errs:?}");
+        assert!(errs[3].0 == 5 && errs[3].1.contains("EDGESWARM_MCP_TOKEN"), "{errs:?}");
     }
 
     #[test]

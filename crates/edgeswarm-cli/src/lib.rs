@@ -43,7 +43,7 @@ pub fn log_format(cli: &Cli) -> LogFormat {
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Mcp(args) => edgeswarm_mcp::run(args).await.map_err(|e| CliError::Invalid(e.to_string())),
+        Cmd::Mcp(args) => cmd::mcp::run(args).await,
         Cmd::Demo(a) => cmd::demo::run(a).await,
         Cmd::Bench(a) => cmd::bench::run(a).await,
         Cmd::Status(a) => cmd::status::run(a).await,

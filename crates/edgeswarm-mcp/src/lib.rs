@@ -10,7 +10,9 @@ pub mod errors;
 pub mod http;
 pub mod server;
 
-pub use server::{EdgeswarmMcp, TOOL_NAMES};
+pub use errors::ToolError;
+pub use http::{DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT};
+pub use server::{EdgeswarmMcp, DEFAULT_REQUEST_TIMEOUT, TOOL_NAMES};
 
 use clap::Args;
 use edgeswarm::{Limits, Swarm};
@@ -28,9 +30,36 @@ pub struct McpArgs {
     /// Serve streamable HTTP at http://ADDR/mcp (e.g. 127.0.0.1:8808) instead of stdio.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
-    /// Bearer token HTTP clients must send (`Authorization: Bearer <token>`); HTTP only.
+    /// Bearer token HTTP clients must send (`Authorization: Bearer <token>`), at least 16
+    /// characters (e.g. `openssl rand -hex 16`); required when --http is not a loopback address.
     #[arg(long, env = "EDGESWARM_MCP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Serve --http on a non-loopback address WITHOUT a token: anyone who can reach it can
+    /// read and change the memory and run SQL. Only on a network you trust; warned at start.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Another Origin allowed to call --http (repeatable), e.g. https://app.example.com.
+    /// Loopback origins are always allowed; requests without Origin (non-browser clients)
+    /// too. Also `allow_origins` in the [mcp] section of edgeswarm.toml.
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// Most open HTTP sessions; one more is refused with 503 (overloaded) [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// Most HTTP requests in flight at once; more are refused with 503 (overloaded) [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Longest a tool call may run (ms); past it the call is answered with a
+    /// `request_timeout` error [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// An HTTP session with no traffic this long (ms) is closed, freeing its slot [default: 300000].
+    #[arg(long, value_name = "MS")]
+    pub session_idle_timeout_ms: Option<u64>,
+    /// Config file whose [mcp] section sets the values above that no flag sets (read by the
+    /// `edgeswarm` command) [default: ./edgeswarm.toml when it exists].
+    #[arg(long, env = "EDGESWARM_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Most rows a query returns; more sets `truncated: true`.
     #[arg(long, default_value_t = 10_000)]
     pub max_rows: usize,
@@ -91,6 +120,13 @@ impl Default for McpArgs {
             db: PathBuf::from("./edgeswarm.db"),
             http: None,
             token: None,
+            insecure_no_auth: false,
+            allow_origin: Vec::new(),
+            max_sessions: None,
+            max_concurrent_requests: None,
+            request_timeout_ms: None,
+            session_idle_timeout_ms: None,
+            config: None,
             max_rows: 10_000,
             max_sql_bytes: 100 * 1024,
             query_timeout_ms: 5_000,
@@ -124,12 +160,53 @@ impl McpArgs {
     }
 }
 
+impl McpArgs {
+    /// The time limit of one tool call.
+    pub fn request_timeout(&self) -> Result<Duration, String> {
+        match self.request_timeout_ms {
+            Some(0) => Err("--request-timeout-ms must be at least 1".into()),
+            Some(ms) => Ok(Duration::from_millis(ms)),
+            None => Ok(DEFAULT_REQUEST_TIMEOUT),
+        }
+    }
+
+    /// The checked HTTP options for `addr` (bind rule, origins, caps).
+    pub fn http_options(&self, addr: SocketAddr) -> Result<http::Options, String> {
+        let mut o = http::Options::new(addr);
+        o.token = self.token().map(Into::into);
+        o.insecure_no_auth = self.insecure_no_auth;
+        o.allowed_origins = self.allow_origin.clone();
+        o.max_body_bytes = self.max_body_bytes;
+        o.max_sessions = self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+        o.max_concurrent_requests = self.max_concurrent_requests.unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS);
+        if let Some(ms) = self.session_idle_timeout_ms {
+            o.session_idle_timeout = Duration::from_millis(ms);
+        }
+        o.check()
+    }
+
+    /// The token, trimmed; none when unset or blank.
+    fn token(&self) -> Option<&str> {
+        self.token.as_deref().map(str::trim).filter(|t| !t.is_empty())
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the MCP server as `edgeswarm mcp` asks: stdio by default, streamable HTTP with
 /// `--http`. Returns when the client disconnects (stdio) or on ctrl-c, after flushing.
 pub async fn run(args: McpArgs) -> Result<(), BoxError> {
     let limits = args.limits()?;
+    let request_timeout = args.request_timeout()?;
+    // Refuse an exposed or impossible HTTP setup before touching the database.
+    let http = args.http.map(|addr| args.http_options(addr)).transpose()?;
+    if request_timeout < limits.query_timeout {
+        eprintln!(
+            "edgeswarm mcp: note: --request-timeout-ms ({} ms) is below --query-timeout-ms ({} ms): long statements are cut off by the request limit",
+            request_timeout.as_millis(),
+            limits.query_timeout.as_millis()
+        );
+    }
     let swarm = Swarm::builder()
         .path(&args.db)
         .limits(limits)
@@ -146,20 +223,13 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
         }
     };
     let path = std::fs::canonicalize(&args.db).unwrap_or_else(|_| args.db.clone());
-    let server = EdgeswarmMcp::new(swarm.clone(), path);
-    let token = args.token.clone().filter(|t| !t.trim().is_empty());
-    let served: Result<(), BoxError> = match args.http {
-        Some(addr) => {
-            let guard = http::Guard {
-                token: token.map(|t| t.trim().into()),
-                max_body_bytes: args.max_body_bytes,
-            };
-            http::serve(server, addr, guard).await
-        }
+    let server = EdgeswarmMcp::new(swarm.clone(), path).with_request_timeout(request_timeout);
+    let served: Result<(), BoxError> = match http {
+        Some(opts) => http::serve(server, opts).await,
         None => {
-            if token.is_some() {
+            if args.token().is_some() || args.insecure_no_auth {
                 eprintln!(
-                    "edgeswarm mcp: --token applies to --http only; stdio is not authenticated (the host that starts the process owns it)"
+                    "edgeswarm mcp: --token and --insecure-no-auth apply to --http only; stdio is not authenticated (the host that starts the process owns it)"
                 );
             }
             serve_stdio(server).await
@@ -219,5 +289,54 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--http", "not-an-address"]).is_err());
         let z = Cli::try_parse_from(["x", "--max-rows", "0"]).unwrap();
         assert!(z.mcp.limits().is_err());
+    }
+
+    #[test]
+    fn http_flags_parse_and_map_to_options() {
+        let c = Cli::try_parse_from([
+            "x",
+            "--http",
+            "0.0.0.0:9000",
+            "--insecure-no-auth",
+            "--allow-origin",
+            "https://a.example.com",
+            "--allow-origin",
+            "http://b.example.com:8080/",
+            "--max-sessions",
+            "3",
+            "--max-concurrent-requests",
+            "2",
+            "--request-timeout-ms",
+            "700",
+            "--session-idle-timeout-ms",
+            "5000",
+        ])
+        .unwrap();
+        let o = c.mcp.http_options(c.mcp.http.unwrap()).unwrap();
+        assert!(o.open_to_network());
+        assert_eq!(o.allowed_origins, vec!["https://a.example.com", "http://b.example.com:8080"]);
+        assert_eq!((o.max_sessions, o.max_concurrent_requests), (3, 2));
+        assert_eq!(o.session_idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.mcp.request_timeout().unwrap(), Duration::from_millis(700));
+
+        let d = Cli::try_parse_from(["x", "--http", "127.0.0.1:9000"]).unwrap();
+        let o = d.mcp.http_options(d.mcp.http.unwrap()).unwrap();
+        assert_eq!(
+            (o.max_sessions, o.max_concurrent_requests),
+            (DEFAULT_MAX_SESSIONS, DEFAULT_MAX_CONCURRENT_REQUESTS)
+        );
+        assert_eq!(d.mcp.request_timeout().unwrap(), DEFAULT_REQUEST_TIMEOUT);
+        assert!(o.token.is_none() && !o.open_to_network());
+
+        let open = Cli::try_parse_from(["x", "--http", "0.0.0.0:9000"]).unwrap();
+        let e = open.mcp.http_options(open.mcp.http.unwrap()).unwrap_err();
+        assert!(e.contains("EDGESWARM_MCP_TOKEN") && e.contains("--insecure-no-auth"), "{e}");
+        let blank = Cli::try_parse_from(["x", "--http", "0.0.0.0:9000", "--token", "  "]).unwrap();
+        assert!(
+            blank.mcp.http_options(blank.mcp.http.unwrap()).is_err(),
+            "a blank token is no token"
+        );
+        let z = Cli::try_parse_from(["x", "--request-timeout-ms", "0"]).unwrap();
+        assert!(z.mcp.request_timeout().is_err());
     }
 }

@@ -1,21 +1,25 @@
 //! The MCP tools over one `Swarm` handle. Every tool validates its arguments, calls the
 //! runtime, and answers with a JSON object (`structuredContent`) that is also sent as
-//! text. Failures are MCP errors (see `errors`).
+//! text. A failed call is an `isError` result with `{kind, retryable, message}`; only an
+//! unknown tool is a JSON-RPC error (see `errors`). Each call runs under the request time
+//! limit (`--request-timeout-ms`).
 
 use crate::args::*;
-use crate::errors::{self, invalid};
+use crate::errors::{self, invalid, ToolError};
 use edgeswarm::{CasOutcome, Knowledge, KnowledgeEntry, Message, Metric, QueryResult, Swarm, TableInfo};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest, CustomResult, ErrorCode, Implementation,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Every tool this server serves, in the order the README lists them.
 pub const TOOL_NAMES: &[&str] = &[
@@ -56,19 +60,32 @@ share state with versions and compare-and-swap (kv_get / kv_set / kv_cas / kv_de
 list_tables / describe_table show the schema; sync_status and list_databases show regions.";
 
 struct Shared {
+    /// The runtime every tool calls.
     swarm: Swarm,
+    /// The home file, as list_databases and get_database_info report it.
     path: PathBuf,
+    /// The home file's stem, accepted as the home database's name.
     home_stem: String,
+    /// Longest a tool call may run before it is answered with `request_timeout`, so a
+    /// call stuck behind a full queue or a slow region cannot hold a client (or an HTTP
+    /// concurrency slot) forever.
+    request_timeout: Duration,
 }
+
+/// Default of `--request-timeout-ms`: 30 s, well above the default query time limit (5 s)
+/// so a statement is interrupted by its own limit first.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The MCP server: cheap to clone (one per HTTP session).
 #[derive(Clone)]
 pub struct EdgeswarmMcp {
+    /// What every session shares: the swarm, the home file, the limits.
     shared: Arc<Shared>,
+    /// rmcp's table of the tools below (built once by `#[tool_router]`).
     tool_router: ToolRouter<Self>,
 }
 
-type ToolResult = Result<CallToolResult, ErrorData>;
+type ToolResult = Result<CallToolResult, ToolError>;
 
 /// A successful result: `value` as structured content and as JSON text.
 pub fn ok(value: Value) -> ToolResult {
@@ -101,9 +118,33 @@ impl EdgeswarmMcp {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "home".into());
         EdgeswarmMcp {
-            shared: Arc::new(Shared { swarm, path, home_stem }),
+            shared: Arc::new(Shared {
+                swarm,
+                path,
+                home_stem,
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            }),
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// The same server with `limit` as the time limit of each tool call.
+    pub fn with_request_timeout(self, limit: Duration) -> Self {
+        let s = &self.shared;
+        EdgeswarmMcp {
+            shared: Arc::new(Shared {
+                swarm: s.swarm.clone(),
+                path: s.path.clone(),
+                home_stem: s.home_stem.clone(),
+                request_timeout: limit,
+            }),
+            tool_router: self.tool_router,
+        }
+    }
+
+    /// The time limit of one tool call.
+    pub fn request_timeout(&self) -> Duration {
+        self.shared.request_timeout
     }
 
     pub fn swarm(&self) -> &Swarm {
@@ -111,7 +152,7 @@ impl EdgeswarmMcp {
     }
 
     /// Refuses a `database` that is not the home one, saying why.
-    async fn check_database(&self, database: Option<&str>) -> Result<(), ErrorData> {
+    async fn check_database(&self, database: Option<&str>) -> Result<(), ToolError> {
         if is_home(database, &self.shared.home_stem) {
             return Ok(());
         }
@@ -133,7 +174,7 @@ impl EdgeswarmMcp {
     }
 
     /// The regions recorded in the home file, as JSON objects (with pending change counts).
-    async fn regions(&self) -> Result<Vec<Value>, ErrorData> {
+    async fn regions(&self) -> Result<Vec<Value>, ToolError> {
         let rows = self.shared.swarm.recorded_regions().await.map_err(errors::swarm)?;
         rows.iter()
             .map(|r| serde_json::to_value(r).map_err(|e| errors::internal("serialize", e.to_string(), false)))
@@ -148,11 +189,11 @@ impl EdgeswarmMcp {
     }
 
     /// Tables of the home database, internal ones only when asked.
-    async fn tables(&self, include_internal: bool) -> Result<Vec<TableInfo>, ErrorData> {
+    async fn tables(&self, include_internal: bool) -> Result<Vec<TableInfo>, ToolError> {
         self.shared.swarm.list_tables(include_internal).await.map_err(errors::swarm)
     }
 
-    async fn row_count(&self, table: &str) -> Result<i64, ErrorData> {
+    async fn row_count(&self, table: &str) -> Result<i64, ToolError> {
         self.shared.swarm.row_count(table).await.map_err(errors::swarm)
     }
 
@@ -161,7 +202,7 @@ impl EdgeswarmMcp {
         &self,
         a: &SearchKnowledgeArgs,
         limit: usize,
-    ) -> Result<(Vec<Value>, &'static str, Option<String>, Value), ErrorData> {
+    ) -> Result<(Vec<Value>, &'static str, Option<String>, Value), ToolError> {
         use edgeswarm::{Filters, Mode, SearchRequest};
         let filters = Filters {
             category: a.category.clone(),
@@ -520,20 +561,25 @@ impl ServerHandler for EdgeswarmMcp {
             .with_instructions(INSTRUCTIONS)
     }
 
+    async fn on_custom_request(&self, request: CustomRequest, _context: RequestContext<RoleServer>) -> Result<CustomResult, ErrorData> {
+        Err(malformed_request(&request.method, request.params.as_ref()))
+    }
+
     async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         if !self.tool_router.has_route(&name) {
-            return Err(ErrorData::new(
-                ErrorCode::INVALID_PARAMS,
-                format!("unknown tool `{name}`; this server has: {}", TOOL_NAMES.join(", ")),
-                Some(json!({"kind": "unknown_tool"})),
-            ));
+            return Err(errors::unknown_tool(&name, TOOL_NAMES));
         }
+        let limit = self.shared.request_timeout;
         let tcc = ToolCallContext::new(self, request, context);
-        match self.tool_router.call(tcc).await? {
-            // rmcp reports arguments that do not deserialize as an error result; make it an
-            // invalid-params error like every other bad argument, naming the tool.
-            CallToolResponse::Complete(r) if r.is_error == Some(true) => {
+        let response = match tokio::time::timeout(limit, self.tool_router.call(tcc)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(request_timed_out(&name, limit).into_result().into()),
+        };
+        match response {
+            // rmcp reports arguments that do not deserialize as an error result with text
+            // only; give it the shape of every other failure, naming the tool.
+            CallToolResponse::Complete(r) if r.is_error == Some(true) && r.structured_content.is_none() => {
                 let text = r
                     .content
                     .iter()
@@ -541,14 +587,54 @@ impl ServerHandler for EdgeswarmMcp {
                     .collect::<Vec<_>>()
                     .join("; ");
                 let text = text.strip_prefix("failed to deserialize parameters: ").unwrap_or(&text).to_string();
-                Err(invalid(
+                Ok(invalid(
                     "invalid_argument",
                     format!("{name}: invalid arguments: {text} (tools/list shows this tool's inputSchema)"),
-                ))
+                )
+                .into_result()
+                .into())
             }
             other => Ok(other),
         }
     }
+}
+
+/// The JSON-RPC error for a request rmcp could not read as the method it names (e.g.
+/// `tools/call` without `name`, or with `arguments` that are not an object): rmcp hands
+/// those over as custom requests, and "method not found" would send the client looking in
+/// the wrong place.
+fn malformed_request(method: &str, params: Option<&Value>) -> ErrorData {
+    let why = match method {
+        "tools/call" => serde_json::from_value::<CallToolRequestParams>(params.cloned().unwrap_or(Value::Null))
+            .err()
+            .map(|e| format!("{e}; params must be {{\"name\": <tool>, \"arguments\": {{...}}}}")),
+        _ => None,
+    };
+    match why {
+        Some(why) => ErrorData::new(
+            ErrorCode::INVALID_PARAMS,
+            format!("malformed {method} request: {why}"),
+            Some(json!({"kind": "malformed_request", "retryable": false})),
+        ),
+        None => ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("method `{method}` is not served here, or its params are malformed; this server serves tools (tools/list, tools/call)"),
+            Some(json!({"kind": "malformed_request", "retryable": false})),
+        ),
+    }
+}
+
+/// The failure of a call cut off by the request time limit.
+fn request_timed_out(tool: &str, limit: Duration) -> ToolError {
+    ToolError::new(
+        "request_timeout",
+        format!(
+            "{tool} did not finish within {} ms (--request-timeout-ms) and was abandoned; a write it made may still commit, \
+             so read before repeating one. Narrow the call, or ask the operator to raise the limit",
+            limit.as_millis()
+        ),
+        false,
+    )
 }
 
 #[cfg(test)]
@@ -568,6 +654,23 @@ mod tests {
             assert_eq!(t.input_schema.get("type"), Some(&json!("object")), "{}", t.name);
             assert!(t.description.as_ref().is_some_and(|d| d.len() > 40), "{}", t.name);
         }
+    }
+
+    #[test]
+    fn malformed_requests_are_json_rpc_errors_that_say_why() {
+        let e = malformed_request("tools/call", Some(&json!({"arguments": {}})));
+        assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
+        assert!(e.message.contains("name"), "{}", e.message);
+        let e = malformed_request("tools/call", Some(&json!({"name": "kv_get", "arguments": "x"})));
+        assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
+        assert!(e.message.contains("malformed tools/call"), "{}", e.message);
+        let e = malformed_request("resources/frobnicate", None);
+        assert_eq!(e.code, ErrorCode::METHOD_NOT_FOUND);
+        assert_eq!(e.data.unwrap()["kind"], "malformed_request");
+        let t = request_timed_out("execute_query", Duration::from_millis(700)).into_result();
+        assert_eq!(t.is_error, Some(true));
+        assert_eq!(t.structured_content.as_ref().unwrap()["kind"], "request_timeout");
+        assert!(t.content[0].as_text().unwrap().text.contains("700 ms"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config_cmd;
 pub mod demo;
 pub mod doctor;
+pub mod mcp;
 pub mod regions;
 pub mod sql;
 pub mod status;

@@ -27,17 +27,50 @@ pub struct Access {
     pub bound: SocketAddr,
 }
 
+/// A guarded server as its refusals name it, so each message points at that server's own
+/// flags. The dashboard and the MCP server (edgeswarm-mcp) share the checks below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    /// How messages name the server ("the dashboard").
+    pub name: &'static str,
+    /// What anyone who can reach an open server could do, for the bind refusal.
+    pub exposure: &'static str,
+    /// Where the token is set ("--dashboard-token or EDGESWARM_DASHBOARD_TOKEN").
+    pub token_source: &'static str,
+    /// Where other Origins are allowed ("--dashboard-origin").
+    pub origin_source: &'static str,
+    /// Whether a request from the server's own origin (`http(s)://` + its Host) passes the
+    /// Origin check. The dashboard serves its page from there; a server that serves no
+    /// page (MCP) allows only loopback and configured origins.
+    pub own_origin: bool,
+}
+
+/// The dashboard's names.
+pub const DASHBOARD: Service = Service {
+    name: "the dashboard",
+    exposure: "watch the swarm",
+    token_source: "--dashboard-token or EDGESWARM_DASHBOARD_TOKEN",
+    origin_source: "--dashboard-origin",
+    own_origin: true,
+};
+
 /// Refuses a configuration that would expose the swarm: a non-loopback address without a
 /// token, or a token too short to resist guessing.
 pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
+    check_bind_for(&DASHBOARD, addr, token)
+}
+
+/// [`check_bind`] for any guarded server, naming its flags.
+pub fn check_bind_for(service: &Service, addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
     match token {
         None if !addr.ip().is_loopback() => Err(format!(
-            "refusing to serve the dashboard on {addr} without a token: it is not a loopback address, so anyone who can reach it \
-             could watch the swarm; set a token (--dashboard-token or EDGESWARM_DASHBOARD_TOKEN, e.g. `openssl rand -hex 16`) \
-             or bind 127.0.0.1"
+            "refusing to serve {} on {addr} without a token: it is not a loopback address, so anyone who can reach it \
+             could {}; set a token ({}, e.g. `openssl rand -hex 16`) or bind 127.0.0.1",
+            service.name, service.exposure, service.token_source
         )),
         Some(t) if t.trim().len() < MIN_TOKEN_LEN => Err(format!(
-            "the dashboard token is {} characters; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 16`)",
+            "the token of {} is {} characters; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 16`)",
+            service.name,
             t.trim().len()
         )),
         _ => Ok(()),
@@ -153,38 +186,59 @@ impl IntoResponse for Refusal {
 impl Access {
     /// Origin and Host checks (every route, static assets included).
     pub fn check_origin_host(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        if self.token.is_none() {
-            let name = host_name(host);
-            let configured = self.origins.iter().any(|o| {
-                o.split_once("://")
-                    .map(|(_, hp)| host_name(hp).eq_ignore_ascii_case(name))
-                    .unwrap_or(false)
-            });
-            let bound = name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == self.bound.ip());
-            if !(is_loopback_name(name) || bound || configured) {
-                return Err(Refusal::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "Host `{host}` is not allowed: without a token the dashboard only answers to loopback names \
-                         (localhost, 127.0.0.1, [::1]); this blocks DNS-rebinding pages. Set a token to serve other names"
-                    ),
-                ));
-            }
+        self.check_host(&DASHBOARD, headers)?;
+        self.check_origin(&DASHBOARD, headers)
+    }
+
+    /// Without a token, the `Host` must be a loopback name, the bound IP or the host of a
+    /// configured origin, so a DNS-rebound page cannot reach the server. With a token any
+    /// Host passes: the token is what protects it.
+    pub fn check_host(&self, service: &Service, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.token.is_some() {
+            return Ok(());
         }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let o = normalise_origin(origin.to_str().unwrap_or("null"));
-            let own = !host.is_empty()
-                && (o == format!("http://{}", host.to_ascii_lowercase()) || o == format!("https://{}", host.to_ascii_lowercase()));
-            if !(is_loopback_origin(&o) || own || self.origins.iter().any(|a| a == &o)) {
-                return Err(Refusal::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "Origin `{o}` is not allowed: only loopback origins, the dashboard's own origin and origins given with \
-                         --dashboard-origin may read the swarm"
-                    ),
-                ));
-            }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let name = host_name(host);
+        let configured = self.origins.iter().any(|o| {
+            o.split_once("://")
+                .map(|(_, hp)| host_name(hp).eq_ignore_ascii_case(name))
+                .unwrap_or(false)
+        });
+        let bound = name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == self.bound.ip());
+        if !(is_loopback_name(name) || bound || configured) {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Host `{host}` is not allowed: without a token {} only answers to loopback names \
+                     (localhost, 127.0.0.1, [::1]); this blocks DNS-rebinding pages. Set a token to serve other names",
+                    service.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A request carrying `Origin` (a browser's) must come from a loopback origin, a
+    /// configured one, or (when the service allows it) the server's own. No `Origin`
+    /// (curl, SDK clients) passes.
+    pub fn check_origin(&self, service: &Service, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let o = normalise_origin(origin.to_str().unwrap_or("null"));
+        let own = service.own_origin
+            && !host.is_empty()
+            && (o == format!("http://{}", host.to_ascii_lowercase()) || o == format!("https://{}", host.to_ascii_lowercase()));
+        if !(is_loopback_origin(&o) || own || self.origins.iter().any(|a| a == &o)) {
+            let own_text = if service.own_origin { ", its own origin" } else { "" };
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Origin `{o}` is not allowed: only loopback origins{own_text} and origins given with {} may use {}",
+                    service.origin_source, service.name
+                ),
+            ));
         }
         Ok(())
     }
