@@ -91,16 +91,25 @@ struct Snap {
     broken: Option<String>,
 }
 
+/// The runtime's own objects: `_` names, the runtime tables, the FTS shadow tables
+/// (`knowledge_fts_*`), and the indexes and triggers the migrations create.
 fn is_runtime(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
+    const OWN: &[&str] = &[
+        "knowledge_by_category",
+        "knowledge_by_hash",
+        "conversations_by_session",
+        "kv_by_expiry",
+        "sqlite_autoindex_kv_1",
+        "sqlite_autoindex_knowledge_1",
+        "sqlite_autoindex_conversations_1",
+        "sqlite_autoindex_agent_metrics_1",
+    ];
     n.starts_with('_')
-        || n.starts_with("knowledge")
-        || RUNTIME_TABLES.contains(&n.as_str())
-        || n.starts_with("sqlite_autoindex_kv")
-        || n.starts_with("sqlite_autoindex_knowledge")
-        || n.starts_with("sqlite_autoindex_conversations")
-        || n.starts_with("sqlite_autoindex_agent_metrics")
         || n.starts_with("sqlite_autoindex__")
+        || n.starts_with("knowledge_fts")
+        || RUNTIME_TABLES.contains(&n.as_str())
+        || OWN.contains(&n.as_str())
 }
 
 fn hash_rows(rows: &[Vec<SqlValue>]) -> u64 {
