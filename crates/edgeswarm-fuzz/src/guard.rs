@@ -568,7 +568,14 @@ struct Counts {
 }
 
 /// Runs one step on `swarm` and checks it. `Err` carries (class, detail, terminal).
-async fn step(swarm: &Swarm, conn: &Conn, s: &Step, i: usize, counts: &mut Counts) -> Result<(), (String, String, bool)> {
+async fn step(
+    swarm: &Swarm,
+    conn: &Conn,
+    s: &Step,
+    i: usize,
+    counts: &mut Counts,
+    ignore: &[String],
+) -> Result<(), (String, String, bool)> {
     crate::set_current(&s.line());
     let before = snapshot(swarm, conn).await.map_err(|e| ("store-broken".to_string(), e, false))?;
     let started = Instant::now();
@@ -613,7 +620,10 @@ async fn step(swarm: &Swarm, conn: &Conn, s: &Step, i: usize, counts: &mut Count
         }
     }
     let after = snapshot(swarm, conn).await.map_err(|e| ("store-broken".to_string(), e, false))?;
-    if let Some((c, d)) = check(&before, &after, accepted, s.read).into_iter().next() {
+    let found = check(&before, &after, accepted, s.read)
+        .into_iter()
+        .find(|(c, _)| !ignore.iter().any(|p| c.starts_with(p.as_str())));
+    if let Some((c, d)) = found {
         let outcome = match &res {
             Ok(q) => format!("accepted (rows_affected {})", q.rows_affected),
             Err(e) => format!("{:?}: {e}", e.kind()),
@@ -673,7 +683,7 @@ fn gen_step(g: &mut Gen, dir: &str) -> Step {
 }
 
 /// Replays `steps` on a fresh copy of the template; the class of the first failure.
-async fn replay(template: &Path, dir: &Path, n: usize, steps: &[Step]) -> Option<(String, String, bool)> {
+async fn replay(template: &Path, dir: &Path, n: usize, steps: &[Step], ignore: &[String]) -> Option<(String, String, bool)> {
     let path = dir.join(format!("replay-{n}")).join("home.db");
     copy_template(template, &path).ok()?;
     let swarm = open(&path).await.ok()?;
@@ -682,7 +692,7 @@ async fn replay(template: &Path, dir: &Path, n: usize, steps: &[Step]) -> Option
     let mut counts = Counts::default();
     let mut found = None;
     for (i, s) in steps.iter().enumerate() {
-        if let Err(f) = step(&swarm, &conn, s, i, &mut counts).await {
+        if let Err(f) = step(&swarm, &conn, s, i, &mut counts, ignore).await {
             found = Some(f);
             break;
         }
@@ -695,7 +705,7 @@ async fn replay(template: &Path, dir: &Path, n: usize, steps: &[Step]) -> Option
 }
 
 /// Drops statements that are not needed to show `class` (chunks, then one at a time).
-async fn minimise(template: &Path, dir: &Path, steps: Vec<Step>, class: &str, budget: Duration) -> Vec<Step> {
+async fn minimise(template: &Path, dir: &Path, steps: Vec<Step>, class: &str, budget: Duration, ignore: &[String]) -> Vec<Step> {
     let deadline = Instant::now() + budget;
     let mut cur = steps;
     let mut n = 0;
@@ -703,7 +713,7 @@ async fn minimise(template: &Path, dir: &Path, steps: Vec<Step>, class: &str, bu
     if cur.len() > 1 {
         let last = vec![cur[cur.len() - 1].clone()];
         n += 1;
-        if replay(template, dir, n, &last).await.is_some_and(|f| f.0 == class) {
+        if replay(template, dir, n, &last, ignore).await.is_some_and(|f| f.0 == class) {
             return last;
         }
     }
@@ -715,7 +725,7 @@ async fn minimise(template: &Path, dir: &Path, steps: Vec<Step>, class: &str, bu
             let end = (i + chunk).min(trial.len());
             trial.drain(i..end);
             n += 1;
-            if !trial.is_empty() && replay(template, dir, n, &trial).await.is_some_and(|f| f.0 == class && !f.2) {
+            if !trial.is_empty() && replay(template, dir, n, &trial, ignore).await.is_some_and(|f| f.0 == class && !f.2) {
                 cur = trial;
             } else {
                 i += chunk;
@@ -754,7 +764,7 @@ pub async fn run(opts: Opts) -> Report {
         };
         report.iterations = steps.len() as u64;
         let input = steps.iter().map(Step::line).collect::<Vec<_>>().join("\n");
-        match replay(&template, &opts.dir, 0, &steps).await {
+        match replay(&template, &opts.dir, 0, &steps, &opts.ignore).await {
             Some((class, detail, _)) => report.findings.push(Finding { class, detail, input }),
             None => report.stats = "replayed: no invariant broken".into(),
         }
@@ -809,7 +819,7 @@ pub async fn run(opts: Opts) -> Report {
             steps.push(s.clone());
             i += 1;
             report.iterations += 1;
-            if let Err((class, detail, terminal)) = step(&swarm, &conn, &s, i, &mut counts).await {
+            if let Err((class, detail, terminal)) = step(&swarm, &conn, &s, i, &mut counts, &opts.ignore).await {
                 if !terminal {
                     // Stop this swarm before replaying, so nothing of it (a late panic
                     // in a background task) is taken for the replay's.
@@ -821,7 +831,7 @@ pub async fn run(opts: Opts) -> Report {
                     let kept = if terminal {
                         steps.clone()
                     } else {
-                        minimise(&template, &opts.dir, steps.clone(), &class, opts.minimize).await
+                        minimise(&template, &opts.dir, steps.clone(), &class, opts.minimize, &opts.ignore).await
                     };
                     let input = kept.iter().map(Step::line).collect::<Vec<_>>().join("\n");
                     eprintln!("edgeswarm-fuzz guard: [{class}] {detail}\n  {}", input.replace('\n', "\n  "));

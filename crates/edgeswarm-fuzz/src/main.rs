@@ -52,6 +52,10 @@ struct Cli {
     /// Hangs are not minimised (each replay would leave a stuck writer thread).
     #[arg(long, default_value_t = 30)]
     minimize_seconds: u64,
+    /// Guard only: finding classes to ignore (prefix match, repeatable), to fuzz past a
+    /// known finding, e.g. `--ignore temp-object`.
+    #[arg(long, value_name = "CLASS")]
+    ignore: Vec<String>,
     /// Resident memory past which the run fails at once (MiB).
     #[arg(long, default_value_t = 2048)]
     max_rss_mib: u64,
@@ -97,6 +101,8 @@ pub struct Opts {
     pub minimize: Duration,
     /// A failure file to replay instead of generating (guard).
     pub replay: Option<PathBuf>,
+    /// Finding classes (prefixes) the guard target does not report.
+    pub ignore: Vec<String>,
     /// Scratch directory (removed at exit).
     pub dir: PathBuf,
 }
@@ -173,6 +179,7 @@ fn main() {
         keep_going: cli.keep_going,
         minimize: Duration::from_secs(cli.minimize_seconds),
         replay: cli.replay.clone(),
+        ignore: cli.ignore.clone(),
         dir: scratch.path().to_path_buf(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
