@@ -180,7 +180,7 @@ pub fn expr(g: &mut Gen, t: &str, depth: u32) -> String {
             0 | 1 => g.int_lit(),
             2 => string_lit(g),
             3 => "NULL".into(),
-            4 => "X'00ff'".into(),
+            4 => g.pick(&["X'00ff'", "CAST(X'c328' AS TEXT)", "CAST(X'ff' AS TEXT)"]).into(),
             5 => "?".into(),
             _ => col(g, t).to_string(),
         };
