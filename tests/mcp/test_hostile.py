@@ -226,6 +226,11 @@ class Hostile:
             "SAVEPOINT s",
             "SELECT 1; DELETE FROM _changes",
             "CREATE TABLE u_fk (ns TEXT, k TEXT, FOREIGN KEY (ns, k) REFERENCES kv (namespace, key))",
+            "ALTER TABLE u_items ADD COLUMN k TEXT REFERENCES kv (key)",
+            "ALTER TABLE u_items RENAME TO search_vec_1",
+            "SELECT * FROM pragma_journal_mode('OFF')",
+            "SELECT * FROM pragma_writable_schema(1)",
+            "INSERT INTO sqlite_stat1 VALUES ('kv', 'kv_by_expiry', '1 1')",
         ]:
             await self.refuse(sql)
         check("VACUUM INTO wrote no copy of the memory", not os.path.exists(copy))

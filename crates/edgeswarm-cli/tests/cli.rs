@@ -91,7 +91,15 @@ fn seeded(dir: &Path) -> String {
             "INSERT INTO agent_metrics (agent_id, task_type, duration_ms, tokens_used) VALUES ('agent-1', 'code-analysis', 12.5, 100)",
         ],
     ));
-    ok(&run(dir, &["sql", "--db", &d, "INSERT INTO knowledge (id, category, topic, content, tags) VALUES ('k1', 'code', 'lifetimes', 'borrow checker notes', '[\"rust\"]')"]));
+    // Knowledge goes in through its typed path (raw SQL may not write `knowledge`).
+    let k = dir.join("seed-knowledge.jsonl");
+    std::fs::write(
+        &k,
+        r#"{"type":"knowledge","id":"k1","category":"code","topic":"lifetimes","content":"borrow checker notes","tags":["rust"],"metadata":null,"region":null,"created_at":1700000000000}"#,
+    )
+    .expect("seed file");
+    ok(&run(dir, &["import", "--db", &d, &k.display().to_string()]));
+    std::fs::remove_file(&k).expect("seed file removed");
     ok(&run(dir, &["sql", "--db", &d, "INSERT INTO conversations (id, session_id, role, content, metadata) VALUES ('m1', 's1', 'user', 'hello', '{\"region\":\"us-west-2\"}')"]));
     d
 }
