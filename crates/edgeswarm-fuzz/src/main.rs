@@ -7,6 +7,9 @@
 //! Targets: `guard` (raw SQL through a real store), `search` (query texts, fast ranker
 //! against FTS5), `mcp` (tool arguments through the MCP server's dispatch), `hrana`
 //! (replies served to the Hrana link from a loopback HTTP server).
+//!
+//! `corpus/guard/` holds the guard findings as replayable files (first line: their status
+//! when they were found); `edgeswarm-fuzz guard --replay FILE` runs one on a fresh store.
 
 mod gen;
 mod guard;
