@@ -62,6 +62,7 @@ fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked 2>&1
+echo "== bench soak --minutes 1 (debug binary: RSS, file and internal-table sizes; fails if RSS passes its cap)" && cargo run --locked -q -p edgeswarm-cli -- bench soak --minutes 1 2>&1
 
 scripts/fuzz.sh --seconds 15  # fuzz smoke: each target of crates/edgeswarm-fuzz for 15 s
 
@@ -69,9 +70,23 @@ if [ -f tests/mcp/test_mcp.py ]; then
   echo "== MCP client tests (Python SDK, real server binary)"
   cargo build --locked -p edgeswarm-cli 2>&1
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_mcp.py
-  EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_hostile.py
   EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_http_security.py
+  EDGESWARM_BIN="$ROOT/target/debug/edgeswarm" "$TOOLS/venv/bin/python" tests/mcp/test_hostile.py
 fi
+
+# The peer side by side (`bench mcp --peer`), a smoke at small sizes: both servers must
+# answer every call and find hits. The speed comparison itself is `bench mcp --peer` on a
+# quiet machine (docs/benchmarks.md), never a test.
+PEER_VERSION="$(cat .ci/peer-version)"
+PEER_JS="$TOOLS/peer/node_modules/mcp-memory-libsql/dist/index.js"
+if [ ! -f "$PEER_JS" ]; then
+  echo "== installing mcp-memory-libsql@$PEER_VERSION (npm) into $TOOLS/peer"
+  npm install --prefix "$TOOLS/peer" --no-audit --no-fund --silent "mcp-memory-libsql@$PEER_VERSION"
+fi
+echo "== bench mcp --peer smoke (100 and 300 documents)"
+cargo build --locked -p edgeswarm-cli 2>&1
+EDGESWARM_PEER_JS="$PEER_JS" "$ROOT/target/debug/edgeswarm" bench mcp --peer --peer-docs 100,300 --peer-queries 50 --json \
+  | python3 tests/peer_smoke.py
 
 # The dashboard in a real headless browser: Debian's `chromium` and npm `playwright-core`
 # (which downloads no browser), against a real `edgeswarm demo --dashboard` process.

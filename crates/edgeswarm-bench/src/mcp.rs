@@ -36,13 +36,45 @@ impl Default for BenchOpts {
     }
 }
 
-struct Rpc {
+/// One MCP client over a child's stdio: newline-delimited JSON-RPC, one request at a
+/// time. The same client drives edgeswarm and the peer in `bench mcp --peer`.
+pub(crate) struct Rpc {
+    /// The server process; killed when the client is dropped.
+    child: tokio::process::Child,
+    /// Requests go here.
     stdin: ChildStdin,
+    /// Replies and notifications come from here, a line each.
     lines: Lines<BufReader<ChildStdout>>,
+    /// The next request id.
     next_id: u64,
 }
 
 impl Rpc {
+    /// Starts `cmd` with piped stdio (stderr inherited), sends `initialize` and
+    /// `notifications/initialized`; returns the client and the server's `initialize` result.
+    pub(crate) async fn start(mut cmd: tokio::process::Command, what: &str) -> Result<(Rpc, Value), BoxError> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the server {what}: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut rpc = Rpc {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            next_id: 1,
+        };
+        let init = rpc
+            .call("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "edgeswarm-bench", "version": env!("CARGO_PKG_VERSION")}}))
+            .await?;
+        rpc.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+        Ok((rpc, init))
+    }
+
     async fn send(&mut self, msg: &Value) -> Result<(), BoxError> {
         let mut line = msg.to_string();
         line.push('\n');
@@ -57,9 +89,9 @@ impl Rpc {
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
             .await?;
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+            let line = tokio::time::timeout(Duration::from_secs(120), self.lines.next_line())
                 .await
-                .map_err(|_| format!("no reply to {method} within 30 s"))??
+                .map_err(|_| format!("no reply to {method} within 120 s"))??
                 .ok_or("the server closed its stdout")?;
             let v: Value = serde_json::from_str(&line).map_err(|e| format!("server sent a line that is not JSON ({e}): {line}"))?;
             if v.get("id") != Some(&json!(id)) {
@@ -72,16 +104,32 @@ impl Rpc {
         }
     }
 
-    async fn tool(&mut self, name: &str, args: Value) -> Result<Value, BoxError> {
+    /// Calls a tool; an `isError` result is an error here (a bench must not time failures).
+    pub(crate) async fn tool(&mut self, name: &str, args: Value) -> Result<Value, BoxError> {
         let r = self.call("tools/call", json!({"name": name, "arguments": args})).await?;
         if r.get("isError") == Some(&json!(true)) {
             return Err(format!("{name} returned an error: {r}").into());
         }
         Ok(r)
     }
+
+    /// Closes stdin and waits (up to 15 s) for the server to exit.
+    pub(crate) async fn close(self) {
+        let Rpc { mut child, stdin, .. } = self;
+        drop(stdin);
+        let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    }
 }
 
-fn summary(lat: &LatencyHistogram, wall: Duration) -> Value {
+/// The `edgeswarm` binary the benches spawn: `$EDGESWARM_BIN`, else this executable.
+pub(crate) fn edgeswarm_exe(exe: Option<PathBuf>) -> crate::Result<PathBuf> {
+    match exe.or_else(|| std::env::var_os("EDGESWARM_BIN").map(PathBuf::from)) {
+        Some(p) => Ok(p),
+        None => std::env::current_exe().map_err(|e| BenchError::io("cannot find this executable", e)),
+    }
+}
+
+pub(crate) fn summary(lat: &LatencyHistogram, wall: Duration) -> Value {
     let n = lat.count();
     json!({
         "calls": n,
@@ -110,10 +158,7 @@ fn knowledge_args(i: usize) -> Value {
 
 /// Runs the bench and returns one JSON object (what `edgeswarm bench mcp --json` prints).
 pub async fn bench(opts: BenchOpts) -> crate::Result<Value> {
-    let exe = match opts.exe.clone().or_else(|| std::env::var_os("EDGESWARM_BIN").map(PathBuf::from)) {
-        Some(p) => p,
-        None => std::env::current_exe().map_err(|e| BenchError::io("cannot find this executable", e))?,
-    };
+    let exe = edgeswarm_exe(opts.exe.clone())?;
     let dir = scratch_dir(None, "mcp-bench")?;
     let db = dir.join("bench.db");
     let result = run(&exe, &db, &opts).await;
@@ -122,29 +167,10 @@ pub async fn bench(opts: BenchOpts) -> crate::Result<Value> {
 }
 
 async fn run(exe: &std::path::Path, db: &std::path::Path, opts: &BenchOpts) -> Result<Value, BoxError> {
-    let mut child = tokio::process::Command::new(exe)
-        .arg("mcp")
-        .arg("--db")
-        .arg(db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start the server `{} mcp`: {e}", exe.display()))?;
-    let stdin = child.stdin.take().ok_or("no stdin")?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut rpc = Rpc {
-        stdin,
-        lines: BufReader::new(stdout).lines(),
-        next_id: 1,
-    };
-
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("mcp").arg("--db").arg(db);
     let t = Instant::now();
-    let init = rpc
-        .call("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "edgeswarm-bench", "version": env!("CARGO_PKG_VERSION")}}))
-        .await?;
-    rpc.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+    let (mut rpc, init) = Rpc::start(cmd, &format!("`{} mcp`", exe.display())).await?;
     let init_ms = t.elapsed().as_secs_f64() * 1000.0;
 
     let calls = opts.calls.max(1);
@@ -176,8 +202,7 @@ async fn run(exe: &std::path::Path, db: &std::path::Path, opts: &BenchOpts) -> R
     let mut search = summary(&lat, t0.elapsed());
     search["mean_hits"] = json!((hits as f64 / calls as f64 * 100.0).round() / 100.0);
 
-    drop(rpc);
-    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    rpc.close().await;
     Ok(json!({
         "bench": "mcp",
         "transport": "stdio",

@@ -59,17 +59,17 @@ impl Default for BenchOpts {
 }
 
 /// splitmix64: small, fast, deterministic.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
     fn unit(&mut self) -> f64 {
@@ -81,13 +81,13 @@ const VOCAB: usize = 5_000;
 /// Query words are drawn from ranks >= this (the most frequent words act as stop words).
 const QUERY_MIN_RANK: usize = 100;
 
-struct Corpus {
+pub(crate) struct Corpus {
     words: Vec<String>,
     cdf: Vec<f64>,
 }
 
 impl Corpus {
-    fn new(seed: u64) -> Corpus {
+    pub(crate) fn new(seed: u64) -> Corpus {
         let syll = [
             "ka", "lo", "mi", "ne", "ru", "ta", "shi", "vo", "pe", "da", "zu", "qui", "ber", "lan", "tor", "mex", "sa", "fi", "gon", "dre",
             "ul", "ax", "em", "io",
@@ -129,7 +129,7 @@ impl Corpus {
         }
         s
     }
-    fn entry(&self, rng: &mut Rng, i: usize) -> Knowledge {
+    pub(crate) fn entry(&self, rng: &mut Rng, i: usize) -> Knowledge {
         const CATS: [&str; 8] = ["architecture", "ops", "research", "bugs", "howto", "design", "data", "security"];
         const REGIONS: [&str; 4] = ["eu", "us", "ap", "sa"];
         let topic_len = 3 + rng.below(4);
@@ -146,7 +146,7 @@ impl Corpus {
     }
     /// A query: one word (70%) or two (30%), drawn uniformly from vocabulary ranks
     /// 100..5000.
-    fn query(&self, rng: &mut Rng) -> String {
+    pub(crate) fn query(&self, rng: &mut Rng) -> String {
         let two = rng.below(10) >= 7;
         let mut pick = || self.words[QUERY_MIN_RANK + rng.below(VOCAB - QUERY_MIN_RANK)].clone();
         if two {

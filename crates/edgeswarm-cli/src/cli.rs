@@ -173,6 +173,10 @@ pub enum BenchKind {
     /// Retrieval quality on a LoCoMo-format file (`--data PATH`): recall@10, hit@10, MRR
     /// per search mode. Not part of `all` (the data is not in the repository).
     Quality,
+    /// Mixed load with region partitions for `--minutes`; one JSON line per minute (RSS,
+    /// file sizes, internal tables) and a verdict; exits 1 if RSS keeps growing. Not
+    /// part of `all`.
+    Soak,
     /// Every benchmark; writes docs/benchmarks.md.
     All,
 }
@@ -198,6 +202,22 @@ pub struct BenchArgs {
     /// `quality`: use only the first N conversations (quick runs).
     #[arg(long, value_name = "N")]
     pub limit_conversations: Option<usize>,
+    /// `mcp`: run edgeswarm beside the peer mcp-memory-libsql 0.0.17 (installed with npm
+    /// on first use, or `EDGESWARM_PEER_JS`), same client, same corpora and queries.
+    #[arg(long)]
+    pub peer: bool,
+    /// `mcp --peer`: corpus sizes; adds are timed up to the first.
+    #[arg(long, value_delimiter = ',', default_value = "5000,50000", value_name = "N,N")]
+    pub peer_docs: Vec<usize>,
+    /// `mcp --peer`: timed searches per corpus size.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub peer_queries: usize,
+    /// `soak`: how long the load runs, in minutes.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub minutes: u64,
+    /// `soak`: seconds between two sample lines.
+    #[arg(long, default_value_t = 60, value_name = "S", hide = true)]
+    pub sample_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -296,7 +316,7 @@ pub struct ExportArgs {
     /// What to export.
     #[arg(long, value_enum, default_value = "all")]
     pub what: ExportWhat,
-    /// Output file [default: stdout].
+    /// Output file [default: stdout]; replaced only once the export is complete.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
     #[command(flatten)]
@@ -305,11 +325,15 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// JSON Lines file written by `edgeswarm export` (`-` for stdin).
+    /// JSON Lines file written by `edgeswarm export` (`-` for stdin). An interrupted
+    /// import of the same file continues where it stopped.
     pub input: PathBuf,
     /// Print the summary as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Read the file from its first line even if an earlier import of it was interrupted.
+    #[arg(long)]
+    pub restart: bool,
     #[command(flatten)]
     pub db: DbOpts,
 }

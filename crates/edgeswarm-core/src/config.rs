@@ -200,6 +200,13 @@ pub struct StoreConfig {
     /// mailbox, swarm events, kv watchers, region links). They live here because every
     /// layer is handed the `Store` and reads them from `Store::config()`.
     pub channels: ChannelConfig,
+    /// Name of a registered SQLite VFS the writer and the checkpointer open the home
+    /// file through; `None` (default): SQLite's default VFS. For tests: the fault
+    /// sweeps open the store through edgeswarm-testkit's fault-injecting VFS. Readers
+    /// always use the default VFS (the same locks: the wrapper passes them through). Not
+    /// read from edgeswarm.toml.
+    #[serde(skip)]
+    pub vfs: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -212,6 +219,7 @@ impl Default for StoreConfig {
             read_pool_size: 4,
             limits: Limits::default(),
             channels: ChannelConfig::default(),
+            vfs: None,
         }
     }
 }

@@ -91,9 +91,16 @@ impl HybridClock {
     }
 
     /// A clock with an explicit wall clock and drift bound (tests).
+    ///
+    /// A high-water mark more than `max_drift_ms` ahead of the wall clock is lowered to
+    /// that bound: the clock never runs further ahead of the wall clock than it lets a
+    /// remote stamp be (a persisted mark that far ahead was tampered with, or the wall
+    /// clock was set back by more than the drift; stamps it issued meanwhile may then
+    /// repeat, and equal stamps are ordered by content, so replicas still agree).
     pub fn with_wall_clock(high_water: Hlc, max_drift_ms: u64, wall: WallClock) -> Self {
+        let ceiling = Hlc::new(wall().saturating_add(max_drift_ms), 0);
         HybridClock {
-            last: Mutex::new(high_water),
+            last: Mutex::new(high_water.min(ceiling)),
             max_drift_ms,
             wall,
         }
@@ -174,6 +181,23 @@ mod tests {
         let near = Hlc::new(system_millis() + 1_000, 3);
         c.observe(near).unwrap();
         assert!(c.now() > near);
+    }
+
+    #[test]
+    fn a_far_future_high_water_mark_is_clamped_to_the_drift() {
+        let hw = Hlc::new(system_millis() + 3_600_000, 0);
+        let c = HybridClock::new(hw);
+        let s = c.now();
+        assert!(s.millis() <= system_millis() + HybridClock::DEFAULT_MAX_DRIFT_MS + 1, "{s:?}");
+    }
+
+    #[test]
+    fn observe_never_moves_the_clock_past_the_drift() {
+        let c = HybridClock::new(Hlc(0));
+        let _ = c.observe(Hlc::new(system_millis() + 3_600_000, 0));
+        let at_limit = Hlc::new(system_millis() + HybridClock::DEFAULT_MAX_DRIFT_MS - 1_000, 0);
+        c.observe(at_limit).unwrap();
+        assert!(c.now().millis() <= system_millis() + HybridClock::DEFAULT_MAX_DRIFT_MS);
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Actor for StorageActor {
         let thread = std::thread::Builder::new()
             .name(format!("edgeswarm-writer-{generation}"))
             .spawn(move || {
-                let opened = conn::open_writer(&s.cfg.path, s.cfg.durability);
+                let opened = conn::open_writer_vfs(&s.cfg.path, s.cfg.durability, s.cfg.vfs.as_deref());
                 let (db, c) = match opened {
                     Ok(x) => x,
                     Err(e) => {

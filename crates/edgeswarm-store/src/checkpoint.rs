@@ -28,11 +28,17 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Starts the thread for `path`; `label` names the thread and its log lines.
     pub fn spawn(label: &str, path: PathBuf, durability: Durability) -> std::io::Result<Checkpointer> {
+        Self::spawn_vfs(label, path, durability, None)
+    }
+
+    /// `spawn`, opening the file through the registered SQLite VFS `vfs` (`None`: the
+    /// default), as the home writer does when `StoreConfig::vfs` is set.
+    pub fn spawn_vfs(label: &str, path: PathBuf, durability: Durability, vfs: Option<String>) -> std::io::Result<Checkpointer> {
         let (kick, kicks) = sync_channel(1);
         let l = label.to_string();
         std::thread::Builder::new()
             .name(format!("edgeswarm-ckpt-{label}"))
-            .spawn(move || run(&l, path, durability, kicks))?;
+            .spawn(move || run(&l, path, durability, vfs, kicks))?;
         Ok(Checkpointer { kick })
     }
 
@@ -42,11 +48,11 @@ impl Checkpointer {
     }
 }
 
-fn run(label: &str, path: PathBuf, durability: Durability, kicks: Receiver<()>) {
+fn run(label: &str, path: PathBuf, durability: Durability, vfs: Option<String>, kicks: Receiver<()>) {
     let mut conn: Option<CachedConn> = None;
     while kicks.recv().is_ok() {
         if conn.is_none() {
-            match conn::open_writer(&path, durability) {
+            match conn::open_writer_vfs(&path, durability, vfs.as_deref()) {
                 Ok((db, c)) => conn = Some(CachedConn::new(db, c)),
                 Err(e) => {
                     tracing::debug!(file = label, error = %e, "checkpointer cannot open the file; retried on the next kick");

@@ -19,6 +19,13 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
 
 /// Opens the read-write connection the writer owns, with the durability pragmas.
 pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Database, libsql::Connection)> {
+    open_writer_vfs(path, durability, None)
+}
+
+/// `open_writer` through the registered SQLite VFS named `vfs` (`None`: the default
+/// VFS). libSQL's bundled SQLite is built with `SQLITE_USE_URI`, so the VFS is chosen by
+/// opening `file:<path>?vfs=<name>`; the path itself is unchanged.
+pub fn open_writer_vfs(path: &Path, durability: Durability, vfs: Option<&str>) -> Result<(libsql::Database, libsql::Connection)> {
     let p = path.display().to_string();
     let err = |e: libsql::Error| StoreError::Open {
         path: p.clone(),
@@ -32,7 +39,11 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Datab
             });
         }
     }
-    let db = run(libsql::Builder::new_local(path).build()).map_err(err)?;
+    let db = match vfs {
+        None => run(libsql::Builder::new_local(path).build()),
+        Some(name) => run(libsql::Builder::new_local(vfs_uri(path, name)).build()),
+    }
+    .map_err(err)?;
     // Defensive mode: this connection runs user SQL (raw writes).
     let conn = defensive(|| db.connect(), &p)?.map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
@@ -58,6 +69,26 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Datab
     )))
     .map_err(err)?;
     Ok((db, conn))
+}
+
+/// The URI SQLite opens `path` through the VFS `name` with: `%`, `?`, `#` and `&` (which
+/// would end or escape the path part) are percent-encoded, as is the name.
+fn vfs_uri(path: &Path, name: &str) -> String {
+    fn esc(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                '%' => "%25".to_string(),
+                '?' => "%3f".to_string(),
+                '#' => "%23".to_string(),
+                '&' => "%26".to_string(),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+    let p = path.display().to_string();
+    // An absolute path needs the empty authority (`file:///abs`); `file:rel` is relative.
+    let prefix = if p.starts_with('/') { "file://" } else { "file:" };
+    format!("{prefix}{}?vfs={}", esc(&p), esc(name))
 }
 
 /// Runs `open` with SQLite's defensive mode turned on for the connections it opens

@@ -15,9 +15,69 @@ use std::time::Duration;
 /// Longest TTL accepted: 10 years. Longer is almost certainly a unit mistake.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// The `_changes.row_id` of a kv entry.
+/// The `_changes.row_id` of a kv entry (see [`encode_key`]).
 pub fn row_id(namespace: &str, key: &str) -> String {
-    format!("{namespace}\u{1f}{key}")
+    encode_key(&[namespace, key])
+}
+
+/// Splits a kv `_changes.row_id` into namespace and key (see [`decode_key`]).
+pub fn split_row_id(row_id: &str) -> Option<(String, String)> {
+    let mut p = decode_key(row_id, 2)?;
+    let key = p.pop()?;
+    Some((p.pop()?, key))
+}
+
+/// Separator between the parts of a composite key in `_changes.row_id` (U+001F).
+pub const KEY_SEP: char = '\u{1f}';
+/// Escape in a composite key part (U+001E): the next character is literal.
+pub const KEY_ESC: char = '\u{1e}';
+
+/// The `_changes.row_id` of a composite primary key: the parts joined with [`KEY_SEP`],
+/// each part with [`KEY_ESC`] and [`KEY_SEP`] preceded by [`KEY_ESC`]. Unambiguous for
+/// any text, and the same string as the old plain join for every part without U+001E
+/// or U+001F, so logs written before read the same (see [`decode_key`]).
+pub fn encode_key(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(KEY_SEP);
+        }
+        for c in p.chars() {
+            if c == KEY_SEP || c == KEY_ESC {
+                out.push(KEY_ESC);
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `n` parts of a composite key made by [`encode_key`]. A row id without any
+/// [`KEY_ESC`] that splits into more than `n` parts was written by the old plain join
+/// (a U+001F inside the last part): its extra parts are joined back into the last one,
+/// as the old home-side SQL split it (at the first separator). `None` when the parts
+/// do not add up to `n`.
+pub fn decode_key(row_id: &str, n: usize) -> Option<Vec<String>> {
+    let mut parts = vec![String::new()];
+    let mut escaped = false;
+    let mut chars = row_id.chars();
+    while let Some(c) = chars.next() {
+        if c == KEY_ESC {
+            escaped = true;
+            parts.last_mut()?.push(chars.next()?);
+        } else if c == KEY_SEP {
+            parts.push(String::new());
+        } else {
+            parts.last_mut()?.push(c);
+        }
+    }
+    if parts.len() > n && !escaped && n > 0 {
+        let tail = parts.split_off(n).join(&KEY_SEP.to_string());
+        let last = parts.last_mut()?;
+        last.push(KEY_SEP);
+        last.push_str(&tail);
+    }
+    (parts.len() == n).then_some(parts)
 }
 
 /// Result of a compare-and-swap.

@@ -39,7 +39,7 @@ pub struct Bootstrap {
 /// Opens the file, applies pending migrations, and reads (or creates) the node id and
 /// the clock's persisted high-water mark.
 pub fn bootstrap(cfg: &StoreConfig) -> Result<Bootstrap> {
-    let (db, c) = conn::open_writer(&cfg.path, cfg.durability)?;
+    let (db, c) = conn::open_writer_vfs(&cfg.path, cfg.durability, cfg.vfs.as_deref())?;
     let cc = CachedConn::new(db, c);
     migrate(&cc, &cfg.path.display().to_string())?;
     let meta = |k: &str| -> Result<Option<String>> {

@@ -26,6 +26,7 @@ use crate::config::SyncConfig;
 use crate::error::SyncError;
 use crate::home::{self, ApplyStats};
 use crate::link::{PushBatch, RegionLink};
+use crate::park::{self, Direction, Parked, Reason};
 use crate::router::{performance_tier, Health, HealthTracker, RouteInfo, Router};
 use crate::row::{Registry, RowVersion};
 use edgeswarm_core::record::now_millis;
@@ -97,6 +98,17 @@ pub struct RegionStatus {
     /// [`LINK_SAMPLES`] requests of any kind (as TCP estimates a path's RTT: the minimum
     /// filters out queueing and work at either end).
     pub link_ms: Option<f64>,
+    /// Versions parked for this region (`_sync_parked`): rows one side refused, and
+    /// far-future versions waiting for the wall clock. Retried on later pulls; see
+    /// [`crate::park`].
+    pub parked: i64,
+    /// The most recently tried parked version, with its error.
+    pub parked_latest: Option<crate::park::ParkedInfo>,
+    /// Times this node found the region wiped or restored (its identity changed, or its
+    /// log restarted below this node's pull cursor) and re-seeded it from home.
+    pub reseeds: u64,
+    /// The region's identity (`_region_meta.epoch`) as this node last saw it.
+    pub epoch: Option<String>,
     /// The simulated link's partition switch (`None` for HTTP regions, which have none).
     /// Filled in by `sync_status`.
     pub partitioned: Option<bool>,
@@ -121,7 +133,24 @@ pub struct RegionShared {
     /// ([`crate::SyncHandle::remove_region`]): the actor may still drain pushes, but
     /// it no longer offers itself to the router or writes `edge_replicas`.
     pub retired: AtomicBool,
+    /// The region's identity as home last recorded it (`_sync_regions`) and the
+    /// highest region log position seen: `None` until loaded, then the epoch (`None`
+    /// if home never saw one) and the position. Async lock: the pull task holds it
+    /// across the home read.
+    pub epoch: tokio::sync::Mutex<Option<(Option<String>, i64)>>,
+    /// The highest region log position seen (copy of the one under `epoch`, for the
+    /// status write to persist without taking the async lock).
+    pub seen_end: AtomicI64,
+    /// Re-seeds so far: a cursor write captured before a re-seed carries an older
+    /// value and is skipped (checked on the writer, which orders it with the re-seed's
+    /// cursor reset), so a stale cursor cannot be written back over the reset.
+    pub reseed_gen: std::sync::atomic::AtomicU64,
 }
+
+/// Home's record of each region's identity and of the highest position of its log
+/// seen (sync-owned): a log that ends below it was restored from an older copy.
+pub const REGIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS _sync_regions (region TEXT PRIMARY KEY, epoch TEXT, \
+    seen_end INTEGER NOT NULL DEFAULT 0, seen_at INTEGER NOT NULL)";
 
 /// A fixed ring of recent lag samples.
 #[derive(Debug, Default)]
@@ -222,6 +251,8 @@ pub enum SyncMsg {
     ProbeDone { result: Result<Duration, SyncError> },
     /// A status/cursor write finished.
     Persisted,
+    /// A pull found the region wiped or restored: push and pull start over from 0.
+    Reseed { reason: String },
 }
 
 /// Mutable state of a SyncActor: the push window, the pull cursor, the counters behind
@@ -540,7 +571,14 @@ impl SyncActor {
                     Ok((to, Some(batch), millis)) => {
                         let n = batch.rows.len();
                         let t0 = Instant::now();
-                        let r = c.link.push(&batch).await.map(|_| t0.elapsed());
+                        let r = match c.link.push(&batch).await {
+                            Ok(_) => Ok(t0.elapsed()),
+                            // The region refused a statement of the batch: push the rows
+                            // one by one and park the ones it refuses, so one bad row
+                            // does not hold back the log for good.
+                            Err(SyncError::RegionSql { .. }) => push_rows_one_by_one(&c, &batch).await.map(|_| t0.elapsed()),
+                            Err(e) => Err(e),
+                        };
                         // Free the batch here, not on the actor.
                         drop(batch);
                         (to, n, millis, r)
@@ -566,9 +604,14 @@ impl SyncActor {
         tokio::spawn(
             async move {
                 let t0 = Instant::now();
+                let gen = c.shared.reseed_gen.load(Ordering::SeqCst);
                 let res = async {
                     let page = c.link.pull(after, &c.origin, c.cfg.pull_rows.max(1), &c.registry).await?;
                     let rtt = t0.elapsed();
+                    if let Some(reason) = check_identity(&c, after, &page).await? {
+                        let _ = me.cast(SyncMsg::Reseed { reason });
+                        return Ok((0, false, ApplyStats::default(), rtt));
+                    }
                     let (full, last, entries) = (page.full, page.last, page.entries);
                     // Each wanted entry comes with the version it names (or, from a
                     // region written before superseded versions were kept, possibly a
@@ -588,38 +631,15 @@ impl SyncActor {
                     }
                     let mut stats = ApplyStats::default();
                     if !versions.is_empty() {
-                        let reg = c.registry.clone();
-                        let shared = c.shared.clone();
-                        let (region, home_region) = (c.name.clone(), c.home_region.clone());
                         let latency = rtt.as_secs_f64() * 1000.0;
-                        let n = versions.len();
-                        let out = c
-                            .store
-                            .transact(move |ctx| {
-                                let st = home::apply_remote(ctx, &reg, &versions)?;
-                                let now = now_millis();
-                                record_cursor(ctx, &shared, &region, 0, last, now)?;
-                                ctx.execute(
-                                    DT_INSERT,
-                                    vec![
-                                        edgeswarm_core::new_id().into(),
-                                        region.into(),
-                                        home_region.into(),
-                                        "eventual".into(),
-                                        (n as i64).into(),
-                                        (st.conflicts as i64).into(),
-                                        latency.into(),
-                                        "applied".into(),
-                                        now.into(),
-                                    ],
-                                )?;
-                                Ok(st)
-                            })
-                            .await
-                            .map_err(tx_err)?;
+                        let out = apply_page(&c, Arc::new(versions), last, latency, gen).await?;
                         stats.applied = out.applied;
                         stats.conflicts = out.conflicts;
                     }
+                    // Parked versions due for another try (after the page: a parent
+                    // row it brought lets a parked child apply).
+                    stats.applied += retry_parked(&c, false).await?;
+                    refresh_parked(&c).await;
                     Ok::<_, SyncError>((last, full, stats, rtt))
                 }
                 .await;
@@ -644,6 +664,7 @@ impl SyncActor {
         let url = c.link.url().to_string();
         let (acked, pull) = (st.push.acked, st.pull.seq);
         let shared = c.shared.clone();
+        let gen = shared.reseed_gen.load(Ordering::SeqCst);
         tokio::spawn(async move {
             let region = c.name.clone();
             let r = c
@@ -671,7 +692,11 @@ impl SyncActor {
                             (s.errors as i64).into(),
                         ],
                     )?;
-                    record_cursor(ctx, &shared, &region, acked, pull, now_millis())?;
+                    record_cursor(ctx, &shared, &region, (acked, pull), now_millis(), gen)?;
+                    ctx.execute(
+                        "UPDATE _sync_regions SET seen_end = MAX(seen_end, ?2) WHERE region = ?1",
+                        vec![region.clone().into(), shared.seen_end.load(Ordering::SeqCst).into()],
+                    )?;
                     Ok(())
                 })
                 .await;
@@ -722,18 +747,340 @@ const CURSOR_UPSERT: &str = "INSERT INTO _sync_cursors (region, push_seq, pull_s
 /// Upserts the region's cursors unless the region was removed: checked on the writer
 /// thread, so it orders with the removal's DELETE and a push or pull still on the wire
 /// when the region left cannot bring its cursor back.
+/// Skipped too when the region was re-seeded since `gen` was read (see
+/// [`RegionShared::reseed_gen`]).
 fn record_cursor(
     ctx: &mut edgeswarm_store::TxCtx<'_>,
     shared: &RegionShared,
     region: &str,
-    push: i64,
-    pull: i64,
+    (push, pull): (i64, i64),
     now: i64,
+    gen: u64,
 ) -> edgeswarm_store::Result<()> {
-    if shared.retired.load(Ordering::SeqCst) {
+    if shared.retired.load(Ordering::SeqCst) || shared.reseed_gen.load(Ordering::SeqCst) != gen {
         return Ok(());
     }
     ctx.execute(CURSOR_UPSERT, vec![region.into(), push.into(), pull.into(), now.into()])?;
+    Ok(())
+}
+
+/// Applies a pulled page at home and records the pull cursor at `last`. The page is
+/// first tried as one transaction; if a row of it is refused (a poison row, see
+/// [`crate::park`]), every row is applied as its own op (the writer gives each its own
+/// savepoint and still commits them together), the refused ones are parked, and the
+/// cursor moves on. Far-future versions are parked either way. Errors that are not the
+/// rows' fault (disk, I/O, shutdown) fail the pull with the cursor unmoved.
+async fn apply_page(
+    c: &Arc<RegionCtx>,
+    versions: Arc<Vec<RowVersion>>,
+    last: i64,
+    latency: f64,
+    gen: u64,
+) -> Result<ApplyStats, SyncError> {
+    let page = PageRecord {
+        shared: c.shared.clone(),
+        region: c.name.clone(),
+        home_region: c.home_region.clone(),
+        last,
+        rows: versions.len(),
+        latency,
+        gen,
+    };
+    let (reg, vs, p) = (c.registry.clone(), versions.clone(), page.clone());
+    let first = c
+        .store
+        .transact(move |ctx| {
+            let (st, future) = home::apply_remote_parking(ctx, &reg, &vs)?;
+            if !future.is_empty() {
+                tracing::warn!(region = %p.region, versions = future.len(), "far-future versions parked until the wall clock catches up");
+            }
+            p.record(ctx, st, &future)
+        })
+        .await;
+    match first {
+        Ok(st) => Ok(st),
+        Err(e) if park::is_poison(&e) => {
+            tracing::warn!(region = %c.name, error = %e, "a pulled page has a row home refuses; applying it row by row and parking the refused rows");
+            let tries = versions.iter().map(|v| {
+                let (reg, one) = (c.registry.clone(), v.clone());
+                c.store
+                    .transact(move |ctx| home::apply_remote_parking(ctx, &reg, std::slice::from_ref(&one)))
+            });
+            let results = futures::future::join_all(tries).await;
+            let mut total = ApplyStats::default();
+            let mut parked = Vec::new();
+            for (v, r) in versions.iter().zip(results) {
+                match r {
+                    Ok((st, future)) => {
+                        total.applied += st.applied;
+                        total.conflicts += st.conflicts;
+                        parked.extend(future);
+                    }
+                    Err(e) if park::is_poison(&e) => {
+                        tracing::warn!(region = %c.name, table = %v.tbl, row = %v.row_id, error = %e, "parked a pulled row home refuses");
+                        parked.push(Parked {
+                            version: v.clone(),
+                            reason: Reason::Poison,
+                            error: e.to_string(),
+                        })
+                    }
+                    Err(e) => return Err(tx_err(e)),
+                }
+            }
+            c.store.transact(move |ctx| page.record(ctx, total, &parked)).await.map_err(tx_err)
+        }
+        Err(e) => Err(tx_err(e)),
+    }
+}
+
+/// What the end of an applied pull page writes: parked versions, the pull cursor and
+/// the `distributed_transactions` row.
+#[derive(Clone)]
+struct PageRecord {
+    /// For the retired check of [`record_cursor`].
+    shared: Arc<RegionShared>,
+    /// The region pulled from.
+    region: String,
+    /// `target_region` of the record.
+    home_region: String,
+    /// The new pull cursor.
+    last: i64,
+    /// Versions in the page.
+    rows: usize,
+    /// Round trip of the pull, ms.
+    latency: f64,
+    /// [`RegionShared::reseed_gen`] when the pull started.
+    gen: u64,
+}
+
+impl PageRecord {
+    fn record(&self, ctx: &mut edgeswarm_store::TxCtx<'_>, st: ApplyStats, parked: &[Parked]) -> edgeswarm_store::Result<ApplyStats> {
+        let now = now_millis();
+        park::park(ctx, &self.region, Direction::Pull, parked, now)?;
+        record_cursor(ctx, &self.shared, &self.region, (0, self.last), now, self.gen)?;
+        ctx.execute(
+            DT_INSERT,
+            vec![
+                edgeswarm_core::new_id().into(),
+                self.region.clone().into(),
+                self.home_region.clone().into(),
+                "eventual".into(),
+                (self.rows as i64).into(),
+                (st.conflicts as i64).into(),
+                self.latency.into(),
+                "applied".into(),
+                now.into(),
+            ],
+        )?;
+        Ok(st)
+    }
+}
+
+/// Retries parked versions of this region (only those due, unless `all`): pulled ones
+/// are applied at home again, pushed ones pushed to the region again. A version that
+/// applies (or that home or the region now holds something newer than) leaves the
+/// table; one that fails again stays with its attempt count raised and its error
+/// updated. Returns how many left the table.
+pub(crate) async fn retry_parked(c: &Arc<RegionCtx>, all: bool) -> Result<usize, SyncError> {
+    let region = c.name.clone();
+    let limit = if all { i64::MAX } else { park::RETRY_BATCH };
+    let (pulls, pushes) = c
+        .store
+        .read(move |r| {
+            let now = now_millis();
+            Ok((
+                park::due(r, &region, Direction::Pull, now, all, limit)?,
+                park::due(r, &region, Direction::Push, now, all, limit)?,
+            ))
+        })
+        .await
+        .map_err(tx_err)?;
+    let mut done = 0;
+    for v in pulls {
+        let (reg, region, one) = (c.registry.clone(), c.name.clone(), v.clone());
+        let r = c
+            .store
+            .transact(move |ctx| {
+                let (_, future) = home::apply_remote_parking(ctx, &reg, std::slice::from_ref(&one))?;
+                if future.is_empty() {
+                    park::unpark(ctx, &region, Direction::Pull, &one)?;
+                } else {
+                    park::park(ctx, &region, Direction::Pull, &future, now_millis())?;
+                }
+                Ok(future.is_empty())
+            })
+            .await;
+        match r {
+            Ok(true) => {
+                done += 1;
+                tracing::info!(region = %c.name, table = %v.tbl, row = %v.row_id, "a parked row applied");
+            }
+            Ok(false) => {}
+            Err(e) if park::is_poison(&e) => {
+                let region = c.name.clone();
+                let p = Parked {
+                    version: v,
+                    reason: Reason::Poison,
+                    error: e.to_string(),
+                };
+                c.store
+                    .transact(move |ctx| park::park(ctx, &region, Direction::Pull, &[p], now_millis()))
+                    .await
+                    .map_err(tx_err)?;
+            }
+            Err(e) => return Err(tx_err(e)),
+        }
+    }
+    for v in pushes {
+        let Some(spec) = c.registry.get(&v.tbl) else { continue };
+        let tables = HashMap::from([(v.tbl.clone(), spec)]);
+        let batch = PushBatch::new(edgeswarm_core::new_id(), c.origin.clone(), vec![v.clone()], tables, 1);
+        let region = c.name.clone();
+        match c.link.push(&batch).await {
+            Ok(_) => {
+                c.store
+                    .transact(move |ctx| park::unpark(ctx, &region, Direction::Push, &v))
+                    .await
+                    .map_err(tx_err)?;
+                done += 1;
+            }
+            Err(SyncError::RegionSql { message, .. }) => {
+                let p = Parked {
+                    version: v,
+                    reason: Reason::Poison,
+                    error: message,
+                };
+                c.store
+                    .transact(move |ctx| park::park(ctx, &region, Direction::Push, &[p], now_millis()))
+                    .await
+                    .map_err(tx_err)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Compares the region's identity and log end in a pull page with what home knows:
+/// `Some(reason)` when the region was wiped (another epoch, or none: its tables are
+/// gone) or restored from an older copy (its log ends below this node's cursor). A
+/// first-seen epoch is recorded in `_sync_regions` (a region file from before epochs
+/// gets one on its first connection; that is not a wipe).
+async fn check_identity(c: &Arc<RegionCtx>, after: i64, page: &crate::link::PullPage) -> Result<Option<String>, SyncError> {
+    let mut known = c.shared.epoch.lock().await;
+    if known.is_none() {
+        let region = c.name.clone();
+        let k = c
+            .store
+            .read(move |r| {
+                let q = r.query("SELECT epoch, seen_end FROM _sync_regions WHERE region = ?1", vec![region.into()])?;
+                Ok(q.rows
+                    .first()
+                    .map(|r| (r[0].as_str().map(str::to_string), r[1].as_i64().unwrap_or(0)))
+                    .unwrap_or((None, 0)))
+            })
+            .await
+            .map_err(tx_err)?;
+        *known = Some(k);
+    }
+    let (k, seen) = known.clone().unwrap_or((None, 0));
+    let seen = seen.max(after);
+    let reason = match (&k, &page.epoch) {
+        (Some(k), Some(e)) if k != e => Some(format!("its identity changed from {k} to {e}")),
+        (Some(_), None) => Some("its identity and tables are gone".to_string()),
+        _ if page.end < seen => Some(format!(
+            "its log ends at {} below position {seen} seen before (restored from an older copy?)",
+            page.end
+        )),
+        _ => None,
+    };
+    let new_seen = if reason.is_some() { page.end } else { seen.max(page.end) };
+    let mut epoch = page.epoch.clone();
+    if reason.is_some() && epoch.is_some() && epoch == k {
+        // Restored (same identity, shorter log): give the region a new identity first,
+        // so every other node re-seeds it too.
+        let e = edgeswarm_core::new_id();
+        c.link.set_epoch(&e).await?;
+        epoch = Some(e);
+    }
+    let persist = epoch != k || reason.is_some();
+    *known = Some((epoch.clone(), new_seen));
+    c.shared.seen_end.store(new_seen, Ordering::SeqCst);
+    if persist {
+        let (region, e) = (c.name.clone(), epoch.clone());
+        c.store
+            .transact(move |ctx| {
+                ctx.execute(
+                    "INSERT INTO _sync_regions (region, epoch, seen_end, seen_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(region) DO UPDATE SET epoch = excluded.epoch, seen_end = excluded.seen_end, seen_at = excluded.seen_at",
+                    vec![region.into(), e.into(), new_seen.into(), now_millis().into()],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(tx_err)?;
+    }
+    c.shared.status.lock().unwrap_or_else(|p| p.into_inner()).epoch = epoch;
+    Ok(reason)
+}
+
+/// Copies the region's parked count and latest parked version into its status.
+pub(crate) async fn refresh_parked(c: &Arc<RegionCtx>) {
+    let region = c.name.clone();
+    if let Ok((n, latest)) = c.store.read(move |r| park::summary(r, &region)).await {
+        let mut s = c.shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.parked = n;
+        s.parked_latest = latest;
+    }
+}
+
+/// Pushes a refused batch's rows one at a time; rows the region refuses are parked
+/// (direction `push`) and the batch counts as delivered. Any other failure fails the
+/// push (it is retried whole).
+///
+/// A refusal that is not about the row (the region's tables are gone: "no such
+/// table") fails the push, and so does a batch of several rows none of which the
+/// region takes (more likely a region-wide fault than a batch of poison rows; it is
+/// retried whole, and parked once a row of it is accepted).
+async fn push_rows_one_by_one(c: &Arc<RegionCtx>, batch: &PushBatch) -> Result<(), SyncError> {
+    let mut parked = Vec::new();
+    let mut first_err = None;
+    let mut accepted = 0usize;
+    for v in &batch.rows {
+        let Some(spec) = batch.tables.get(&v.tbl) else { continue };
+        let tables = HashMap::from([(v.tbl.clone(), spec.clone())]);
+        let one = PushBatch::new(edgeswarm_core::new_id(), batch.pusher.clone(), vec![v.clone()], tables, 1);
+        match c.link.push(&one).await {
+            Ok(_) => accepted += 1,
+            Err(e @ SyncError::RegionSql { .. }) if e.to_string().contains("no such table") => return Err(e),
+            Err(e @ SyncError::RegionSql { .. }) => {
+                let message = match &e {
+                    SyncError::RegionSql { message, .. } => message.clone(),
+                    _ => e.to_string(),
+                };
+                first_err.get_or_insert(e);
+                tracing::warn!(region = %c.name, table = %v.tbl, row = %v.row_id, error = %message, "parked a pushed row the region refuses");
+                parked.push(Parked {
+                    version: v.clone(),
+                    reason: Reason::Poison,
+                    error: message,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if accepted == 0 && batch.rows.len() > 1 {
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+    }
+    if !parked.is_empty() {
+        let region = c.name.clone();
+        c.store
+            .transact(move |ctx| park::park(ctx, &region, Direction::Push, &parked, now_millis()))
+            .await
+            .map_err(tx_err)?;
+    }
     Ok(())
 }
 
@@ -873,6 +1220,7 @@ impl Actor for SyncActor {
                             let c = self.ctx.clone();
                             let acked = st.push.acked;
                             let latency = rtt.as_secs_f64() * 1000.0;
+                            let gen = self.ctx.shared.reseed_gen.load(Ordering::SeqCst);
                             tokio::spawn(async move {
                                 let (region, home_region) = (c.name.clone(), c.home_region.clone());
                                 let shared = c.shared.clone();
@@ -880,7 +1228,7 @@ impl Actor for SyncActor {
                                     .store
                                     .transact(move |ctx| {
                                         let now = now_millis();
-                                        record_cursor(ctx, &shared, &region, acked, 0, now)?;
+                                        record_cursor(ctx, &shared, &region, (acked, 0), now, gen)?;
                                         ctx.execute(
                                             DT_INSERT,
                                             vec![
@@ -967,6 +1315,39 @@ impl Actor for SyncActor {
             }
             SyncMsg::Persisted => {
                 st.status_inflight = false;
+            }
+            SyncMsg::Reseed { reason } => {
+                tracing::warn!(region = %self.ctx.name, %reason, "the region was wiped or restored; re-seeding it from home (push and pull start over)");
+                st.push.acked = 0;
+                st.push.restart();
+                st.push.retry_at = None;
+                st.pull.seq = 0;
+                st.pull.next = Instant::now();
+                self.ctx.shared.acked.send_replace(0);
+                self.ctx.shared.reseed_gen.fetch_add(1, Ordering::SeqCst);
+                {
+                    let mut s = self.ctx.shared.status.lock().unwrap_or_else(|p| p.into_inner());
+                    s.reseeds += 1;
+                }
+                let c = self.ctx.clone();
+                tokio::spawn(async move {
+                    let region = c.name.clone();
+                    let r = c
+                        .store
+                        .transact(move |ctx| {
+                            ctx.execute(
+                                "UPDATE _sync_cursors SET push_seq = 0, pull_seq = 0 WHERE region = ?1",
+                                vec![region.into()],
+                            )?;
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::warn!(region = %c.name, error = %e, "could not reset the cursors of a re-seeded region");
+                    }
+                });
+                self.maybe_push(&me, st);
+                self.publish(st);
             }
         }
         Ok(())

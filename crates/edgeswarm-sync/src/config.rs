@@ -163,6 +163,20 @@ pub struct SyncConfig {
     /// removal, or this much time passed; the rest is abandoned for that region. A
     /// region that is down is not waited for. Default 5 s.
     pub remove_drain: Duration,
+    /// Largest Hrana reply accepted, in bytes. A bigger reply fails the request with
+    /// [`SyncError::ReplyTooLarge`] as soon as its size is known (Content-Length) or
+    /// the streamed body passes the cap; it is never read whole. Default 64 MiB: a
+    /// full pull page of 2,000 rows with 8 KiB embeddings is about 20 MiB of JSON.
+    pub max_reply_bytes: usize,
+    /// How often the internal logs are compacted (see [`crate::compact`]), off the push
+    /// and pull paths. Default 60 s; zero turns compaction off.
+    pub compact_interval: Duration,
+    /// Rows one compaction pass deletes per table, at most, so a pass is a bounded
+    /// piece of work. Default 10,000.
+    pub compact_rows: usize,
+    /// How long `distributed_transactions` and `conflicts` rows are kept (they are
+    /// history, not needed by any puller). Default 7 days.
+    pub keep_history: Duration,
 }
 
 impl Default for SyncConfig {
@@ -185,6 +199,10 @@ impl Default for SyncConfig {
             rtt_alpha: 0.2,
             record_empty_batches: false,
             remove_drain: Duration::from_secs(5),
+            max_reply_bytes: 64 << 20,
+            compact_interval: Duration::from_secs(60),
+            compact_rows: 10_000,
+            keep_history: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -41,6 +41,12 @@ pub enum SyncError {
     /// The server's reply could not be understood.
     #[error("region `{region}`: malformed reply from the server: {reason}; is the url a libSQL (Hrana over HTTP) server?")]
     MalformedReply { region: String, reason: String },
+    /// The server's reply is bigger than the configured cap
+    /// (`SyncConfig::max_reply_bytes`); it was not read whole.
+    #[error(
+        "region `{region}`: the server's reply exceeds {limit_bytes} bytes (max_reply_bytes); lower pull_rows or raise max_reply_bytes"
+    )]
+    ReplyTooLarge { region: String, limit_bytes: usize },
     /// The region ran a statement and reported an error (the batch was rolled back).
     #[error("region `{region}`: SQL error: {message}")]
     RegionSql { region: String, message: String },

@@ -3,7 +3,7 @@
 //! that log raw-SQL writes to replicated tables.
 
 use crate::error::{Result, SyncError};
-use crate::row::{quote, Conflict, Registry, RowVersion, TableSpec, KEY_SEP};
+use crate::row::{encode_key, quote, Conflict, Registry, RowVersion, TableSpec};
 use edgeswarm_core::Hlc;
 use edgeswarm_store::{Reader, SqlValue, StoreError, TxCtx};
 use std::collections::HashSet;
@@ -90,13 +90,18 @@ pub fn read_batch(r: &mut Reader, reg: &Registry, from: i64, to: i64) -> Result<
         let mut queries = Vec::new();
         match spec.pk.len() {
             1 => queries.push(format!("SELECT {cols} FROM {t} WHERE {} IN ({keys})", quote(&spec.pk[0]))),
-            2 => queries.push(format!(
-                "SELECT {cols} FROM ({keys}) AS c CROSS JOIN {t} WHERE {t}.{} = substr(c.row_id, 1, instr(c.row_id, char(31)) - 1) \
-                 AND {t}.{} = substr(c.row_id, instr(c.row_id, char(31)) + 1)",
-                quote(&spec.pk[0]),
-                quote(&spec.pk[1])
-            )),
-            _ => read_by_point_lookups(r, &spec, from, to, &mut out, &mut seen)?,
+            // Two-part keys split in SQL at the first separator; keys with an escaped
+            // part (a U+001E or U+001F inside) are read one by one below.
+            2 => {
+                queries.push(format!(
+                    "SELECT {cols} FROM ({keys} AND instr(row_id, char(30)) = 0) AS c CROSS JOIN {t} WHERE {t}.{} = substr(c.row_id, 1, instr(c.row_id, char(31)) - 1) \
+                     AND {t}.{} = substr(c.row_id, instr(c.row_id, char(31)) + 1)",
+                    quote(&spec.pk[0]),
+                    quote(&spec.pk[1])
+                ));
+                read_by_point_lookups(r, &spec, from, to, &mut out, &mut seen, true)?
+            }
+            _ => read_by_point_lookups(r, &spec, from, to, &mut out, &mut seen, false)?,
         }
         if reg.change_ranges() && spec.append_only {
             queries.push(format!(
@@ -121,9 +126,10 @@ pub fn read_batch(r: &mut Reader, reg: &Registry, from: i64, to: i64) -> Result<
     Ok(out)
 }
 
-/// The `_changes.row_id` of a full row.
-fn row_id_of(spec: &TableSpec, vals: &[SqlValue]) -> String {
-    spec.pk
+/// The `_changes.row_id` of a full row (see [`crate::row::encode_key`]).
+pub fn row_id_of(spec: &TableSpec, vals: &[SqlValue]) -> String {
+    let parts: Vec<String> = spec
+        .pk
         .iter()
         .filter_map(|c| spec.col(c).and_then(|i| vals.get(i)))
         .map(|v| match v {
@@ -133,10 +139,15 @@ fn row_id_of(spec: &TableSpec, vals: &[SqlValue]) -> String {
             SqlValue::Null => String::new(),
             SqlValue::Blob(b) => String::from_utf8_lossy(b).into_owned(),
         })
-        .collect::<Vec<_>>()
-        .join(&KEY_SEP.to_string())
+        .collect();
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap_or_default();
+    }
+    encode_key(&parts.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// Reads rows of a range one key at a time (keys of three or more parts, and escaped
+/// two-part keys when `escaped_only`).
 fn read_by_point_lookups(
     r: &mut Reader,
     spec: &Arc<TableSpec>,
@@ -144,11 +155,14 @@ fn read_by_point_lookups(
     to: i64,
     out: &mut ReadBatch,
     seen: &mut HashSet<(Arc<str>, String)>,
+    escaped_only: bool,
 ) -> Result<()> {
-    let ids = r.query(
-        "SELECT DISTINCT row_id FROM _changes WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3",
-        vec![from.into(), to.into(), spec.name.to_string().into()],
-    )?;
+    let sql = if escaped_only {
+        "SELECT DISTINCT row_id FROM _changes WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3 AND instr(row_id, char(30)) > 0"
+    } else {
+        "SELECT DISTINCT row_id FROM _changes WHERE seq > ?1 AND seq <= ?2 AND tbl = ?3"
+    };
+    let ids = r.query(sql, vec![from.into(), to.into(), spec.name.to_string().into()])?;
     let sql = spec.select_by_pk();
     for row in ids.rows {
         let Some(id) = row[0].as_str().map(str::to_string) else { continue };
@@ -187,8 +201,27 @@ fn store_err(e: StoreError) -> SyncError {
     SyncError::Store(e)
 }
 
-/// Applies versions under LWW inside the storage actor's transaction.
+/// Applies versions under LWW inside the storage actor's transaction. Versions
+/// stamped too far in the future are counted as `rejected` and dropped; the pull path
+/// uses [`apply_remote_parking`], which keeps them.
 pub fn apply_remote(ctx: &mut TxCtx<'_>, reg: &Registry, versions: &[RowVersion]) -> std::result::Result<ApplyStats, StoreError> {
+    apply_remote_parking(ctx, reg, versions).map(|(st, _)| st)
+}
+
+/// [`apply_remote`], also returning the versions refused for a far-future stamp (to be
+/// parked and retried once the wall clock is within the drift of them: see
+/// [`crate::park`]).
+///
+/// Ties: two versions with the same `(hlc, origin)` but different content (a node that
+/// issued one stamp twice) are ordered by content (see [`content_order`]), so the
+/// second is never taken for a redelivery of the first and every replica keeps the same
+/// one.
+pub fn apply_remote_parking(
+    ctx: &mut TxCtx<'_>,
+    reg: &Registry,
+    versions: &[RowVersion],
+) -> std::result::Result<(ApplyStats, Vec<crate::park::Parked>), StoreError> {
+    let mut future = Vec::new();
     let mut st = ApplyStats::default();
     let now = edgeswarm_core::record::now_millis();
     for v in versions {
@@ -196,8 +229,13 @@ pub fn apply_remote(ctx: &mut TxCtx<'_>, reg: &Registry, versions: &[RowVersion]
             continue;
         };
         if let Err(e) = ctx.clock().observe(Hlc::from_i64(v.hlc)) {
-            tracing::warn!(table = %v.tbl, row = %v.row_id, origin = %v.origin, error = %e, "refusing a remote version");
+            tracing::warn!(table = %v.tbl, row = %v.row_id, origin = %v.origin, error = %e, "holding back a far-future remote version (parked, retried later)");
             st.rejected += 1;
+            future.push(crate::park::Parked {
+                version: v.clone(),
+                reason: crate::park::Reason::Future,
+                error: e.to_string(),
+            });
             continue;
         }
         let Some(pk) = spec.pk_params(&v.row_id) else {
@@ -216,8 +254,13 @@ pub fn apply_remote(ctx: &mut TxCtx<'_>, reg: &Registry, versions: &[RowVersion]
                 None
             }
             Some(ex) => match v.key().cmp(&ex.key()) {
-                std::cmp::Ordering::Equal => {
+                std::cmp::Ordering::Equal if ex.same_content(v) || content_order(v, ex) != std::cmp::Ordering::Greater => {
                     st.duplicates += 1;
+                    None
+                }
+                std::cmp::Ordering::Equal => {
+                    write_version(ctx, &spec, v)?;
+                    st.applied += 1;
                     None
                 }
                 std::cmp::Ordering::Greater => {
@@ -259,7 +302,25 @@ pub fn apply_remote(ctx: &mut TxCtx<'_>, reg: &Registry, versions: &[RowVersion]
             }
         }
     }
-    Ok(st)
+    Ok((st, future))
+}
+
+/// Deterministic order of two versions' contents (stamp columns excluded), column by
+/// column in schema order, by SQLite's own rules (NULL < numbers < text < blob; numbers
+/// by value, text and blobs bytewise): the region's tie-break
+/// ([`crate::row::TableSpec::upsert_lww_rows`]) compares the same way in SQL, so home
+/// and regions keep the same version of an equal-stamp tie.
+pub fn content_order(a: &RowVersion, b: &RowVersion) -> std::cmp::Ordering {
+    for ((c, x), y) in a.columns.iter().zip(&a.values).zip(&b.values) {
+        if c == "hlc" || c == "origin" {
+            continue;
+        }
+        let o = crate::row::sql_cmp(x, y);
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    std::cmp::Ordering::Equal
 }
 
 fn write_version(ctx: &mut TxCtx<'_>, spec: &TableSpec, v: &RowVersion) -> std::result::Result<(), StoreError> {
@@ -288,10 +349,17 @@ fn record_conflict(ctx: &mut TxCtx<'_>, c: &Conflict, now: i64) -> std::result::
     Ok(n > 0)
 }
 
-/// SQL computing a fresh stamp inside a trigger: after the last logged stamp and not
-/// behind the wall clock.
-const TRIGGER_STAMP: &str =
-    "MAX(COALESCE((SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 1), 0) + 1, CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
+/// SQL computing a fresh stamp inside a trigger: after every stamp the clock issued
+/// before this batch (`_meta.hlc_hwm`, which the writer persists at each commit;
+/// capped at the maximum drift ahead of the wall clock, as the clock itself is), after
+/// the stamps of the last 64 log entries (this batch's typed writes; the very last
+/// entry alone may be an older remote version applied by a pull), and not behind the
+/// wall clock. Taking only the last entry let a raw write after a pull get a stamp
+/// below the node's own earlier writes, so replicas kept the older content.
+const TRIGGER_STAMP: &str = "MAX(\
+    COALESCE((SELECT MAX(hlc) FROM (SELECT hlc FROM _changes ORDER BY seq DESC LIMIT 64)), 0) + 1, \
+    COALESCE((SELECT MIN(CAST(value AS INTEGER), (CAST(unixepoch('subsec') * 1000 AS INTEGER) + 60000) * 65536) FROM _meta WHERE key = 'hlc_hwm'), 0) + 1, \
+    CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
 const TRIGGER_ORIGIN: &str = "(SELECT value FROM _meta WHERE key = 'node_id')";
 
 /// Trigger DDL that stamps and logs raw-SQL writes to a replicated table. Typed writes

@@ -14,10 +14,12 @@
 //! [`actor`] for ordering and delivery, [`row`] for LWW, [`router`] for health.
 
 pub mod actor;
+pub mod compact;
 pub mod config;
 pub mod error;
 pub mod home;
 pub mod link;
+pub mod park;
 pub mod router;
 pub mod row;
 pub mod system;
@@ -26,6 +28,7 @@ pub use actor::{RegionStatus, SyncActor};
 pub use config::{LinkProfile, RegionConfig, SyncConfig};
 pub use error::{Result, SyncError};
 pub use link::{HranaLink, LocalLink, RegionLink, TlsMode};
+pub use park::ParkedInfo;
 pub use router::{Health, ReadTarget, Router};
 pub use row::{Conflict, Resolver, RowVersion, TableSpec};
 pub use system::{RegionRemoved, Replicated, SyncHandle, SyncStatus, SyncSystem, TableChecksum};

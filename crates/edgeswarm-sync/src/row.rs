@@ -10,8 +10,9 @@ use edgeswarm_store::{QueryResult, SqlValue};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Separator between primary-key parts in `_changes.row_id` (ASCII unit separator).
-pub const KEY_SEP: char = '\u{1f}';
+/// Separator between primary-key parts in `_changes.row_id` (ASCII unit separator);
+/// parts are escaped (see [`edgeswarm_store::kv::encode_key`]).
+pub use edgeswarm_store::kv::{decode_key, encode_key, KEY_ESC, KEY_SEP};
 
 /// How a replicated table is laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,9 +143,38 @@ impl TableSpec {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "INSERT INTO {t} ({}) VALUES {values} ON CONFLICT({pk}) DO UPDATE SET {set} \
-             WHERE (excluded.hlc, excluded.origin) > ({t}.hlc, {t}.origin)",
-            self.col_list()
+            "INSERT INTO {t} ({}) VALUES {values} ON CONFLICT({pk}) DO UPDATE SET {set} WHERE {}",
+            self.col_list(),
+            self.lww_guard()
+        )
+    }
+
+    /// The region's LWW condition: the incoming row has a greater `(hlc, origin)`, or
+    /// the same stamp and greater content (the tie-break of
+    /// [`crate::home::content_order`]: each content column as `(x IS NOT NULL,
+    /// coalesce(x, 0))`, so NULLs order first and compare equal, as in Rust).
+    fn lww_guard(&self) -> String {
+        let t = quote(&self.name);
+        let content: Vec<&String> = self
+            .columns
+            .iter()
+            .filter(|c| c.as_str() != "hlc" && c.as_str() != "origin" && !self.pk.contains(c))
+            .collect();
+        let tuple = |p: &str| {
+            content
+                .iter()
+                .map(|c| format!("{p}.{0} IS NOT NULL, coalesce({p}.{0}, 0)", quote(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let newer = format!("(excluded.hlc, excluded.origin) > ({t}.hlc, {t}.origin)");
+        if content.is_empty() {
+            return newer;
+        }
+        format!(
+            "({newer} OR ((excluded.hlc, excluded.origin) = ({t}.hlc, {t}.origin) AND ({}) > ({})))",
+            tuple("excluded"),
+            tuple(&t)
         )
     }
 
@@ -160,7 +190,7 @@ impl TableSpec {
             .collect::<Vec<_>>()
             .join(", ");
         let cond = if lww {
-            format!(" WHERE (excluded.hlc, excluded.origin) > ({t}.hlc, {t}.origin)")
+            format!(" WHERE {}", self.lww_guard())
         } else {
             String::new()
         };
@@ -179,7 +209,12 @@ impl TableSpec {
             .columns
             .iter()
             .zip(self.types.iter())
-            .map(|(c, t)| format!("{} {}", quote(c), t))
+            // An invalid type never reaches the DDL (replicate_table refuses such a
+            // table; a built-in one cannot have it): the column is declared untyped.
+            .map(|(c, t)| match valid_column_type(t) {
+                true => format!("{} {}", quote(c), t),
+                false => quote(c),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let pk = self.pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
@@ -219,23 +254,95 @@ impl TableSpec {
         )
     }
 
-    /// The SQL expression for `_changes.row_id` over trigger row `prefix` (`new`/`old`).
+    /// The SQL expression for `_changes.row_id` over trigger row `prefix` (`new`/`old`):
+    /// the key as text; a composite key's parts escaped and joined as
+    /// [`encode_key`] does.
     pub fn row_id_expr(&self, prefix: &str) -> String {
+        if self.pk.len() == 1 {
+            return format!("CAST({prefix}.{} AS TEXT)", quote(&self.pk[0]));
+        }
         self.pk
             .iter()
-            .map(|c| format!("CAST({prefix}.{} AS TEXT)", quote(c)))
+            .map(|c| {
+                format!(
+                    "replace(replace(CAST({prefix}.{} AS TEXT), char(30), char(30, 30)), char(31), char(30, 31))",
+                    quote(c)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" || char(31) || ")
     }
 
-    /// Splits a `row_id` into primary-key parameters.
+    /// Splits a `row_id` into primary-key parameters (see [`decode_key`]; a one-column
+    /// key is the row id itself).
     pub fn pk_params(&self, row_id: &str) -> Option<Vec<SqlValue>> {
-        let parts: Vec<SqlValue> = if self.pk.len() == 1 {
-            vec![SqlValue::Text(row_id.to_string())]
-        } else {
-            row_id.split(KEY_SEP).map(|s| SqlValue::Text(s.to_string())).collect()
-        };
-        (parts.len() == self.pk.len()).then_some(parts)
+        if self.pk.len() == 1 {
+            return Some(vec![SqlValue::Text(row_id.to_string())]);
+        }
+        Some(decode_key(row_id, self.pk.len())?.into_iter().map(SqlValue::Text).collect())
+    }
+}
+
+/// Is `t` a declared column type region DDL may contain as written: empty, or one to
+/// four words of ASCII letters, digits and `_` (not starting with a digit), optionally
+/// followed by `(n)` or `(n, m)` with signed decimal numbers, at most 64 bytes. That is
+/// every type SQLite's affinity rules look at (`VARCHAR(255)`, `DOUBLE PRECISION`,
+/// `UNSIGNED BIG INT`, `DECIMAL(10, 5)`) and nothing that could end the column
+/// definition.
+pub fn valid_column_type(t: &str) -> bool {
+    if t.len() > 64 {
+        return false;
+    }
+    let (words, args) = match t.find('(') {
+        Some(i) => (&t[..i], Some(&t[i..])),
+        None => (t, None),
+    };
+    let ws: Vec<&str> = words.split_whitespace().collect();
+    if ws.len() > 4 || (ws.is_empty() && args.is_some()) {
+        return false;
+    }
+    let word_ok = |w: &str| {
+        w.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !ws.iter().all(|w| word_ok(w)) {
+        return false;
+    }
+    match args {
+        None => true,
+        Some(a) => {
+            let Some(inner) = a.trim_end().strip_prefix('(').and_then(|x| x.strip_suffix(')')) else {
+                return false;
+            };
+            let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+            parts.len() <= 2
+                && parts.iter().all(|p| {
+                    let d = p.strip_prefix(['+', '-']).unwrap_or(p);
+                    !d.is_empty() && d.len() <= 20 && d.chars().all(|c| c.is_ascii_digit())
+                })
+        }
+    }
+}
+
+/// SQLite's order of two values under the BINARY collation: NULL < numbers (by value,
+/// integers and reals together) < text (bytewise) < blob (bytewise).
+pub fn sql_cmp(a: &SqlValue, b: &SqlValue) -> std::cmp::Ordering {
+    use std::cmp::Ordering as O;
+    fn rank(v: &SqlValue) -> u8 {
+        match v {
+            SqlValue::Null => 0,
+            SqlValue::Integer(_) | SqlValue::Real(_) => 1,
+            SqlValue::Text(_) => 2,
+            SqlValue::Blob(_) => 3,
+        }
+    }
+    match (a, b) {
+        (SqlValue::Integer(x), SqlValue::Integer(y)) => x.cmp(y),
+        (SqlValue::Real(x), SqlValue::Real(y)) => x.partial_cmp(y).unwrap_or(O::Equal),
+        (SqlValue::Integer(x), SqlValue::Real(y)) => (*x as f64).partial_cmp(y).unwrap_or(O::Equal),
+        (SqlValue::Real(x), SqlValue::Integer(y)) => x.partial_cmp(&(*y as f64)).unwrap_or(O::Equal),
+        (SqlValue::Text(x), SqlValue::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (SqlValue::Blob(x), SqlValue::Blob(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
     }
 }
 
@@ -255,6 +362,34 @@ pub fn quote(id: &str) -> String {
 /// keeping the column (NOT NULL) lets both kinds of file take the same statements and
 /// keep their pull cursors.
 pub const REGION_LOG_DDL: &str = "CREATE TABLE IF NOT EXISTS _region_log (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row_id TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, pusher TEXT NOT NULL, data TEXT NOT NULL)";
+
+/// Region-side identity: `epoch` is a random id written when the region's tables are
+/// first created, so a home that remembers it tells a wiped or replaced region (another
+/// epoch) from the one it synced with. A region restored from a backup keeps its epoch;
+/// its log ending below a puller's cursor gives it away instead.
+pub const REGION_META_DDL: &str = "CREATE TABLE IF NOT EXISTS _region_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// Writes the region's epoch (`?1`, a fresh id) unless it has one.
+pub const REGION_EPOCH_INIT: &str = "INSERT INTO _region_meta (key, value) VALUES ('epoch', ?1) ON CONFLICT(key) DO NOTHING";
+
+/// Gives the region a new epoch (`?1`): a node that found the region restored from
+/// an older copy does this before re-seeding it, so every other node sees a new
+/// identity and re-seeds too (its own log-end check may come too late: the first
+/// re-seed refills the log).
+pub const REGION_EPOCH_SET: &str = "INSERT INTO _region_meta (key, value) VALUES ('epoch', ?1) \
+    ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
+/// Reads the region's epoch.
+pub const REGION_EPOCH_READ: &str = "SELECT value FROM _region_meta WHERE key = 'epoch'";
+
+/// Pull cursors of the nodes that pull from this region, recorded by each pull: the
+/// region's log compaction keeps every entry some known puller has not passed yet.
+pub const REGION_CURSORS_DDL: &str =
+    "CREATE TABLE IF NOT EXISTS _region_cursors (puller TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated_at INTEGER NOT NULL)";
+
+/// Records puller `?1`'s cursor `?2` at time `?3` (ms).
+pub const REGION_CURSOR_UPSERT: &str = "INSERT INTO _region_cursors (puller, seq, updated_at) VALUES (?1, ?2, ?3) \
+    ON CONFLICT(puller) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at";
 
 /// Reads the log entries of page `(?1, ?1 + ?2]` (a pull cursor and a page length)
 /// that node `?3` did not write or push: its own entries stay in the region (the page

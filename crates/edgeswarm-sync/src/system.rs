@@ -52,6 +52,8 @@ struct Inner {
     /// Router tie-break order of the next added region.
     next_order: std::sync::atomic::AtomicUsize,
     forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The compaction timer task (see [`crate::compact`]), aborted at shutdown.
+    compactor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -160,7 +162,8 @@ pub fn open_link(r: &RegionConfig, cfg: &SyncConfig, link_capacity: usize) -> Re
             r.ca_file.as_deref(),
             cfg.request_timeout,
             cfg.http_attempts,
-        )?;
+        )?
+        .with_max_reply_bytes(cfg.max_reply_bytes);
         Ok((Arc::new(l), None))
     }
 }
@@ -250,12 +253,45 @@ impl SyncSystem {
             regions: std::sync::RwLock::new(Arc::new(rts)),
             topology: tokio::sync::Mutex::new(()),
             forwarder: Mutex::new(None),
+            compactor: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
         let fwd = tokio::spawn(forward_commits(Arc::downgrade(&inner), store));
         *inner.forwarder.lock().unwrap_or_else(|p| p.into_inner()) = Some(fwd);
+        if !inner.cfg.compact_interval.is_zero() {
+            let every = inner.cfg.compact_interval;
+            let weak = Arc::downgrade(&inner);
+            let task = tokio::spawn(async move {
+                let mut t = tokio::time::interval(every);
+                t.tick().await;
+                loop {
+                    t.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.closed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Err(e) = compact_pass(&inner).await {
+                        tracing::warn!(error = %e, "log compaction failed; retried next interval");
+                    }
+                }
+            });
+            *inner.compactor.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
         Ok(SyncHandle { inner })
     }
+}
+
+/// One compaction pass (see [`crate::compact`]): home's `_changes` below the lowest
+/// acked push cursor of the running regions, and every region's log.
+async fn compact_pass(inner: &Inner) -> Result<crate::compact::Compacted> {
+    let regions = inner.regions();
+    let running: Vec<Arc<RegionCtx>> = regions
+        .iter()
+        .filter(|r| !r.ctx.shared.retired.load(Ordering::SeqCst))
+        .map(|r| r.ctx.clone())
+        .collect();
+    let floor = running.iter().map(|c| *c.shared.acked.borrow()).min().unwrap_or(0);
+    crate::compact::pass(&inner.store, &running, floor).await
 }
 
 /// Starts the actor of one region with the given cursors.
@@ -280,6 +316,9 @@ async fn spawn_region(
         wake_pending: AtomicBool::new(false),
         lags: Mutex::new(Default::default()),
         retired: AtomicBool::new(false),
+        epoch: tokio::sync::Mutex::new(None),
+        seen_end: AtomicI64::new(0),
+        reseed_gen: std::sync::atomic::AtomicU64::new(0),
     });
     let ctx = Arc::new(RegionCtx {
         name: r.name.clone(),
@@ -328,6 +367,8 @@ async fn install_triggers(store: &Store, reg: &Registry) -> Result<()> {
                 "CREATE INDEX IF NOT EXISTS conflicts_by_loser ON conflicts(tbl, row_id, loser_hlc, loser_origin)",
                 vec![],
             )?;
+            ctx.execute(crate::park::PARKED_DDL, vec![])?;
+            ctx.execute(crate::actor::REGIONS_DDL, vec![])?;
             Ok(())
         })
         .await?;
@@ -417,6 +458,7 @@ impl SyncHandle {
         self.inner
             .store
             .transact(move |ctx| {
+                ctx.execute("DELETE FROM _sync_regions WHERE region = ?1", vec![name.clone().into()])?;
                 ctx.execute("DELETE FROM _sync_cursors WHERE region = ?1", vec![name.into()])?;
                 Ok(())
             })
@@ -476,6 +518,7 @@ impl SyncHandle {
             .store
             .transact(move |ctx| {
                 ctx.execute("DELETE FROM _sync_cursors WHERE region = ?1", vec![n.clone().into()])?;
+                ctx.execute("DELETE FROM _sync_regions WHERE region = ?1", vec![n.clone().into()])?;
                 ctx.execute("DELETE FROM edge_replicas WHERE region = ?1", vec![n.into()])?;
                 Ok(())
             })
@@ -639,6 +682,29 @@ impl SyncHandle {
         }
     }
 
+    /// Retries every parked version of `region` (all regions when `None`) now,
+    /// regardless of backoff; returns how many applied (or were superseded) and left
+    /// `_sync_parked`. Pulls also retry due parked versions on their own (see
+    /// [`crate::park`]).
+    pub async fn retry_parked(&self, region: Option<&str>) -> Result<usize> {
+        let regions: Vec<Arc<RegionRuntime>> = match region {
+            Some(r) => vec![self.region(r)?],
+            None => self.inner.regions().iter().cloned().collect(),
+        };
+        let mut n = 0;
+        for r in regions {
+            n += crate::actor::retry_parked(&r.ctx, true).await?;
+            crate::actor::refresh_parked(&r.ctx).await;
+        }
+        Ok(n)
+    }
+
+    /// Runs one compaction pass now (the timer runs one every
+    /// `SyncConfig::compact_interval`); returns what it deleted.
+    pub async fn compact_now(&self) -> Result<crate::compact::Compacted> {
+        compact_pass(&self.inner).await
+    }
+
     /// Cuts a simulated (`file:`) region off (`true`) or heals it (`false`).
     pub fn partition(&self, region: &str, partitioned: bool) -> Result<()> {
         let r = self.region(region)?;
@@ -686,6 +752,16 @@ impl SyncHandle {
             .ok_or_else(|| bad("no such table; create it first"))?;
         if spec.pk.is_empty() {
             return Err(bad("it has no PRIMARY KEY; replication needs one to identify rows"));
+        }
+        if let Some((c, ty)) = spec
+            .columns
+            .iter()
+            .zip(spec.types.iter())
+            .find(|(_, t)| !crate::row::valid_column_type(t))
+        {
+            return Err(bad(&format!(
+                "column `{c}` has declared type `{ty}`, which region DDL does not accept (type names are words with an optional (n) or (n, m)); declare a plain type such as TEXT, INTEGER, REAL, BLOB or NUMERIC"
+            )));
         }
         let t = quote(name);
         let has_hlc = spec.col("hlc").is_some();
@@ -805,6 +881,9 @@ impl SyncHandle {
             return;
         }
         if let Some(f) = self.inner.forwarder.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            f.abort();
+        }
+        if let Some(f) = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take() {
             f.abort();
         }
         let regions = self.inner.regions();

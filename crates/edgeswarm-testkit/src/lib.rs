@@ -4,6 +4,8 @@
 //! - [`temp_store`] / [`temp_swarm`]: a store or swarm on a fresh file in a temporary
 //!   directory that is removed when the returned [`TempDir`] drops.
 //! - [`child`]: start a helper process, collect its stdout lines, SIGKILL it.
+//! - [`fault_vfs`]: a VFS that fails the Nth write, sync, truncate or size call, or
+//!   caps file sizes (a full disk), for the storage fault sweeps.
 //! - [`tursodb`]: find and start `tursodb --sync-server` (a real Hrana server).
 //! - [`sync`]: fast sync settings, local regions, convergence checks.
 //!
@@ -15,6 +17,7 @@
 //! unit tests would see two copies of that crate's types.
 
 pub mod child;
+pub mod fault_vfs;
 pub mod sync;
 pub mod tls_proxy;
 pub mod tursodb;

@@ -162,6 +162,7 @@ fn sync_kind(e: &SyncError) -> ErrorKind {
         SyncError::Store(s) => store_kind(s),
         SyncError::ConsistencyTimeout { .. } => ErrorKind::Unavailable,
         SyncError::Closed => ErrorKind::Closed,
+        SyncError::ReplyTooLarge { .. } => ErrorKind::Overloaded,
         e if e.is_transient() => ErrorKind::Unavailable,
         SyncError::RegionOpen { .. }
         | SyncError::Partitioned { .. }

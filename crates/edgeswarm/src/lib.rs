@@ -58,12 +58,17 @@ pub use edgeswarm_sync::{
 };
 pub use error::{Error, ErrorKind, Result};
 
-/// Whole-file operations that start no swarm: a consistent backup copy and the
-/// read-only probes behind `edgeswarm doctor` (nothing is migrated or written).
+/// Whole-file operations that start no swarm: a consistent backup copy, files written
+/// atomically beside their destination, the check that a destination is not the
+/// database, and the read-only probes behind `edgeswarm doctor` (nothing is migrated or
+/// written).
 pub mod files {
-    pub use edgeswarm_store::files::{backup, probe_engine, probe_file, probe_readable, EngineProbe, FileProbe};
+    pub use edgeswarm_store::files::{
+        backup, backup_checked, probe_engine, probe_file, probe_readable, refuse_database_path, AtomicFile, BackupReport, EngineProbe,
+        FileOpError, FileProbe,
+    };
     /// The schema version this build creates and migrates to.
     pub use edgeswarm_store::schema::SCHEMA_VERSION;
 }
 pub use memory::{KvChange, KvWatch, Page};
-pub use swarm::{ImportCounts, KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};
+pub use swarm::{ImportCounts, ImportProgress, KnowledgeHit, MetricAgg, MetricsSummary, Swarm, SwarmBuilder};

@@ -72,7 +72,7 @@ pub(crate) async fn watch_loop(
             continue;
         }
         for c in ev.changes.iter().filter(|c| c.tbl == "kv") {
-            let Some((ns, key)) = c.row_id.split_once('\u{1f}') else {
+            let Some((ns, key)) = edgeswarm_store::kv::split_row_id(&c.row_id) else {
                 continue;
             };
             for w in inner.watchers.iter() {

@@ -307,7 +307,7 @@ pub struct MetricsSummary {
 }
 
 /// What `Swarm::import_records` stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ImportCounts {
     /// Knowledge entries newly stored.
     pub knowledge: u64,
@@ -317,6 +317,40 @@ pub struct ImportCounts {
     pub other: u64,
     /// Records whose id was already stored (left as they were).
     pub already_present: u64,
+}
+
+impl ImportCounts {
+    /// Adds another batch's counts to these.
+    pub fn add(&mut self, o: &ImportCounts) {
+        self.knowledge += o.knowledge;
+        self.conversations += o.conversations;
+        self.other += o.other;
+        self.already_present += o.already_present;
+    }
+}
+
+/// Where an import of one source stopped: recorded in `_meta` (key `import:<source>`)
+/// after each committed batch, so an interrupted import restarted on the same source
+/// continues there instead of from the top. Records are idempotent by id, so the one
+/// batch that may have committed after the last recorded position is stored once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ImportProgress {
+    /// Bytes of the source consumed by committed batches.
+    pub offset: u64,
+    /// Lines of the source consumed by committed batches (blank ones too).
+    pub lines: u64,
+    /// Records among those lines.
+    pub records: u64,
+    /// A hash of the first `offset` bytes (FNV-1a 64, hex): a restarted import checks that
+    /// the source still begins with them before it skips them.
+    pub prefix_hash: String,
+    /// What the committed batches stored.
+    pub counts: ImportCounts,
+}
+
+/// The `_meta` key of an import's progress.
+fn import_key(source: &str) -> String {
+    format!("import:{source}")
 }
 
 /// The runtime handle. Cheap to clone.
@@ -985,6 +1019,54 @@ impl Swarm {
             }
         }
         Ok(c)
+    }
+
+    /// The recorded progress of an interrupted import of `source` (a file's canonical
+    /// path), if there is one.
+    pub async fn import_progress(&self, source: &str) -> Result<Option<ImportProgress>> {
+        self.check_open()?;
+        let key = import_key(source);
+        let r = self
+            .inner
+            .store
+            .read(move |rd| rd.query("SELECT value FROM _meta WHERE key = ?1", vec![SqlValue::Text(key)]))
+            .await?;
+        let Some(v) = r
+            .rows
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|v| v.as_str().map(str::to_owned))
+        else {
+            return Ok(None);
+        };
+        // A record this build cannot read is treated as absent: the import starts over,
+        // which stores nothing twice (records are idempotent by id).
+        Ok(serde_json::from_str(&v).ok())
+    }
+
+    /// Records (`Some`) or clears (`None`, the import finished) the progress of an
+    /// import of `source`; returns once committed.
+    pub async fn set_import_progress(&self, source: &str, progress: Option<&ImportProgress>) -> Result<()> {
+        self.check_open()?;
+        let key = import_key(source);
+        let value = match progress {
+            Some(p) => Some(serde_json::to_string(p).map_err(|e| Error::Invalid(format!("cannot encode import progress: {e}")))?),
+            None => None,
+        };
+        self.inner
+            .store
+            .transact(move |ctx| {
+                match value {
+                    Some(v) => ctx.execute(
+                        "INSERT INTO _meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        vec![SqlValue::Text(key), SqlValue::Text(v)],
+                    )?,
+                    None => ctx.execute("DELETE FROM _meta WHERE key = ?1", vec![SqlValue::Text(key)])?,
+                };
+                Ok(())
+            })
+            .await?;
+        Ok(())
     }
 
     // ---- lifecycle ------------------------------------------------------------------

@@ -2,6 +2,11 @@
 //! safe while a swarm is writing (WAL: the snapshot is one read transaction; the writer
 //! never waits). Runs on its own read-only connection, because the storage writer runs
 //! statements inside batch transactions where VACUUM is not allowed.
+//!
+//! The copy is written to a temporary file beside DEST, checked with
+//! `PRAGMA integrity_check`, fsynced, and only then renamed over DEST (`--force`), so an
+//! existing backup is never deleted before its replacement is verified. DEST may not be
+//! the database itself (by any name) or its -wal/-shm file.
 
 use crate::cli::BackupArgs;
 use crate::config;
@@ -21,31 +26,28 @@ pub async fn run(a: BackupArgs) -> Result<()> {
             ));
         }
     }
-    if dest.exists() {
-        if !a.force {
-            return Err(CliError::file(
-                dest.display(),
-                "already exists; pick a new name or pass --force to replace it",
-            ));
-        }
-        std::fs::remove_file(&dest).map_err(|e| CliError::file(dest.display(), e))?;
-    }
-    let t = std::time::Instant::now();
-    let verdict = edgeswarm::files::backup(&src, &dest)
-        .await
-        .map_err(|e| CliError::file(src.display(), format!("backup failed: {e}")))?;
-    if verdict != "ok" {
+    edgeswarm::files::refuse_database_path(&src, &dest).map_err(|e| CliError::Invalid(e.to_string()))?;
+    if dest.exists() && !a.force {
         return Err(CliError::file(
             dest.display(),
-            format!("the copy failed its integrity check ({verdict}); retry the backup"),
+            "already exists; pick a new name or pass --force to replace it",
         ));
     }
-    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    let t = std::time::Instant::now();
+    let existed = dest.exists();
+    let report = edgeswarm::files::backup(&src, &dest, a.force).await.map_err(|e| {
+        let kept = if existed {
+            format!("; {} was left as it was", dest.display())
+        } else {
+            String::new()
+        };
+        CliError::Invalid(format!("backup of {} to {} failed: {e}{kept}", src.display(), dest.display()))
+    })?;
     println!(
         "backed up {} to {} ({:.1} MiB, {:.0} ms, integrity ok)",
         src.display(),
         dest.display(),
-        size as f64 / (1 << 20) as f64,
+        report.bytes as f64 / (1 << 20) as f64,
         t.elapsed().as_secs_f64() * 1e3
     );
     Ok(())

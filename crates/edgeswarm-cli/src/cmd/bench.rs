@@ -29,6 +29,7 @@ pub fn name(k: BenchKind) -> &'static str {
         BenchKind::Mcp => "mcp",
         BenchKind::Dashboard => "dashboard",
         BenchKind::Quality => "quality",
+        BenchKind::Soak => "soak",
         BenchKind::All => "all",
     }
 }
@@ -71,6 +72,7 @@ pub async fn run_one(k: BenchKind, scale: bool) -> Result<Value> {
             .await
             .map_err(BenchError::Other),
         BenchKind::Quality => return Err(CliError::Invalid("`quality` prints one line per mode; run it on its own".into())),
+        BenchKind::Soak => return Err(CliError::Invalid("`soak` prints one line per minute; run it on its own".into())),
         BenchKind::All => return Err(CliError::Invalid("`all` is not a single benchmark".into())),
     }
     .map_err(|e| bench_error(k, e))?;
@@ -104,9 +106,67 @@ async fn run_quality(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `bench mcp --peer`: one JSON line per corpus (see `edgeswarm_bench::peer`).
+async fn run_peer(a: &BenchArgs) -> Result<()> {
+    let opts = edgeswarm_bench::peer::PeerOpts {
+        docs: a.peer_docs.clone(),
+        queries: a.peer_queries,
+        ..Default::default()
+    };
+    let lines = edgeswarm_bench::peer::bench(opts)
+        .await
+        .map_err(|e| bench_error(BenchKind::Mcp, e))?;
+    for v in lines {
+        if a.json {
+            println!("{v}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// `bench soak`: one JSON line per sample as it is taken, then the verdict; fails when
+/// RSS did not stay flat (see `edgeswarm_bench::soak::verdict`).
+async fn run_soak(a: &BenchArgs) -> Result<()> {
+    if a.minutes == 0 || a.sample_secs == 0 {
+        return Err(CliError::Invalid("bench soak needs --minutes of at least 1".into()));
+    }
+    let opts = edgeswarm_bench::soak::SoakOpts {
+        duration: std::time::Duration::from_secs(a.minutes * 60),
+        sample_every: std::time::Duration::from_secs(a.sample_secs),
+        ..Default::default()
+    };
+    let mut emit = |v: &Value| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    };
+    let v = edgeswarm_bench::soak::soak(opts, &mut emit)
+        .await
+        .map_err(|e| CliError::Invalid(format!("bench soak: {e}")))?;
+    if v["rss_ok"] != json!(true) {
+        return Err(CliError::Invalid(format!(
+            "bench soak: RSS did not stay flat after warm-up or passed {} MiB (peak {} MiB); see the lines above",
+            v["max_rss_mb"], v["rss_peak_mb"]
+        )));
+    }
+    Ok(())
+}
+
 pub async fn run(a: BenchArgs) -> Result<()> {
     if a.which == BenchKind::Quality {
         return run_quality(&a).await;
+    }
+    if a.peer {
+        if a.which != BenchKind::Mcp {
+            return Err(CliError::Invalid("--peer goes with `bench mcp`".into()));
+        }
+        return run_peer(&a).await;
+    }
+    if a.which == BenchKind::Soak {
+        return run_soak(&a).await;
     }
     if a.which != BenchKind::All {
         let v = run_one(a.which, a.scale).await?;

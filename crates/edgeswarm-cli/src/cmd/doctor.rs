@@ -230,6 +230,15 @@ fn file_checks(p: FileProbe, out: &mut Vec<Check>) {
         )),
         Err(e) => out.push(warn("search index", e, "open the file once with edgeswarm to run migrations")),
     }
+    // Row versions sync could not apply (parked, retried on later pulls).
+    match p.parked {
+        None | Some((0, _)) => {}
+        Some((n, latest)) => out.push(warn(
+            "sync parked rows",
+            format!("{n} row version(s) parked; latest: {}", latest.unwrap_or_default()),
+            "a refused row applies by itself once what refused it is fixed (the schema, a missing parent row) and a far-future one once the clocks agree (fix the other node's NTP); `sync_status` shows them per region",
+        )),
+    }
     // Which embedder: recorded by the search layer in _meta, or seen as a vector table.
     out.push(match (p.embedder, p.vector_tables) {
         (Some(e), _) => ok("embedder", format!("{e} (recorded in _meta)")),

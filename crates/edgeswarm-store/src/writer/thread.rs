@@ -116,7 +116,7 @@ impl Writer {
     pub fn run(mut self) {
         let _span = tracing::info_span!("storage_writer", origin = %self.origin).entered();
         let dog = Watchdog::start(self.conn.conn.clone());
-        match crate::checkpoint::Checkpointer::spawn("home", self.cfg.path.clone(), self.cfg.durability) {
+        match crate::checkpoint::Checkpointer::spawn_vfs("home", self.cfg.path.clone(), self.cfg.durability, self.cfg.vfs.clone()) {
             Ok(c) => {
                 // Checkpoints run on that thread; the inline auto-checkpoint stays as a
                 // high-water safety net.

@@ -19,7 +19,10 @@
 use super::tls::{classify, client_config, plain_http_tls, redact_url, request_url, TlsMode};
 use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RowLookup};
 use crate::error::{Result, SyncError};
-use crate::row::{Registry, TableSpec, REGION_LOG_DDL, REGION_LOG_END, REGION_LOG_PULL};
+use crate::row::{
+    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL,
+    REGION_LOG_END, REGION_LOG_PULL, REGION_META_DDL,
+};
 use async_trait::async_trait;
 use edgeswarm_store::{QueryResult, SqlValue};
 use libsql_hrana::proto::{
@@ -59,6 +62,9 @@ pub struct HranaLink {
     /// does not say.
     /// Asked once per link, before the first DDL (see `discover_version`).
     server_version: tokio::sync::OnceCell<Option<String>>,
+    /// Largest reply body read, in bytes (`SyncConfig::max_reply_bytes`): a bigger one
+    /// fails with [`SyncError::ReplyTooLarge`] without being read whole.
+    max_reply_bytes: usize,
 }
 
 impl std::fmt::Debug for HranaLink {
@@ -188,7 +194,47 @@ impl HranaLink {
             ensured: Mutex::new(HashSet::new()),
             tls,
             server_version: tokio::sync::OnceCell::new(),
+            max_reply_bytes: crate::config::SyncConfig::default().max_reply_bytes,
         })
+    }
+
+    /// The same link with another reply cap (bytes).
+    pub fn with_max_reply_bytes(mut self, n: usize) -> Self {
+        self.max_reply_bytes = n.max(1);
+        self
+    }
+
+    /// Reads a reply body, at most `max_reply_bytes` of it: refused at once when its
+    /// Content-Length says it is bigger, else streamed chunk by chunk and abandoned
+    /// (the connection is dropped) as soon as it passes the cap.
+    async fn read_capped(&self, mut resp: reqwest::Response) -> Result<bytes::Bytes> {
+        let cap = self.max_reply_bytes;
+        let too_large = || SyncError::ReplyTooLarge {
+            region: self.region.clone(),
+            limit_bytes: cap,
+        };
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_large());
+        }
+        let mut buf = bytes::BytesMut::with_capacity(resp.content_length().map_or(8192, |n| n as usize));
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if buf.len() + c.len() > cap {
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&c);
+                }
+                Ok(None) => return Ok(buf.freeze()),
+                Err(e) => {
+                    return Err(SyncError::Unreachable {
+                        region: self.region.clone(),
+                        url: self.url.clone(),
+                        reason: format!("reading the reply: {}", causes(&e.without_url())),
+                    })
+                }
+            }
+        }
     }
 
     /// Maps a failed send to a typed error: a TLS failure says what failed and the
@@ -218,11 +264,7 @@ impl HranaLink {
         }
         let resp = req.send().await.map_err(|e| self.send_error(e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| SyncError::Unreachable {
-            region: self.region.clone(),
-            url: self.url.clone(),
-            reason: format!("reading the reply: {}", causes(&e.without_url())),
-        })?;
+        let bytes = self.read_capped(resp).await?;
         if status == 401 || status == 403 {
             return Err(SyncError::Unauthorized {
                 region: self.region.clone(),
@@ -404,7 +446,12 @@ impl HranaLink {
             return Ok(());
         }
         self.discover_version().await;
-        let mut stmts = vec![Stmt::new(REGION_LOG_DDL, false)];
+        let mut stmts = vec![
+            Stmt::new(REGION_LOG_DDL, false),
+            Stmt::new(REGION_META_DDL, false),
+            Stmt::new(REGION_CURSORS_DDL, false),
+            stmt(REGION_EPOCH_INIT, vec![edgeswarm_core::new_id().into()], false),
+        ];
         stmts.extend(
             missing
                 .iter()
@@ -447,26 +494,45 @@ impl RegionLink for HranaLink {
             .into_iter()
             .map(|st| stmt(&st.sql, st.params, false))
             .collect();
-        self.transaction(stmts).await?;
-        Ok(PushAck { applied: None })
+        match self.transaction(stmts).await {
+            Ok(_) => Ok(PushAck { applied: None }),
+            Err(e) => {
+                // The region's tables are gone (a wiped server): create them again on
+                // the next request.
+                if matches!(&e, SyncError::RegionSql { message, .. } if message.contains("no such table")) {
+                    self.ensured.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn pull(&self, after: i64, me: &str, limit: usize, reg: &Arc<Registry>) -> Result<PullPage> {
         // The log and every replicated table (with its superseded-versions table: a
         // region written by an older version may lack it); once per link.
         self.ensure_inner(&reg.all()).await?;
-        // The page and the log end, in one transaction.
+        // The page, the log end and the region's identity, in one transaction that
+        // also records this puller's cursor (for the region's log compaction).
         let res = match self
             .transaction(vec![
                 stmt(REGION_LOG_PULL, vec![after.into(), (limit as i64).into(), me.into()], true),
                 stmt(REGION_LOG_END, vec![], true),
+                stmt(REGION_EPOCH_READ, vec![], true),
+                stmt(
+                    REGION_CURSOR_UPSERT,
+                    vec![me.into(), after.into(), edgeswarm_core::record::now_millis().into()],
+                    false,
+                ),
             ])
             .await
         {
             Ok(r) => r,
-            // A fresh server has no log yet: nothing to pull.
+            // A fresh (or wiped) server has no log: nothing to pull. The tables are
+            // created again on the next request; the actor notices a wiped region by
+            // the missing identity.
             Err(SyncError::RegionSql { message, .. }) if message.contains("no such table") => {
-                return Ok(PullPage::new(after, limit, 0, vec![]))
+                self.ensured.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                return Ok(PullPage::new(after, limit, 0, vec![]));
             }
             Err(e) => return Err(e),
         };
@@ -474,12 +540,17 @@ impl RegionLink for HranaLink {
             region: self.region.clone(),
             reason,
         };
-        // Steps: BEGIN, page, end, COMMIT, ROLLBACK.
-        let mut steps = res.step_results.into_iter().skip(1).take(2).map(|r| r.map(to_result));
-        let (Some(Some(r)), Some(Some(e))) = (steps.next(), steps.next()) else {
-            return Err(malformed("the pull reply lacks the page or the log end".into()));
+        // Steps: BEGIN, page, end, epoch, cursor, COMMIT, ROLLBACK.
+        let mut steps = res.step_results.into_iter().skip(1).take(3).map(|r| r.map(to_result));
+        let (Some(Some(r)), Some(Some(e)), Some(Some(ep))) = (steps.next(), steps.next(), steps.next()) else {
+            return Err(malformed("the pull reply lacks the page, the log end or the epoch".into()));
         };
         let end = e.rows.first().and_then(|r| r.first()).and_then(|v| v.as_i64()).unwrap_or(0);
+        let epoch = ep.rows.first().and_then(|r| r.first()).and_then(|v| v.as_str()).map(str::to_string);
+        let with_epoch = |mut p: PullPage| {
+            p.epoch = epoch.clone();
+            p
+        };
         let mut entries = r
             .rows
             .iter()
@@ -493,7 +564,7 @@ impl RegionLink for HranaLink {
             .filter_map(|(i, e)| e.row_lookup(me, reg).map(|l| (i, l)))
             .collect();
         if lookups.is_empty() {
-            return Ok(PullPage::new(after, limit, end, entries));
+            return Ok(with_epoch(PullPage::new(after, limit, end, entries)));
         }
         let mut stmts = Vec::with_capacity(lookups.len() * 2);
         for (_, l) in &lookups {
@@ -517,7 +588,7 @@ impl RegionLink for HranaLink {
             let prev = if l.prev.is_some() { Some(next()?) } else { None };
             entries[i].row = l.pick(cur, prev);
         }
-        Ok(PullPage::new(after, limit, end, entries))
+        Ok(with_epoch(PullPage::new(after, limit, end, entries)))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -526,5 +597,15 @@ impl RegionLink for HranaLink {
 
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult> {
         self.execute(stmt(sql, params, true)).await
+    }
+
+    async fn maintain(&self, stmts: Vec<super::RegionStmt>) -> Result<usize> {
+        let stmts: Vec<Stmt> = stmts.into_iter().map(|st| stmt(&st.sql, st.params, false)).collect();
+        let res = self.transaction(stmts).await?;
+        Ok(res.step_results.iter().flatten().map(|r| r.affected_row_count as usize).sum())
+    }
+
+    async fn set_epoch(&self, epoch: &str) -> Result<()> {
+        self.execute(stmt(REGION_EPOCH_SET, vec![epoch.into()], false)).await.map(|_| ())
     }
 }

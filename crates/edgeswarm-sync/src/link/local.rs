@@ -9,7 +9,10 @@
 use super::{LogEntry, PullPage, PushAck, PushBatch, RegionLink, RegionStmt};
 use crate::config::LinkProfile;
 use crate::error::{Result, SyncError};
-use crate::row::{Registry, TableSpec, REGION_LOG_DDL, REGION_LOG_END, REGION_LOG_PULL};
+use crate::row::{
+    Registry, TableSpec, REGION_CURSORS_DDL, REGION_CURSOR_UPSERT, REGION_EPOCH_INIT, REGION_EPOCH_READ, REGION_EPOCH_SET, REGION_LOG_DDL,
+    REGION_LOG_END, REGION_LOG_PULL, REGION_META_DDL,
+};
 use async_trait::async_trait;
 use edgeswarm_core::Durability;
 use edgeswarm_store::checkpoint::{Checkpointer, WAL_HIGH_WATER_PAGES};
@@ -72,8 +75,12 @@ impl RegionDb {
                 },
             };
             let (db, c) = conn::open_writer(&self.path, Durability::Normal).map_err(open_err)?;
-            let cc = CachedConn::new(db, c);
+            let mut cc = CachedConn::new(db, c);
             cc.batch(REGION_LOG_DDL).map_err(open_err)?;
+            cc.batch(REGION_META_DDL).map_err(open_err)?;
+            cc.batch(REGION_CURSORS_DDL).map_err(open_err)?;
+            cc.execute(REGION_EPOCH_INIT, conn::params(vec![edgeswarm_core::new_id().into()]))
+                .map_err(open_err)?;
             // Checkpoints run on the checkpointer thread; SQLite's own auto-checkpoint
             // stays as a high-water safety net.
             cc.batch(&format!("PRAGMA wal_autocheckpoint = {WAL_HIGH_WATER_PAGES}"))
@@ -344,7 +351,18 @@ impl RegionLink for LocalLink {
             .call(move |db| {
                 let c = db.get()?;
                 let read = (|| {
-                    c.batch("BEGIN")?;
+                    c.batch("BEGIN IMMEDIATE")?;
+                    // This puller has applied everything up to `after`: the region's
+                    // compaction keeps what it has not passed.
+                    c.execute(
+                        REGION_CURSOR_UPSERT,
+                        conn::params(vec![me.clone().into(), after.into(), edgeswarm_core::record::now_millis().into()]),
+                    )?;
+                    let epoch = c
+                        .query(REGION_EPOCH_READ, vec![])?
+                        .rows
+                        .first()
+                        .and_then(|r| r[0].as_str().map(str::to_string));
                     let page = c.query(
                         REGION_LOG_PULL,
                         conn::params(vec![after.into(), (limit as i64).into(), me.clone().into()]),
@@ -366,7 +384,9 @@ impl RegionLink for LocalLink {
                             e.row = l.pick(cur, prev);
                         }
                     }
-                    Ok(PullPage::new(after, limit, end, entries))
+                    let mut page = PullPage::new(after, limit, end, entries);
+                    page.epoch = epoch;
+                    Ok(page)
                 })();
                 let _ = c.batch("COMMIT");
                 read.map_err(|e: StoreError| db.sql_err(e))
@@ -395,6 +415,24 @@ impl RegionLink for LocalLink {
     async fn ping(&self) -> Result<()> {
         self.travel(0).await?;
         self.call(|db| db.get().map(|_| ())).await?;
+        self.travel(0).await
+    }
+
+    async fn maintain(&self, stmts: Vec<RegionStmt>) -> Result<usize> {
+        self.travel(0).await?;
+        let n = self.call(move |db| db.apply(stmts)).await?;
+        self.travel(0).await?;
+        Ok(n)
+    }
+
+    async fn set_epoch(&self, epoch: &str) -> Result<()> {
+        self.travel(0).await?;
+        let e = epoch.to_string();
+        self.call(move |db| {
+            let r = db.get()?.execute(REGION_EPOCH_SET, conn::params(vec![e.into()]));
+            r.map(|_| ()).map_err(|err| db.sql_err(err))
+        })
+        .await?;
         self.travel(0).await
     }
 

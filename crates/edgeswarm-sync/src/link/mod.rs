@@ -356,6 +356,12 @@ pub struct PullPage {
     pub last: i64,
     /// More of the log lies past the page (pull again at once).
     pub full: bool,
+    /// The region log's last position as read (may be below the cursor asked from:
+    /// the region was wiped or restored from an older copy).
+    pub end: i64,
+    /// The region's identity (`_region_meta.epoch`), read in the same transaction;
+    /// `None` when the region has none (its tables are gone).
+    pub epoch: Option<String>,
 }
 
 impl PullPage {
@@ -366,6 +372,8 @@ impl PullPage {
             entries,
             last: end.min(page_end).max(after),
             full: end > page_end,
+            end,
+            epoch: None,
         }
     }
 }
@@ -452,6 +460,11 @@ pub trait RegionLink: Send + Sync + 'static {
     async fn pull(&self, after: i64, me: &str, limit: usize, reg: &Arc<Registry>) -> Result<PullPage>;
     /// A cheap round trip (health probe).
     async fn ping(&self) -> Result<()>;
+    /// Gives the region a new identity (see [`crate::row::REGION_EPOCH_SET`]).
+    async fn set_epoch(&self, epoch: &str) -> Result<()>;
+    /// Runs maintenance statements (compaction, see [`crate::compact`]) in one
+    /// transaction; returns the rows they deleted.
+    async fn maintain(&self, stmts: Vec<RegionStmt>) -> Result<usize>;
     /// Runs one read-only statement on the region.
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult>;
 }
