@@ -64,6 +64,8 @@ echo "== cargo test --workspace"
 cargo test --workspace --locked 2>&1
 echo "== bench soak --minutes 1 (debug binary: RSS, file and internal-table sizes; fails if RSS passes its cap)" && cargo run --locked -q -p edgeswarm-cli -- bench soak --minutes 1 2>&1
 
+scripts/fuzz.sh --seconds 15  # fuzz smoke: each target of crates/edgeswarm-fuzz for 15 s
+
 if [ -f tests/mcp/test_mcp.py ]; then
   echo "== MCP client tests (Python SDK, real server binary)"
   cargo build --locked -p edgeswarm-cli 2>&1

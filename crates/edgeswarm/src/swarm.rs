@@ -1131,10 +1131,12 @@ fn summarise(rows: &[metrics::MetricRow]) -> MetricsSummary {
         for (g, key) in groups.iter_mut().zip([&r.agent_id, &r.task_type, &r.region]) {
             let e = g.entry(key.clone()).or_default();
             e.0.push(r.duration_ms);
-            e.1 += r.tokens_used;
+            // Saturating: tokens_used may be any i64 (found by the mcp fuzz target: two
+            // metrics of i64::MAX tokens overflowed the sum and panicked get_metrics).
+            e.1 = e.1.saturating_add(r.tokens_used);
         }
     }
-    let total_tokens = rows.iter().map(|r| r.tokens_used).sum();
+    let total_tokens = rows.iter().fold(0i64, |s, r| s.saturating_add(r.tokens_used));
     let [a, t, rg] = groups;
     let to = |m: BTreeMap<String, (Vec<f64>, i64)>| m.into_iter().map(|(k, (v, tok))| agg(k, v, tok)).collect();
     MetricsSummary {
@@ -1175,5 +1177,19 @@ mod tests {
         let a = agg("x".into(), (1..=100).map(|i| i as f64 / 100.0).collect(), 7);
         assert_eq!((a.count, a.p50_ms, a.p95_ms, a.p99_ms, a.tokens), (100, 0.5, 0.95, 0.99, 7));
         assert_eq!(agg("e".into(), vec![], 0).p99_ms, 0.0);
+    }
+
+    #[test]
+    fn token_sums_saturate_instead_of_overflowing() {
+        let row = |t| metrics::MetricRow {
+            agent_id: "a".into(),
+            task_type: "t".into(),
+            region: String::new(),
+            duration_ms: 1.0,
+            tokens_used: t,
+        };
+        let s = summarise(&[row(i64::MAX), row(i64::MAX), row(1)]);
+        assert_eq!(s.overall.tokens, i64::MAX);
+        assert_eq!(s.by_agent[0].tokens, i64::MAX);
     }
 }
