@@ -47,7 +47,8 @@ pub enum EmbedderChoice {
     /// The deterministic [`HashEmbedder`] (256 dimensions, no download). Lexical-semantic
     /// only; kept for hosts that want vector plumbing without a model.
     Hash,
-    /// The real semantic model `edgeswarm models install` puts in the cache directory.
+    /// The real semantic model `edgeswarm models install` puts in the cache directory
+    /// (all-MiniLM-L6-v2, see [`crate::semantic`]).
     Semantic,
 }
 
@@ -66,20 +67,21 @@ impl EmbedderChoice {
         }
     }
 
-    /// The embedder to start search with (`None`: lexical only). `semantic` fails with a
-    /// message saying how to install the model (or what to choose instead) when no model
-    /// is installed; the model installer is not part of this crate yet, so today it
-    /// always fails that way.
+    /// The embedder to start search with (`None`: lexical only). `semantic` loads the
+    /// model `edgeswarm models install` put in the cache ([`crate::semantic::models_dir`])
+    /// and fails with a message naming that command (and what to choose instead) when it
+    /// is not installed.
     pub fn resolve(self) -> Result<Option<SharedEmbedder>, crate::error::SearchError> {
         match self {
             EmbedderChoice::None => Ok(None),
             EmbedderChoice::Hash => Ok(Some(Arc::new(HashEmbedder::default()))),
-            EmbedderChoice::Semantic => Err(crate::error::SearchError::Embedder {
-                embedder: "semantic".into(),
-                reason: "no semantic model is installed: run `edgeswarm models install` to fetch it, \
-                         or choose embedder \"none\" (lexical search, the default) or \"hash\""
-                    .into(),
-            }),
+            EmbedderChoice::Semantic => match crate::semantic::SemanticEmbedder::load_default() {
+                Ok(e) => Ok(Some(Arc::new(e))),
+                Err(reason) => Err(crate::error::SearchError::Embedder {
+                    embedder: "semantic".into(),
+                    reason,
+                }),
+            },
         }
     }
 }

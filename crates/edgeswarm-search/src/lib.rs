@@ -23,10 +23,12 @@ pub mod error;
 mod fastlex;
 pub mod knowledge;
 pub mod query;
+pub mod semantic;
 mod vectors;
 
 pub use actor::{Search, SearchActor, SearchConfig, SearchMsg, SearchStatus};
 pub use embed::{Embedder, EmbedderChoice, HashEmbedder, SharedEmbedder};
+pub use semantic::SemanticEmbedder;
 pub use error::{Result, SearchError};
 pub use knowledge::{add_knowledge, delete_knowledge, get_knowledge, update_knowledge, AddOutcome, KnowledgeEntry, KnowledgeUpdate};
 pub use query::{Filters, JsonScalar, Mode, SearchHit, SearchRequest, SearchResponse};
