@@ -198,6 +198,10 @@ pub struct BenchArgs {
     /// `quality`: use only the first N conversations (quick runs).
     #[arg(long, value_name = "N")]
     pub limit_conversations: Option<usize>,
+    /// `quality`: also measure hybrid under every fusion of the sweep (RRF k 10/60,
+    /// linear fusion with vector weight 0.1..0.9, min-max or max normalised).
+    #[arg(long)]
+    pub sweep: bool,
 }
 
 #[derive(Debug, Args)]
