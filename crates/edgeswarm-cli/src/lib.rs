@@ -43,7 +43,19 @@ pub fn log_format(cli: &Cli) -> LogFormat {
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Mcp(args) => edgeswarm_mcp::run(args).await.map_err(|e| CliError::Invalid(e.to_string())),
+        Cmd::Mcp(mut args) => {
+            if args.embedder.is_none() {
+                // No flag or variable: the config file's `[search] embedder`, as demo reads it.
+                let opts = cli::DbOpts {
+                    config: std::env::var_os("EDGESWARM_CONFIG").map(std::path::PathBuf::from),
+                    ..Default::default()
+                };
+                if config::resolve_path(opts.config.as_deref()).is_some() {
+                    args.embedder = Some(config::load(&opts)?.embedder);
+                }
+            }
+            edgeswarm_mcp::run(args).await.map_err(|e| CliError::Invalid(e.to_string()))
+        }
         Cmd::Demo(a) => cmd::demo::run(a).await,
         Cmd::Bench(a) => cmd::bench::run(a).await,
         Cmd::Status(a) => cmd::status::run(a).await,
@@ -57,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Doctor(a) => on_blocking_thread(cmd::doctor::run(a)).await,
         Cmd::Backup(a) => on_blocking_thread(cmd::backup::run(a)).await,
         Cmd::Config(a) => cmd::config_cmd::run(a),
+        Cmd::Models(a) => cmd::models::run(a).await,
         Cmd::Completions { shell } => {
             let mut c = Cli::command();
             clap_complete::generate(shell, &mut c, "edgeswarm", &mut std::io::stdout());

@@ -214,8 +214,13 @@ impl SemanticEmbedder {
     /// Loads the installed default model ([`DEFAULT_MODEL`]) from the cache; the error
     /// says to run `edgeswarm models install` when it is not there.
     pub fn load_default() -> Result<SemanticEmbedder, String> {
-        let dir = model_path(DEFAULT_MODEL);
-        if !is_installed(DEFAULT_MODEL) {
+        SemanticEmbedder::load_from_cache(&models_dir())
+    }
+
+    /// Loads [`DEFAULT_MODEL`] from the model cache `cache` (what [`models_dir`] gives).
+    pub fn load_from_cache(cache: &Path) -> Result<SemanticEmbedder, String> {
+        let dir = cache.join(DEFAULT_MODEL);
+        if !MODEL_FILES.iter().all(|f| dir.join(f).is_file()) {
             return Err(format!(
                 "the semantic model {DEFAULT_MODEL} is not installed in {} (set {MODELS_ENV} to use another directory): run `edgeswarm models install` to fetch it, \
                  or choose embedder \"none\" (lexical search, the default) or \"hash\"",

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config_cmd;
 pub mod demo;
 pub mod doctor;
+pub mod models;
 pub mod regions;
 pub mod sql;
 pub mod status;
