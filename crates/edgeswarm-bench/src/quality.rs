@@ -280,14 +280,22 @@ async fn measure(
     }))
 }
 
-/// The fusions `--sweep` measures: RRF with k 10 and 60, and linear fusion with vector
-/// weight 0.1..0.9 under both normalisations.
+/// The fusions `--sweep` measures (with the semantic embedder only): RRF with k 10 and
+/// 60, linear fusion of min-max normalised scores with vector weight 0.2..0.8, and of
+/// max-normalised scores with weight 0.3, 0.5, 0.7.
 pub fn sweep_fusions() -> Vec<Fusion> {
     let mut f = vec![Fusion::Rrf { k: 10.0 }, Fusion::Rrf { k: RRF_K }];
-    for norm in [ScoreNorm::MinMax, ScoreNorm::Max] {
-        for w in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
-            f.push(Fusion::Linear { vector_weight: w, norm });
-        }
+    for w in [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
+        f.push(Fusion::Linear {
+            vector_weight: w,
+            norm: ScoreNorm::MinMax,
+        });
+    }
+    for w in [0.3, 0.5, 0.7] {
+        f.push(Fusion::Linear {
+            vector_weight: w,
+            norm: ScoreNorm::Max,
+        });
     }
     f
 }
@@ -355,6 +363,35 @@ pub async fn quality(opts: QualityOpts) -> Result<Vec<Value>> {
     out
 }
 
+/// An embedder that remembers the vectors of single texts (the questions): the fusion
+/// sweep asks the same questions under every fusion and measures ranking, not the model.
+struct QueryCache {
+    /// The real embedder (same id and dimension, so the same vector space).
+    inner: SharedEmbedder,
+    /// Vectors by text, for one-text calls (queries).
+    seen: std::sync::Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl edgeswarm_search::Embedder for QueryCache {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, String> {
+        if texts.len() != 1 {
+            return self.inner.embed(texts);
+        }
+        if let Some(v) = self.seen.lock().map_err(|e| e.to_string())?.get(texts[0]) {
+            return Ok(vec![v.clone()]);
+        }
+        let v = self.inner.embed(texts)?;
+        self.seen.lock().map_err(|e| e.to_string())?.insert(texts[0].to_string(), v[0].clone());
+        Ok(v)
+    }
+}
+
 async fn run(opts: &QualityOpts, ds: &Dataset, dir: &std::path::Path) -> Result<Vec<Value>> {
     let mut cfg = StoreConfig::at(dir.join("quality.db"));
     cfg.durability = Durability::Normal;
@@ -405,21 +442,45 @@ async fn run(opts: &QualityOpts, ds: &Dataset, dir: &std::path::Path) -> Result<
             });
         }
         let embed_secs = t.elapsed().as_secs_f64();
+        // What one query's embedding costs (the part of a hybrid search the model adds),
+        // measured on the questions themselves, one at a time.
+        let mut q_us: Vec<f64> = Vec::with_capacity(ds.questions.len());
+        for q in &ds.questions {
+            let t = Instant::now();
+            e.embed(&[q.text.as_str()]).map_err(|reason| SearchError::Embedder {
+                embedder: label.clone(),
+                reason,
+            })?;
+            q_us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        q_us.sort_by(|a, b| a.total_cmp(b));
         for (line, mode) in [("vector", Mode::Vector), ("hybrid", Mode::Hybrid)] {
             let mut v = measure(&s, ds, &dia_of, &format!("{line}_{name}"), Some(mode), &label).await?;
+            // Backfill: every entry embedded and written by the background filler.
             v["embed_all_s"] = json!(r4(embed_secs));
+            v["embed_entries_per_s"] = json!((dia_of.len() as f64 / embed_secs.max(1e-9)).round());
+            v["query_embed_p50_us"] = json!(pct(&q_us, 0.5).round());
+            v["query_embed_p99_us"] = json!(pct(&q_us, 0.99).round());
             if mode == Mode::Hybrid {
                 v["fusion"] = json!(DEFAULT_FUSION.label());
             }
+            tracing::info!(line = %v, "quality");
             lines.push(v);
         }
         s.stop();
-        // The sweep: the vectors are built, so each fusion only re-ranks.
-        for f in &opts.fusions {
-            let s = Search::start(store.clone(), base.clone().embedder(e.clone()).fusion(*f)).await?;
+        // The sweep (semantic only): the vectors are built, and query vectors are cached
+        // (the same questions are asked under every fusion), so each line only re-ranks.
+        let cached: SharedEmbedder = std::sync::Arc::new(QueryCache {
+            inner: e.clone(),
+            seen: Default::default(),
+        });
+        for f in opts.fusions.iter().filter(|_| name == "semantic") {
+            let s = Search::start(store.clone(), base.clone().embedder(cached.clone()).fusion(*f)).await?;
             s.wait_vectors_ready(Duration::from_secs(60)).await?;
             let mut v = measure(&s, ds, &dia_of, &format!("hybrid_{name}_{}", f.label()), Some(Mode::Hybrid), &label).await?;
             v["fusion"] = json!(f.label());
+            v["query_vectors_cached"] = json!(true);
+            tracing::info!(line = %v, "quality");
             lines.push(v);
             s.stop();
         }
