@@ -387,7 +387,10 @@ impl edgeswarm_search::Embedder for QueryCache {
             return Ok(vec![v.clone()]);
         }
         let v = self.inner.embed(texts)?;
-        self.seen.lock().map_err(|e| e.to_string())?.insert(texts[0].to_string(), v[0].clone());
+        self.seen
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(texts[0].to_string(), v[0].clone());
         Ok(v)
     }
 }

@@ -1,11 +1,12 @@
-//! Embeddings: the [`Embedder`] trait hosts implement, and the default
-//! [`HashEmbedder`].
+//! Embeddings: the [`Embedder`] trait hosts implement, the embedders chosen by name
+//! ([`EmbedderChoice`]), and the [`HashEmbedder`].
 //!
-//! **The default embedder is lexical-semantic, not a language model.** It hashes words and
+//! **The hash embedder is lexical-semantic, not a language model.** It hashes words and
 //! character trigrams into a fixed-size vector, so it finds entries sharing words,
 //! word stems and spelling variants (`index` ~ `indexes` ~ `indexing`), but it does not
 //! know that `car` and `automobile` mean the same thing. It needs no download or network
-//! and is fully deterministic. Plug in a real model through [`Embedder`] for semantics.
+//! and is fully deterministic. For meaning, choose `semantic` (all-MiniLM-L6-v2, see
+//! [`crate::semantic`]) or plug a model in through [`Embedder`].
 
 use std::sync::Arc;
 

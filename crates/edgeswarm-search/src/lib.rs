@@ -30,7 +30,7 @@ mod vectors;
 pub use actor::{Search, SearchActor, SearchConfig, SearchMsg, SearchStatus};
 pub use embed::{Embedder, EmbedderChoice, HashEmbedder, SharedEmbedder};
 pub use engine::{Fusion, ScoreNorm, DEFAULT_FUSION, FUSION_POOL, RRF_K};
-pub use semantic::SemanticEmbedder;
 pub use error::{Result, SearchError};
 pub use knowledge::{add_knowledge, delete_knowledge, get_knowledge, update_knowledge, AddOutcome, KnowledgeEntry, KnowledgeUpdate};
 pub use query::{Filters, JsonScalar, Mode, SearchHit, SearchRequest, SearchResponse};
+pub use semantic::SemanticEmbedder;

@@ -172,8 +172,20 @@ impl Tensors {
             if name == "__metadata__" || t["dtype"] != "F32" {
                 continue;
             }
-            let shape: Vec<usize> = t["shape"].as_array().into_iter().flatten().filter_map(|d| d.as_u64()).map(|d| d as usize).collect();
-            let off: Vec<usize> = t["data_offsets"].as_array().into_iter().flatten().filter_map(|d| d.as_u64()).map(|d| d as usize).collect();
+            let shape: Vec<usize> = t["shape"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_u64())
+                .map(|d| d as usize)
+                .collect();
+            let off: Vec<usize> = t["data_offsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_u64())
+                .map(|d| d as usize)
+                .collect();
             if off.len() != 2 || off[0] > off[1] || 8 + n + off[1] > data.len() {
                 return Err(format!("{}: tensor {name} lies outside the file", path.display()));
             }
@@ -233,11 +245,15 @@ impl SemanticEmbedder {
     /// Loads a BERT model from `dir` (config.json, model.safetensors, vocab.txt).
     pub fn load(dir: &Path, name: &str) -> Result<SemanticEmbedder, String> {
         let cfg_path = dir.join("config.json");
-        let cfg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&cfg_path).map_err(|e| format!("{}: {e}", cfg_path.display()))?,
-        )
-        .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
-        let num = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| format!("{}: no `{k}`", cfg_path.display()));
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| format!("{}: {e}", cfg_path.display()))?)
+                .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+        let num = |k: &str| {
+            cfg[k]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| format!("{}: no `{k}`", cfg_path.display()))
+        };
         let (hidden, heads, n_layers, inter, max_pos, vocab_size) = (
             num("hidden_size")?,
             num("num_attention_heads")?,
@@ -254,11 +270,20 @@ impl SemanticEmbedder {
         let vocab_path = dir.join("vocab.txt");
         let vocab_text = std::fs::read_to_string(&vocab_path).map_err(|e| format!("{}: {e}", vocab_path.display()))?;
         let vocab: HashMap<String, u32> = vocab_text.lines().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
-        let id_of = |t: &str| vocab.get(t).copied().ok_or_else(|| format!("{}: no `{t}` token", vocab_path.display()));
+        let id_of = |t: &str| {
+            vocab
+                .get(t)
+                .copied()
+                .ok_or_else(|| format!("{}: no `{t}` token", vocab_path.display()))
+        };
         let (cls, sep, unk) = (id_of("[CLS]")?, id_of("[SEP]")?, id_of("[UNK]")?);
         let t = Tensors::read(&dir.join("model.safetensors"))?;
         // Some exports prefix every name with `bert.`.
-        let p = if t.index.contains_key("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let p = if t.index.contains_key("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
         let mut layers = Vec::with_capacity(n_layers);
         for i in 0..n_layers {
             let l = format!("{p}encoder.layer.{i}");

