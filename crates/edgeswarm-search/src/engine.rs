@@ -643,6 +643,46 @@ mod tests {
         assert_eq!(light_stem("is"), "is");
     }
 
+    fn scored(v: &[(&str, f64)]) -> Vec<SearchHit> {
+        v.iter()
+            .map(|(id, s)| SearchHit {
+                score: *s,
+                ..hit(id)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn linear_fusion_weighs_normalised_scores() {
+        let lex = || scored(&[("a", 9.0), ("b", 5.0), ("c", 1.0)]);
+        let vec = || scored(&[("c", 0.9), ("b", 0.8), ("d", 0.1)]);
+        let ids = |f: Fusion| fuse(f, lex(), vec()).iter().map(|h| h.id.clone()).collect::<Vec<_>>();
+        let lin = |w| Fusion::Linear {
+            vector_weight: w,
+            norm: ScoreNorm::MinMax,
+        };
+        // Weight 0: lexical order; weight 1: vector order (a side's worst scores 0, as if
+        // absent).
+        assert_eq!(&ids(lin(0.0))[..2], ["a", "b"]);
+        assert_eq!(&ids(lin(1.0))[..2], ["c", "b"]);
+        // Even: `b`, good on both sides (0.5 + 0.875), beats `a` and `c`, each best on one.
+        assert_eq!(ids(lin(0.5))[0], "b");
+        let out = fuse(lin(0.5), lex(), vec());
+        assert!((out[0].score - 0.5 * (0.5 + 0.875)).abs() < 1e-9, "{out:?}");
+        // Max normalisation keeps the gaps: `a` = 1 × 0.5, `b` = (5/9 + 0.8/0.9) × 0.5.
+        let m = fuse(
+            Fusion::Linear {
+                vector_weight: 0.5,
+                norm: ScoreNorm::Max,
+            },
+            lex(),
+            vec(),
+        );
+        assert_eq!(m[0].id, "b");
+        assert_eq!(DEFAULT_FUSION.label(), "linear_w0.40_minmax");
+        assert_eq!(Fusion::Rrf { k: 60.0 }.label(), "rrf_k60");
+    }
+
     #[test]
     fn rrf_rewards_agreement() {
         let out = rrf(vec![hit("a"), hit("b"), hit("c")], vec![hit("c"), hit("d"), hit("a")]);
