@@ -644,12 +644,7 @@ mod tests {
     }
 
     fn scored(v: &[(&str, f64)]) -> Vec<SearchHit> {
-        v.iter()
-            .map(|(id, s)| SearchHit {
-                score: *s,
-                ..hit(id)
-            })
-            .collect()
+        v.iter().map(|(id, s)| SearchHit { score: *s, ..hit(id) }).collect()
     }
 
     #[test]
