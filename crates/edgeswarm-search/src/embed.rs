@@ -1,11 +1,12 @@
-//! Embeddings: the [`Embedder`] trait hosts implement, and the default
-//! [`HashEmbedder`].
+//! Embeddings: the [`Embedder`] trait hosts implement, the embedders chosen by name
+//! ([`EmbedderChoice`]), and the [`HashEmbedder`].
 //!
-//! **The default embedder is lexical-semantic, not a language model.** It hashes words and
+//! **The hash embedder is lexical-semantic, not a language model.** It hashes words and
 //! character trigrams into a fixed-size vector, so it finds entries sharing words,
 //! word stems and spelling variants (`index` ~ `indexes` ~ `indexing`), but it does not
 //! know that `car` and `automobile` mean the same thing. It needs no download or network
-//! and is fully deterministic. Plug in a real model through [`Embedder`] for semantics.
+//! and is fully deterministic. For meaning, choose `semantic` (all-MiniLM-L6-v2, see
+//! [`crate::semantic`]) or plug a model in through [`Embedder`].
 
 use std::sync::Arc;
 
@@ -47,7 +48,8 @@ pub enum EmbedderChoice {
     /// The deterministic [`HashEmbedder`] (256 dimensions, no download). Lexical-semantic
     /// only; kept for hosts that want vector plumbing without a model.
     Hash,
-    /// The real semantic model `edgeswarm models install` puts in the cache directory.
+    /// The real semantic model `edgeswarm models install` puts in the cache directory
+    /// (all-MiniLM-L6-v2, see [`crate::semantic`]).
     Semantic,
 }
 
@@ -66,20 +68,21 @@ impl EmbedderChoice {
         }
     }
 
-    /// The embedder to start search with (`None`: lexical only). `semantic` fails with a
-    /// message saying how to install the model (or what to choose instead) when no model
-    /// is installed; the model installer is not part of this crate yet, so today it
-    /// always fails that way.
+    /// The embedder to start search with (`None`: lexical only). `semantic` loads the
+    /// model `edgeswarm models install` put in the cache ([`crate::semantic::models_dir`])
+    /// and fails with a message naming that command (and what to choose instead) when it
+    /// is not installed.
     pub fn resolve(self) -> Result<Option<SharedEmbedder>, crate::error::SearchError> {
         match self {
             EmbedderChoice::None => Ok(None),
             EmbedderChoice::Hash => Ok(Some(Arc::new(HashEmbedder::default()))),
-            EmbedderChoice::Semantic => Err(crate::error::SearchError::Embedder {
-                embedder: "semantic".into(),
-                reason: "no semantic model is installed: run `edgeswarm models install` to fetch it, \
-                         or choose embedder \"none\" (lexical search, the default) or \"hash\""
-                    .into(),
-            }),
+            EmbedderChoice::Semantic => match crate::semantic::SemanticEmbedder::load_default() {
+                Ok(e) => Ok(Some(Arc::new(e))),
+                Err(reason) => Err(crate::error::SearchError::Embedder {
+                    embedder: "semantic".into(),
+                    reason,
+                }),
+            },
         }
     }
 }
@@ -231,7 +234,13 @@ mod tests {
         assert!("bert".parse::<EmbedderChoice>().unwrap_err().contains("none, hash, semantic"));
         assert!(EmbedderChoice::None.resolve().unwrap().is_none());
         assert!(EmbedderChoice::Hash.resolve().unwrap().is_some());
-        let e = EmbedderChoice::Semantic.resolve().err().unwrap().to_string();
+        // Installed (CI installs it) or not, `semantic` loads the model or says how to get it.
+        match EmbedderChoice::Semantic.resolve() {
+            Ok(e) => assert!(e.unwrap().id().starts_with(crate::semantic::DEFAULT_MODEL)),
+            Err(e) => assert!(e.to_string().contains("edgeswarm models install"), "{e}"),
+        }
+        let empty = std::env::temp_dir().join(format!("edgeswarm-no-models-{}", std::process::id()));
+        let e = crate::semantic::SemanticEmbedder::load_from_cache(&empty).unwrap_err();
         assert!(e.contains("edgeswarm models install") && e.contains("\"none\""), "{e}");
     }
 }

@@ -9,7 +9,8 @@
 //!   by name ([`EmbedderChoice`]: none, the default; hash; semantic). [`HashEmbedder`] is
 //!   *lexical-semantic* (hashed words and trigrams, no download) and measured worse than
 //!   lexical on LoCoMo, so it is opt-in.
-//! - **Hybrid**: reciprocal rank fusion, the default mode when an embedder is set.
+//! - **Hybrid**: a [`Fusion`] of both rankings (min-max normalised linear blend by
+//!   default, chosen on LoCoMo), the default mode when an embedder is set.
 //! - **Natural-language queries** (no quotes, `*` or upper-case AND/OR/NOT): stop words
 //!   dropped, any word may match, the best 50 re-ranked by how many words they cover.
 //! - Filters, stable cursors, a hot-query LRU invalidated by commits, dedup on write.
@@ -23,10 +24,13 @@ pub mod error;
 mod fastlex;
 pub mod knowledge;
 pub mod query;
+pub mod semantic;
 mod vectors;
 
 pub use actor::{Search, SearchActor, SearchConfig, SearchMsg, SearchStatus};
 pub use embed::{Embedder, EmbedderChoice, HashEmbedder, SharedEmbedder};
+pub use engine::{Fusion, ScoreNorm, DEFAULT_FUSION, FUSION_POOL, RRF_K};
 pub use error::{Result, SearchError};
 pub use knowledge::{add_knowledge, delete_knowledge, get_knowledge, update_knowledge, AddOutcome, KnowledgeEntry, KnowledgeUpdate};
 pub use query::{Filters, JsonScalar, Mode, SearchHit, SearchRequest, SearchResponse};
+pub use semantic::SemanticEmbedder;

@@ -26,7 +26,8 @@ pub enum Mode {
     Lexical,
     /// Nearest neighbours of the query embedding (libSQL vector index).
     Vector,
-    /// Reciprocal rank fusion of lexical and vector results.
+    /// Lexical and vector results fused ([`crate::Fusion`]; by default a linear blend of
+    /// min-max normalised scores).
     Hybrid,
 }
 
@@ -197,7 +198,7 @@ pub struct SearchHit {
     /// the start of the content (vector-only hits). Bounded so replies stay small.
     pub snippet: String,
     /// Score in this mode: BM25 (lower is better, negated here so higher is better),
-    /// cosine similarity (vector) or RRF score (hybrid). Comparable within one response only.
+    /// cosine similarity (vector) or the fused score (hybrid). Comparable within one response only.
     pub score: f64,
     /// Creation time (ms since epoch), for display and time filters.
     pub created_at: i64,

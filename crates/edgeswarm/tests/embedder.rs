@@ -6,6 +6,9 @@ use edgeswarm::{EmbedderChoice, Knowledge, Mode, SearchRequest, Swarm};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_is_lexical_and_semantic_without_a_model_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
+    // An empty model cache (CI installs the model in its own cache for other tests). The
+    // only test in this binary, so no other thread reads the environment meanwhile.
+    std::env::set_var("EDGESWARM_MODELS", dir.path().join("no-models"));
     let err = Swarm::builder()
         .path(dir.path().join("s.db"))
         .embedder_choice(EmbedderChoice::Semantic)

@@ -91,7 +91,7 @@ async fn run_quality(a: &BenchArgs) -> Result<()> {
         .data
         .clone()
         .ok_or_else(|| CliError::Invalid("bench quality needs --data PATH (a LoCoMo-format JSON file)".into()))?;
-    let opts = edgeswarm_bench::quality::default_opts(data, a.limit_conversations)
+    let opts = edgeswarm_bench::quality::default_opts(data, a.limit_conversations, a.sweep)
         .map_err(|e| CliError::Invalid(format!("bench quality: {e}")))?;
     let lines = edgeswarm_bench::quality::quality(opts)
         .await

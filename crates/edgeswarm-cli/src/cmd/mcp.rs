@@ -1,6 +1,8 @@
 //! `edgeswarm mcp`: the MCP server (edgeswarm-mcp). The `[mcp]` section of edgeswarm.toml
 //! (`--config`, else ./edgeswarm.toml when it exists) fills what no flag set: flags win,
-//! allowed origins from both apply. A file with errors is refused, as for every command.
+//! allowed origins from both apply; `[search] embedder` applies when neither
+//! `--embedder` nor `EDGESWARM_EMBEDDER` is given. A file with errors is refused, as for
+//! every command.
 
 use edgeswarm_mcp::McpArgs;
 
@@ -22,6 +24,9 @@ pub async fn run(mut args: McpArgs) -> Result<()> {
             tracing::warn!("{}", p.render(&path));
         }
         apply(&mut args, &checked.settings.mcp);
+        // No --embedder and no EDGESWARM_EMBEDDER: the file's `[search] embedder`, as
+        // demo reads it.
+        args.embedder.get_or_insert(checked.settings.embedder);
     }
     edgeswarm_mcp::run(args).await.map_err(|e| CliError::Invalid(e.to_string()))
 }

@@ -6,6 +6,7 @@ pub mod config_cmd;
 pub mod demo;
 pub mod doctor;
 pub mod mcp;
+pub mod models;
 pub mod regions;
 pub mod sql;
 pub mod status;
