@@ -214,7 +214,18 @@ fn collect_capped(stmt: &libsql::Statement, params: Vec<libsql::Value>, max_byte
         while let Some(r) = rows.next().await? {
             let mut row = Vec::with_capacity(columns.len());
             for i in 0..columns.len() {
-                let v = SqlValue::from(r.get_value(i as i32)?);
+                // libSQL panics on TEXT that is not valid UTF-8 (it unwraps the
+                // conversion); such a value fails this read with a typed error instead
+                // of the reader thread.
+                let v = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.get_value(i as i32))) {
+                    Ok(v) => SqlValue::from(v?),
+                    Err(_) => {
+                        return Ok(Err(StoreError::Refused(format!(
+                            "column `{}` holds TEXT that is not valid UTF-8; read it as CAST({} AS BLOB)",
+                            columns[i], columns[i]
+                        ))))
+                    }
+                };
                 bytes = bytes.saturating_add(crate::guard::value_bytes(&v));
                 row.push(v);
             }

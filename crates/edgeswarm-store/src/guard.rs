@@ -257,6 +257,13 @@ pub(crate) fn check(mode: Mode, rules: &Rules, r: &AuthRequest<'_>) -> Result<()
                 Ok(())
             }
         }
+        // `CREATE TABLE temp.t ...` (a `temp.` schema name instead of the TEMP keyword)
+        // is reported as a plain CREATE in database "temp": the same TEMP object.
+        action::CREATE_INDEX | action::CREATE_TABLE | action::CREATE_TRIGGER | action::CREATE_VIEW | action::CREATE_VTABLE
+            if r.database.is_some_and(|d| d.eq_ignore_ascii_case("temp")) =>
+        {
+            Err("TEMP tables, views, triggers and indexes are not allowed (a `temp.` name makes one): they would live on a shared connection, hidden from the checks; create a normal one".into())
+        }
         action::CREATE_TEMP_INDEX
         | action::CREATE_TEMP_TABLE
         | action::CREATE_TEMP_TRIGGER

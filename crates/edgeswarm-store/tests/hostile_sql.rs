@@ -255,6 +255,13 @@ async fn found_cases_are_refused_and_change_nothing() {
         "CREATE TEMP TABLE kv (x)",
         "CREATE TEMP VIEW u_tv AS SELECT 1",
         "CREATE TEMP TABLE u_tt (x)",
+        // A `temp.` schema name makes a TEMP object without the keyword (found by the
+        // guard fuzzer).
+        "CREATE TABLE temp.u_t3 (x)",
+        "CREATE VIEW temp.u_v2 AS SELECT 1",
+        "CREATE TRIGGER temp.u_tg4 BEFORE INSERT ON u_items BEGIN SELECT 1; END",
+        "CREATE VIRTUAL TABLE temp.u_vt USING fts5(a)",
+        "CREATE TABLE TEMP.u_t5 (x)",
         "CREATE TRIGGER _sync_u_items_ai AFTER INSERT ON u_items BEGIN DELETE FROM _changes; END",
         "CREATE TRIGGER u_t5 BEFORE UPDATE ON edge_replicas BEGIN SELECT RAISE(ABORT, 'no'); END",
         "CREATE INDEX u_i3 ON knowledge(content) WHERE 1/0",
@@ -573,5 +580,44 @@ async fn replicated_user_tables_log_through_runtime_triggers_only() {
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Refused(_)), "{e}");
+    s.shutdown().await.unwrap();
+}
+
+/// TEXT that is not valid UTF-8 (found by the guard fuzzer): refused where it would land
+/// in a runtime table every typed reader reads, and a typed error (not a dead reader)
+/// where it sits in a user's own table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_is_not_utf8_cannot_break_typed_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    for sql in [
+        "INSERT INTO conversations(id, session_id, role, content) VALUES ('x1', 'session-1', 'user', CAST(X'c328' AS TEXT))",
+        "INSERT INTO agent_metrics(agent_id, task_type) VALUES (CAST(X'c328' AS TEXT), 't')",
+    ] {
+        let e = s.execute_sql(sql, vec![]).await.expect_err(sql);
+        assert!(e.to_string().contains("UTF-8"), "{sql}: {e}");
+    }
+    let n = s
+        .read_sql("SELECT count(*) FROM conversations WHERE id = 'x1'", vec![])
+        .await
+        .unwrap();
+    assert_eq!(n.rows[0][0].as_i64(), Some(0), "nothing of the refused insert is stored");
+    // In a user table it is the user's own data: raw reads return it with the bad
+    // bytes replaced (U+FFFD), and the read pool keeps serving.
+    s.execute_sql("CREATE TABLE u_bad (t TEXT)", vec![]).await.unwrap();
+    s.execute_sql("INSERT INTO u_bad VALUES (CAST(X'c328' AS TEXT))", vec![])
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        let r = s.read_sql("SELECT t FROM u_bad", vec![]).await.unwrap();
+        assert_eq!(r.rows[0][0].as_str(), Some("\u{fffd}("));
+    }
+    let ok = s.read_sql("SELECT CAST(t AS BLOB) FROM u_bad", vec![]).await.unwrap();
+    assert_eq!(ok.rows.len(), 1);
+    assert_eq!(
+        s.read_sql("SELECT 1", vec![]).await.unwrap().rows.len(),
+        1,
+        "the readers still answer"
+    );
     s.shutdown().await.unwrap();
 }

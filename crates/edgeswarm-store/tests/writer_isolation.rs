@@ -301,4 +301,3 @@ async fn a_lone_failing_op_leaves_the_writer_working() {
     assert_eq!(store.stats().failed_batches, 0);
     store.shutdown().await.unwrap();
 }
-

@@ -203,6 +203,16 @@ impl<'a> TxCtx<'a> {
         res.rows_affected = self.conn.conn.changes();
         let rowid = self.conn.conn.last_insert_rowid();
         res.last_insert_rowid = (rowid != 0).then_some(rowid);
+        // `CREATE TRIGGER temp.t ... ON main_table` reaches the authorizer as a trigger
+        // in "main" (SQLite reports the table's schema), so the TEMP rule is checked on
+        // the outcome too: the writer's temp schema must stay empty.
+        let temp = self.conn.query("SELECT type, name FROM sqlite_temp_master LIMIT 1", vec![])?;
+        if let Some(row) = temp.rows.first() {
+            let what = row.iter().map(|v| v.to_text()).collect::<Vec<_>>().join(" ");
+            return Err(StoreError::Refused(format!(
+                "TEMP tables, views, triggers and indexes are not allowed (this statement made the TEMP {what}): they would live on a shared connection, hidden from the checks; create a normal one"
+            )));
+        }
         if self.schema_version()? != schema_before {
             let fks = guard::foreign_keys_into_runtime(&self.conn.query(guard::FOREIGN_KEYS_SQL, vec![])?);
             if let Some((from, to)) = fks.first() {
@@ -237,11 +247,40 @@ impl<'a> TxCtx<'a> {
         Ok(out)
     }
 
+    /// Refuses TEXT that is not valid UTF-8 in rows user SQL appended to a runtime
+    /// table (`CAST(x'c328' AS TEXT)`): every typed reader of that table (other callers
+    /// reading their conversations or metrics) would fail on it.
+    fn check_utf8(&mut self, table: &str, lo: i64, hi: i64) -> Result<()> {
+        let cols = self.conn.query(&format!("SELECT name FROM pragma_table_info('{table}')"), vec![])?;
+        let names: Vec<String> = cols.rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
+        let sel: Vec<String> = names
+            .iter()
+            .map(|c| format!("CASE WHEN typeof(\"{c}\") = 'text' THEN CAST(\"{c}\" AS BLOB) END"))
+            .collect();
+        let rows = self.conn.query(
+            &format!("SELECT {} FROM {table} WHERE rowid BETWEEN ?1 AND ?2", sel.join(", ")),
+            vec![V::Integer(lo), V::Integer(hi)],
+        )?;
+        for row in &rows.rows {
+            for (v, c) in row.iter().zip(&names) {
+                if let SqlValue::Blob(b) = v {
+                    if std::str::from_utf8(b).is_err() {
+                        return Err(StoreError::Refused(format!(
+                            "`{table}.{c}` would hold TEXT that is not valid UTF-8; store bytes as a BLOB (e.g. x'...') or valid text"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stamps rows appended since `before` that carry no stamp yet, and logs them.
     fn stamp_appended(&mut self, before: [i64; 2]) -> Result<()> {
         let after = self.append_only_max_rowids()?;
         for i in 0..APPEND_ONLY.len() {
             if after[i] > before[i] {
+                self.check_utf8(APPEND_ONLY[i], before[i] + 1, after[i])?;
                 let hlc = self.clock.now();
                 self.exec(
                     &format!(
