@@ -213,7 +213,7 @@ fn collect_capped(stmt: &libsql::Statement, params: Vec<libsql::Value>, max_byte
         let mut bytes = 0usize;
         while let Some(r) = rows.next().await? {
             let mut row = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
+            for (i, name) in columns.iter().enumerate() {
                 // libSQL panics on TEXT that is not valid UTF-8 (it unwraps the
                 // conversion); such a value fails this read with a typed error instead
                 // of the reader thread.
@@ -221,8 +221,7 @@ fn collect_capped(stmt: &libsql::Statement, params: Vec<libsql::Value>, max_byte
                     Ok(v) => SqlValue::from(v?),
                     Err(_) => {
                         return Ok(Err(StoreError::Refused(format!(
-                            "column `{}` holds TEXT that is not valid UTF-8; read it as CAST({} AS BLOB)",
-                            columns[i], columns[i]
+                            "column `{name}` holds TEXT that is not valid UTF-8; read it as CAST({name} AS BLOB)"
                         ))))
                     }
                 };

@@ -195,6 +195,8 @@ impl<'a> TxCtx<'a> {
         let schema_before = self.schema_version()?;
         let names_before = self.conn.query(guard::SCHEMA_NAMES_SQL, vec![])?;
         let params = conn::params(params);
+        let seq_before = self.conn.query("SELECT COALESCE(MAX(seq), 0) FROM _changes", vec![])?;
+        let seq_before = seq_before.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
         let mut res = {
             let guard = WriterAuthorizer::install(&self.conn.conn, rules)?;
             let r = self.conn.query_once_capped(sql, params, max_bytes);
@@ -228,6 +230,15 @@ impl<'a> TxCtx<'a> {
                     "`{name}` is a name managed by edgeswarm; a table, index, view or trigger of yours cannot take it"
                 )));
             }
+        }
+        // The logging triggers of replicated user tables stamp rows themselves: the
+        // clock learns those stamps now, so the next typed write (even in the very next
+        // batch) gets a later one and never repeats a stamp.
+        let made = self
+            .conn
+            .query("SELECT MAX(hlc) FROM _changes WHERE seq > ?1", vec![V::Integer(seq_before)])?;
+        if let Some(h) = made.rows.first().and_then(|r| r[0].as_i64()) {
+            let _ = self.clock.observe(Hlc::from_i64(h));
         }
         self.stamp_appended(before)?;
         Ok(res)
