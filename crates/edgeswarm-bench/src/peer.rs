@@ -259,13 +259,30 @@ impl Gen {
 
 /// One side of the comparison: its client and how it adds and searches.
 struct Side {
+    /// The client of the running server.
     rpc: Rpc,
-    peer: bool,
+    /// The peer's start command (node, its script, its database), to restart it; `None`
+    /// for edgeswarm.
+    peer: Option<(PathBuf, PathBuf)>,
+}
+
+/// Entities the peer takes between restarts while loading. mcp-memory-libsql opens a
+/// libSQL connection per write transaction and leaves closing it to the garbage
+/// collector: loading tens of thousands of entities in one process runs out of file
+/// descriptors (SQLITE_CANTOPEN past ~20,000 on this machine). Restarting it between
+/// chunks keeps the load going; its data is in its file.
+const PEER_RESTART_EVERY: usize = 10_000;
+
+/// Starts the peer on `db`.
+async fn start_peer(js: &Path, db: &Path) -> Result<(Rpc, Value), BoxError> {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(js).env("LIBSQL_URL", format!("file:{}", db.display()));
+    Rpc::start(cmd, &format!("`node {}`", js.display())).await
 }
 
 impl Side {
     async fn add(&mut self, d: &Doc, i: usize) -> Result<(), BoxError> {
-        if self.peer {
+        if self.peer.is_some() {
             self.rpc.tool("create_entities", json!({"entities": [d.peer_entity(i)]})).await?;
         } else {
             self.rpc.tool("add_knowledge", d.edgeswarm_args()).await?;
@@ -274,11 +291,18 @@ impl Side {
     }
     /// Adds untimed, as fast as each side allows (the peer takes 50 entities a call).
     async fn load(&mut self, docs: &[(usize, Doc)]) -> Result<(), BoxError> {
-        if self.peer {
-            for chunk in docs.chunks(50) {
-                let entities: Vec<Value> = chunk.iter().map(|(i, d)| d.peer_entity(*i)).collect();
-                self.rpc.tool("create_entities", json!({ "entities": entities })).await?;
+        if let Some((js, db)) = self.peer.clone() {
+            for part in docs.chunks(PEER_RESTART_EVERY) {
+                let (rpc, _) = start_peer(&js, &db).await?;
+                std::mem::replace(&mut self.rpc, rpc).close().await;
+                for chunk in part.chunks(50) {
+                    let entities: Vec<Value> = chunk.iter().map(|(i, d)| d.peer_entity(*i)).collect();
+                    self.rpc.tool("create_entities", json!({ "entities": entities })).await?;
+                }
             }
+            // Searches run on a fresh process, as after the first load.
+            let (rpc, _) = start_peer(&js, &db).await?;
+            std::mem::replace(&mut self.rpc, rpc).close().await;
         } else {
             for (i, d) in docs {
                 self.add(d, *i).await?;
@@ -288,7 +312,7 @@ impl Side {
     }
     /// Runs a query; returns how many results came back.
     async fn search(&mut self, q: &str) -> Result<usize, BoxError> {
-        if self.peer {
+        if self.peer.is_some() {
             let r = self.rpc.tool("search_nodes", json!({"query": q, "limit": 10})).await?;
             let text = r["content"][0]["text"].as_str().unwrap_or("{}");
             let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
@@ -345,11 +369,13 @@ async fn run_corpus(exe: &Path, js: &Path, dir: &Path, corpus: &str, opts: &Peer
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("mcp").arg("--db").arg(dir.join("edgeswarm.db"));
     let (rpc, _) = Rpc::start(cmd, &format!("`{} mcp`", exe.display())).await?;
-    let mut ours = Side { rpc, peer: false };
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(js).env("LIBSQL_URL", format!("file:{}", dir.join("peer.db").display()));
-    let (rpc, peer_init) = Rpc::start(cmd, &format!("`node {}`", js.display())).await?;
-    let mut peer = Side { rpc, peer: true };
+    let mut ours = Side { rpc, peer: None };
+    let peer_db = dir.join("peer.db");
+    let (rpc, peer_init) = start_peer(js, &peer_db).await?;
+    let mut peer = Side {
+        rpc,
+        peer: Some((js.to_path_buf(), peer_db)),
+    };
 
     let mut rng = Rng(opts.seed ^ 0xd0c5);
     let mut qrng = Rng(opts.seed ^ 0x9e37);
@@ -411,7 +437,7 @@ async fn run_corpus(exe: &Path, js: &Path, dir: &Path, corpus: &str, opts: &Peer
         "queries": queries.len(),
         "add": {"docs": first, "edgeswarm": adds[0], "peer": adds[1], "add_ratio": add_ratio, "target_add_ratio": TARGET_ADD_AT_FIRST},
         "search": Value::Object(scales),
-        "notes": "edgeswarm: add_knowledge / search_knowledge, default config and mode, limit 10. peer: create_entities (one entity a call while timed; 50 a call to load larger scales) / search_nodes, limit 10. Same documents, same queries, same client, same run; ratios are edgeswarm calls/s over the peer's.",
+        "notes": "edgeswarm: add_knowledge / search_knowledge, default config and mode, limit 10. peer: create_entities (one entity a call while timed; 50 a call to load larger scales, restarted every 10,000 entities: it leaves one libSQL connection per write transaction to the garbage collector and runs out of file descriptors past ~20,000 in one process) / search_nodes, limit 10. Same documents, same queries, same client, same run; ratios are edgeswarm calls/s over the peer's.",
     }))
 }
 

@@ -913,27 +913,30 @@ pub fn read(path: &Path) -> Result<String> {
 /// Loads settings: defaults < file < environment (via clap) < flags. Refuses a file with
 /// errors; warnings are logged.
 pub fn load(opts: &DbOpts) -> Result<Settings> {
-    let mut settings = match resolve_path(opts.config.as_deref()) {
-        Some(path) => {
-            let text = read(&path)?;
-            let checked = check_str(&text);
-            if checked.errors() > 0 {
-                return Err(CliError::Config {
-                    path,
-                    problems: checked.problems.into_iter().filter(|p| p.severity == Severity::Error).collect(),
-                });
-            }
-            for p in &checked.problems {
-                tracing::warn!("{}", p.render(&path));
-            }
-            let mut s = checked.settings;
-            s.config_path = Some(path);
-            s
-        }
-        None => Settings::default(),
-    };
+    let mut settings = load_file(opts.config.as_deref())?.unwrap_or_default();
     apply_flags(&mut settings, opts)?;
     Ok(settings)
+}
+
+/// The settings of the config file (`explicit`, else ./edgeswarm.toml when it exists),
+/// without flags; `None` when there is no file. Refuses a file with errors; warnings
+/// are logged.
+pub fn load_file(explicit: Option<&Path>) -> Result<Option<Settings>> {
+    let Some(path) = resolve_path(explicit) else { return Ok(None) };
+    let text = read(&path)?;
+    let checked = check_str(&text);
+    if checked.errors() > 0 {
+        return Err(CliError::Config {
+            path,
+            problems: checked.problems.into_iter().filter(|p| p.severity == Severity::Error).collect(),
+        });
+    }
+    for p in &checked.problems {
+        tracing::warn!("{}", p.render(&path));
+    }
+    let mut s = checked.settings;
+    s.config_path = Some(path);
+    Ok(Some(s))
 }
 
 /// Applies flags and `EDGESWARM_*` variables (clap has merged them) over the file.

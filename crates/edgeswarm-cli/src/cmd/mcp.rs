@@ -6,27 +6,16 @@
 
 use edgeswarm_mcp::McpArgs;
 
-use crate::config::{self, McpSettings, Severity};
+use crate::config::{self, McpSettings};
 use crate::error::{CliError, Result};
 
 /// Runs the server with the config file's `[mcp]` section under the flags.
 pub async fn run(mut args: McpArgs) -> Result<()> {
-    if let Some(path) = config::resolve_path(args.config.as_deref()) {
-        let text = config::read(&path)?;
-        let checked = config::check_str(&text);
-        if checked.errors() > 0 {
-            return Err(CliError::Config {
-                path,
-                problems: checked.problems.into_iter().filter(|p| p.severity == Severity::Error).collect(),
-            });
-        }
-        for p in &checked.problems {
-            tracing::warn!("{}", p.render(&path));
-        }
-        apply(&mut args, &checked.settings.mcp);
+    if let Some(settings) = config::load_file(args.config.as_deref())? {
+        apply(&mut args, &settings.mcp);
         // No --embedder and no EDGESWARM_EMBEDDER: the file's `[search] embedder`, as
         // demo reads it.
-        args.embedder.get_or_insert(checked.settings.embedder);
+        args.embedder.get_or_insert(settings.embedder);
     }
     edgeswarm_mcp::run(args).await.map_err(|e| CliError::Invalid(e.to_string()))
 }
