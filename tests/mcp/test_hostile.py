@@ -31,25 +31,14 @@ import anyio
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from checks import check, summary
+
 BIN = os.path.abspath(os.environ.get("EDGESWARM_BIN", "target/debug/edgeswarm"))
 QUERY_TIMEOUT_MS = 1500
 # The server's resident memory while 16 huge reads at a time are refused, 4 rounds.
 RSS_LIMIT_MIB = 256
 FAR_FUTURE = 4611686018427387904
 
-PASSED = 0
-FAILED = 0
-
-
-def check(label: str, ok: bool, detail: object = "") -> bool:
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"PASS {label}")
-    else:
-        FAILED += 1
-        print(f"FAIL {label}: {detail}")
-    return ok
 
 
 def is_user_object(name: str | None) -> bool:
@@ -378,8 +367,7 @@ async def main() -> int:
                     print(f.read()[-3000:])
             except OSError:
                 pass
-    print(f"{PASSED} passed, {FAILED} failed")
-    return 1 if FAILED else 0
+    return summary()
 
 
 if __name__ == "__main__":

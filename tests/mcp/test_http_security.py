@@ -33,31 +33,16 @@ from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from checks import check, free_port, summary
+
 BIN = os.path.abspath(os.environ.get("EDGESWARM_BIN", "target/debug/edgeswarm"))
 TOKEN = "sec-token-0123456789abcdef"
 NEVER_ENDING = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
 HDRS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
-PASSED = 0
-FAILED = 0
 
 
-def check(label: str, ok: bool, detail: object = "") -> bool:
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"PASS {label}")
-    else:
-        FAILED += 1
-        print(f"FAIL {label}: {detail}")
-    return ok
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def base_env(**extra) -> dict:
@@ -352,8 +337,7 @@ async def main() -> int:
                         print(f"--- {name} (tail) ---\n" + open(os.path.join(tmp, name)).read()[-2000:])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{PASSED} passed, {FAILED} failed")
-    return 1 if FAILED else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from checks import check, free_port, summary
+
 BIN = os.path.abspath(os.environ.get("EDGESWARM_BIN", "target/debug/edgeswarm"))
 TOKEN = "test-token-5f3a-9c2e-41d7"  # at least 16 characters, or the server refuses it
 QUERY_TIMEOUT_MS = 1500
@@ -76,19 +78,6 @@ WHERE avg_latency < 100
 ORDER BY transactions DESC;"""
 NEVER_ENDING = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 
-PASSED = 0
-FAILED = 0
-
-
-def check(label: str, ok: bool, detail: object = "") -> bool:
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"PASS {label}")
-    else:
-        FAILED += 1
-        print(f"FAIL {label}: {detail}")
-    return ok
 
 
 def structured(result) -> dict:
@@ -403,10 +392,6 @@ async def run_stdio(tmp: str):
                 await s.ok("get_conversations after restart", "get_conversations", {"session_id": "global-session-123"}, lambda r: r["count"] == 1)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen, secs: float = 30) -> None:
@@ -598,8 +583,7 @@ async def main() -> int:
                         print(f"--- {logname} (tail) ---\n" + open(p).read()[-3000:])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{PASSED} passed, {FAILED} failed")
-    return 1 if FAILED else 0
+    return summary()
 
 
 if __name__ == "__main__":
