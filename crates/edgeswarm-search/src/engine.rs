@@ -356,14 +356,41 @@ pub(crate) fn coverage_rank(rank: f64, matched: usize, n: usize, boost: f64) -> 
 /// Lower-case word without common English inflection suffixes, so `groups`, `grouped`
 /// and `group` count as one word for coverage.
 pub(crate) fn light_stem(w: &str) -> String {
+    light_stem_ref(w).into_owned()
+}
+
+/// [`light_stem`] without a copy unless the stem changes a letter (`ies` → `y`).
+fn light_stem_ref(w: &str) -> std::borrow::Cow<'_, str> {
     for suf in ["ies", "ing", "ed", "es", "ly", "s"] {
         if let Some(stem) = w.strip_suffix(suf) {
             if stem.chars().count() >= 3 {
-                return if suf == "ies" { format!("{stem}y") } else { stem.to_string() };
+                return if suf == "ies" { format!("{stem}y").into() } else { stem.into() };
             }
         }
     }
-    w.to_string()
+    w.into()
+}
+
+/// How many of `terms` (distinct, lower-cased, light-stemmed) occur in `text` as a word
+/// after the same treatment. One pass, one reused buffer: it runs over every candidate
+/// of every natural-language query.
+fn coverage(text: &str, terms: &[String]) -> usize {
+    let mut found = vec![false; terms.len()];
+    let mut lower = String::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        lower.clear();
+        if w.is_ascii() {
+            lower.push_str(w);
+            lower.make_ascii_lowercase();
+        } else {
+            lower.push_str(&w.to_lowercase());
+        }
+        let stem = light_stem_ref(&lower);
+        for (t, f) in terms.iter().zip(found.iter_mut()) {
+            *f |= *t == *stem;
+        }
+    }
+    found.iter().filter(|f| **f).count()
 }
 
 /// The best `pool` BM25 matches (any word) of a natural-language query, the first
@@ -390,13 +417,7 @@ fn coverage_ranked(r: &mut Reader, plan: &Plan, fts: &str, pool: usize) -> Resul
             let (Some(id), Some(text)) = (row[0].as_i64(), row[1].as_str()) else {
                 continue;
             };
-            let words: std::collections::HashSet<String> = text
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-                .map(|w| light_stem(&w.to_lowercase()))
-                .collect();
-            let c = plan.coverage_terms.iter().filter(|t| words.contains(t.as_str())).count();
-            matched.insert(id, c);
+            matched.insert(id, coverage(text, &plan.coverage_terms));
         }
     }
     let n = plan.coverage_terms.len();
@@ -641,6 +662,14 @@ mod tests {
         assert_eq!(light_stem("painting"), "paint");
         assert_eq!(light_stem("stories"), "story");
         assert_eq!(light_stem("is"), "is");
+        let terms: Vec<String> = ["group", "paint", "story", "caroline", "support group"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(coverage("Caroline's GROUPS: painting stories", &terms), 4);
+        assert_eq!(coverage("groups group grouped", &terms), 1);
+        assert_eq!(coverage("a support group", &terms), 1, "a phrase term is never one word");
+        assert_eq!(coverage("Ünïcode STORIES", &terms), 1);
     }
 
     fn scored(v: &[(&str, f64)]) -> Vec<SearchHit> {

@@ -4,7 +4,7 @@
 //! ([`DocLens`], caught up from the `_knowledge_touched` log), and the instance lists of
 //! frequent terms, held in memory and patched exactly on writes.
 
-use super::{err, FastQuery, Inst, Lists};
+use super::{err, FastQuery, Inst, Lists, TermList};
 use crate::error::Result;
 use edgeswarm_store::raw::{Conn, OpenFlags, Stmt, Token, TokenizeMode};
 use std::cell::{Cell, RefCell};
@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 /// it: reading it through `fts5vocab` costs ~0.4 µs an instance, so these are the
 /// queries whose latency grows with the corpus.
 const HOT_MIN: usize = 1_000;
-/// At most this many instances (16 bytes each: 64 MiB) are held for frequent terms.
+/// At most this many instances (16 bytes each: 64 MiB) are held for frequent terms (and
+/// at most as many rows derived from them, 16 bytes each, once a query ranks them).
 const HOT_MAX_INSTANCES: usize = 4 << 20;
 /// A catch-up over more changed rows than this clears the frequent-term lists instead
 /// of patching them (re-tokenizing and splicing a bulk load costs more than re-reading).
@@ -52,7 +53,7 @@ pub(super) struct Lens {
     /// Instance lists of frequent terms (at least `DocLens::hot_min` instances), kept
     /// exact like the counts: a few changed rows are re-tokenized and spliced in; a bulk
     /// change clears them (queries admit them again).
-    hot: HashMap<String, Arc<Vec<Inst>>>,
+    hot: HashMap<String, Arc<TermList>>,
     /// Instances held in `hot` (bounded by [`HOT_MAX_INSTANCES`]).
     hot_instances: usize,
 }
@@ -70,6 +71,15 @@ impl Lens {
     fn clear_hot(&mut self) {
         self.hot.clear();
         self.hot_instances = 0;
+    }
+    /// Counts for unit tests: (rowid, tokens).
+    #[cfg(test)]
+    pub(super) fn for_test(counts: &[(i64, u32)]) -> Lens {
+        let mut l = Lens::empty(0);
+        for &(rid, n) in counts {
+            l.set(rid, Some(n));
+        }
+        l
     }
     /// The token count of row `rid`; `None` if it is not held (row not indexed).
     pub(super) fn get(&self, rid: i64) -> Option<u32> {
@@ -168,7 +178,7 @@ impl DocLens {
             let list = match held {
                 Some(l) => l,
                 None => {
-                    let l = Arc::new(conn.instances(t)?);
+                    let l = Arc::new(TermList::new(conn.instances(t)?));
                     if l.len() >= self.hot_min {
                         let mut g = self.inner.write().map_err(|_| err("doc length cache poisoned"))?;
                         if g.seq == snap && g.hot_instances + l.len() <= HOT_MAX_INSTANCES && !g.hot.contains_key(t) {
@@ -254,7 +264,7 @@ impl DocLens {
                 // A term admitted meanwhile was not tokenized for: drop it (queries re-admit).
                 g.hot.retain(|t, _| hot_terms.contains(t));
                 for (term, list) in g.hot.iter_mut() {
-                    let v = Arc::make_mut(list);
+                    let v = Arc::make_mut(list).inst_mut();
                     for (rid, insts) in &rows {
                         let s = v.partition_point(|x| x.doc < *rid);
                         let e = s + v[s..].partition_point(|x| x.doc == *rid);
