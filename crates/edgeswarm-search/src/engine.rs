@@ -18,6 +18,12 @@ pub const RRF_K: f64 = 60.0;
 /// Candidates each side (lexical, vector) contributes to a hybrid fusion, at least.
 pub const FUSION_POOL: usize = 50;
 
+/// A filtered vector search whose filter keeps at most this many live entries ranks
+/// them all by exact distance (a few ms at this size) instead of filtering the vector
+/// index's global neighbours, which misses most true neighbours of a small category
+/// (one agent's or one conversation's memories among many).
+pub const EXACT_FILTERED_MAX: usize = 10_000;
+
 /// How a score list is brought to a common scale before a linear fusion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScoreNorm {
@@ -278,16 +284,40 @@ fn hydrate(r: &mut Reader, fts: &str, fast: Option<&FastQuery>, ids: &[(i64, f64
 /// Nearest neighbours (cosine similarity, best first), filtered, up to `k` of them.
 fn vector_hits(r: &mut Reader, vq: &VectorQuery, filters: &Filters, k: usize) -> Result<Vec<SearchHit>> {
     let (fsql, fparams) = filter_sql(filters, 4);
-    // Over-fetch neighbours so filters still leave a full page.
+    let exact = !fsql.is_empty() && {
+        // How many live entries the filter keeps, counted up to the exact-scan limit.
+        let (csql, cparams) = filter_sql(filters, 1);
+        let res = r.query(
+            &format!(
+                "SELECT count(*) FROM (SELECT 1 FROM knowledge k WHERE k.deleted = 0{csql} LIMIT {})",
+                EXACT_FILTERED_MAX + 1
+            ),
+            cparams,
+        )?;
+        res.rows.first().and_then(|row| row[0].as_i64()).unwrap_or(i64::MAX) <= EXACT_FILTERED_MAX as i64
+    };
+    let sql = if exact {
+        // A selective filter: the exact nearest among the entries it keeps. The index's
+        // neighbours are global, so filtering them afterwards loses most of a small
+        // category's true neighbours.
+        format!(
+            "SELECT k.id, k.category, k.topic, substr(k.content, 1, {PREVIEW_CHARS}), k.created_at, \
+             vector_distance_cos(v.emb, vector32(?1)) AS d \
+             FROM knowledge k JOIN {tbl} v ON v.id = k.id WHERE k.deleted = 0 AND ?2 > 0{fsql} ORDER BY d, k.rowid LIMIT ?3", // ?2 (the over-fetch) is unused here
+            tbl = vq.table
+        )
+    } else {
+        // Over-fetch neighbours so filters still leave a full page.
+        format!(
+            "SELECT k.id, k.category, k.topic, substr(k.content, 1, {PREVIEW_CHARS}), k.created_at, \
+             vector_distance_cos(v.emb, vector32(?1)) AS d \
+             FROM vector_top_k('{idx}', vector32(?1), ?2) t JOIN {tbl} v ON v.rowid = t.id \
+             JOIN knowledge k ON k.id = v.id WHERE k.deleted = 0{fsql} ORDER BY d, k.rowid LIMIT ?3",
+            idx = vq.index,
+            tbl = vq.table
+        )
+    };
     let fetch = if fsql.is_empty() { k } else { (k * 4).max(100) };
-    let sql = format!(
-        "SELECT k.id, k.category, k.topic, substr(k.content, 1, {PREVIEW_CHARS}), k.created_at, \
-         vector_distance_cos(v.emb, vector32(?1)) AS d \
-         FROM vector_top_k('{idx}', vector32(?1), ?2) t JOIN {tbl} v ON v.rowid = t.id \
-         JOIN knowledge k ON k.id = v.id WHERE k.deleted = 0{fsql} ORDER BY d, k.rowid LIMIT ?3",
-        idx = vq.index,
-        tbl = vq.table
-    );
     let mut params: Vec<SqlValue> = vec![SqlValue::Blob(vq.blob.clone()), (fetch as i64).into(), (k as i64).into()];
     params.extend(fparams);
     let res = r.query(&sql, params)?;

@@ -484,3 +484,67 @@ async fn natural_language_questions_rank_by_coverage_and_page() {
     }
     assert_eq!(paged, all);
 }
+
+/// A vector search filtered to a small category returns that category's true nearest
+/// entries even when hundreds of closer entries elsewhere fill the vector index's global
+/// neighbours (filtering those afterwards used to return nothing here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_vector_search_is_exact_within_a_small_category() {
+    let (_d, store) = open().await;
+    let s = Search::start(store.clone(), SearchConfig::new().embedder(Arc::new(HashEmbedder::new(64))))
+        .await
+        .unwrap();
+    for i in 0..600 {
+        s.add_knowledge(Knowledge::new(
+            "crowd",
+            "vector index tuning",
+            format!("vector index tuning notes, take {i}"),
+        ))
+        .await
+        .unwrap();
+    }
+    let mine = [
+        ("vector index tuning", "my vector index tuning notes"),
+        ("gardening", "tomatoes need sun and water"),
+        ("travel", "the train to Lyon leaves at nine"),
+        ("cooking", "a pinch of salt in the pasta water"),
+        ("music", "practice scales before the concert"),
+    ];
+    let mut mine_ids = Vec::new();
+    for (topic, content) in mine {
+        mine_ids.push(s.add_knowledge(Knowledge::new("mine", topic, content)).await.unwrap().id);
+    }
+    assert!(s.wait_vectors_ready(Duration::from_secs(60)).await.unwrap());
+    let r = s
+        .search(
+            SearchRequest::new("vector index tuning notes")
+                .mode(Mode::Vector)
+                .limit(5)
+                .filters(Filters {
+                    category: Some("mine".into()),
+                    ..Default::default()
+                }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.mode, Mode::Vector);
+    let got = ids(&r);
+    assert_eq!(got.len(), 5, "every entry of the category is found: {r:?}");
+    assert_eq!(got[0], mine_ids[0], "the nearest one first: {r:?}");
+    let mut sorted: Vec<&str> = got.clone();
+    sorted.sort();
+    let mut want: Vec<&str> = mine_ids.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(sorted, want);
+    assert!(r.hits.windows(2).all(|w| w[0].score >= w[1].score), "ordered by similarity: {r:?}");
+    // Hybrid with the same filter ranks the category's entries too.
+    let h = s
+        .search(SearchRequest::new("vector index tuning notes").limit(5).filters(Filters {
+            category: Some("mine".into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(h.mode, Mode::Hybrid);
+    assert_eq!(ids(&h)[0], mine_ids[0], "{h:?}");
+}
