@@ -27,10 +27,7 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Datab
 /// opening `file:<path>?vfs=<name>`; the path itself is unchanged.
 pub fn open_writer_vfs(path: &Path, durability: Durability, vfs: Option<&str>) -> Result<(libsql::Database, libsql::Connection)> {
     let p = path.display().to_string();
-    let err = |e: libsql::Error| StoreError::Open {
-        path: p.clone(),
-        reason: e.to_string(),
-    };
+    let err = |e: libsql::Error| StoreError::opening(&p, e, "");
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             return Err(StoreError::Open {
@@ -53,10 +50,7 @@ pub fn open_writer_vfs(path: &Path, durability: Durability, vfs: Option<&str>) -
         let row = rows.next().await?;
         Ok::<_, libsql::Error>(row.and_then(|r| r.get::<String>(0).ok()).unwrap_or_default())
     })
-    .map_err(|e| StoreError::Open {
-        path: p.clone(),
-        reason: format!("{e} (is this a SQLite database?)"),
-    })?;
+    .map_err(|e| StoreError::opening(&p, e, " (is this a SQLite database?)"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Open {
             path: p,

@@ -174,6 +174,25 @@ impl StoreError {
         }
     }
 
+    /// Opening `path` failed with `e`. A disk, permission or damage condition keeps its
+    /// typed class and SQLite code (a caller can tell a full disk from a damaged file),
+    /// with the path and `hint` in its message; anything else is [`StoreError::Open`].
+    pub fn opening(path: &str, e: libsql::Error, hint: &str) -> Self {
+        if let libsql::Error::SqliteFailure(code, msg) = &e {
+            if matches!(
+                code & 0xff,
+                SQLITE_FULL | SQLITE_IOERR | SQLITE_CANTOPEN | SQLITE_CORRUPT | SQLITE_NOTADB | SQLITE_READONLY | SQLITE_PERM
+            ) {
+                let message = format!("cannot open database {path}: {msg}{hint}");
+                return StoreError::from_sqlite(*code, message, Some(Arc::new(e)));
+            }
+        }
+        StoreError::Open {
+            path: path.to_string(),
+            reason: format!("{e}{hint}"),
+        }
+    }
+
     /// A statement error with no SQLite code (e.g. a value SQLite cannot take).
     pub fn sql(message: impl std::fmt::Display) -> Self {
         StoreError::Sql(SqliteFailure {

@@ -257,3 +257,24 @@ async fn sqlite_errors_are_typed_with_their_code() {
     assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
     s.shutdown().await.unwrap();
 }
+
+/// Opening a file that is not a database, or with a directory where the file should be,
+/// fails with the typed class of the condition (so a caller tells damage from a full
+/// disk) and a message naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_failures_keep_their_class_and_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    let e = Store::open(StoreConfig::at(&junk)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+    assert_eq!(e.sqlite_code(), Some(26), "SQLITE_NOTADB");
+    assert!(
+        e.to_string().contains("junk.db") && e.to_string().contains("is this a SQLite database?"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&junk).unwrap(), vec![0x5a; 8192], "the file is left as it was");
+    let e = Store::open(StoreConfig::at(dir.path())).await.unwrap_err();
+    assert!(matches!(e, StoreError::Io(_) | StoreError::Open { .. }), "{e:?}");
+    assert!(e.to_string().contains(&dir.path().display().to_string()), "{e}");
+}
