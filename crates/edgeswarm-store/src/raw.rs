@@ -251,11 +251,97 @@ thread_local! {
 /// [`opening_defensive`] on this thread, and leaves every other connection alone.
 unsafe extern "C" fn defensive_on_open(db: *mut ffi::sqlite3, _err: *mut *const c_char, _api: *const ffi::sqlite3_api_routines) -> c_int {
     if DEFENSIVE_OPENS.with(|c| c.get()) && !db.is_null() {
-        // SAFETY: SQLite passes the connection being opened, valid for the call. A
-        // failure here fails the open (the caller must not get a weaker connection).
+        // SAFETY: SQLite passes the connection being opened, valid for the call. The
+        // hook takes no context pointer; it reads this thread's [`ROW_WATCH`].
+        unsafe { sqlite3_preupdate_hook(db, Some(preupdate), std::ptr::null_mut()) };
+        // SAFETY: as above. A failure here fails the open (the caller must not get a
+        // weaker connection).
         return unsafe { set_defensive_on(db) };
     }
     ffi::SQLITE_OK
+}
+
+// The pre-update hook API: compiled in (libsql-ffi's `preupdate_hook` feature), not in
+// libsql-ffi's generated bindings.
+extern "C" {
+    fn sqlite3_preupdate_hook(
+        db: *mut ffi::sqlite3,
+        cb: Option<unsafe extern "C" fn(*mut c_void, *mut ffi::sqlite3, c_int, *const c_char, *const c_char, i64, i64)>,
+        ctx: *mut c_void,
+    ) -> *mut c_void;
+}
+
+/// What [`watch_rows`] looks for while a statement runs on this thread.
+struct RowWatch {
+    /// (table in `main`, highest rowid before the statement): any DELETE or UPDATE of
+    /// such a table's rows, or an INSERT at or below that rowid, is reported.
+    tables: Vec<(&'static str, i64)>,
+    /// The first such change: (table, what happened).
+    hit: Option<(&'static str, &'static str)>,
+}
+
+thread_local! {
+    /// Set while [`watch_rows`] runs on this thread.
+    static ROW_WATCH: RefCell<Option<RowWatch>> = const { RefCell::new(None) };
+}
+
+/// SQLite's pre-update hook on the connections [`opening_defensive`] opens: called
+/// before every row a statement inserts, updates or deletes, including rows deleted by
+/// `REPLACE` conflict resolution and rows changed by triggers. Does nothing unless
+/// [`watch_rows`] is running on this thread.
+unsafe extern "C" fn preupdate(
+    _ctx: *mut c_void,
+    _db: *mut ffi::sqlite3,
+    op: c_int,
+    zdb: *const c_char,
+    ztab: *const c_char,
+    _old: i64,
+    new: i64,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        ROW_WATCH.with(|w| {
+            let mut w = w.borrow_mut();
+            let Some(w) = w.as_mut().filter(|w| w.hit.is_none()) else { return };
+            if zdb.is_null() || ztab.is_null() {
+                return;
+            }
+            // SAFETY: SQLite passes NUL-terminated names valid for the call.
+            let (db, tab) = unsafe { (CStr::from_ptr(zdb), CStr::from_ptr(ztab)) };
+            if db.to_bytes() != b"main" {
+                return;
+            }
+            let Some(&(name, floor)) = w.tables.iter().find(|(t, _)| t.as_bytes() == tab.to_bytes()) else {
+                return;
+            };
+            let what = match op {
+                ffi::SQLITE_DELETE => "delete or replace an existing row",
+                ffi::SQLITE_UPDATE => "change an existing row",
+                ffi::SQLITE_INSERT if new <= floor => "insert below the last row (an explicit rowid)",
+                _ => return,
+            };
+            w.hit = Some((name, what));
+        })
+    }));
+}
+
+/// Runs `f` (one statement on a connection opened by [`opening_defensive`], on this
+/// thread) and reports the first row change it made to `tables` other than appending:
+/// a DELETE or UPDATE of an existing row, including a `REPLACE` conflict's delete, or
+/// an INSERT at or below the table's highest rowid before `f` (given with each table).
+pub fn watch_rows<T>(tables: Vec<(&'static str, i64)>, f: impl FnOnce() -> T) -> (T, Option<(&'static str, &'static str)>) {
+    /// Stops watching even if `f` panics.
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            ROW_WATCH.with(|w| w.borrow_mut().take());
+        }
+    }
+    ROW_WATCH.with(|w| *w.borrow_mut() = Some(RowWatch { tables, hit: None }));
+    let stop = Stop;
+    let out = f();
+    let hit = ROW_WATCH.with(|w| w.borrow().as_ref().and_then(|w| w.hit));
+    drop(stop);
+    (out, hit)
 }
 
 /// Runs `open`, and turns SQLite's defensive mode on for every connection it opens on

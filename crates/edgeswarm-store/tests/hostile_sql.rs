@@ -621,3 +621,65 @@ async fn text_that_is_not_utf8_cannot_break_typed_reads() {
     );
     s.shutdown().await.unwrap();
 }
+
+/// `INSERT OR REPLACE` (or `REPLACE`) of an existing id in an append-only table deletes
+/// the old row without an UPDATE or DELETE the authorizer could see, and an explicit
+/// rowid below the last row slips under the appended range. SQLite's pre-update hook
+/// sees both, at top level and inside user triggers: refused, nothing changed, and the
+/// other caller's row keeps its content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_append_only_rows_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let conv = rows(&s, "SELECT id, content FROM conversations").await;
+    let (cid, content) = (conv[0][0].to_text(), conv[0][1].to_text());
+    let mid = rows(&s, "SELECT id FROM agent_metrics").await[0][0].to_text();
+    let cases = [
+        format!("INSERT OR REPLACE INTO conversations (id, session_id, role, content) VALUES ('{cid}', 's', 'user', 'forged')"),
+        format!("REPLACE INTO agent_metrics (id, agent_id, task_type) VALUES ('{mid}', 'evil', 't')"),
+        "INSERT INTO conversations (rowid, id, session_id, role, content) VALUES (-5, 'low', 's', 'user', 'under the range')".into(),
+        format!(
+            "INSERT INTO conversations (id, session_id, role, content) VALUES ('fresh', 's', 'user', 'a'), ('{cid}', 's', 'user', 'b') \
+             ON CONFLICT(id) DO NOTHING; -- harmless: nothing replaced"
+        ),
+    ];
+    for sql in &cases[..3] {
+        refuse(&s, sql, Some("append-only")).await;
+    }
+    // A conflict that does nothing is not a replacement: allowed, the new row appended.
+    let before = internal(&s).await;
+    s.execute_sql(&cases[3], vec![]).await.expect("ON CONFLICT DO NOTHING appends only");
+    assert_intact(&s, &before, &cases[3], true).await;
+    assert_eq!(
+        rows(&s, "SELECT count(*) FROM conversations WHERE id = 'fresh'").await[0][0],
+        SqlValue::Integer(1)
+    );
+    // The same replacement from inside a user trigger.
+    s.execute_sql(
+        &format!(
+            "CREATE TRIGGER u_rep AFTER INSERT ON u_items BEGIN \
+             INSERT OR REPLACE INTO conversations (id, session_id, role, content) VALUES ('{cid}', 's', 'user', 'via trigger'); END"
+        ),
+        vec![],
+    )
+    .await
+    .expect("a trigger on a user table is allowed");
+    refuse(&s, "INSERT INTO u_items (body) VALUES ('fires the trigger')", Some("append-only")).await;
+    assert_eq!(
+        rows(&s, &format!("SELECT content FROM conversations WHERE id = '{cid}'")).await[0][0].to_text(),
+        content,
+        "the other caller's message is unchanged"
+    );
+    assert!(
+        rows(&s, "SELECT 1 FROM u_items WHERE body = 'fires the trigger'").await.is_empty(),
+        "nothing half-written"
+    );
+    // Plain appends still work and are stamped.
+    s.execute_sql(
+        "INSERT INTO conversations (id, session_id, role, content) VALUES ('new', 's', 'user', 'ok')",
+        vec![],
+    )
+    .await
+    .expect("appending is allowed");
+    s.shutdown().await.unwrap();
+}

@@ -199,8 +199,18 @@ impl<'a> TxCtx<'a> {
         let seq_before = seq_before.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
         let mut res = {
             let guard = WriterAuthorizer::install(&self.conn.conn, rules)?;
-            let r = self.conn.query_once_capped(sql, params, max_bytes);
-            r.map_err(|e| guard.explain(e))?
+            // The authorizer refuses UPDATE and DELETE of the append-only tables, but not
+            // what `INSERT OR REPLACE` deletes, nor an INSERT with an old rowid: SQLite's
+            // pre-update hook sees those rows.
+            let watched = APPEND_ONLY.iter().copied().zip(before).collect();
+            let (r, hit) = crate::raw::watch_rows(watched, || self.conn.query_once_capped(sql, params, max_bytes));
+            let r = r.map_err(|e| guard.explain(e))?;
+            if let Some((table, what)) = hit {
+                return Err(StoreError::Refused(format!(
+                    "this statement would {what} of `{table}`: its rows are append-only (replicas keep every row); insert rows with new ids and no explicit rowid"
+                )));
+            }
+            r
         };
         res.rows_affected = self.conn.conn.changes();
         let rowid = self.conn.conn.last_insert_rowid();
