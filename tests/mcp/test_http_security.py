@@ -17,10 +17,8 @@ Prints one line per check and finally `N passed, M failed`; exits non-zero on an
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,7 @@ from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from checks import check, free_port, summary
+from checks import check, free_port, reply_to, summary, wait_listening
 
 BIN = os.path.abspath(os.environ.get("EDGESWARM_BIN", "target/debug/edgeswarm"))
 TOKEN = "sec-token-0123456789abcdef"
@@ -67,16 +65,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/mcp"
 
     def wait_listening(self, secs: float = 30) -> None:
-        end = time.monotonic() + secs
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.stderr()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start listening")
+        wait_listening(self.port, self.proc, secs, self.stderr)
 
     def stderr(self) -> str:
         self.log.flush()
@@ -98,22 +87,6 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def sse_messages(text: str) -> list:
-    out = []
-    for line in text.splitlines():
-        if line.startswith("data:") and line[5:].strip():
-            try:
-                out.append(json.loads(line[5:].strip()))
-            except json.JSONDecodeError:
-                pass
-    return out
-
-
-def reply_to(r, rid) -> dict | None:
-    msgs = [r.json()] if r.headers.get("content-type", "").startswith("application/json") else sse_messages(r.text)
-    return next((m for m in msgs if m.get("id") == rid), None)
 
 
 async def init(c: httpx2.AsyncClient, url: str, **headers) -> httpx2.Response:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from checks import check, free_port, summary
+from checks import check, free_port, reply_to, summary, wait_listening
 
 BIN = os.path.abspath(os.environ.get("EDGESWARM_BIN", "target/debug/edgeswarm"))
 TOKEN = "test-token-5f3a-9c2e-41d7"  # at least 16 characters, or the server refuses it
@@ -392,40 +391,6 @@ async def run_stdio(tmp: str):
                 await s.ok("get_conversations after restart", "get_conversations", {"session_id": "global-session-123"}, lambda r: r["count"] == 1)
 
 
-
-
-def wait_listening(port: int, proc: subprocess.Popen, secs: float = 30) -> None:
-    end = time.monotonic() + secs
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start listening")
-
-
-def sse_messages(text: str) -> list:
-    """The JSON-RPC messages in an SSE body (`data:` lines)."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("data:") and line[5:].strip():
-            try:
-                out.append(json.loads(line[5:].strip()))
-            except json.JSONDecodeError:
-                pass
-    return out
-
-
-def reply_to(r, rid) -> dict | None:
-    """The JSON-RPC message answering `rid` in an HTTP reply (JSON or SSE)."""
-    if r.headers.get("content-type", "").startswith("application/json"):
-        msgs = [r.json()]
-    else:
-        msgs = sse_messages(r.text)
-    return next((m for m in msgs if m.get("id") == rid), None)
 
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
