@@ -99,7 +99,10 @@ fi
 echo "== bench mcp --peer smoke (100 and 300 documents)"
 cargo build --locked -p edgeswarm-cli 2>&1
 EDGESWARM_PEER_JS="$PEER_JS" "$ROOT/target/debug/edgeswarm" bench mcp --peer --peer-docs 100,300 --peer-queries 50 --json \
-  | python3 tests/peer_smoke.py
+  | python3 tests/peer_smoke.py narrow zipf
+echo "== bench mcp --peer smoke on a corpus file (tests/data/peer_corpus_sample.jsonl, 100 and 150 documents)"
+EDGESWARM_PEER_JS="$PEER_JS" "$ROOT/target/debug/edgeswarm" bench mcp --peer --peer-corpus tests/data/peer_corpus_sample.jsonl \
+  --peer-docs 100,150 --peer-queries 40 --json | python3 tests/peer_smoke.py "file tests/data/peer_corpus_sample.jsonl"
 
 # The dashboard in a real headless browser: Debian's `chromium` and npm `playwright-core`
 # (which downloads no browser), against a real `edgeswarm demo --dashboard` process.

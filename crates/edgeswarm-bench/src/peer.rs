@@ -7,6 +7,8 @@
 //!   as one project's memories share their words; every query word matches a large share
 //!   of the documents.
 //! - `zipf`: the search bench's generator (Zipf(s=1) over 5,000 synthetic words).
+//! - a file: the user's own documents and queries (JSON lines; see [`FileCorpus`]), so the
+//!   comparison runs on the work a user brings.
 //!
 //! For each corpus: the first `docs[0]` documents are added one call each to both
 //! servers (timed: the add figure), then `queries` searches of 1-3 words run against
@@ -49,7 +51,8 @@ pub struct PeerOpts {
     pub queries: usize,
     /// Untimed calls per tool first. Default 20.
     pub warmup: usize,
-    /// Corpora to run: `narrow`, `zipf`. Default both.
+    /// Corpora to run: `narrow`, `zipf`, or the path of a JSON-lines corpus file
+    /// ([`FileCorpus`]). Default `narrow` and `zipf`.
     pub corpora: Vec<String>,
     /// The `edgeswarm` binary; default `$EDGESWARM_BIN`, else this executable.
     pub exe: Option<PathBuf>,
@@ -183,6 +186,7 @@ fn narrow_words(rng: &mut Rng, n: usize) -> String {
 }
 
 /// One generated document, shaped for both servers.
+#[derive(Debug, Clone)]
 struct Doc {
     category: String,
     topic: String,
@@ -206,10 +210,83 @@ impl Doc {
     }
 }
 
-/// A corpus generator: documents and queries from one seed.
+/// A corpus file: one JSON object per line, either a document
+/// `{"content": "...", "topic": "...", "category": "...", "tags": ["..."]}` (only
+/// `content` is required; `topic` defaults to the content's first words, `category` to
+/// `docs`) or a query `{"query": "..."}`. Documents are added in file order; queries
+/// are asked in file order, repeated when `--peer-queries` asks for more.
+#[derive(Debug, Clone)]
+pub struct FileCorpus {
+    /// The documents, in file order.
+    docs: Vec<Doc>,
+    /// The queries, in file order.
+    queries: Vec<String>,
+}
+
+impl FileCorpus {
+    /// Reads and checks a corpus file; errors name the line.
+    pub fn load(path: &Path) -> Result<FileCorpus, BoxError> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the corpus {}: {e}", path.display()))?;
+        let mut c = FileCorpus {
+            docs: vec![],
+            queries: vec![],
+        };
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = || format!("{} line {}", path.display(), n + 1);
+            let v: Value = serde_json::from_str(line).map_err(|e| format!("{}: not JSON ({e})", at()))?;
+            if let Some(q) = v.get("query") {
+                let q = q
+                    .as_str()
+                    .filter(|q| !q.trim().is_empty())
+                    .ok_or_else(|| format!("{}: `query` must be a non-empty string", at()))?;
+                c.queries.push(q.to_string());
+                continue;
+            }
+            let content = v["content"]
+                .as_str()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| format!("{}: a document needs a non-empty `content` string (or the line is a `query`)", at()))?;
+            let text_of = |k: &str| v[k].as_str().map(str::to_string);
+            let tags = match &v["tags"] {
+                Value::Null => vec![],
+                Value::Array(a) => a
+                    .iter()
+                    .map(|t| {
+                        t.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| format!("{}: `tags` must be strings", at()))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(format!("{}: `tags` must be an array of strings", at()).into()),
+            };
+            c.docs.push(Doc {
+                category: text_of("category").unwrap_or_else(|| "docs".into()),
+                topic: text_of("topic").unwrap_or_else(|| content.split_whitespace().take(6).collect::<Vec<_>>().join(" ")),
+                content: content.to_string(),
+                tags,
+            });
+        }
+        if c.docs.is_empty() || c.queries.is_empty() {
+            return Err(format!(
+                "{}: a corpus needs documents and queries ({} documents, {} queries found)",
+                path.display(),
+                c.docs.len(),
+                c.queries.len()
+            )
+            .into());
+        }
+        Ok(c)
+    }
+}
+
+/// A corpus: generated documents and queries from one seed, or a file's.
 enum Gen {
     Narrow,
     Zipf(Corpus),
+    File(FileCorpus),
 }
 
 impl Gen {
@@ -217,11 +294,28 @@ impl Gen {
         match name {
             "narrow" => Ok(Gen::Narrow),
             "zipf" => Ok(Gen::Zipf(Corpus::new(seed))),
-            other => Err(format!("unknown corpus {other:?} (narrow or zipf)").into()),
+            path if Path::new(path).is_file() => Ok(Gen::File(FileCorpus::load(Path::new(path))?)),
+            other => Err(format!("unknown corpus {other:?}: narrow, zipf, or the path of a JSON-lines corpus file").into()),
         }
     }
+    /// The most documents this corpus has (generated ones: no limit).
+    fn max_docs(&self) -> usize {
+        match self {
+            Gen::File(f) => f.docs.len(),
+            _ => usize::MAX,
+        }
+    }
+    /// Document `i`; `i` past [`Gen::max_docs`] is a warm-up document (a file's get a
+    /// marker so they never duplicate a timed one).
     fn doc(&self, rng: &mut Rng, i: usize) -> Doc {
         match self {
+            Gen::File(f) => {
+                let mut d = f.docs[i % f.docs.len()].clone();
+                if i >= f.docs.len() {
+                    d.content = format!("warm-up {i}: {}", d.content);
+                }
+                d
+            }
             Gen::Narrow => {
                 let topic = narrow_words(rng, 3);
                 let content = narrow_words(rng, 20);
@@ -246,8 +340,10 @@ impl Gen {
             }
         }
     }
-    fn query(&self, rng: &mut Rng) -> String {
+    /// Query number `n` (generated ones from `rng`).
+    fn query(&self, rng: &mut Rng, n: usize) -> String {
         match self {
+            Gen::File(f) => f.queries[n % f.queries.len()].clone(),
             Gen::Narrow => {
                 let n = 1 + rng.below(3);
                 narrow_words(rng, n)
@@ -365,6 +461,14 @@ async fn run_corpus(exe: &Path, js: &Path, dir: &Path, corpus: &str, opts: &Peer
     docs.sort_unstable();
     docs.dedup();
     let first = *docs.first().ok_or("no corpus size given")?;
+    if let Some(&last) = docs.last().filter(|&&n| n > gen.max_docs()) {
+        return Err(format!(
+            "the corpus has {} documents; --peer-docs asks for {last} (give sizes up to {})",
+            gen.max_docs(),
+            gen.max_docs()
+        )
+        .into());
+    }
 
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("mcp").arg("--db").arg(dir.join("edgeswarm.db"));
@@ -379,8 +483,10 @@ async fn run_corpus(exe: &Path, js: &Path, dir: &Path, corpus: &str, opts: &Peer
 
     let mut rng = Rng(opts.seed ^ 0xd0c5);
     let mut qrng = Rng(opts.seed ^ 0x9e37);
-    let queries: Vec<String> = (0..opts.queries.max(1)).map(|_| gen.query(&mut qrng)).collect();
-    let warm: Vec<Doc> = (0..opts.warmup).map(|i| gen.doc(&mut rng, 10_000_000 + i)).collect();
+    let queries: Vec<String> = (0..opts.queries.max(1)).map(|n| gen.query(&mut qrng, n)).collect();
+    let warm: Vec<Doc> = (0..opts.warmup)
+        .map(|i| gen.doc(&mut rng, gen.max_docs().min(10_000_000) + i))
+        .collect();
     let mut adds = Vec::new();
     for side in [&mut ours, &mut peer] {
         for (i, d) in warm.iter().enumerate() {
@@ -431,7 +537,7 @@ async fn run_corpus(exe: &Path, js: &Path, dir: &Path, corpus: &str, opts: &Peer
     let add_ratio = ratio(&adds[0], &adds[1]);
     Ok(json!({
         "bench": "mcp_peer",
-        "corpus": corpus,
+        "corpus": match &gen { Gen::File(_) => format!("file {corpus}"), _ => corpus.to_string() },
         "client": "one stdio client, one request at a time, the same for both servers",
         "peer": format!("{PEER_PACKAGE} {PEER_VERSION} ({})", peer_init["serverInfo"]["name"].as_str().unwrap_or("?")),
         "queries": queries.len(),
@@ -459,11 +565,59 @@ mod tests {
             {
                 assert!(NARROW.contains(&w), "{w} is not in the vocabulary");
             }
-            let q = g.query(&mut rng);
+            let q = g.query(&mut rng, 0);
             let n = q.split(' ').count();
             assert!((1..=3).contains(&n), "{q}");
         }
         assert!(Gen::new("other", 1).is_err());
+    }
+
+    #[test]
+    fn corpus_files_are_read_and_checked_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        std::fs::write(
+            &p,
+            "{\"content\": \"Caroline went to the LGBTQ support group on 7 May\", \"tags\": [\"caroline\"]}\n\n\
+             {\"content\": \"Melanie painted a sunrise\", \"topic\": \"painting\", \"category\": \"conv-1\"}\n\
+             {\"query\": \"When did Caroline go to the support group?\"}\n",
+        )
+        .unwrap();
+        let Gen::File(c) = Gen::new(p.to_str().unwrap(), 1).unwrap() else {
+            panic!("a file corpus")
+        };
+        assert_eq!(c.docs.len(), 2);
+        assert_eq!(
+            (c.docs[0].category.as_str(), c.docs[0].topic.as_str()),
+            ("docs", "Caroline went to the LGBTQ support")
+        );
+        assert_eq!((c.docs[1].category.as_str(), c.docs[1].topic.as_str()), ("conv-1", "painting"));
+        assert_eq!(c.docs[0].tags, vec!["caroline".to_string()]);
+        let g = Gen::File(c);
+        assert_eq!(g.max_docs(), 2);
+        assert_eq!(g.query(&mut Rng(1), 5), "When did Caroline go to the support group?");
+        assert!(
+            g.doc(&mut Rng(1), 2).content.starts_with("warm-up 2: "),
+            "warm-up documents never repeat a timed one"
+        );
+        for (bad, why) in [
+            ("{\"content\": \"x\"}\n", "documents and queries"),
+            ("{\"query\": \"q\"}\n{\"topic\": \"no content\"}\n", "line 2"),
+            ("not json\n", "line 1: not JSON"),
+            (
+                "{\"query\": \"q\"}\n{\"content\": \"x\", \"tags\": \"a\"}\n",
+                "`tags` must be an array",
+            ),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = Gen::new(p.to_str().unwrap(), 1).err().expect(bad).to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(Gen::new("no-such-corpus", 1)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("narrow, zipf, or the path"));
     }
 
     #[test]

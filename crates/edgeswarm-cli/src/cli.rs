@@ -211,6 +211,10 @@ pub struct BenchArgs {
     /// `mcp --peer`: corpus sizes; adds are timed up to the first.
     #[arg(long, value_delimiter = ',', default_value = "5000,50000", value_name = "N,N")]
     pub peer_docs: Vec<usize>,
+    /// `mcp --peer`: corpora: `narrow`, `zipf`, or a JSON-lines file of your own
+    /// documents (`{"content", "topic", "category", "tags"}`) and queries (`{"query"}`).
+    #[arg(long, value_delimiter = ',', default_value = "narrow,zipf", value_name = "NAME|PATH,...")]
+    pub peer_corpus: Vec<String>,
     /// `mcp --peer`: timed searches per corpus size.
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub peer_queries: usize,

@@ -111,6 +111,7 @@ async fn run_peer(a: &BenchArgs) -> Result<()> {
     let opts = edgeswarm_bench::peer::PeerOpts {
         docs: a.peer_docs.clone(),
         queries: a.peer_queries,
+        corpora: a.peer_corpus.clone(),
         ..Default::default()
     };
     let lines = edgeswarm_bench::peer::bench(opts)
