@@ -152,6 +152,55 @@ impl Default for ChannelConfig {
     }
 }
 
+/// How long conversations and metrics are kept, and how the sweeper that deletes older
+/// ones runs. Default: both kept forever (no sweeper runs), as before retention existed.
+///
+/// The sweeper deletes the oldest rows first, in bounded batches on the writer (each
+/// batch its own small transaction, so writes keep flowing). Deletes by retention are
+/// not replicated: regions apply the same rule to their own copies (the sync layer's
+/// compaction pass runs the same deletes there), so a region holds what home holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// `conversations` rows whose `created_at` is older than this are deleted.
+    /// Default `None`: kept forever. Long-running swarms set it so the file, the change
+    /// log and the page caches stay bounded.
+    pub conversations: Option<Duration>,
+    /// `agent_metrics` rows whose `ts` is older than this are deleted. Default `None`:
+    /// kept forever.
+    pub metrics: Option<Duration>,
+    /// How often the sweeper runs. Default 60 s: retention is measured in hours or days,
+    /// so a minute late costs nothing, and one sweep per minute is negligible work.
+    pub sweep_interval: Duration,
+    /// Rows one sweep batch deletes at most (one writer transaction). Default 1,000: a
+    /// few milliseconds of writer time, so a first sweep over a large backlog never
+    /// holds up other writes; a sweep repeats batches (at most `sweep_batches`) while
+    /// they come back full.
+    pub batch_rows: usize,
+    /// Batches one sweep runs at most per table. Default 100 (100,000 rows): a backlog
+    /// larger than that is worked off over the next sweeps.
+    pub sweep_batches: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            conversations: None,
+            metrics: None,
+            sweep_interval: Duration::from_secs(60),
+            batch_rows: 1000,
+            sweep_batches: 100,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// True when some table has a retention (the sweeper has work).
+    pub fn enabled(&self) -> bool {
+        self.conversations.is_some() || self.metrics.is_some()
+    }
+}
+
 /// Depth and capacity of one named channel right now, for stats and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelStats {
@@ -213,6 +262,9 @@ pub struct StoreConfig {
     /// mailbox, swarm events, kv watchers, region links). They live here because every
     /// layer is handed the `Store` and reads them from `Store::config()`.
     pub channels: ChannelConfig,
+    /// How long conversations and metrics are kept (default: forever). Here because
+    /// the store's sweeper and the sync layer's region compaction both apply it.
+    pub retention: RetentionConfig,
     /// Name of a registered SQLite VFS the writer and the checkpointer open the home
     /// file through; `None` (default): SQLite's default VFS. For tests: the fault
     /// sweeps open the store through edgeswarm-testkit's fault-injecting VFS. Readers
@@ -234,6 +286,7 @@ impl Default for StoreConfig {
             read_pool_size: 4,
             limits: Limits::default(),
             channels: ChannelConfig::default(),
+            retention: RetentionConfig::default(),
             vfs: None,
         }
     }
