@@ -4,19 +4,27 @@
 //! (rotating keys and short-lived unique ones, swept by the kv sweeper), and a region
 //! partition (one region's link is cut for a while and then healed, over and over).
 //!
-//! Every sample interval (one minute) it emits one JSON line: the process's RSS, the home
-//! file's and each region file's size and `-wal` size, and rows and bytes of the
-//! internal tables (`_changes`, `_knowledge_touched`, kv and its tombstones, knowledge
-//! tombstones, `distributed_transactions`, `conflicts`, and in each region `_region_log`
-//! and the `_region_prev_*` tables), beside the user tables. The last line is a verdict:
-//! each figure compared with its value after warm-up (see [`verdict`]). User tables grow
-//! with the load by design and are reported but not judged; RSS, the `-wal` files and
-//! the internal tables are expected to be flat. Only RSS fails the run (it is the one
-//! that would exhaust a host); the others are reported as `not_flat`.
+//! So that a steady state is reached inside a short run, the swarm is configured as a
+//! long-running deployment would be, with short periods: conversations and metrics are
+//! kept for `retention` (default 90 s; `RetentionConfig`, swept every
+//! `retention_sweep`, 15 s), and the sync layer keeps history and tombstones for
+//! `keep_history` (90 s) and compacts every `compact_interval` (15 s). The first line
+//! (`"header": true`) states these.
+//!
+//! Every sample interval (one minute by default, `--sample-secs`) it emits one JSON
+//! line: the process's RSS (VmRSS, VmHWM, RssAnon, RssFile), the home file's and each
+//! region file's size and `-wal` size, and rows and bytes of the internal tables
+//! (`_changes`, `_knowledge_touched`, kv and its tombstones, knowledge tombstones,
+//! `distributed_transactions`, `conflicts`, and in each region `_region_log` and the
+//! `_region_prev_*` tables) and of the user tables (home and regions). The last line is
+//! a verdict: each figure compared with its value after warm-up (see [`verdict`]); user
+//! tables and file sizes are judged too, since retention bounds them. RSS is the hard
+//! failure (it is the one that would exhaust a host); with `strict` (the default) a
+//! table or file that is not flat fails the run too.
 
 use crate::error::{BenchError, Result};
 use crate::util::{loadavg, scratch_dir};
-use edgeswarm::{Knowledge, Message, Metric, RegionConfig, Swarm};
+use edgeswarm::{Knowledge, Message, Metric, RegionConfig, RetentionConfig, Swarm, SyncConfig};
 use edgeswarm_store::SqlValue;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
@@ -58,6 +66,21 @@ pub struct SoakOpts {
     pub tolerance: f64,
     /// The run fails if RSS ever passes this, whatever the run's length. Default 1024 MiB.
     pub max_rss_mb: f64,
+    /// How long conversations and metrics are kept (the swarm's `RetentionConfig`).
+    /// Default 90 s, so the user tables reach their steady size inside the run.
+    pub retention: Duration,
+    /// How often the retention sweeper runs. Default 15 s.
+    pub retention_sweep: Duration,
+    /// The sync layer's `keep_history` (tombstones, transaction history). Default 90 s.
+    pub keep_history: Duration,
+    /// The sync layer's `compact_interval`. Default 15 s.
+    pub compact_interval: Duration,
+    /// Warm-up: each figure's reference is the first sample taken at or after this.
+    /// Default 120 s: retention and keep_history (90 s) plus two compaction passes.
+    pub warmup: Duration,
+    /// When true (default), a table or file figure that is not flat fails the run too;
+    /// when false only RSS does and the others are reported in `not_flat`.
+    pub strict: bool,
 }
 
 impl Default for SoakOpts {
@@ -76,6 +99,12 @@ impl Default for SoakOpts {
             partition_for: Duration::from_secs(30),
             tolerance: 0.2,
             max_rss_mb: 1024.0,
+            retention: Duration::from_secs(90),
+            retention_sweep: Duration::from_secs(15),
+            keep_history: Duration::from_secs(90),
+            compact_interval: Duration::from_secs(15),
+            warmup: Duration::from_secs(120),
+            strict: true,
         }
     }
 }
@@ -127,7 +156,31 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
     let home = dir.join("home.db");
     let regions_dir = dir.join("regions");
     std::fs::create_dir_all(&regions_dir).map_err(|e| BenchError::io(format!("cannot create {}", regions_dir.display()), e))?;
-    let mut b = Swarm::builder().path(&home);
+    let retention = RetentionConfig {
+        conversations: Some(opts.retention),
+        metrics: Some(opts.retention),
+        sweep_interval: opts.retention_sweep,
+        ..RetentionConfig::default()
+    };
+    let sync = SyncConfig {
+        keep_history: opts.keep_history,
+        compact_interval: opts.compact_interval,
+        ..SyncConfig::default()
+    };
+    emit(&json!({
+        "bench": "soak",
+        "header": true,
+        "minutes": round1(opts.duration.as_secs_f64() / 60.0),
+        "sample_secs": opts.sample_every.as_secs_f64(),
+        "retention_s": opts.retention.as_secs_f64(),
+        "retention_sweep_s": opts.retention_sweep.as_secs_f64(),
+        "keep_history_s": opts.keep_history.as_secs_f64(),
+        "compact_interval_s": opts.compact_interval.as_secs_f64(),
+        "warmup_s": opts.warmup.as_secs_f64(),
+        "strict": opts.strict,
+        "load": {"writers": opts.writers, "live_knowledge": opts.live_knowledge, "searchers": opts.searchers, "kv_tasks": opts.kv_tasks},
+    }));
+    let mut b = Swarm::builder().path(&home).retention(retention).sync_config(sync);
     for (name, latency) in REGIONS {
         b = b.region(RegionConfig::local(name, regions_dir.join(format!("{name}.db")), latency));
     }
@@ -184,7 +237,7 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
         swarm.partition(PARTITIONED, false)?;
     }
     swarm.shutdown().await?;
-    let mut v = verdict(&samples, opts.tolerance, opts.max_rss_mb);
+    let mut v = verdict(&samples, opts.tolerance, opts.max_rss_mb, opts.warmup.as_secs_f64() / 60.0, opts.strict);
     if let Value::Object(m) = &mut v {
         m.insert("bench".into(), json!("soak"));
         m.insert("partitions".into(), json!(partitions));
@@ -411,7 +464,8 @@ async fn sample(swarm: &Swarm, home: &Path, regions_dir: &Path, started: Instant
 }
 
 /// A region file's size, `-wal` size, and rows and KiB of its internal tables
-/// (`_region_log`, `_region_prev_*`), read on a short-lived read-only connection.
+/// (`_region_log`, `_region_prev_*`) and of its copies of the user tables, read on a
+/// short-lived read-only connection.
 async fn region_sample(p: &Path) -> Value {
     let mut out = Map::new();
     out.insert("db_mb".into(), json!(file_mb(p)));
@@ -425,7 +479,8 @@ async fn region_sample(p: &Path) -> Value {
         let mut names = Vec::new();
         let mut rows = c
             .query(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND (name = '_region_log' OR name LIKE '\\_region\\_prev\\_%' ESCAPE '\\')",
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND (name IN ('_region_log', 'conversations', 'agent_metrics', 'knowledge', 'kv') \
+                 OR name LIKE '\\_region\\_prev\\_%' ESCAPE '\\')",
                 (),
             )
             .await?;
@@ -450,22 +505,19 @@ async fn region_sample(p: &Path) -> Value {
     Value::Object(out)
 }
 
-/// Every judged figure of a sample, by a flat name (`rss_mb`, `wal_mb`,
-/// `tables._changes.rows`, `regions.soak-far.tables._region_log.rows`, ...). User tables
-/// (`conversations`, `agent_metrics`, `knowledge` live rows) and the home file's size grow
-/// with the load and are not judged.
+/// Every judged figure of a sample, by a flat name (`rss_mb`, `db_mb`, `wal_mb`,
+/// `tables._changes.rows`, `regions.soak-far.tables._region_log.rows`, ...): RSS, every
+/// file, and the rows of every table, internal and user (retention bounds the user
+/// tables too).
 fn judged(s: &Value) -> Vec<(String, f64)> {
     let mut out = Vec::new();
-    for k in ["rss_mb", "wal_mb"] {
+    for k in ["rss_mb", "db_mb", "wal_mb"] {
         if let Some(x) = s[k].as_f64() {
             out.push((k.to_string(), x));
         }
     }
     if let Some(t) = s["tables"].as_object() {
         for (name, v) in t {
-            if matches!(name.as_str(), "conversations" | "agent_metrics" | "knowledge") {
-                continue;
-            }
             if let Some(x) = v["rows"].as_f64() {
                 out.push((format!("tables.{name}.rows"), x));
             }
@@ -473,8 +525,10 @@ fn judged(s: &Value) -> Vec<(String, f64)> {
     }
     if let Some(r) = s["regions"].as_object() {
         for (region, v) in r {
-            if let Some(x) = v["wal_mb"].as_f64() {
-                out.push((format!("regions.{region}.wal_mb"), x));
+            for k in ["db_mb", "wal_mb"] {
+                if let Some(x) = v[k].as_f64() {
+                    out.push((format!("regions.{region}.{k}"), x));
+                }
             }
             if let Some(t) = v["tables"].as_object() {
                 for (name, tv) in t {
@@ -488,21 +542,32 @@ fn judged(s: &Value) -> Vec<(String, f64)> {
     out
 }
 
-/// The soak's verdict. Warm-up is the first two samples: each figure's reference is its
-/// value in the second sample (minute 2), and it is flat when its last value is at most
-/// `reference × (1 + tolerance)` plus a small absolute slack (32 MiB for RSS, 4 MiB for
-/// files, 100 rows for tables, so near-empty figures do not flap). A run with fewer than
-/// three samples is too short to judge flatness (`judged: false`); only the `max_rss_mb`
-/// cap applies to it. `rss_ok` is false when RSS is not flat or passed the cap.
-pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64) -> Value {
+/// Tables bounded by construction rather than by compaction: their cap in rows. A
+/// figure at or under its cap is flat even while it still fills up. `_knowledge_touched`
+/// is trimmed to its newest 65,536 entries by the knowledge triggers.
+const CAPPED: [(&str, f64); 1] = [("tables._knowledge_touched.rows", 65_536.0)];
+
+/// The soak's verdict. Warm-up is the time before `warmup_min` minutes: each figure's
+/// reference is its value in the first sample taken at or after it, and it is flat when
+/// its last value is at most `reference × (1 + tolerance)` plus a small absolute slack
+/// (32 MiB for RSS, 4 MiB for files, 100 rows for tables, so near-empty figures do not
+/// flap); a table bounded by construction ([`CAPPED`]) is flat while under its cap. A
+/// run with no sample after the reference is too short to judge flatness
+/// (`judged: false`); only the `max_rss_mb` cap applies to it. `rss_ok` is false when RSS
+/// is not flat or passed the cap; `ok` (the run's result) is `rss_ok`, and with `strict`
+/// also needs every other figure flat.
+pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f64, strict: bool) -> Value {
     let peak = samples.iter().filter_map(|s| s["rss_mb"].as_f64()).fold(0.0, f64::max);
     let under_cap = peak <= max_rss_mb;
-    let judged_run = samples.len() >= 3;
+    let reference = samples
+        .iter()
+        .position(|s| s["minute"].as_f64().unwrap_or(0.0) >= warmup_min - 1e-9);
+    let judged_run = reference.is_some_and(|i| i + 1 < samples.len());
     let mut figures = Map::new();
     let mut not_flat = Vec::new();
     let mut rss_flat = true;
-    if judged_run {
-        let reference = &samples[1];
+    if let (true, Some(ri)) = (judged_run, reference) {
+        let reference = &samples[ri];
         let last = &samples[samples.len() - 1];
         let minutes = (last["minute"].as_f64().unwrap_or(0.0) - reference["minute"].as_f64().unwrap_or(0.0)).max(1e-9);
         let last_figs = judged(last);
@@ -517,29 +582,35 @@ pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64) -> Value {
             } else {
                 100.0
             };
-            let flat = l <= r * (1.0 + tolerance) + slack;
+            let cap = CAPPED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
+            let flat = l <= r * (1.0 + tolerance) + slack || cap.is_some_and(|c| l <= c);
             if !flat {
                 not_flat.push(json!(name));
             }
             if name == "rss_mb" {
                 rss_flat = flat;
             }
-            figures.insert(
-                name,
-                json!({"warm": r, "last": l, "per_minute": round1((l - r) / minutes), "flat": flat}),
-            );
+            let mut f = json!({"warm": r, "last": l, "per_minute": round1((l - r) / minutes), "flat": flat});
+            if let Some(c) = cap {
+                f["cap"] = json!(c);
+            }
+            figures.insert(name, f);
         }
     }
+    let rss_ok = under_cap && rss_flat;
+    let flat = judged_run && not_flat.is_empty();
     json!({
         "summary": true,
         "samples": samples.len(),
         "judged": judged_run,
-        "warmup_samples": 2,
+        "warmup_min": warmup_min,
         "tolerance": tolerance,
+        "strict": strict,
         "rss_peak_mb": peak,
         "max_rss_mb": max_rss_mb,
-        "rss_ok": under_cap && rss_flat,
-        "flat": judged_run && not_flat.is_empty(),
+        "rss_ok": rss_ok,
+        "flat": flat,
+        "ok": rss_ok && (!strict || !judged_run || flat),
         "not_flat": not_flat,
         "figures": figures,
     })
@@ -559,26 +630,53 @@ mod tests {
             &[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 105.0, 1100), s(10.0, 110.0, 1150)],
             0.2,
             1024.0,
+            2.0,
+            true,
         );
-        assert_eq!(v["rss_ok"], json!(true));
+        assert_eq!((v["rss_ok"].clone(), v["ok"].clone()), (json!(true), json!(true)));
         assert_eq!(v["flat"], json!(true), "{v}");
-        // User tables are not judged.
-        assert!(v["figures"].get("tables.conversations.rows").is_none());
+        // User tables are judged too (retention bounds them).
+        assert_eq!(v["figures"]["tables.conversations.rows"]["warm"], json!(10_000.0));
 
-        let v = verdict(
-            &[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 140.0, 5000), s(10.0, 300.0, 90_000)],
-            0.2,
-            1024.0,
-        );
+        let grow = [s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 140.0, 5000), s(10.0, 300.0, 90_000)];
+        let v = verdict(&grow, 0.2, 1024.0, 2.0, true);
         assert_eq!(v["rss_ok"], json!(false));
-        assert_eq!(v["not_flat"], json!(["rss_mb", "tables._changes.rows"]), "{v}");
+        assert_eq!(
+            v["not_flat"],
+            json!(["rss_mb", "tables._changes.rows", "tables.conversations.rows"]),
+            "{v}"
+        );
+        // The reference is the first sample at or after the warm-up.
+        let v = verdict(&grow, 0.2, 1024.0, 2.5, true);
+        assert_eq!(v["figures"]["rss_mb"]["warm"], json!(140.0), "{v}");
+    }
+
+    #[test]
+    fn strict_fails_on_tables_and_capped_tables_pass_under_their_cap() {
+        let t = |minute: f64, changes: i64, touched: i64| {
+            json!({"minute": minute, "rss_mb": 100.0, "tables": {"_changes": {"rows": changes}, "_knowledge_touched": {"rows": touched}}})
+        };
+        let samples = [t(1.0, 10, 100), t(2.0, 1000, 4000), t(5.0, 9000, 20_000)];
+        let v = verdict(&samples, 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["not_flat"], json!(["tables._changes.rows"]), "{v}");
+        assert_eq!((v["rss_ok"].clone(), v["ok"].clone()), (json!(true), json!(false)));
+        let v = verdict(&samples, 0.2, 1024.0, 2.0, false);
+        assert_eq!(v["ok"], json!(true));
+        // Past its cap a capped table is judged like any other.
+        let v = verdict(&[t(2.0, 10, 60_000), t(5.0, 10, 80_000)], 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["not_flat"], json!(["tables._knowledge_touched.rows"]), "{v}");
     }
 
     #[test]
     fn short_runs_are_not_judged_but_the_cap_holds() {
-        let v = verdict(&[s(1.0, 80.0, 10)], 0.2, 1024.0);
-        assert_eq!((v["judged"].clone(), v["rss_ok"].clone()), (json!(false), json!(true)));
-        let v = verdict(&[s(1.0, 2000.0, 10)], 0.2, 1024.0);
-        assert_eq!(v["rss_ok"], json!(false));
+        let v = verdict(&[s(1.0, 80.0, 10)], 0.2, 1024.0, 2.0, true);
+        assert_eq!(
+            (v["judged"].clone(), v["rss_ok"].clone(), v["ok"].clone()),
+            (json!(false), json!(true), json!(true))
+        );
+        let v = verdict(&[s(1.0, 80.0, 10), s(2.0, 500.0, 10)], 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["judged"], json!(false), "no sample after the reference");
+        let v = verdict(&[s(1.0, 2000.0, 10)], 0.2, 1024.0, 2.0, true);
+        assert_eq!((v["rss_ok"].clone(), v["ok"].clone()), (json!(false), json!(false)));
     }
 }
