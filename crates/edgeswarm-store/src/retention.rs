@@ -4,14 +4,15 @@
 //! **Retention.** `conversations` rows older than `retention.conversations` (by
 //! `created_at`) and `agent_metrics` rows older than `retention.metrics` (by `ts`) are
 //! deleted by [`Store::retention_sweep`], which the facade runs every
-//! `retention.sweep_interval`. A sweep works in batches: a reader picks at most
-//! `batch_rows` of the oldest rows (by insertion order, i.e. rowid) that are past the
+//! `retention.sweep_interval`. A sweep walks the table in insertion (rowid) order, in
+//! batches: a reader looks at the next `batch_rows` rows and picks those past the
 //! cutoff, then the writer deletes them by rowid in one small transaction, so a sweep
-//! over a large backlog never holds the writer for long. Only the oldest `batch_rows`
-//! rows by insertion order are looked at per batch (no index on the time columns, so
-//! the append path stays as fast as before): a row that arrived late with an old time
-//! (an import, a replicated row) waits behind younger rows inserted before it, for at
-//! most one retention period.
+//! over a large backlog never holds the writer for long. The walk stops at the first
+//! batch with nothing past the cutoff (the young end of the table) or after
+//! `sweep_batches` batches. There is no index on the time columns (the append path
+//! stays as fast as before), so a row that arrived late with an old time (an import, a
+//! replicated row) behind a whole batch of younger rows waits until they age out too,
+//! at most one retention period.
 //!
 //! Retention deletes are not logged in `_changes` and do not replicate: append-only
 //! tables have no tombstones, and each region applies the same rule to its own copy
@@ -51,6 +52,15 @@ const RETAINED: [Retained; 2] = [
         keep: |c| c.metrics,
     },
 ];
+
+/// One retention batch: rows looked at, rows past the cutoff among them, rows deleted,
+/// and the last rowid looked at (where the next batch starts).
+struct Batch {
+    scanned: usize,
+    found: usize,
+    deleted: u64,
+    last_rowid: i64,
+}
 
 /// What one retention sweep deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -93,15 +103,19 @@ impl Store {
         for t in &RETAINED {
             let Some(keep) = (t.keep)(&cfg) else { continue };
             let cutoff = now_ms.saturating_sub(keep.as_millis().min(i64::MAX as u128) as i64);
+            let mut after = 0i64;
             for _ in 0..cfg.sweep_batches.max(1) {
-                let n = self.retention_batch(t, cutoff, batch).await?;
+                let b = self.retention_batch(t, cutoff, after, batch).await?;
                 match t.table {
-                    "conversations" => out.conversations += n,
-                    _ => out.metrics += n,
+                    "conversations" => out.conversations += b.deleted,
+                    _ => out.metrics += b.deleted,
                 }
-                if (n as usize) < batch {
+                // Stop at the end of the table, or at a window with nothing to delete
+                // (the young part of the table is reached).
+                if b.scanned < batch || b.found == 0 {
                     break;
                 }
+                after = b.last_rowid;
             }
         }
         if out.conversations + out.metrics > 0 {
@@ -117,29 +131,40 @@ impl Store {
         Ok(out)
     }
 
-    /// One batch: the oldest rows past `cutoff` among the first `batch` by rowid, found
-    /// on a reader, deleted by rowid on the writer (the cutoff re-checked there).
-    async fn retention_batch(&self, t: &Retained, cutoff: i64, batch: usize) -> Result<u64> {
+    /// One batch: of the next `batch` rows by rowid after `after`, those past `cutoff`,
+    /// found on a reader and deleted by rowid on the writer (the cutoff re-checked there).
+    async fn retention_batch(&self, t: &Retained, cutoff: i64, after: i64, batch: usize) -> Result<Batch> {
         let (table, column) = (t.table, t.column);
-        let find = format!("SELECT rowid FROM (SELECT rowid, {column} AS t FROM {table} ORDER BY rowid LIMIT ?2) WHERE t < ?1");
-        let rowids = self
+        let find = format!("SELECT rowid, {column} < ?1 FROM {table} WHERE rowid > ?2 ORDER BY rowid LIMIT ?3");
+        let (scanned, last_rowid, rowids) = self
             .read(move |r| {
-                let q = r.query(&find, vec![cutoff.into(), (batch as i64).into()])?;
-                Ok(q.rows.into_iter().filter_map(|r| r[0].as_i64()).collect::<Vec<i64>>())
+                let q = r.query(&find, vec![cutoff.into(), after.into(), (batch as i64).into()])?;
+                let last = q.rows.last().and_then(|r| r[0].as_i64()).unwrap_or(after);
+                let old = q
+                    .rows
+                    .iter()
+                    .filter(|r| r[1].as_i64() == Some(1))
+                    .filter_map(|r| r[0].as_i64())
+                    .collect::<Vec<i64>>();
+                Ok((q.rows.len(), last, old))
             })
             .await?;
-        if rowids.is_empty() {
-            return Ok(0);
-        }
-        let list = rowids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let n = self
-            .transact(move |ctx| {
+        let found = rowids.len();
+        let deleted = if rowids.is_empty() {
+            0
+        } else {
+            let list = rowids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            self.transact(move |ctx| {
                 ctx.execute(&format!("DELETE FROM {table} WHERE rowid IN ({list}) AND {column} < ?1"), vec![cutoff.into()])
             })
-            .await?;
-        // The scan window is full of rows past the cutoff: report a full batch so the
-        // sweep goes on even if a few were already gone.
-        Ok(if rowids.len() >= batch { n.max(batch as u64) } else { n })
+            .await?
+        };
+        Ok(Batch {
+            scanned,
+            found,
+            deleted,
+            last_rowid,
+        })
     }
 
     /// Deletes at most `limit` dead `_changes` entries (their row is gone; see the
