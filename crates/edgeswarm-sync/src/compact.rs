@@ -41,6 +41,7 @@
 
 use crate::actor::RegionCtx;
 use crate::error::Result;
+use crate::home::COLLECT_TOMBSTONES;
 use crate::link::RegionStmt;
 use crate::row::{quote, TableSpec};
 use edgeswarm_core::record::now_millis;
@@ -116,15 +117,22 @@ pub async fn compact_home(store: &Store, push_floor: i64, max_rows: usize, keep_
             } else {
                 0
             };
-            // Knowledge tombstones likewise (`_changes.row_id` is the id). The FTS
-            // delete trigger does not fire for them (`old.deleted = 1`): they are not
-            // in the index.
+            // Knowledge tombstones likewise (`_changes.row_id` is the id). Sync's
+            // BEFORE DELETE trigger keeps tombstones unless `_meta` carries the collect
+            // flag, set here for this one statement. The FTS delete trigger does not
+            // fire for them (`old.deleted = 1`): they are not in the index.
             let kn = if push_floor > 0 {
                 ctx.execute(
+                    "INSERT INTO _meta (key, value) VALUES (?1, '1') ON CONFLICT(key) DO NOTHING",
+                    vec![COLLECT_TOMBSTONES.into()],
+                )?;
+                let n = ctx.execute(
                     "DELETE FROM knowledge WHERE rowid IN (SELECT rowid FROM knowledge WHERE deleted = 1 AND hlc < ?1 AND \
                      id NOT IN (SELECT row_id FROM _changes WHERE seq > ?2 AND tbl = 'knowledge') LIMIT ?3)",
                     vec![hlc_cutoff.into(), push_floor.into(), limit.into()],
-                )?
+                );
+                ctx.execute("DELETE FROM _meta WHERE key = ?1", vec![COLLECT_TOMBSTONES.into()])?;
+                n?
             } else {
                 0
             };
@@ -138,9 +146,10 @@ pub async fn compact_home(store: &Store, push_floor: i64, max_rows: usize, keep_
     Ok(out)
 }
 
-/// The lowest cursor of the region's live pullers (`?1`: live since, ms); entries
-/// below it every known puller has passed. 0 (nothing passed) when none is live.
-const PASSED_BELOW: &str = "(SELECT COALESCE(MIN(seq), 0) FROM _region_cursors WHERE updated_at >= ?1)";
+/// The lowest cursor of the region's live pullers (`?1`: live since, ms): every known
+/// puller has passed the entries at or below it (pulls read `seq > cursor`). 0 (nothing
+/// passed) when no puller is live.
+const PULL_FLOOR: &str = "(SELECT COALESCE(MIN(seq), 0) FROM _region_cursors WHERE updated_at >= ?1)";
 
 /// SQL true when the row a `_region_log` entry `l` names is gone from table `t`, for
 /// keys of one or two parts (two-part keys holding an escaped separator are treated as
@@ -214,7 +223,7 @@ pub fn region_statements(tables: &[Arc<TableSpec>], max_rows: usize, keep_ms: i6
         v.push(RegionStmt {
             sql: format!(
                 "DELETE FROM {q} WHERE rowid IN (SELECT rowid FROM {q} WHERE deleted = 1 AND hlc < ?2 AND {key} NOT IN \
-                 (SELECT row_id FROM _region_log WHERE tbl = ?3 AND seq >= {PASSED_BELOW}) LIMIT ?4)"
+                 (SELECT row_id FROM _region_log WHERE tbl = ?3 AND seq > {PULL_FLOOR}) LIMIT ?4)"
             )
             .into(),
             params: vec![live_since.into(), hlc_cutoff.into(), SqlValue::Text(t.name.to_string()), limit.into()],
@@ -225,7 +234,7 @@ pub fn region_statements(tables: &[Arc<TableSpec>], max_rows: usize, keep_ms: i6
         let Some(gone) = row_gone(t) else { continue };
         v.push(RegionStmt {
             sql: format!(
-                "DELETE FROM _region_log WHERE seq IN (SELECT seq FROM _region_log l WHERE tbl = ?2 AND seq < {PASSED_BELOW} \
+                "DELETE FROM _region_log WHERE seq IN (SELECT seq FROM _region_log l WHERE tbl = ?2 AND seq < {PULL_FLOOR} \
                  AND seq < (SELECT MAX(seq) FROM _region_log) AND {gone} ORDER BY seq LIMIT ?3)"
             )
             .into(),
