@@ -12,7 +12,8 @@
 //! (`"header": true`) states these.
 //!
 //! Every sample interval (one minute by default, `--sample-secs`) it emits one JSON
-//! line: the process's RSS (VmRSS, VmHWM, RssAnon, RssFile), the home file's and each
+//! line: the process's RSS (VmRSS, VmHWM, RssAnon, RssFile) and the heap SQLite holds
+//! (`sqlite_heap_mb`: page caches, statements), the home file's and each
 //! region file's size and `-wal` size, and rows and bytes of the internal tables
 //! (`_changes`, `_knowledge_touched`, kv and its tombstones, knowledge tombstones,
 //! `distributed_transactions`, `conflicts`, and in each region `_region_log` and the
@@ -448,6 +449,7 @@ async fn sample(swarm: &Swarm, home: &Path, regions_dir: &Path, started: Instant
         "hwm_mb": hwm,
         "rss_anon_mb": anon,
         "rss_file_mb": file,
+        "sqlite_heap_mb": round1(edgeswarm_store::raw::memory_used() as f64 / (1 << 20) as f64),
         "db_mb": file_mb(home),
         "wal_mb": file_mb(&side(home, "-wal")),
         "tables": tables,
@@ -547,15 +549,19 @@ fn judged(s: &Value) -> Vec<(String, f64)> {
 /// is trimmed to its newest 65,536 entries by the knowledge triggers.
 const CAPPED: [(&str, f64); 1] = [("tables._knowledge_touched.rows", 65_536.0)];
 
-/// The soak's verdict. Warm-up is the time before `warmup_min` minutes: each figure's
-/// reference is its value in the first sample taken at or after it, and it is flat when
-/// its last value is at most `reference × (1 + tolerance)` plus a small absolute slack
-/// (32 MiB for RSS, 4 MiB for files, 100 rows for tables, so near-empty figures do not
-/// flap); a table bounded by construction ([`CAPPED`]) is flat while under its cap. A
-/// run with no sample after the reference is too short to judge flatness
-/// (`judged: false`); only the `max_rss_mb` cap applies to it. `rss_ok` is false when RSS
-/// is not flat or passed the cap; `ok` (the run's result) is `rss_ok`, and with `strict`
-/// also needs every other figure flat.
+/// The soak's verdict. Warm-up is the time before `warmup_min` minutes; the samples from
+/// the first one at or after it to the end are judged, split in two halves (the first
+/// half has the reference sample alone when there are only two). A figure is flat when
+/// its peak in the second half is at most its peak in the first half × (1 + tolerance)
+/// plus a small absolute slack (32 MiB for RSS, 4 MiB for files, 100 rows for tables,
+/// so near-empty figures do not flap); comparing peaks over windows, not two single
+/// samples, keeps the sawtooth of periodic compaction and partitions (a backlog that
+/// builds while a region is cut off) from reading as growth. A table bounded by
+/// construction ([`CAPPED`]) is flat while under its cap. A run with no sample after
+/// the reference is too short to judge flatness (`judged: false`); only the
+/// `max_rss_mb` cap applies to it. `rss_ok` is false when RSS is not flat or passed the
+/// cap; `ok` (the run's result) is `rss_ok`, and with `strict` also needs every other
+/// figure flat.
 pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f64, strict: bool) -> Value {
     let peak = samples.iter().filter_map(|s| s["rss_mb"].as_f64()).fold(0.0, f64::max);
     let under_cap = peak <= max_rss_mb;
@@ -567,12 +573,27 @@ pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f
     let mut not_flat = Vec::new();
     let mut rss_flat = true;
     if let (true, Some(ri)) = (judged_run, reference) {
-        let reference = &samples[ri];
-        let last = &samples[samples.len() - 1];
-        let minutes = (last["minute"].as_f64().unwrap_or(0.0) - reference["minute"].as_f64().unwrap_or(0.0)).max(1e-9);
-        let last_figs = judged(last);
-        for (name, r) in judged(reference) {
-            let Some(l) = last_figs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v) else {
+        let after = &samples[ri..];
+        let (first, second) = after.split_at((after.len() / 2).max(1));
+        let minute = |s: &Value| s["minute"].as_f64().unwrap_or(0.0);
+        let minutes = (minute(&after[after.len() - 1]) - minute(&after[0])).max(1e-9);
+        let peaks = |window: &[Value]| {
+            let mut m: Vec<(String, f64)> = Vec::new();
+            for s in window {
+                for (name, x) in judged(s) {
+                    match m.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, v)) => *v = v.max(x),
+                        None => m.push((name, x)),
+                    }
+                }
+            }
+            m
+        };
+        let (warm_peaks, last_peaks) = (peaks(first), peaks(second));
+        let (start_figs, end_figs) = (judged(&after[0]), judged(&after[after.len() - 1]));
+        let value_of = |figs: &[(String, f64)], name: &str| figs.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+        for (name, r) in warm_peaks {
+            let Some(l) = value_of(&last_peaks, &name) else {
                 continue;
             };
             let slack = if name == "rss_mb" {
@@ -590,7 +611,11 @@ pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f
             if name == "rss_mb" {
                 rss_flat = flat;
             }
-            let mut f = json!({"warm": r, "last": l, "per_minute": round1((l - r) / minutes), "flat": flat});
+            let per_minute = match (value_of(&start_figs, &name), value_of(&end_figs, &name)) {
+                (Some(a), Some(b)) => json!(round1((b - a) / minutes)),
+                _ => Value::Null,
+            };
+            let mut f = json!({"warm": r, "last": l, "per_minute": per_minute, "flat": flat});
             if let Some(c) = cap {
                 f["cap"] = json!(c);
             }
@@ -665,6 +690,21 @@ mod tests {
         // Past its cap a capped table is judged like any other.
         let v = verdict(&[t(2.0, 10, 60_000), t(5.0, 10, 80_000)], 0.2, 1024.0, 2.0, true);
         assert_eq!(v["not_flat"], json!(["tables._knowledge_touched.rows"]), "{v}");
+    }
+
+    #[test]
+    fn a_sawtooth_is_flat_when_its_peaks_are() {
+        let t = |minute: f64, changes: i64| json!({"minute": minute, "rss_mb": 100.0, "tables": {"_changes": {"rows": changes}}});
+        // A backlog builds while a region is cut off and is compacted after: the last
+        // sample lands on a peak, the reference did not.
+        let saw = [t(1.0, 10), t(2.0, 1000), t(2.5, 6000), t(3.0, 1000), t(4.0, 1200), t(5.0, 6500)];
+        let v = verdict(&saw, 0.2, 1024.0, 2.0, true);
+        assert_eq!((v["flat"].clone(), v["ok"].clone()), (json!(true), json!(true)), "{v}");
+        assert_eq!(v["figures"]["tables._changes.rows"]["warm"], json!(6000.0));
+        // Peaks that keep rising are growth.
+        let rising = [t(2.0, 1000), t(2.5, 6000), t(3.0, 1000), t(4.0, 1200), t(5.0, 9000)];
+        let v = verdict(&rising, 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["not_flat"], json!(["tables._changes.rows"]), "{v}");
     }
 
     #[test]
