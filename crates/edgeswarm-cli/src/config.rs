@@ -216,6 +216,11 @@ impl Settings {
             r.batch_rows,
             r.sweep_batches
         ));
+        let k = &s.cache;
+        out.push_str(&format!(
+            "\n[cache]\nwriter_kib = {}\nreader_kib = {}\nreader_mmap_bytes = {}\n",
+            k.writer_kib, k.reader_kib, k.reader_mmap_bytes
+        ));
         out.push_str(&format!("\n[search]\nembedder = \"{}\"\n", self.embedder.as_str()));
         out.push_str("\n[observability]\n");
         out.push_str(&format!(
@@ -282,6 +287,8 @@ struct FileConfig {
     #[serde(default)]
     retention: RetentionFile,
     #[serde(default)]
+    cache: CacheFile,
+    #[serde(default)]
     search: SearchFile,
     #[serde(default)]
     mcp: McpFile,
@@ -325,6 +332,14 @@ struct RetentionFile {
     sweep_interval_ms: S<i64>,
     batch_rows: S<i64>,
     sweep_batches: S<i64>,
+}
+
+/// `[cache]`: one key per `edgeswarm_core::CacheConfig` field.
+#[derive(Debug, Default, Deserialize)]
+struct CacheFile {
+    writer_kib: S<i64>,
+    reader_kib: S<i64>,
+    reader_mmap_bytes: S<i64>,
 }
 
 /// `[channels]`: one key per `edgeswarm_core::ChannelConfig` field.
@@ -554,6 +569,7 @@ fn unknown_key(cx: &mut Ctx<'_>, root: &DeTable<'_>, path: &[Seg]) {
             "observability" => (fields_of::<ObservabilityFile>(), "observability"),
             "channels" => (fields_of::<ChannelsFile>(), "channels"),
             "retention" => (fields_of::<RetentionFile>(), "retention"),
+            "cache" => (fields_of::<CacheFile>(), "cache"),
             "search" => (fields_of::<SearchFile>(), "search"),
             "mcp" => (fields_of::<McpFile>(), "mcp"),
             "regions" => (fields_of::<RegionFile>(), "[regions]"),
@@ -746,6 +762,16 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
     }
     if let Some(n) = cx.int(&r.sweep_batches, "retention.sweep_batches", 1, 1_000_000) {
         s.store.retention.sweep_batches = n as usize;
+    }
+    let k = &f.cache;
+    if let Some(n) = cx.int(&k.writer_kib, "cache.writer_kib", 64, 64 << 20) {
+        s.store.cache.writer_kib = n;
+    }
+    if let Some(n) = cx.int(&k.reader_kib, "cache.reader_kib", 64, 64 << 20) {
+        s.store.cache.reader_kib = n;
+    }
+    if let Some(n) = cx.int(&k.reader_mmap_bytes, "cache.reader_mmap_bytes", 0, 1 << 40) {
+        s.store.cache.reader_mmap_bytes = n;
     }
     let o = &f.observability;
     if let Some(v) = &o.log_format {
@@ -1124,6 +1150,11 @@ mod tests {
         let again = check_str(&c.settings.to_toml());
         assert_eq!(again.errors(), 0, "{:?}", again.problems);
         assert_eq!(&again.settings.store.retention, r);
+        let c = check_str("[cache]\nwriter_kib = 8192\nreader_kib = 4096\nreader_mmap_bytes = 0\n");
+        assert_eq!(c.errors(), 0, "{:?}", c.problems);
+        let k = &c.settings.store.cache;
+        assert_eq!((k.writer_kib, k.reader_kib, k.reader_mmap_bytes), (8192, 4096, 0));
+        assert_eq!(&check_str(&c.settings.to_toml()).settings.store.cache, k);
         let c = check_str("[retention]\nconversations_ms = -1\nbatch_rows = 0\nmetric_ms = 5\n");
         let errs: Vec<(usize, &str)> = c.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
         assert_eq!(c.errors(), 3, "{errs:?}");

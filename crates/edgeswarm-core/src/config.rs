@@ -152,6 +152,35 @@ impl Default for ChannelConfig {
     }
 }
 
+/// SQLite's memory per connection of the home file: the page caches and the readers'
+/// memory map. These are the bulk of a long-running swarm's memory once its file is
+/// larger than they are: the writer's cache, plus `read_pool_size` times the reader
+/// cache and map (mapped pages count as RssFile; the kernel can drop them). Smaller
+/// values bound RSS at the cost of more reads from the OS page cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    /// The writer's page cache, KiB (`PRAGMA cache_size = -N`). Default 65,536 (64 MiB):
+    /// index pages of the hot tables stay cached across batches.
+    pub writer_kib: u64,
+    /// Each reader's page cache, KiB. Default 32,768 (32 MiB).
+    pub reader_kib: u64,
+    /// Each reader's memory map, bytes (`PRAGMA mmap_size`; 0 turns it off). Default
+    /// 256 MiB: reads of a file up to that size go through the map, without copies into
+    /// the page cache.
+    pub reader_mmap_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            writer_kib: 65_536,
+            reader_kib: 32_768,
+            reader_mmap_bytes: 256 << 20,
+        }
+    }
+}
+
 /// How long conversations and metrics are kept, and how the sweeper that deletes older
 /// ones runs. Default: both kept forever (no sweeper runs), as before retention existed.
 ///
@@ -265,6 +294,9 @@ pub struct StoreConfig {
     /// How long conversations and metrics are kept (default: forever). Here because
     /// the store's sweeper and the sync layer's region compaction both apply it.
     pub retention: RetentionConfig,
+    /// Page caches and memory map of the home file's connections (the defaults the
+    /// store always used).
+    pub cache: CacheConfig,
     /// Name of a registered SQLite VFS the writer and the checkpointer open the home
     /// file through; `None` (default): SQLite's default VFS. For tests: the fault
     /// sweeps open the store through edgeswarm-testkit's fault-injecting VFS. Readers
@@ -287,6 +319,7 @@ impl Default for StoreConfig {
             limits: Limits::default(),
             channels: ChannelConfig::default(),
             retention: RetentionConfig::default(),
+            cache: CacheConfig::default(),
             vfs: None,
         }
     }
