@@ -550,14 +550,18 @@ fn judged(s: &Value) -> Vec<(String, f64)> {
 const CAPPED: [(&str, f64); 1] = [("tables._knowledge_touched.rows", 65_536.0)];
 
 /// The soak's verdict. Warm-up is the time before `warmup_min` minutes; the samples from
-/// the first one at or after it to the end are judged, split in two halves (the first
-/// half has the reference sample alone when there are only two). A figure is flat when
-/// its peak in the second half is at most its peak in the first half × (1 + tolerance)
-/// plus a small absolute slack (32 MiB for RSS, 4 MiB for files, 100 rows for tables,
-/// so near-empty figures do not flap); comparing peaks over windows, not two single
-/// samples, keeps the sawtooth of periodic compaction and partitions (a backlog that
-/// builds while a region is cut off) from reading as growth. A table bounded by
-/// construction ([`CAPPED`]) is flat while under its cap. A run with no sample after
+/// the first one at or after it to the end are judged. Periodic compaction and the
+/// partitions (a backlog builds while a region is cut off and goes after it heals) make
+/// the internal tables a sawtooth, so no single pair of samples decides. A figure is
+/// flat when either
+/// - its peak over the second half of the judged samples is at most its peak over the
+///   first half × (1 + tolerance) plus a slack, or
+/// - the growth its least-squares trend projects over the judged span is at most its
+///   mean × tolerance plus the slack.
+///
+/// A figure that really grows fails both. The slack is small and absolute (32 MiB for
+/// RSS, 4 MiB for files, 100 rows for tables) so near-empty figures do not flap. A table
+/// bounded by construction ([`CAPPED`]) is flat while under its cap. A run with no sample after
 /// the reference is too short to judge flatness (`judged: false`); only the
 /// `max_rss_mb` cap applies to it. `rss_ok` is false when RSS is not flat or passed the
 /// cap; `ok` (the run's result) is `rss_ok`, and with `strict` also needs every other
@@ -576,7 +580,7 @@ pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f
         let after = &samples[ri..];
         let (first, second) = after.split_at((after.len() / 2).max(1));
         let minute = |s: &Value| s["minute"].as_f64().unwrap_or(0.0);
-        let minutes = (minute(&after[after.len() - 1]) - minute(&after[0])).max(1e-9);
+        let minutes = minute(&after[after.len() - 1]) - minute(&after[0]);
         let peaks = |window: &[Value]| {
             let mut m: Vec<(String, f64)> = Vec::new();
             for s in window {
@@ -590,6 +594,19 @@ pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f
             m
         };
         let (warm_peaks, last_peaks) = (peaks(first), peaks(second));
+        let series: Vec<(f64, Vec<(String, f64)>)> = after.iter().map(|s| (minute(s), judged(s))).collect();
+        // Least-squares slope (per minute) and mean of one figure over the judged samples.
+        let trend = |name: &str| {
+            let pts: Vec<(f64, f64)> = series
+                .iter()
+                .filter_map(|(t, figs)| figs.iter().find(|(n, _)| n == name).map(|(_, v)| (*t, *v)))
+                .collect();
+            let n = pts.len() as f64;
+            let (mt, mv) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+            let var: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
+            let cov: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
+            (if var > 0.0 { cov / var } else { 0.0 }, mv)
+        };
         let (start_figs, end_figs) = (judged(&after[0]), judged(&after[after.len() - 1]));
         let value_of = |figs: &[(String, f64)], name: &str| figs.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
         for (name, r) in warm_peaks {
@@ -604,18 +621,23 @@ pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f
                 100.0
             };
             let cap = CAPPED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
-            let flat = l <= r * (1.0 + tolerance) + slack || cap.is_some_and(|c| l <= c);
+            let (slope, mean) = trend(&name);
+            let peaks_flat = l <= r * (1.0 + tolerance) + slack;
+            let trend_flat = slope * minutes <= mean * tolerance + slack;
+            let flat = peaks_flat || trend_flat || cap.is_some_and(|c| l <= c);
             if !flat {
                 not_flat.push(json!(name));
             }
             if name == "rss_mb" {
                 rss_flat = flat;
             }
-            let per_minute = match (value_of(&start_figs, &name), value_of(&end_figs, &name)) {
-                (Some(a), Some(b)) => json!(round1((b - a) / minutes)),
+            let ends = match (value_of(&start_figs, &name), value_of(&end_figs, &name)) {
+                (Some(a), Some(b)) => json!([a, b]),
                 _ => Value::Null,
             };
-            let mut f = json!({"warm": r, "last": l, "per_minute": per_minute, "flat": flat});
+            let mut f = json!({
+                "warm": r, "last": l, "first_last": ends, "per_minute": round1(slope), "mean": round1(mean), "flat": flat,
+            });
             if let Some(c) = cap {
                 f["cap"] = json!(c);
             }
@@ -700,7 +722,11 @@ mod tests {
         let saw = [t(1.0, 10), t(2.0, 1000), t(2.5, 6000), t(3.0, 1000), t(4.0, 1200), t(5.0, 6500)];
         let v = verdict(&saw, 0.2, 1024.0, 2.0, true);
         assert_eq!((v["flat"].clone(), v["ok"].clone()), (json!(true), json!(true)), "{v}");
-        assert_eq!(v["figures"]["tables._changes.rows"]["warm"], json!(6000.0));
+        assert_eq!(v["figures"]["tables._changes.rows"]["warm"], json!(6000.0), "the first half's peak");
+        // Peaks that differ while the trend is level: flat as well.
+        let level = [t(2.0, 5100), t(2.5, 5550), t(3.0, 5400), t(3.5, 5330), t(4.0, 5270), t(4.5, 5550), t(5.0, 6900)];
+        let v = verdict(&level, 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["flat"], json!(true), "{v}");
         // Peaks that keep rising are growth.
         let rising = [t(2.0, 1000), t(2.5, 6000), t(3.0, 1000), t(4.0, 1200), t(5.0, 9000)];
         let v = verdict(&rising, 0.2, 1024.0, 2.0, true);
