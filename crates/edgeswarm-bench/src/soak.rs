@@ -25,7 +25,7 @@
 
 use crate::error::{BenchError, Result};
 use crate::util::{loadavg, scratch_dir};
-use edgeswarm::{Knowledge, Message, Metric, RegionConfig, RetentionConfig, Swarm, SyncConfig};
+use edgeswarm::{CacheConfig, Knowledge, Message, Metric, RegionConfig, RetentionConfig, Swarm, SyncConfig};
 use edgeswarm_store::SqlValue;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
@@ -79,6 +79,9 @@ pub struct SoakOpts {
     /// Warm-up: each figure's reference is the first sample taken at or after this.
     /// Default 120 s: retention and keep_history (90 s) plus two compaction passes.
     pub warmup: Duration,
+    /// The home file's page caches and memory map; `None` (default): the store's
+    /// defaults. Lets a run measure how much of RSS they are.
+    pub cache: Option<CacheConfig>,
     /// When true (default), a table or file figure that is not flat fails the run too;
     /// when false only RSS does and the others are reported in `not_flat`.
     pub strict: bool,
@@ -105,6 +108,7 @@ impl Default for SoakOpts {
             keep_history: Duration::from_secs(90),
             compact_interval: Duration::from_secs(15),
             warmup: Duration::from_secs(120),
+            cache: None,
             strict: true,
         }
     }
@@ -168,6 +172,7 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
         compact_interval: opts.compact_interval,
         ..SyncConfig::default()
     };
+    let cache = opts.cache.clone().unwrap_or_default();
     emit(&json!({
         "bench": "soak",
         "header": true,
@@ -179,9 +184,13 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
         "compact_interval_s": opts.compact_interval.as_secs_f64(),
         "warmup_s": opts.warmup.as_secs_f64(),
         "strict": opts.strict,
+        "cache": cache,
         "load": {"writers": opts.writers, "live_knowledge": opts.live_knowledge, "searchers": opts.searchers, "kv_tasks": opts.kv_tasks},
     }));
     let mut b = Swarm::builder().path(&home).retention(retention).sync_config(sync);
+    if let Some(c) = &opts.cache {
+        b = b.cache(c.clone());
+    }
     for (name, latency) in REGIONS {
         b = b.region(RegionConfig::local(name, regions_dir.join(format!("{name}.db")), latency));
     }

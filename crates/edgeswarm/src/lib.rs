@@ -42,7 +42,7 @@ pub use dashboard::{Dashboard, DashboardConfig, DashboardError};
 // behind the facade (reach them through `Swarm`'s methods, not their modules).
 pub use edgeswarm_core::record::now_millis;
 pub use edgeswarm_core::{
-    BatchConfig, ChannelConfig, ChannelStats, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, Record,
+    BatchConfig, CacheConfig, ChannelConfig, ChannelStats, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, Record,
     RetentionConfig, StoreConfig, ValidationError, WriteConsistency,
 };
 pub use edgeswarm_search::{

@@ -8,7 +8,7 @@ use crate::ctx::AgentCtx;
 use crate::error::{Error, Result};
 use crate::memory::{watch_loop, KvWatch, Page, Watcher};
 use dashmap::DashMap;
-use edgeswarm_core::{BatchConfig, Durability, Knowledge, KvEntry, Limits, Message, Metric, RetentionConfig, StoreConfig};
+use edgeswarm_core::{BatchConfig, CacheConfig, Durability, Knowledge, KvEntry, Limits, Message, Metric, RetentionConfig, StoreConfig};
 use edgeswarm_core::{LatencyHistogram, ReadConsistency, Record, SharedLatency, WriteConsistency};
 use edgeswarm_search::{
     knowledge, EmbedderChoice, KnowledgeEntry, KnowledgeUpdate, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder,
@@ -157,6 +157,11 @@ impl SwarmBuilder {
     /// region.
     pub fn retention(mut self, r: RetentionConfig) -> Self {
         self.store.retention = r;
+        self
+    }
+    /// Page caches and memory map of the home file's connections; see [`CacheConfig`].
+    pub fn cache(mut self, c: CacheConfig) -> Self {
+        self.store.cache = c;
         self
     }
     /// The whole store config at once.

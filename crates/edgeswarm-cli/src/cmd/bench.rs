@@ -133,8 +133,18 @@ async fn run_soak(a: &BenchArgs) -> Result<()> {
     if a.minutes == 0 || a.sample_secs == 0 {
         return Err(CliError::Invalid("bench soak needs --minutes of at least 1".into()));
     }
+    let cache = match a.cache[..] {
+        [] => None,
+        [writer_kib, reader_kib, reader_mmap_bytes] => Some(edgeswarm::CacheConfig {
+            writer_kib,
+            reader_kib,
+            reader_mmap_bytes,
+        }),
+        _ => return Err(CliError::Invalid("--cache takes three numbers: WRITER_KIB,READER_KIB,MMAP_BYTES".into())),
+    };
     let opts = edgeswarm_bench::soak::SoakOpts {
         duration: std::time::Duration::from_secs(a.minutes * 60),
+        cache,
         sample_every: std::time::Duration::from_secs(a.sample_secs),
         ..Default::default()
     };
