@@ -1158,7 +1158,10 @@ mod tests {
         let c = check_str("[retention]\nconversations_ms = -1\nbatch_rows = 0\nmetric_ms = 5\n");
         let errs: Vec<(usize, &str)> = c.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
         assert_eq!(c.errors(), 3, "{errs:?}");
-        assert!(errs.iter().any(|(l, m)| *l == 4 && m.contains("Did you mean `metrics_ms`?")), "{errs:?}");
+        assert!(
+            errs.iter().any(|(l, m)| *l == 4 && m.contains("Did you mean `metrics_ms`?")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -155,7 +155,10 @@ impl Store {
         } else {
             let list = rowids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
             self.transact(move |ctx| {
-                ctx.execute(&format!("DELETE FROM {table} WHERE rowid IN ({list}) AND {column} < ?1"), vec![cutoff.into()])
+                ctx.execute(
+                    &format!("DELETE FROM {table} WHERE rowid IN ({list}) AND {column} < ?1"),
+                    vec![cutoff.into()],
+                )
             })
             .await?
         };

@@ -70,7 +70,10 @@ async fn retention_deletes_old_rows_in_bounded_batches_and_their_log_entries() {
 
     // One sweep looks at most at batch_rows × sweep_batches rows per table.
     let first = s.retention_sweep_at(now).await.unwrap();
-    assert!(first.conversations > 0 && first.conversations <= 14 && first.metrics == 14, "{first:?}");
+    assert!(
+        first.conversations > 0 && first.conversations <= 14 && first.metrics == 14,
+        "{first:?}"
+    );
     let mut total = first;
     for _ in 0..10 {
         let n = s.retention_sweep_at(now).await.unwrap();
@@ -129,7 +132,10 @@ async fn dead_entries_of_expired_kv_go_but_the_last_entry_stays() {
     // must stay (its seq must not be reused), and `keep`'s names a live row.
     let n = s.compact_dead_changes(i64::MAX, 1000).await.unwrap();
     assert_eq!(n as i64, before - 2, "every dead entry but the last goes; `keep`'s stays");
-    assert_eq!(count(&s, "SELECT count(*) FROM _changes WHERE tbl = 'kv' AND row_id LIKE 'ns%keep'").await, 1);
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM _changes WHERE tbl = 'kv' AND row_id LIKE 'ns%keep'").await,
+        1
+    );
     // Bounded by `max_seq`: nothing at or below 0.
     assert_eq!(s.compact_dead_changes(0, 1000).await.unwrap(), 0);
     s.shutdown().await.unwrap();

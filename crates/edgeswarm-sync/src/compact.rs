@@ -207,7 +207,10 @@ pub fn region_statements(tables: &[Arc<TableSpec>], max_rows: usize, keep_ms: i6
         });
     }
     let hlc_cutoff = Hlc::new(live_since.max(0) as u64, 0).as_i64();
-    for t in tables.iter().filter(|t| matches!(&*t.name, "kv" | "knowledge") && t.col("deleted").is_some()) {
+    for t in tables
+        .iter()
+        .filter(|t| matches!(&*t.name, "kv" | "knowledge") && t.col("deleted").is_some())
+    {
         let q = quote(&t.name);
         // A tombstone goes when no entry at or past the slowest live puller names it;
         // its key is written as `_region_log.row_id` encodes it.
@@ -226,7 +229,12 @@ pub fn region_statements(tables: &[Arc<TableSpec>], max_rows: usize, keep_ms: i6
                  (SELECT row_id FROM _region_log WHERE tbl = ?3 AND seq > {PULL_FLOOR}) LIMIT ?4)"
             )
             .into(),
-            params: vec![live_since.into(), hlc_cutoff.into(), SqlValue::Text(t.name.to_string()), limit.into()],
+            params: vec![
+                live_since.into(),
+                hlc_cutoff.into(),
+                SqlValue::Text(t.name.to_string()),
+                limit.into(),
+            ],
             counts_applied: true,
         });
     }

@@ -63,12 +63,20 @@ async fn knowledge_tombstones_are_collected_everywhere_and_the_fts_index_stays_s
         assert!(region_count(&path, "SELECT count(*) FROM _region_log WHERE tbl = 'knowledge'") <= 11);
 
         // The FTS index is sound and finds exactly the live entries.
-        a.transact(|ctx| ctx.execute("INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)", vec![]))
-            .await
-            .unwrap();
+        a.transact(|ctx| {
+            ctx.execute(
+                "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES ('integrity-check', 1)",
+                vec![],
+            )
+        })
+        .await
+        .unwrap();
         let ok = a.read(|r| r.query("PRAGMA integrity_check", vec![])).await.unwrap();
         assert_eq!(ok.rows[0][0].as_str(), Some("ok"));
-        assert_eq!(count(&a, "SELECT count(*) FROM knowledge_fts WHERE knowledge_fts MATCH 'alpha'").await, 10);
+        assert_eq!(
+            count(&a, "SELECT count(*) FROM knowledge_fts WHERE knowledge_fts MATCH 'alpha'").await,
+            10
+        );
 
         // A new write of a collected entry's content is stored, and everything converges.
         a.publish(Knowledge::new("c", "topic 0", "alpha content number 0")).await.unwrap();
@@ -121,7 +129,12 @@ async fn retention_applies_in_regions_as_at_home() {
         assert_eq!(region_count(&path, "SELECT count(*) FROM conversations"), 10);
         assert_eq!(region_count(&path, "SELECT count(*) FROM agent_metrics"), 5);
         // Their log entries went with them (the last entry always stays).
-        assert!(region_count(&path, "SELECT count(*) FROM _region_log WHERE tbl IN ('conversations', 'agent_metrics')") <= 16);
+        assert!(
+            region_count(
+                &path,
+                "SELECT count(*) FROM _region_log WHERE tbl IN ('conversations', 'agent_metrics')"
+            ) <= 16
+        );
         assert_eq!(count(&a, "SELECT count(*) FROM _change_rows").await, 15);
 
         // Home and region hold the same rows, and new writes still flow.

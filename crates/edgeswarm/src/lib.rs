@@ -42,8 +42,8 @@ pub use dashboard::{Dashboard, DashboardConfig, DashboardError};
 // behind the facade (reach them through `Swarm`'s methods, not their modules).
 pub use edgeswarm_core::record::now_millis;
 pub use edgeswarm_core::{
-    BatchConfig, CacheConfig, ChannelConfig, ChannelStats, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, Record,
-    RetentionConfig, StoreConfig, ValidationError, WriteConsistency,
+    BatchConfig, CacheConfig, ChannelConfig, ChannelStats, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency,
+    Record, RetentionConfig, StoreConfig, ValidationError, WriteConsistency,
 };
 pub use edgeswarm_search::{
     AddOutcome, Embedder, EmbedderChoice, Filters, HashEmbedder, JsonScalar, KnowledgeEntry, KnowledgeUpdate, Mode, Search, SearchConfig,

@@ -140,7 +140,11 @@ async fn run_soak(a: &BenchArgs) -> Result<()> {
             reader_kib,
             reader_mmap_bytes,
         }),
-        _ => return Err(CliError::Invalid("--cache takes three numbers: WRITER_KIB,READER_KIB,MMAP_BYTES".into())),
+        _ => {
+            return Err(CliError::Invalid(
+                "--cache takes three numbers: WRITER_KIB,READER_KIB,MMAP_BYTES".into(),
+            ))
+        }
     };
     let opts = edgeswarm_bench::soak::SoakOpts {
         duration: std::time::Duration::from_secs(a.minutes * 60),
