@@ -4,19 +4,28 @@
 //! (rotating keys and short-lived unique ones, swept by the kv sweeper), and a region
 //! partition (one region's link is cut for a while and then healed, over and over).
 //!
-//! Every sample interval (one minute) it emits one JSON line: the process's RSS, the home
-//! file's and each region file's size and `-wal` size, and rows and bytes of the
-//! internal tables (`_changes`, `_knowledge_touched`, kv and its tombstones, knowledge
-//! tombstones, `distributed_transactions`, `conflicts`, and in each region `_region_log`
-//! and the `_region_prev_*` tables), beside the user tables. The last line is a verdict:
-//! each figure compared with its value after warm-up (see [`verdict`]). User tables grow
-//! with the load by design and are reported but not judged; RSS, the `-wal` files and
-//! the internal tables are expected to be flat. Only RSS fails the run (it is the one
-//! that would exhaust a host); the others are reported as `not_flat`.
+//! So that a steady state is reached inside a short run, the swarm is configured as a
+//! long-running deployment would be, with short periods: conversations and metrics are
+//! kept for `retention` (default 90 s; `RetentionConfig`, swept every
+//! `retention_sweep`, 15 s), and the sync layer keeps history and tombstones for
+//! `keep_history` (90 s) and compacts every `compact_interval` (15 s). The first line
+//! (`"header": true`) states these.
+//!
+//! Every sample interval (one minute by default, `--sample-secs`) it emits one JSON
+//! line: the process's RSS (VmRSS, VmHWM, RssAnon, RssFile) and the heap SQLite holds
+//! (`sqlite_heap_mb`: page caches, statements), the home file's and each
+//! region file's size and `-wal` size, and rows and bytes of the internal tables
+//! (`_changes`, `_knowledge_touched`, kv and its tombstones, knowledge tombstones,
+//! `distributed_transactions`, `conflicts`, and in each region `_region_log` and the
+//! `_region_prev_*` tables) and of the user tables (home and regions). The last line is
+//! a verdict: each figure compared with its value after warm-up (see [`verdict`]); user
+//! tables and file sizes are judged too, since retention bounds them. RSS is the hard
+//! failure (it is the one that would exhaust a host); with `strict` (the default) a
+//! table or file that is not flat fails the run too.
 
 use crate::error::{BenchError, Result};
 use crate::util::{loadavg, scratch_dir};
-use edgeswarm::{Knowledge, Message, Metric, RegionConfig, Swarm};
+use edgeswarm::{CacheConfig, Knowledge, Message, Metric, RegionConfig, RetentionConfig, Swarm, SyncConfig};
 use edgeswarm_store::SqlValue;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
@@ -58,6 +67,24 @@ pub struct SoakOpts {
     pub tolerance: f64,
     /// The run fails if RSS ever passes this, whatever the run's length. Default 1024 MiB.
     pub max_rss_mb: f64,
+    /// How long conversations and metrics are kept (the swarm's `RetentionConfig`).
+    /// Default 90 s, so the user tables reach their steady size inside the run.
+    pub retention: Duration,
+    /// How often the retention sweeper runs. Default 15 s.
+    pub retention_sweep: Duration,
+    /// The sync layer's `keep_history` (tombstones, transaction history). Default 90 s.
+    pub keep_history: Duration,
+    /// The sync layer's `compact_interval`. Default 15 s.
+    pub compact_interval: Duration,
+    /// Warm-up: each figure's reference is the first sample taken at or after this.
+    /// Default 120 s: retention and keep_history (90 s) plus two compaction passes.
+    pub warmup: Duration,
+    /// The home file's page caches and memory map; `None` (default): the store's
+    /// defaults. Lets a run measure how much of RSS they are.
+    pub cache: Option<CacheConfig>,
+    /// When true (default), a table or file figure that is not flat fails the run too;
+    /// when false only RSS does and the others are reported in `not_flat`.
+    pub strict: bool,
 }
 
 impl Default for SoakOpts {
@@ -76,6 +103,13 @@ impl Default for SoakOpts {
             partition_for: Duration::from_secs(30),
             tolerance: 0.2,
             max_rss_mb: 1024.0,
+            retention: Duration::from_secs(90),
+            retention_sweep: Duration::from_secs(15),
+            keep_history: Duration::from_secs(90),
+            compact_interval: Duration::from_secs(15),
+            warmup: Duration::from_secs(120),
+            cache: None,
+            strict: true,
         }
     }
 }
@@ -127,7 +161,36 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
     let home = dir.join("home.db");
     let regions_dir = dir.join("regions");
     std::fs::create_dir_all(&regions_dir).map_err(|e| BenchError::io(format!("cannot create {}", regions_dir.display()), e))?;
-    let mut b = Swarm::builder().path(&home);
+    let retention = RetentionConfig {
+        conversations: Some(opts.retention),
+        metrics: Some(opts.retention),
+        sweep_interval: opts.retention_sweep,
+        ..RetentionConfig::default()
+    };
+    let sync = SyncConfig {
+        keep_history: opts.keep_history,
+        compact_interval: opts.compact_interval,
+        ..SyncConfig::default()
+    };
+    let cache = opts.cache.clone().unwrap_or_default();
+    emit(&json!({
+        "bench": "soak",
+        "header": true,
+        "minutes": round1(opts.duration.as_secs_f64() / 60.0),
+        "sample_secs": opts.sample_every.as_secs_f64(),
+        "retention_s": opts.retention.as_secs_f64(),
+        "retention_sweep_s": opts.retention_sweep.as_secs_f64(),
+        "keep_history_s": opts.keep_history.as_secs_f64(),
+        "compact_interval_s": opts.compact_interval.as_secs_f64(),
+        "warmup_s": opts.warmup.as_secs_f64(),
+        "strict": opts.strict,
+        "cache": cache,
+        "load": {"writers": opts.writers, "live_knowledge": opts.live_knowledge, "searchers": opts.searchers, "kv_tasks": opts.kv_tasks},
+    }));
+    let mut b = Swarm::builder().path(&home).retention(retention).sync_config(sync);
+    if let Some(c) = &opts.cache {
+        b = b.cache(c.clone());
+    }
     for (name, latency) in REGIONS {
         b = b.region(RegionConfig::local(name, regions_dir.join(format!("{name}.db")), latency));
     }
@@ -156,6 +219,8 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
     let mut next_sample = opts.sample_every;
     let mut partitioned = false;
     let mut partitions = 0u64;
+    let mut healed_at: Option<Instant> = None;
+    let settle = opts.compact_interval * 2;
     loop {
         let t = started.elapsed();
         let in_cycle = Duration::from_nanos((t.as_nanos() % opts.partition_cycle.as_nanos().max(1)) as u64);
@@ -164,9 +229,15 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
             swarm.partition(PARTITIONED, want)?;
             partitioned = want;
             partitions += u64::from(want);
+            if !want {
+                healed_at = Some(Instant::now());
+            }
         }
         if t >= next_sample || t >= opts.duration {
-            let s = sample(&swarm, &home, &regions_dir, started, &counters, partitioned).await?;
+            let mut s = sample(&swarm, &home, &regions_dir, started, &counters, partitioned).await?;
+            // Right after a heal the cut-off region holds the backlog, and rows retention
+            // expired meanwhile, until the next compaction pass reaches it.
+            s["settling"] = json!(healed_at.is_some_and(|h| h.elapsed() < settle));
             emit(&s);
             samples.push(s);
             next_sample += opts.sample_every;
@@ -184,7 +255,13 @@ async fn run(opts: &SoakOpts, dir: &Path, emit: &mut dyn FnMut(&Value)) -> Resul
         swarm.partition(PARTITIONED, false)?;
     }
     swarm.shutdown().await?;
-    let mut v = verdict(&samples, opts.tolerance, opts.max_rss_mb);
+    let mut v = verdict(
+        &samples,
+        opts.tolerance,
+        opts.max_rss_mb,
+        opts.warmup.as_secs_f64() / 60.0,
+        opts.strict,
+    );
     if let Value::Object(m) = &mut v {
         m.insert("bench".into(), json!("soak"));
         m.insert("partitions".into(), json!(partitions));
@@ -395,6 +472,7 @@ async fn sample(swarm: &Swarm, home: &Path, regions_dir: &Path, started: Instant
         "hwm_mb": hwm,
         "rss_anon_mb": anon,
         "rss_file_mb": file,
+        "sqlite_heap_mb": round1(edgeswarm_store::raw::memory_used() as f64 / (1 << 20) as f64),
         "db_mb": file_mb(home),
         "wal_mb": file_mb(&side(home, "-wal")),
         "tables": tables,
@@ -411,7 +489,8 @@ async fn sample(swarm: &Swarm, home: &Path, regions_dir: &Path, started: Instant
 }
 
 /// A region file's size, `-wal` size, and rows and KiB of its internal tables
-/// (`_region_log`, `_region_prev_*`), read on a short-lived read-only connection.
+/// (`_region_log`, `_region_prev_*`) and of its copies of the user tables, read on a
+/// short-lived read-only connection.
 async fn region_sample(p: &Path) -> Value {
     let mut out = Map::new();
     out.insert("db_mb".into(), json!(file_mb(p)));
@@ -425,7 +504,8 @@ async fn region_sample(p: &Path) -> Value {
         let mut names = Vec::new();
         let mut rows = c
             .query(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND (name = '_region_log' OR name LIKE '\\_region\\_prev\\_%' ESCAPE '\\')",
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND (name IN ('_region_log', 'conversations', 'agent_metrics', 'knowledge', 'kv') \
+                 OR name LIKE '\\_region\\_prev\\_%' ESCAPE '\\')",
                 (),
             )
             .await?;
@@ -450,22 +530,19 @@ async fn region_sample(p: &Path) -> Value {
     Value::Object(out)
 }
 
-/// Every judged figure of a sample, by a flat name (`rss_mb`, `wal_mb`,
-/// `tables._changes.rows`, `regions.soak-far.tables._region_log.rows`, ...). User tables
-/// (`conversations`, `agent_metrics`, `knowledge` live rows) and the home file's size grow
-/// with the load and are not judged.
+/// Every judged figure of a sample, by a flat name (`rss_mb`, `db_mb`, `wal_mb`,
+/// `tables._changes.rows`, `regions.soak-far.tables._region_log.rows`, ...): RSS, every
+/// file, and the rows of every table, internal and user (retention bounds the user
+/// tables too).
 fn judged(s: &Value) -> Vec<(String, f64)> {
     let mut out = Vec::new();
-    for k in ["rss_mb", "wal_mb"] {
+    for k in ["rss_mb", "db_mb", "wal_mb"] {
         if let Some(x) = s[k].as_f64() {
             out.push((k.to_string(), x));
         }
     }
     if let Some(t) = s["tables"].as_object() {
         for (name, v) in t {
-            if matches!(name.as_str(), "conversations" | "agent_metrics" | "knowledge") {
-                continue;
-            }
             if let Some(x) = v["rows"].as_f64() {
                 out.push((format!("tables.{name}.rows"), x));
             }
@@ -473,8 +550,10 @@ fn judged(s: &Value) -> Vec<(String, f64)> {
     }
     if let Some(r) = s["regions"].as_object() {
         for (region, v) in r {
-            if let Some(x) = v["wal_mb"].as_f64() {
-                out.push((format!("regions.{region}.wal_mb"), x));
+            for k in ["db_mb", "wal_mb"] {
+                if let Some(x) = v[k].as_f64() {
+                    out.push((format!("regions.{region}.{k}"), x));
+                }
             }
             if let Some(t) = v["tables"].as_object() {
                 for (name, tv) in t {
@@ -488,26 +567,79 @@ fn judged(s: &Value) -> Vec<(String, f64)> {
     out
 }
 
-/// The soak's verdict. Warm-up is the first two samples: each figure's reference is its
-/// value in the second sample (minute 2), and it is flat when its last value is at most
-/// `reference × (1 + tolerance)` plus a small absolute slack (32 MiB for RSS, 4 MiB for
-/// files, 100 rows for tables, so near-empty figures do not flap). A run with fewer than
-/// three samples is too short to judge flatness (`judged: false`); only the `max_rss_mb`
-/// cap applies to it. `rss_ok` is false when RSS is not flat or passed the cap.
-pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64) -> Value {
+/// Tables bounded by construction rather than by compaction: their cap in rows. A
+/// figure at or under its cap is flat even while it still fills up. `_knowledge_touched`
+/// is trimmed to its newest 65,536 entries by the knowledge triggers.
+const CAPPED: [(&str, f64); 1] = [("tables._knowledge_touched.rows", 65_536.0)];
+
+/// The soak's verdict. Warm-up is the time before `warmup_min` minutes; the samples from
+/// the first one at or after it to the end are judged. Periodic compaction and the
+/// partitions (a backlog builds while a region is cut off and goes after it heals) make
+/// the internal tables a sawtooth, so no single pair of samples decides. A figure is
+/// flat when either
+/// - its peak over the second half of the judged samples is at most its peak over the
+///   first half × (1 + tolerance) plus a slack, or
+/// - the growth its least-squares trend projects over the judged span is at most its
+///   mean × tolerance plus the slack.
+///
+/// A figure that really grows fails both. The slack is small and absolute (32 MiB for
+/// RSS, 4 MiB for files, 100 rows for tables) so near-empty figures do not flap. A table
+/// bounded by construction ([`CAPPED`]) is flat while under its cap. Samples marked
+/// `settling` (taken less than two compaction intervals after a partition healed: the
+/// region that was cut off still holds its backlog and the rows retention expired
+/// meanwhile, until the next compaction pass reaches it) are reported but not judged;
+/// the RSS cap applies to every sample. A run with no sample after the reference is too short to judge flatness (`judged: false`); only the
+/// `max_rss_mb` cap applies to it. `rss_ok` is false when RSS is not flat or passed the
+/// cap; `ok` (the run's result) is `rss_ok`, and with `strict` also needs every other
+/// figure flat.
+pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64, warmup_min: f64, strict: bool) -> Value {
     let peak = samples.iter().filter_map(|s| s["rss_mb"].as_f64()).fold(0.0, f64::max);
     let under_cap = peak <= max_rss_mb;
-    let judged_run = samples.len() >= 3;
+    let all = samples.len();
+    let steady: Vec<Value> = samples.iter().filter(|s| s["settling"] != json!(true)).cloned().collect();
+    let samples = &steady[..];
+    let reference = samples
+        .iter()
+        .position(|s| s["minute"].as_f64().unwrap_or(0.0) >= warmup_min - 1e-9);
+    let judged_run = reference.is_some_and(|i| i + 1 < samples.len());
     let mut figures = Map::new();
     let mut not_flat = Vec::new();
     let mut rss_flat = true;
-    if judged_run {
-        let reference = &samples[1];
-        let last = &samples[samples.len() - 1];
-        let minutes = (last["minute"].as_f64().unwrap_or(0.0) - reference["minute"].as_f64().unwrap_or(0.0)).max(1e-9);
-        let last_figs = judged(last);
-        for (name, r) in judged(reference) {
-            let Some(l) = last_figs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v) else {
+    if let (true, Some(ri)) = (judged_run, reference) {
+        let after = &samples[ri..];
+        let (first, second) = after.split_at((after.len() / 2).max(1));
+        let minute = |s: &Value| s["minute"].as_f64().unwrap_or(0.0);
+        let minutes = minute(&after[after.len() - 1]) - minute(&after[0]);
+        let peaks = |window: &[Value]| {
+            let mut m: Vec<(String, f64)> = Vec::new();
+            for s in window {
+                for (name, x) in judged(s) {
+                    match m.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, v)) => *v = v.max(x),
+                        None => m.push((name, x)),
+                    }
+                }
+            }
+            m
+        };
+        let (warm_peaks, last_peaks) = (peaks(first), peaks(second));
+        let series: Vec<(f64, Vec<(String, f64)>)> = after.iter().map(|s| (minute(s), judged(s))).collect();
+        // Least-squares slope (per minute) and mean of one figure over the judged samples.
+        let trend = |name: &str| {
+            let pts: Vec<(f64, f64)> = series
+                .iter()
+                .filter_map(|(t, figs)| figs.iter().find(|(n, _)| n == name).map(|(_, v)| (*t, *v)))
+                .collect();
+            let n = pts.len() as f64;
+            let (mt, mv) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+            let var: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
+            let cov: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
+            (if var > 0.0 { cov / var } else { 0.0 }, mv)
+        };
+        let (start_figs, end_figs) = (judged(&after[0]), judged(&after[after.len() - 1]));
+        let value_of = |figs: &[(String, f64)], name: &str| figs.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+        for (name, r) in warm_peaks {
+            let Some(l) = value_of(&last_peaks, &name) else {
                 continue;
             };
             let slack = if name == "rss_mb" {
@@ -517,29 +649,45 @@ pub fn verdict(samples: &[Value], tolerance: f64, max_rss_mb: f64) -> Value {
             } else {
                 100.0
             };
-            let flat = l <= r * (1.0 + tolerance) + slack;
+            let cap = CAPPED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
+            let (slope, mean) = trend(&name);
+            let peaks_flat = l <= r * (1.0 + tolerance) + slack;
+            let trend_flat = slope * minutes <= mean * tolerance + slack;
+            let flat = peaks_flat || trend_flat || cap.is_some_and(|c| l <= c);
             if !flat {
                 not_flat.push(json!(name));
             }
             if name == "rss_mb" {
                 rss_flat = flat;
             }
-            figures.insert(
-                name,
-                json!({"warm": r, "last": l, "per_minute": round1((l - r) / minutes), "flat": flat}),
-            );
+            let ends = match (value_of(&start_figs, &name), value_of(&end_figs, &name)) {
+                (Some(a), Some(b)) => json!([a, b]),
+                _ => Value::Null,
+            };
+            let mut f = json!({
+                "warm": r, "last": l, "first_last": ends, "per_minute": round1(slope), "mean": round1(mean), "flat": flat,
+            });
+            if let Some(c) = cap {
+                f["cap"] = json!(c);
+            }
+            figures.insert(name, f);
         }
     }
+    let rss_ok = under_cap && rss_flat;
+    let flat = judged_run && not_flat.is_empty();
     json!({
         "summary": true,
-        "samples": samples.len(),
+        "samples": all,
+        "judged_samples": if judged_run { samples.len() - reference.unwrap_or(0) } else { 0 },
         "judged": judged_run,
-        "warmup_samples": 2,
+        "warmup_min": warmup_min,
         "tolerance": tolerance,
+        "strict": strict,
         "rss_peak_mb": peak,
         "max_rss_mb": max_rss_mb,
-        "rss_ok": under_cap && rss_flat,
-        "flat": judged_run && not_flat.is_empty(),
+        "rss_ok": rss_ok,
+        "flat": flat,
+        "ok": rss_ok && (!strict || !judged_run || flat),
         "not_flat": not_flat,
         "figures": figures,
     })
@@ -559,26 +707,100 @@ mod tests {
             &[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 105.0, 1100), s(10.0, 110.0, 1150)],
             0.2,
             1024.0,
+            2.0,
+            true,
         );
-        assert_eq!(v["rss_ok"], json!(true));
+        assert_eq!((v["rss_ok"].clone(), v["ok"].clone()), (json!(true), json!(true)));
         assert_eq!(v["flat"], json!(true), "{v}");
-        // User tables are not judged.
-        assert!(v["figures"].get("tables.conversations.rows").is_none());
+        // User tables are judged too (retention bounds them).
+        assert_eq!(v["figures"]["tables.conversations.rows"]["warm"], json!(10_000.0));
 
+        let grow = [s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 140.0, 5000), s(10.0, 300.0, 90_000)];
+        let v = verdict(&grow, 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["rss_ok"], json!(false));
+        assert_eq!(
+            v["not_flat"],
+            json!(["rss_mb", "tables._changes.rows", "tables.conversations.rows"]),
+            "{v}"
+        );
+        // The reference is the first sample at or after the warm-up.
+        let v = verdict(&grow, 0.2, 1024.0, 2.5, true);
+        assert_eq!(v["figures"]["rss_mb"]["warm"], json!(140.0), "{v}");
+    }
+
+    #[test]
+    fn strict_fails_on_tables_and_capped_tables_pass_under_their_cap() {
+        let t = |minute: f64, changes: i64, touched: i64| json!({"minute": minute, "rss_mb": 100.0, "tables": {"_changes": {"rows": changes}, "_knowledge_touched": {"rows": touched}}});
+        let samples = [t(1.0, 10, 100), t(2.0, 1000, 4000), t(5.0, 9000, 20_000)];
+        let v = verdict(&samples, 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["not_flat"], json!(["tables._changes.rows"]), "{v}");
+        assert_eq!((v["rss_ok"].clone(), v["ok"].clone()), (json!(true), json!(false)));
+        let v = verdict(&samples, 0.2, 1024.0, 2.0, false);
+        assert_eq!(v["ok"], json!(true));
+        // Past its cap a capped table is judged like any other.
+        let v = verdict(&[t(2.0, 10, 60_000), t(5.0, 10, 80_000)], 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["not_flat"], json!(["tables._knowledge_touched.rows"]), "{v}");
+    }
+
+    #[test]
+    fn a_sawtooth_is_flat_when_its_peaks_are() {
+        let t = |minute: f64, changes: i64| json!({"minute": minute, "rss_mb": 100.0, "tables": {"_changes": {"rows": changes}}});
+        // A backlog builds while a region is cut off and is compacted after: the last
+        // sample lands on a peak, the reference did not.
+        let saw = [t(1.0, 10), t(2.0, 1000), t(2.5, 6000), t(3.0, 1000), t(4.0, 1200), t(5.0, 6500)];
+        let v = verdict(&saw, 0.2, 1024.0, 2.0, true);
+        assert_eq!((v["flat"].clone(), v["ok"].clone()), (json!(true), json!(true)), "{v}");
+        assert_eq!(v["figures"]["tables._changes.rows"]["warm"], json!(6000.0), "the first half's peak");
+        // Peaks that differ while the trend is level: flat as well.
+        let level = [
+            t(2.0, 5100),
+            t(2.5, 5550),
+            t(3.0, 5400),
+            t(3.5, 5330),
+            t(4.0, 5270),
+            t(4.5, 5550),
+            t(5.0, 6900),
+        ];
+        let v = verdict(&level, 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["flat"], json!(true), "{v}");
+        // Peaks that keep rising are growth.
+        let rising = [t(2.0, 1000), t(2.5, 6000), t(3.0, 1000), t(4.0, 1200), t(5.0, 9000)];
+        let v = verdict(&rising, 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["not_flat"], json!(["tables._changes.rows"]), "{v}");
+    }
+
+    #[test]
+    fn settling_samples_are_not_judged_but_count_for_the_cap() {
+        let t = |minute: f64, rows: i64, settling: bool| json!({"minute": minute, "rss_mb": 100.0, "settling": settling, "tables": {"_region_log": {"rows": rows}}});
         let v = verdict(
-            &[s(1.0, 80.0, 10), s(2.0, 100.0, 1000), s(3.0, 140.0, 5000), s(10.0, 300.0, 90_000)],
+            &[
+                t(2.0, 10_000, false),
+                t(3.0, 17_000, true),
+                t(4.0, 10_200, false),
+                t(5.0, 17_300, true),
+            ],
             0.2,
             1024.0,
+            2.0,
+            true,
         );
+        assert_eq!((v["flat"].clone(), v["judged_samples"].clone()), (json!(true), json!(2)), "{v}");
+        let mut spike = t(5.0, 10, true);
+        spike["rss_mb"] = json!(2000.0);
+        let v = verdict(&[t(2.0, 10, false), t(3.0, 10, false), spike], 0.2, 1024.0, 2.0, true);
         assert_eq!(v["rss_ok"], json!(false));
-        assert_eq!(v["not_flat"], json!(["rss_mb", "tables._changes.rows"]), "{v}");
     }
 
     #[test]
     fn short_runs_are_not_judged_but_the_cap_holds() {
-        let v = verdict(&[s(1.0, 80.0, 10)], 0.2, 1024.0);
-        assert_eq!((v["judged"].clone(), v["rss_ok"].clone()), (json!(false), json!(true)));
-        let v = verdict(&[s(1.0, 2000.0, 10)], 0.2, 1024.0);
-        assert_eq!(v["rss_ok"], json!(false));
+        let v = verdict(&[s(1.0, 80.0, 10)], 0.2, 1024.0, 2.0, true);
+        assert_eq!(
+            (v["judged"].clone(), v["rss_ok"].clone(), v["ok"].clone()),
+            (json!(false), json!(true), json!(true))
+        );
+        let v = verdict(&[s(1.0, 80.0, 10), s(2.0, 500.0, 10)], 0.2, 1024.0, 2.0, true);
+        assert_eq!(v["judged"], json!(false), "no sample after the reference");
+        let v = verdict(&[s(1.0, 2000.0, 10)], 0.2, 1024.0, 2.0, true);
+        assert_eq!((v["rss_ok"].clone(), v["ok"].clone()), (json!(false), json!(false)));
     }
 }

@@ -221,9 +221,14 @@ pub struct BenchArgs {
     /// `soak`: how long the load runs, in minutes.
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub minutes: u64,
-    /// `soak`: seconds between two sample lines.
-    #[arg(long, default_value_t = 60, value_name = "S", hide = true)]
+    /// `soak`: seconds between two sample lines (the warm-up reference is the first
+    /// sample at or after 2 minutes).
+    #[arg(long, default_value_t = 60, value_name = "S")]
     pub sample_secs: u64,
+    /// `soak`: the home file's page caches and memory map, as `[cache]` in
+    /// edgeswarm.toml: writer KiB, reader KiB, reader mmap bytes. Default the store's.
+    #[arg(long, value_delimiter = ',', value_name = "WRITER_KIB,READER_KIB,MMAP_BYTES")]
+    pub cache: Vec<u64>,
     /// `quality`: also measure hybrid under every fusion of the sweep (RRF k 10/60,
     /// linear fusion with vector weight 0.1..0.9, min-max or max normalised).
     #[arg(long)]

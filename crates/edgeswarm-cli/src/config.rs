@@ -206,6 +206,21 @@ impl Settings {
             "\n[channels]\nread_queue = {}\ncommit_events = {}\nsearch_mailbox = {}\nswarm_events = {}\nkv_watch = {}\nregion_link = {}\n",
             ch.read_queue, ch.commit_events, ch.search_mailbox, ch.swarm_events, ch.kv_watch, ch.region_link
         ));
+        let r = &s.retention;
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis()).unwrap_or(0);
+        out.push_str(&format!(
+            "\n[retention]\nconversations_ms = {}\nmetrics_ms = {}\nsweep_interval_ms = {}\nbatch_rows = {}\nsweep_batches = {}\n",
+            ms(r.conversations),
+            ms(r.metrics),
+            r.sweep_interval.as_millis(),
+            r.batch_rows,
+            r.sweep_batches
+        ));
+        let k = &s.cache;
+        out.push_str(&format!(
+            "\n[cache]\nwriter_kib = {}\nreader_kib = {}\nreader_mmap_bytes = {}\n",
+            k.writer_kib, k.reader_kib, k.reader_mmap_bytes
+        ));
         out.push_str(&format!("\n[search]\nembedder = \"{}\"\n", self.embedder.as_str()));
         out.push_str("\n[observability]\n");
         out.push_str(&format!(
@@ -270,6 +285,10 @@ struct FileConfig {
     #[serde(default)]
     channels: ChannelsFile,
     #[serde(default)]
+    retention: RetentionFile,
+    #[serde(default)]
+    cache: CacheFile,
+    #[serde(default)]
     search: SearchFile,
     #[serde(default)]
     mcp: McpFile,
@@ -303,6 +322,24 @@ struct AgentsFile {
     restart_window_ms: S<i64>,
     record_task_metrics: S<bool>,
     kv_sweep_interval_ms: S<i64>,
+}
+
+/// `[retention]`: one key per `edgeswarm_core::RetentionConfig` field (0 = keep forever).
+#[derive(Debug, Default, Deserialize)]
+struct RetentionFile {
+    conversations_ms: S<i64>,
+    metrics_ms: S<i64>,
+    sweep_interval_ms: S<i64>,
+    batch_rows: S<i64>,
+    sweep_batches: S<i64>,
+}
+
+/// `[cache]`: one key per `edgeswarm_core::CacheConfig` field.
+#[derive(Debug, Default, Deserialize)]
+struct CacheFile {
+    writer_kib: S<i64>,
+    reader_kib: S<i64>,
+    reader_mmap_bytes: S<i64>,
 }
 
 /// `[channels]`: one key per `edgeswarm_core::ChannelConfig` field.
@@ -531,6 +568,8 @@ fn unknown_key(cx: &mut Ctx<'_>, root: &DeTable<'_>, path: &[Seg]) {
             "agents" => (fields_of::<AgentsFile>(), "agents"),
             "observability" => (fields_of::<ObservabilityFile>(), "observability"),
             "channels" => (fields_of::<ChannelsFile>(), "channels"),
+            "retention" => (fields_of::<RetentionFile>(), "retention"),
+            "cache" => (fields_of::<CacheFile>(), "cache"),
             "search" => (fields_of::<SearchFile>(), "search"),
             "mcp" => (fields_of::<McpFile>(), "mcp"),
             "regions" => (fields_of::<RegionFile>(), "[regions]"),
@@ -705,6 +744,34 @@ fn apply_file(cx: &mut Ctx<'_>, f: FileConfig) -> Settings {
         if let Some(n) = cx.int(v, key, 1, 1 << 24) {
             *field = n as usize;
         }
+    }
+    let r = &f.retention;
+    let keep = |n: u64| (n > 0).then(|| Duration::from_millis(n));
+    // Up to 100 years; 0 keeps rows forever.
+    if let Some(n) = cx.int(&r.conversations_ms, "retention.conversations_ms", 0, 3_153_600_000_000) {
+        s.store.retention.conversations = keep(n);
+    }
+    if let Some(n) = cx.int(&r.metrics_ms, "retention.metrics_ms", 0, 3_153_600_000_000) {
+        s.store.retention.metrics = keep(n);
+    }
+    if let Some(n) = cx.int(&r.sweep_interval_ms, "retention.sweep_interval_ms", 100, 86_400_000) {
+        s.store.retention.sweep_interval = Duration::from_millis(n);
+    }
+    if let Some(n) = cx.int(&r.batch_rows, "retention.batch_rows", 1, 1_000_000) {
+        s.store.retention.batch_rows = n as usize;
+    }
+    if let Some(n) = cx.int(&r.sweep_batches, "retention.sweep_batches", 1, 1_000_000) {
+        s.store.retention.sweep_batches = n as usize;
+    }
+    let k = &f.cache;
+    if let Some(n) = cx.int(&k.writer_kib, "cache.writer_kib", 64, 64 << 20) {
+        s.store.cache.writer_kib = n;
+    }
+    if let Some(n) = cx.int(&k.reader_kib, "cache.reader_kib", 64, 64 << 20) {
+        s.store.cache.reader_kib = n;
+    }
+    if let Some(n) = cx.int(&k.reader_mmap_bytes, "cache.reader_mmap_bytes", 0, 1 << 40) {
+        s.store.cache.reader_mmap_bytes = n;
     }
     let o = &f.observability;
     if let Some(v) = &o.log_format {
@@ -1067,6 +1134,34 @@ mod tests {
             "{errs:?}"
         );
         assert_eq!(c.settings.store.channels.kv_watch, 4);
+    }
+
+    #[test]
+    fn retention_section_is_read_checked_and_round_trips() {
+        let c = check_str("");
+        assert_eq!(c.settings.store.retention, edgeswarm::RetentionConfig::default());
+        assert!(!c.settings.store.retention.enabled(), "kept forever by default");
+        let c = check_str("[retention]\nconversations_ms = 2592000000\nmetrics_ms = 0\nsweep_interval_ms = 30000\nbatch_rows = 500\n");
+        assert_eq!(c.errors(), 0, "{:?}", c.problems);
+        let r = &c.settings.store.retention;
+        assert_eq!(r.conversations, Some(Duration::from_secs(30 * 24 * 3600)));
+        assert_eq!(r.metrics, None, "0 keeps rows forever");
+        assert_eq!((r.sweep_interval, r.batch_rows), (Duration::from_secs(30), 500));
+        let again = check_str(&c.settings.to_toml());
+        assert_eq!(again.errors(), 0, "{:?}", again.problems);
+        assert_eq!(&again.settings.store.retention, r);
+        let c = check_str("[cache]\nwriter_kib = 8192\nreader_kib = 4096\nreader_mmap_bytes = 0\n");
+        assert_eq!(c.errors(), 0, "{:?}", c.problems);
+        let k = &c.settings.store.cache;
+        assert_eq!((k.writer_kib, k.reader_kib, k.reader_mmap_bytes), (8192, 4096, 0));
+        assert_eq!(&check_str(&c.settings.to_toml()).settings.store.cache, k);
+        let c = check_str("[retention]\nconversations_ms = -1\nbatch_rows = 0\nmetric_ms = 5\n");
+        let errs: Vec<(usize, &str)> = c.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(c.errors(), 3, "{errs:?}");
+        assert!(
+            errs.iter().any(|(l, m)| *l == 4 && m.contains("Did you mean `metrics_ms`?")),
+            "{errs:?}"
+        );
     }
 
     #[test]

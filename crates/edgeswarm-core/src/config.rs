@@ -152,6 +152,84 @@ impl Default for ChannelConfig {
     }
 }
 
+/// SQLite's memory per connection of the home file: the page caches and the readers'
+/// memory map. These are the bulk of a long-running swarm's memory once its file is
+/// larger than they are: the writer's cache, plus `read_pool_size` times the reader
+/// cache and map (mapped pages count as RssFile; the kernel can drop them). Smaller
+/// values bound RSS at the cost of more reads from the OS page cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    /// The writer's page cache, KiB (`PRAGMA cache_size = -N`). Default 65,536 (64 MiB):
+    /// index pages of the hot tables stay cached across batches.
+    pub writer_kib: u64,
+    /// Each reader's page cache, KiB. Default 32,768 (32 MiB).
+    pub reader_kib: u64,
+    /// Each reader's memory map, bytes (`PRAGMA mmap_size`; 0 turns it off). Default
+    /// 256 MiB: reads of a file up to that size go through the map, without copies into
+    /// the page cache.
+    pub reader_mmap_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            writer_kib: 65_536,
+            reader_kib: 32_768,
+            reader_mmap_bytes: 256 << 20,
+        }
+    }
+}
+
+/// How long conversations and metrics are kept, and how the sweeper that deletes older
+/// ones runs. Default: both kept forever (no sweeper runs), as before retention existed.
+///
+/// The sweeper deletes the oldest rows first, in bounded batches on the writer (each
+/// batch its own small transaction, so writes keep flowing). Deletes by retention are
+/// not replicated: regions apply the same rule to their own copies (the sync layer's
+/// compaction pass runs the same deletes there), so a region holds what home holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// `conversations` rows whose `created_at` is older than this are deleted.
+    /// Default `None`: kept forever. Long-running swarms set it so the file, the change
+    /// log and the page caches stay bounded.
+    pub conversations: Option<Duration>,
+    /// `agent_metrics` rows whose `ts` is older than this are deleted. Default `None`:
+    /// kept forever.
+    pub metrics: Option<Duration>,
+    /// How often the sweeper runs. Default 60 s: retention is measured in hours or days,
+    /// so a minute late costs nothing, and one sweep per minute is negligible work.
+    pub sweep_interval: Duration,
+    /// Rows one sweep batch deletes at most (one writer transaction). Default 1,000: a
+    /// few milliseconds of writer time, so a first sweep over a large backlog never
+    /// holds up other writes; a sweep repeats batches (at most `sweep_batches`) while
+    /// they come back full.
+    pub batch_rows: usize,
+    /// Batches one sweep runs at most per table. Default 100 (100,000 rows): a backlog
+    /// larger than that is worked off over the next sweeps.
+    pub sweep_batches: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            conversations: None,
+            metrics: None,
+            sweep_interval: Duration::from_secs(60),
+            batch_rows: 1000,
+            sweep_batches: 100,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// True when some table has a retention (the sweeper has work).
+    pub fn enabled(&self) -> bool {
+        self.conversations.is_some() || self.metrics.is_some()
+    }
+}
+
 /// Depth and capacity of one named channel right now, for stats and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelStats {
@@ -213,6 +291,12 @@ pub struct StoreConfig {
     /// mailbox, swarm events, kv watchers, region links). They live here because every
     /// layer is handed the `Store` and reads them from `Store::config()`.
     pub channels: ChannelConfig,
+    /// How long conversations and metrics are kept (default: forever). Here because
+    /// the store's sweeper and the sync layer's region compaction both apply it.
+    pub retention: RetentionConfig,
+    /// Page caches and memory map of the home file's connections (the defaults the
+    /// store always used).
+    pub cache: CacheConfig,
     /// Name of a registered SQLite VFS the writer and the checkpointer open the home
     /// file through; `None` (default): SQLite's default VFS. For tests: the fault
     /// sweeps open the store through edgeswarm-testkit's fault-injecting VFS. Readers
@@ -234,6 +318,8 @@ impl Default for StoreConfig {
             read_pool_size: 4,
             limits: Limits::default(),
             channels: ChannelConfig::default(),
+            retention: RetentionConfig::default(),
+            cache: CacheConfig::default(),
             vfs: None,
         }
     }

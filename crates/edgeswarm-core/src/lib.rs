@@ -9,7 +9,7 @@ pub mod id;
 pub mod latency;
 pub mod record;
 
-pub use config::{BatchConfig, ChannelConfig, ChannelStats, Durability, Limits, StoreConfig};
+pub use config::{BatchConfig, CacheConfig, ChannelConfig, ChannelStats, Durability, Limits, RetentionConfig, StoreConfig};
 pub use consistency::{ReadConsistency, WriteConsistency};
 pub use error::ValidationError;
 pub use hlc::{Hlc, HybridClock};

@@ -98,7 +98,8 @@ impl Actor for StorageActor {
         let thread = std::thread::Builder::new()
             .name(format!("edgeswarm-writer-{generation}"))
             .spawn(move || {
-                let opened = conn::open_writer_vfs(&s.cfg.path, s.cfg.durability, s.cfg.vfs.as_deref());
+                let opened = conn::open_writer_vfs(&s.cfg.path, s.cfg.durability, s.cfg.vfs.as_deref())
+                    .and_then(|(db, c)| conn::set_cache(&c, &s.cfg.path, s.cfg.cache.writer_kib, None).map(|_| (db, c)));
                 let (db, c) = match opened {
                     Ok(x) => x,
                     Err(e) => {

@@ -103,6 +103,19 @@ fn defensive<T>(open: impl FnOnce() -> T, path: &str) -> Result<T> {
     })
 }
 
+/// Sets a connection's page cache (KiB) and, when `mmap_bytes` is `Some`, its memory
+/// map (`StoreConfig::cache`).
+pub fn set_cache(conn: &libsql::Connection, path: &Path, cache_kib: u64, mmap_bytes: Option<u64>) -> Result<()> {
+    let mut sql = format!("PRAGMA cache_size = -{cache_kib};");
+    if let Some(m) = mmap_bytes {
+        sql.push_str(&format!(" PRAGMA mmap_size = {m};"));
+    }
+    run(conn.execute_batch(&sql)).map(|_| ()).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        reason: format!("cannot set the page cache: {e}"),
+    })
+}
+
 /// Opens a read-only connection for the read pool.
 pub fn open_reader(path: &Path) -> Result<(libsql::Database, libsql::Connection)> {
     let p = path.display().to_string();

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod queue;
 pub mod raw;
 pub mod read_pool;
+pub mod retention;
 pub mod schema;
 pub mod store;
 pub mod value;
@@ -22,6 +23,7 @@ pub mod writer;
 
 pub use error::{Result, SqliteFailure, StoreError};
 pub use read_pool::Reader;
+pub use retention::Swept;
 pub use store::{PendingAck, Store, StoreStats};
 pub use value::{QueryResult, SqlValue};
 pub use writer::{ChangeRef, CommitEvent, Inserted, KnowledgeWriter, OpOutput, TxCtx, WriteOp};

@@ -7,7 +7,7 @@ use crate::error::{Result, StoreError};
 use crate::guard::GuardConn;
 use crate::queue::{self, QueueSender, SendError};
 use crate::value::{QueryResult, SqlValue};
-use edgeswarm_core::Limits;
+use edgeswarm_core::{CacheConfig, Limits};
 use std::path::Path;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -57,19 +57,22 @@ pub struct ReadPool {
 impl ReadPool {
     /// Starts `size` reader threads on `path` (which must exist and be migrated).
     /// `capacity` bounds the jobs queued or running (`ChannelConfig::read_queue`).
-    pub fn start(path: &Path, size: usize, capacity: usize, limits: Limits) -> Result<ReadPool> {
+    /// `cache` sizes each reader's page cache and memory map.
+    pub fn start(path: &Path, size: usize, capacity: usize, limits: Limits, cache: CacheConfig) -> Result<ReadPool> {
         let (tx, rx) = queue::bounded::<Job>("read_pool", capacity);
         let mut threads = Vec::new();
         for i in 0..size.max(1) {
             let rx = rx.clone();
             let path = path.to_path_buf();
             let limits = limits.clone();
+            let cache = cache.clone();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let h = std::thread::Builder::new()
                 .name(format!("edgeswarm-reader-{i}"))
                 .spawn(move || {
                     let opened = (|| {
                         let (db, c) = conn::open_reader(&path)?;
+                        conn::set_cache(&c, &path, cache.reader_kib, Some(cache.reader_mmap_bytes))?;
                         let guard = GuardConn::open(&path.display().to_string())?;
                         Ok::<_, StoreError>(Reader {
                             conn: CachedConn::new(db, c),

@@ -151,8 +151,14 @@ impl Store {
                 path: cfg.path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let (path, n, cap, limits) = (cfg.path.clone(), cfg.read_pool_size, cfg.channels.read_queue, cfg.limits.clone());
-        let reads = tokio::task::spawn_blocking(move || ReadPool::start(&path, n, cap, limits))
+        let (path, n, cap, limits, cache) = (
+            cfg.path.clone(),
+            cfg.read_pool_size,
+            cfg.channels.read_queue,
+            cfg.limits.clone(),
+            cfg.cache.clone(),
+        );
+        let reads = tokio::task::spawn_blocking(move || ReadPool::start(&path, n, cap, limits, cache))
             .await
             .map_err(|e| StoreError::Open {
                 path: cfg.path.display().to_string(),

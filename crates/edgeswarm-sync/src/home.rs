@@ -362,6 +362,10 @@ const TRIGGER_STAMP: &str = "MAX(\
     CAST(unixepoch('subsec') * 1000 AS INTEGER) * 65536)";
 const TRIGGER_ORIGIN: &str = "(SELECT value FROM _meta WHERE key = 'node_id')";
 
+/// The `_meta` key compaction sets while it hard-deletes collected tombstones (see
+/// [`trigger_ddl`]).
+pub const COLLECT_TOMBSTONES: &str = "collect_tombstones";
+
 /// Trigger DDL that stamps and logs raw-SQL writes to a replicated table. Typed writes
 /// and replication applies set `hlc` themselves, so the triggers leave them alone:
 /// an insert is stamped when it arrives with `hlc = 0`, an update when it left the
@@ -400,10 +404,16 @@ pub fn trigger_ddl(spec: &TableSpec) -> Vec<String> {
     if spec.col("deleted").is_some() && &*spec.name != "kv" {
         // BEFORE DELETE: turn the delete into a tombstone update and skip the real
         // delete (RAISE(IGNORE)); deleting a tombstone is a no-op, so tombstones are
-        // never lost (a lost tombstone would let replicas diverge).
+        // never lost (a lost tombstone would let replicas diverge). The one exception
+        // is compaction collecting tombstones every region has acked: it sets
+        // `_meta.collect_tombstones` for the length of its own statement (inside its
+        // transaction, so no one else ever sees it). Dropped and created anew so files
+        // made before the exception get it.
         v.push(format!("DROP TRIGGER IF EXISTS \"_sync_{tn}_ad\""));
+        v.push(format!("DROP TRIGGER IF EXISTS \"_sync_{tn}_bd\""));
         v.push(format!(
-            "CREATE TRIGGER IF NOT EXISTS \"_sync_{tn}_bd\" BEFORE DELETE ON {t} BEGIN \
+            "CREATE TRIGGER IF NOT EXISTS \"_sync_{tn}_bd\" BEFORE DELETE ON {t} \
+             WHEN old.deleted = 0 OR NOT EXISTS (SELECT 1 FROM _meta WHERE key = '{COLLECT_TOMBSTONES}') BEGIN \
              UPDATE {t} SET deleted = 1, hlc = {TRIGGER_STAMP}, origin = {TRIGGER_ORIGIN} WHERE {w} AND old.deleted = 0; \
              INSERT INTO _changes (tbl, row_id, hlc, origin) SELECT '{lit}', {rid}, hlc, origin FROM {t} WHERE {w} AND old.deleted = 0; \
              SELECT RAISE(IGNORE); END",

@@ -18,6 +18,25 @@ pub async fn open_store(path: &Path) -> Store {
     store
 }
 
+/// [`open_store`] with a whole config (e.g. a retention); durability and readers as
+/// there.
+pub async fn open_store_cfg(mut c: StoreConfig) -> Store {
+    c.durability = Durability::Normal;
+    c.read_pool_size = 2;
+    let store = crate::open_store_with(c).await;
+    edgeswarm_search::knowledge::install(&store);
+    store
+}
+
+/// Deletes a knowledge entry the way the facade does (it becomes a tombstone); true
+/// when it was there.
+pub async fn delete_knowledge(store: &Store, id: &str) -> bool {
+    match edgeswarm_search::knowledge::delete_knowledge(store, id).await {
+        Ok(b) => b,
+        Err(e) => panic!("delete_knowledge {id}: {e}"),
+    }
+}
+
 /// Fast timings for tests.
 pub fn fast_cfg() -> SyncConfig {
     SyncConfig {

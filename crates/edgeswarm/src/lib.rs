@@ -42,15 +42,15 @@ pub use dashboard::{Dashboard, DashboardConfig, DashboardError};
 // behind the facade (reach them through `Swarm`'s methods, not their modules).
 pub use edgeswarm_core::record::now_millis;
 pub use edgeswarm_core::{
-    BatchConfig, ChannelConfig, ChannelStats, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency, Record,
-    StoreConfig, ValidationError, WriteConsistency,
+    BatchConfig, CacheConfig, ChannelConfig, ChannelStats, Durability, Hlc, Knowledge, KvEntry, Limits, Message, Metric, ReadConsistency,
+    Record, RetentionConfig, StoreConfig, ValidationError, WriteConsistency,
 };
 pub use edgeswarm_search::{
     AddOutcome, Embedder, EmbedderChoice, Filters, HashEmbedder, JsonScalar, KnowledgeEntry, KnowledgeUpdate, Mode, Search, SearchConfig,
     SearchError, SearchHit, SearchRequest, SearchResponse, SearchStatus, SharedEmbedder,
 };
 pub use edgeswarm_store::inspect::{ColumnInfo, DatabaseInfo, ForeignKeyInfo, IndexInfo, RegionRow, TableDescription, TableInfo};
-pub use edgeswarm_store::{kv::CasOutcome, QueryResult, SqlValue, Store, StoreError, StoreStats};
+pub use edgeswarm_store::{kv::CasOutcome, QueryResult, SqlValue, Store, StoreError, StoreStats, Swept};
 pub use edgeswarm_sync::link::tls::redact_url;
 pub use edgeswarm_sync::{
     HranaLink, LinkProfile, ReadTarget, RegionConfig, RegionLink, RegionRemoved, Replicated, SyncConfig, SyncError, SyncHandle, SyncStatus,

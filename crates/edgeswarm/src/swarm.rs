@@ -8,7 +8,7 @@ use crate::ctx::AgentCtx;
 use crate::error::{Error, Result};
 use crate::memory::{watch_loop, KvWatch, Page, Watcher};
 use dashmap::DashMap;
-use edgeswarm_core::{BatchConfig, Durability, Knowledge, KvEntry, Limits, Message, Metric, StoreConfig};
+use edgeswarm_core::{BatchConfig, CacheConfig, Durability, Knowledge, KvEntry, Limits, Message, Metric, RetentionConfig, StoreConfig};
 use edgeswarm_core::{LatencyHistogram, ReadConsistency, Record, SharedLatency, WriteConsistency};
 use edgeswarm_search::{
     knowledge, EmbedderChoice, KnowledgeEntry, KnowledgeUpdate, Search, SearchConfig, SearchRequest, SearchResponse, SharedEmbedder,
@@ -151,6 +151,19 @@ impl SwarmBuilder {
         self.store.read_pool_size = n;
         self
     }
+    /// How long conversations and metrics are kept (default: forever); see
+    /// [`RetentionConfig`]. A sweeper task deletes older rows every
+    /// `sweep_interval`, and the sync layer's compaction applies the same rule in every
+    /// region.
+    pub fn retention(mut self, r: RetentionConfig) -> Self {
+        self.store.retention = r;
+        self
+    }
+    /// Page caches and memory map of the home file's connections; see [`CacheConfig`].
+    pub fn cache(mut self, c: CacheConfig) -> Self {
+        self.store.cache = c;
+        self
+    }
     /// The whole store config at once.
     pub fn store_config(mut self, c: StoreConfig) -> Self {
         self.store = c;
@@ -237,6 +250,27 @@ impl SwarmBuilder {
                 }
                 if let Err(e) = inner.store.kv_sweep_expired().await {
                     tracing::debug!(error = %e, "kv sweep skipped");
+                }
+            }
+        });
+        let weak = Arc::downgrade(&inner);
+        let retention = inner.store.config().retention.clone();
+        tokio::spawn(async move {
+            if !retention.enabled() || retention.sweep_interval.is_zero() {
+                return;
+            }
+            let mut t = tokio::time::interval(retention.sweep_interval);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.is_shutting_down() {
+                    return;
+                }
+                match inner.store.retention_sweep().await {
+                    Ok(s) if s != edgeswarm_store::Swept::default() => tracing::debug!(swept = ?s, "retention sweep"),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "retention sweep skipped"),
                 }
             }
         });

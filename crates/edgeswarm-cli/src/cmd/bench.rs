@@ -127,14 +127,29 @@ async fn run_peer(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `bench soak`: one JSON line per sample as it is taken, then the verdict; fails when
-/// RSS did not stay flat (see `edgeswarm_bench::soak::verdict`).
+/// `bench soak`: a header line, one JSON line per sample as it is taken, then the
+/// verdict; fails when RSS, or (strict, the default) any table or file, did not stay
+/// flat (see `edgeswarm_bench::soak::verdict`).
 async fn run_soak(a: &BenchArgs) -> Result<()> {
     if a.minutes == 0 || a.sample_secs == 0 {
         return Err(CliError::Invalid("bench soak needs --minutes of at least 1".into()));
     }
+    let cache = match a.cache[..] {
+        [] => None,
+        [writer_kib, reader_kib, reader_mmap_bytes] => Some(edgeswarm::CacheConfig {
+            writer_kib,
+            reader_kib,
+            reader_mmap_bytes,
+        }),
+        _ => {
+            return Err(CliError::Invalid(
+                "--cache takes three numbers: WRITER_KIB,READER_KIB,MMAP_BYTES".into(),
+            ))
+        }
+    };
     let opts = edgeswarm_bench::soak::SoakOpts {
         duration: std::time::Duration::from_secs(a.minutes * 60),
+        cache,
         sample_every: std::time::Duration::from_secs(a.sample_secs),
         ..Default::default()
     };
@@ -151,6 +166,12 @@ async fn run_soak(a: &BenchArgs) -> Result<()> {
         return Err(CliError::Invalid(format!(
             "bench soak: RSS did not stay flat after warm-up or passed {} MiB (peak {} MiB); see the lines above",
             v["max_rss_mb"], v["rss_peak_mb"]
+        )));
+    }
+    if v["ok"] != json!(true) {
+        return Err(CliError::Invalid(format!(
+            "bench soak: not flat after warm-up: {}; see the lines above",
+            v["not_flat"]
         )));
     }
     Ok(())
