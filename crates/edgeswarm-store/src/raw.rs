@@ -304,7 +304,7 @@ unsafe extern "C" fn preupdate(
     op: c_int,
     zdb: *const c_char,
     ztab: *const c_char,
-    _old: i64,
+    old: i64,
     new: i64,
 ) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
@@ -322,9 +322,11 @@ unsafe extern "C" fn preupdate(
             let Some(&(name, floor)) = w.tables.iter().find(|(t, _)| t.as_bytes() == tab.to_bytes()) else {
                 return;
             };
+            // Rows this statement appended (above `floor`) may change: the runtime's own
+            // triggers stamp them.
             let what = match op {
-                ffi::SQLITE_DELETE => "delete or replace an existing row",
-                ffi::SQLITE_UPDATE => "change an existing row",
+                ffi::SQLITE_DELETE if old <= floor => "delete or replace an existing row",
+                ffi::SQLITE_UPDATE if old <= floor => "change an existing row",
                 ffi::SQLITE_INSERT if new <= floor => "insert below the last row (an explicit rowid)",
                 _ => return,
             };
@@ -335,8 +337,9 @@ unsafe extern "C" fn preupdate(
 
 /// Runs `f` (one statement on a connection opened by [`opening_defensive`], on this
 /// thread) and reports the first row change it made to `tables` other than appending:
-/// a DELETE or UPDATE of an existing row, including a `REPLACE` conflict's delete, or
-/// an INSERT at or below the table's highest rowid before `f` (given with each table).
+/// a DELETE or UPDATE of a row that existed before (rowid at or below the table's
+/// highest before `f`, given with each table), including a `REPLACE` conflict's delete,
+/// or an INSERT at or below that rowid. Rows `f` appended may be changed (stamped).
 pub fn watch_rows<T>(tables: Vec<(&'static str, i64)>, f: impl FnOnce() -> T) -> (T, Option<(&'static str, &'static str)>) {
     /// Stops watching even if `f` panics.
     struct Stop;
