@@ -140,8 +140,18 @@ pub struct CachedConn {
     /// Kept so the database outlives the connection.
     _db: libsql::Database,
     pub conn: libsql::Connection,
-    cache: HashMap<String, libsql::Statement>,
+    /// Prepared statements by SQL text, with the tick of their last use. Bounded by
+    /// [`STMT_CACHE_CAP`]: callers also run SQL built per call (`IN (1, 2, ...)` lists of
+    /// keys or sequence numbers), and an unbounded cache kept every such text prepared
+    /// for the life of the connection — SQLite memory that grew with uptime.
+    cache: HashMap<String, (libsql::Statement, u64)>,
+    /// Use counter for the least-recently-used eviction.
+    tick: u64,
 }
+
+/// Most statements one connection keeps prepared; the least recently used one is
+/// finalized to make room. The runtime's fixed statements number a few dozen.
+pub const STMT_CACHE_CAP: usize = 128;
 
 impl CachedConn {
     pub fn new(db: libsql::Database, conn: libsql::Connection) -> Self {
@@ -149,19 +159,37 @@ impl CachedConn {
             _db: db,
             conn,
             cache: HashMap::new(),
+            tick: 0,
         }
     }
 
     /// A prepared statement for `sql`, ready to bind (statements are reset after use).
     pub fn stmt(&mut self, sql: &str) -> Result<&libsql::Statement> {
+        self.tick += 1;
         // One hash lookup on the hot path; prepare only on a miss.
         if !self.cache.contains_key(sql) {
             let s = run(self.conn.prepare(sql))?;
-            self.cache.insert(sql.to_string(), s);
+            if self.cache.len() >= STMT_CACHE_CAP {
+                let oldest = self.cache.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.cache.remove(&k);
+                }
+            }
+            self.cache.insert(sql.to_string(), (s, self.tick));
         }
+        let tick = self.tick;
         self.cache
-            .get(sql)
+            .get_mut(sql)
+            .map(|(s, t)| {
+                *t = tick;
+                &*s
+            })
             .ok_or_else(|| StoreError::Internal("statement cache miss".into()))
+    }
+
+    /// How many statements are prepared and kept.
+    pub fn cached_statements(&self) -> usize {
+        self.cache.len()
     }
 
     /// Executes a cached statement; returns rows changed.
@@ -254,4 +282,29 @@ fn collect_capped(stmt: &libsql::Statement, params: Vec<libsql::Value>, max_byte
 /// Converts our values to libSQL's.
 pub fn params(v: Vec<SqlValue>) -> Vec<libsql::Value> {
     v.into_iter().map(Into::into).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQL built per call (literal `IN` lists) no longer piles up prepared statements:
+    /// the cache stays at its cap, and a statement in steady use is never the one
+    /// evicted.
+    #[test]
+    fn the_statement_cache_is_bounded_and_keeps_hot_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, conn) = open_writer(&dir.path().join("c.db"), Durability::Normal).unwrap();
+        let mut c = CachedConn::new(db, conn);
+        let hot = "SELECT 1";
+        for i in 0..1_000 {
+            c.query(&format!("SELECT {i} WHERE {i} IN ({i}, {})", i + 1), vec![]).unwrap();
+            c.query(hot, vec![]).unwrap();
+            assert!(c.cached_statements() <= STMT_CACHE_CAP);
+        }
+        assert_eq!(c.cached_statements(), STMT_CACHE_CAP);
+        assert!(c.cache.contains_key(hot), "the hot statement stayed prepared");
+        let r = c.query("SELECT 999 WHERE 999 IN (999, 1000)", vec![]).unwrap();
+        assert_eq!(r.rows[0][0], SqlValue::Integer(999), "a kept statement still answers");
+    }
 }
