@@ -172,20 +172,15 @@ impl Tensors {
             if name == "__metadata__" || t["dtype"] != "F32" {
                 continue;
             }
-            let shape: Vec<usize> = t["shape"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.as_u64())
-                .map(|d| d as usize)
-                .collect();
-            let off: Vec<usize> = t["data_offsets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.as_u64())
-                .map(|d| d as usize)
-                .collect();
+            let usizes = |v: &serde_json::Value| -> Vec<usize> {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.as_u64())
+                    .map(|d| d as usize)
+                    .collect()
+            };
+            let (shape, off) = (usizes(&t["shape"]), usizes(&t["data_offsets"]));
             if off.len() != 2 || off[0] > off[1] || 8 + n + off[1] > data.len() {
                 return Err(format!("{}: tensor {name} lies outside the file", path.display()));
             }
