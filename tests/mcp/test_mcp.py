@@ -481,6 +481,7 @@ async def raw_http_checks(url: str):
     async with httpx2.AsyncClient(timeout=30) as c:
         r = await c.post(url, json=init, headers={**hdrs, "Authorization": "Bearer wrong-token"})
         check("[http] wrong bearer token -> 401 with a clear body", r.status_code == 401 and "wrong bearer token" in r.text and r.headers.get("www-authenticate", "").startswith("Bearer"), (r.status_code, r.text))
+        check("[http] a refusal before the body is read says Connection: close (the client reconnects)", r.headers.get("connection", "").lower() == "close", dict(r.headers))
         r = await c.post(url, json=init, headers=hdrs)
         check("[http] missing bearer token -> 401 with a clear body", r.status_code == 401 and "missing bearer token" in r.text, (r.status_code, r.text))
         body = b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":"\xff\xfe"}}'

@@ -901,3 +901,88 @@ fn regions_add_and_remove_take_effect_on_a_running_demo() {
         "the added region's file is beside the database"
     );
 }
+
+/// Sends `head` (a request's head, its body withheld) on a fresh connection and returns the
+/// reply's head, lower-cased, and whether the server then closed the connection.
+fn reply_to_head(port: u16, head: &str) -> (String, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(head.as_bytes()).expect("send head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).expect("read reply");
+        assert!(n > 0, "connection closed before a reply: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("head end") + 4;
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    // Whatever follows is the (short) JSON body, then end of stream when the server closes.
+    s.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    (head, closed)
+}
+
+/// A refusal given before the request body has arrived (wrong token, foreign Origin) says
+/// `Connection: close`: the server drops such a connection, and a client that reused it
+/// for its next request would see it close without a reply (CI saw this race once).
+/// A refusal of a request without a body keeps the connection.
+#[test]
+fn mcp_http_refusals_before_the_body_close_the_connection() {
+    let d = tmp();
+    let db = db(d.path());
+    let port = free_port();
+    let token = "0123456789abcdef0123";
+    let mut child = cmd(d.path())
+        .args(["mcp", "--db", &db, "--http", &format!("127.0.0.1:{port}")])
+        .env("EDGESWARM_MCP_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let t = Instant::now();
+    while http_get(port, "/health").is_none() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let post = |auth: &str, extra: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{extra}Content-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 4000\r\n\r\n"
+        )
+    };
+    let wrong = reply_to_head(port, &post("Authorization: Bearer wrong-token-wrong-token\r\n", ""));
+    let missing = reply_to_head(port, &post("", ""));
+    let origin = reply_to_head(
+        port,
+        &post(&format!("Authorization: Bearer {token}\r\n"), "Origin: http://evil.example\r\n"),
+    );
+    let no_body = reply_to_head(
+        port,
+        &format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer wrong-token\r\n\r\n"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    for (what, (head, closed)) in [("wrong token", &wrong), ("missing token", &missing), ("foreign Origin", &origin)] {
+        let status = if what == "foreign Origin" { "403" } else { "401" };
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{what}: {head}");
+        assert!(
+            head.contains("\r\nconnection: close\r\n"),
+            "{what}: no `Connection: close` in\n{head}"
+        );
+        assert!(*closed, "{what}: the server kept the connection open");
+    }
+    let (head, closed) = no_body;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(
+        !head.contains("connection: close"),
+        "a request without a body keeps its connection:\n{head}"
+    );
+    assert!(!closed, "a request without a body keeps its connection");
+}

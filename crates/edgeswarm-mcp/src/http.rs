@@ -245,17 +245,19 @@ fn check_token(token: &str, headers: &HeaderMap) -> Result<(), &'static str> {
 
 /// The checks of the module docs, in order.
 async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    // Refusals before the body is read close the connection when a body is coming.
+    let refuse = |r: Response| auth::before_body(req.headers(), r);
     if g.check_host {
         if let Err(r) = g.access.check_host(&MCP, req.headers()) {
-            return r.into_response();
+            return refuse(r.into_response());
         }
     }
     if let Err(r) = g.access.check_origin(&MCP, req.headers()) {
-        return r.into_response();
+        return refuse(r.into_response());
     }
     if let Some(token) = &g.token {
         if let Err(msg) = check_token(token, req.headers()) {
-            return unauthorized(msg);
+            return refuse(unauthorized(msg));
         }
     }
     if req.method() == Method::DELETE {
@@ -272,16 +274,22 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match read_body(body, g.max_body_bytes).await {
         Ok(b) => b,
+        // Past the drain cap (or on a read error) the rest of the body is left unread.
         Err(BodyError::TooLarge) => {
-            return parse_error(
+            return auth::closing(parse_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "request body is larger than {} bytes (--max-body-bytes); send less content per call",
                     g.max_body_bytes
                 ),
-            )
+            ))
         }
-        Err(BodyError::Read(e)) => return parse_error(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+        Err(BodyError::Read(e)) => {
+            return auth::closing(parse_error(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
+            ))
+        }
     };
     if let Err(e) = std::str::from_utf8(&bytes) {
         return parse_error(

@@ -6,7 +6,7 @@
 //! be a loopback name too, so a DNS-rebound page cannot read the swarm.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -267,14 +267,47 @@ impl Access {
     }
 }
 
+/// Whether the request says a body follows (`Content-Length` above 0, or chunked).
+fn declares_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => v.to_str().map_or(true, |v| v.trim() != "0"),
+        None => false,
+    }
+}
+
+/// `r` with `Connection: close`: for a refusal given before the request body was read.
+///
+/// hyper closes a connection whose request body a handler left unread and that has not
+/// fully arrived, but it may already have written the reply as keep-alive. A client that
+/// reuses the connection for its next request then sees it drop without a reply (CI saw
+/// the Python SDK's HTTP client do exactly that after a 401). Saying `close` in the reply
+/// makes the client open a new connection instead.
+pub fn closing(mut r: Response) -> Response {
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// `r`, a refusal of the request with `headers` given before its body was read:
+/// [`closing`] when the request declares a body, else as is (the connection stays usable).
+pub fn before_body(headers: &HeaderMap, r: Response) -> Response {
+    if declares_body(headers) {
+        closing(r)
+    } else {
+        r
+    }
+}
+
 /// Middleware: Origin/Host on every route, the token on all but `/assets/`.
 pub async fn guard(State(a): State<Access>, req: Request, next: Next) -> Response {
     if let Err(r) = a.check_origin_host(req.headers()) {
-        return r.into_response();
+        return before_body(req.headers(), r.into_response());
     }
     if !req.uri().path().starts_with("/assets/") {
         if let Err(r) = a.check_token(req.headers(), req.uri().query()) {
-            return r.into_response();
+            return before_body(req.headers(), r.into_response());
         }
     }
     next.run(req).await
@@ -349,5 +382,24 @@ mod tests {
             .is_err());
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"abc", b"abcd"));
         assert_eq!(query_param(Some("q=a%20b+c&token=x"), "q").as_deref(), Some("a b c"));
+    }
+
+    #[test]
+    fn a_refusal_before_an_unread_body_closes_the_connection() {
+        let refused = || Refusal::new(StatusCode::UNAUTHORIZED, "no").into_response();
+        let close = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            before_body(&h, refused())
+                .headers()
+                .get(header::CONNECTION)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(close(&[("content-length", "12")]).as_deref(), Some("close"));
+        assert_eq!(close(&[("transfer-encoding", "chunked")]).as_deref(), Some("close"));
+        assert_eq!(close(&[("content-length", "0")]), None);
+        assert_eq!(close(&[]), None);
     }
 }
