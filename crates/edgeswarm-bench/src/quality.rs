@@ -6,8 +6,9 @@
 //!
 //! What it measures, as the data's README defines it:
 //! - every turn becomes one knowledge entry, category = its conversation's `sample_id`,
-//!   topic = the turn's `dia_id`, content = `speaker: text` (plus the shared photo's
-//!   caption when there is one), metadata `{dia_id, speaker, session}`;
+//!   topic = the turn's speaker, content = `speaker: text` (plus the shared photo's
+//!   caption when there is one), metadata `{dia_id, speaker, session}`; hits are mapped
+//!   back to `dia_id`s by entry id;
 //! - every question of categories 1–4 that has evidence is asked through [`Search::search`]
 //!   (the path MCP `search_knowledge` takes) with its conversation as the category filter,
 //!   limit 10;
@@ -281,8 +282,9 @@ async fn measure(
 }
 
 /// The fusions `--sweep` measures (with the semantic embedder only): RRF with k 10 and
-/// 60, linear fusion of min-max normalised scores with vector weight 0.2..0.8, and of
-/// max-normalised scores with weight 0.3, 0.5, 0.7.
+/// 60, linear fusion of min-max normalised scores with vector weight 0.2..0.8, of
+/// max-normalised scores with weight 0.3, 0.5, 0.7, and of σ-scaled scores
+/// ([`ScoreNorm::Std`]) with weight 0.3..0.6.
 pub fn sweep_fusions() -> Vec<Fusion> {
     let mut f = vec![Fusion::Rrf { k: 10.0 }, Fusion::Rrf { k: RRF_K }];
     for w in [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
@@ -295,6 +297,12 @@ pub fn sweep_fusions() -> Vec<Fusion> {
         f.push(Fusion::Linear {
             vector_weight: w,
             norm: ScoreNorm::Max,
+        });
+    }
+    for w in [0.3, 0.4, 0.5, 0.6] {
+        f.push(Fusion::Linear {
+            vector_weight: w,
+            norm: ScoreNorm::Std,
         });
     }
     f
@@ -405,7 +413,9 @@ async fn run(opts: &QualityOpts, ds: &Dataset, dir: &std::path::Path) -> Result<
     for chunk in ds.turns.chunks(256) {
         let mut set = tokio::task::JoinSet::new();
         for (i, t) in chunk.iter().enumerate() {
-            let k = Knowledge::new(t.conversation.clone(), t.dia_id.clone(), format!("{}: {}", t.speaker, t.text)).metadata(json!({
+            // Topic = who said it, the turn's subject as a memory store would keep it. (The
+            // `dia_id` is an identifier: as the topic it was noise to both rankers.)
+            let k = Knowledge::new(t.conversation.clone(), t.speaker.clone(), format!("{}: {}", t.speaker, t.text)).metadata(json!({
                 "dia_id": t.dia_id, "speaker": t.speaker, "session": t.session,
             }));
             let store = store.clone();

@@ -31,6 +31,10 @@ pub enum ScoreNorm {
     MinMax,
     /// `s / max`: keeps how far apart the scores are, best = 1.
     Max,
+    /// `(s − min) / standard deviation` over the list's candidates: a z-score shifted so
+    /// the worst candidate (and an entry missing from the list) is 0. Unlike min-max, one
+    /// outlying best score does not squash the rest of the list.
+    Std,
 }
 
 /// How hybrid search merges the lexical and the vector ranking.
@@ -59,7 +63,11 @@ impl Fusion {
             Fusion::Linear { vector_weight, norm } => {
                 format!(
                     "linear_w{vector_weight:.2}_{}",
-                    if *norm == ScoreNorm::MinMax { "minmax" } else { "max" }
+                    match norm {
+                        ScoreNorm::MinMax => "minmax",
+                        ScoreNorm::Max => "max",
+                        ScoreNorm::Std => "std",
+                    }
                 )
             }
         }
@@ -68,11 +76,12 @@ impl Fusion {
 
 /// The fusion hybrid search uses unless configured otherwise. Chosen by
 /// `edgeswarm bench quality --sweep` on the LoCoMo dev split with the semantic embedder
-/// (docs/quality.md): min-max normalised linear fusion beat RRF (k 60: 0.615, k 10: 0.664
-/// recall@10) and max normalisation (≤ 0.651); over the vector weight, recall@10 has a
-/// plateau from 0.3 to 0.5 (0.666, 0.674, 0.668) and falls off on both sides (0.2:
-/// 0.653, 0.6: 0.644). 0.4 is the middle of that plateau, so a held-out split that moves
-/// the peak a step either way stays on it.
+/// (docs/quality.md): min-max normalised linear fusion beat RRF (k 60: 0.639, k 10: 0.694
+/// recall@10) and max normalisation (≤ 0.671); over the vector weight, recall@10 has a
+/// plateau from 0.3 to 0.5 (0.702, 0.705, 0.703) and falls off on both sides (0.2:
+/// 0.683, 0.7: 0.657). 0.4 is the middle of that plateau, so a held-out split that moves
+/// the peak a step either way stays on it. σ-scaling ([`ScoreNorm::Std`]) ties it over
+/// the plateau and falls off faster.
 pub const DEFAULT_FUSION: Fusion = Fusion::Linear {
     vector_weight: 0.4,
     norm: ScoreNorm::MinMax,
@@ -616,6 +625,12 @@ pub(crate) fn fuse(fusion: Fusion, lexical: Vec<SearchHit>, vector: Vec<SearchHi
                     ScoreNorm::MinMax => (min - 1.0, 1.0),
                     ScoreNorm::Max if max > 0.0 => (0.0, max),
                     ScoreNorm::Max => (0.0, 1.0),
+                    ScoreNorm::Std => {
+                        let n = list.len().max(1) as f64;
+                        let mean = list.iter().map(|h| h.score).sum::<f64>() / n;
+                        let var = list.iter().map(|h| (h.score - mean).powi(2)).sum::<f64>() / n;
+                        (min, if var > 0.0 { var.sqrt() } else { 1.0 })
+                    }
                 }
             };
             let (lex_scale, vec_scale) = (scale(&lexical), scale(&vector));
@@ -733,6 +748,24 @@ mod tests {
             vec(),
         );
         assert_eq!(m[0].id, "b");
+        // Std: (s − min) / σ. Lexical σ = √(32/3), vector σ ≈ 0.356, so `b` =
+        // 0.5 × (4/3.266 + 0.7/0.356) beats `c` = 0.5 × (0 + 0.8/0.356).
+        let z = fuse(
+            Fusion::Linear {
+                vector_weight: 0.5,
+                norm: ScoreNorm::Std,
+            },
+            lex(),
+            vec(),
+        );
+        let sd_vec = {
+            let m = (0.9 + 0.8 + 0.1) / 3.0;
+            (((0.9f64 - m).powi(2) + (0.8f64 - m).powi(2) + (0.1f64 - m).powi(2)) / 3.0).sqrt()
+        };
+        let b = 0.5 * (4.0 / (32.0f64 / 3.0).sqrt() + 0.7 / sd_vec);
+        assert_eq!(z[0].id, "b");
+        assert!((z[0].score - b).abs() < 1e-9, "{z:?}");
+        assert_eq!(z.iter().find(|h| h.id == "d").map(|h| h.score), Some(0.0), "a list's worst is 0");
         assert_eq!(DEFAULT_FUSION.label(), "linear_w0.40_minmax");
         assert_eq!(Fusion::Rrf { k: 60.0 }.label(), "rrf_k60");
     }
