@@ -408,27 +408,22 @@ async fn run(opts: &QualityOpts, ds: &Dataset, dir: &std::path::Path) -> Result<
     cfg.durability = Durability::Normal;
     let store = Store::open(cfg).await?;
     // Ingest, many writes in flight (the store batches them); remember which turns each
-    // entry stands for (dedup merges identical turns of one conversation).
+    // entry stands for (dedup merges identical turns of one conversation). One task polls
+    // a chunk's writes in turn order, so they reach the writer (and get their rowids, which
+    // break ranking ties) in the same order on every run.
     let mut dia_of: HashMap<String, Vec<String>> = HashMap::new();
     for chunk in ds.turns.chunks(256) {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, t) in chunk.iter().enumerate() {
+        let writes = chunk.iter().map(|t| {
             // Topic = who said it, the turn's subject as a memory store would keep it. (The
             // `dia_id` is an identifier: as the topic it was noise to both rankers.)
             let k = Knowledge::new(t.conversation.clone(), t.speaker.clone(), format!("{}: {}", t.speaker, t.text)).metadata(json!({
                 "dia_id": t.dia_id, "speaker": t.speaker, "session": t.session,
             }));
             let store = store.clone();
-            set.spawn(async move { (i, edgeswarm_search::add_knowledge(&store, k).await) });
-        }
-        let mut got: Vec<(usize, String)> = Vec::with_capacity(chunk.len());
-        while let Some(r) = set.join_next().await {
-            let (i, out) = r.map_err(|e| SearchError::ActorGone(e.to_string()))?;
-            got.push((i, out?.id));
-        }
-        got.sort();
-        for (i, id) in got {
-            dia_of.entry(id).or_default().push(chunk[i].dia_id.clone());
+            async move { edgeswarm_search::add_knowledge(&store, k).await }
+        });
+        for (t, out) in chunk.iter().zip(futures::future::join_all(writes).await) {
+            dia_of.entry(out?.id).or_default().push(t.dia_id.clone());
         }
     }
     let mut lines = Vec::new();
