@@ -17,6 +17,33 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
 
+/// Refuses to open `path` when the file is missing but its `-wal` holds frames.
+///
+/// Such a log belongs to a database that was deleted or moved, perhaps while a server
+/// still has it open. A new file at the path would share that server's log and index
+/// (pages of the old database read into the new one: a damaged file), and after a crash
+/// the log holds the old database's last writes, which a new file would discard.
+fn refuse_orphan_wal(path: &Path) -> Result<()> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    let frames = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if frames == 0 || path.exists() {
+        return Ok(());
+    }
+    Err(StoreError::Open {
+        path: path.display().to_string(),
+        reason: format!(
+            "the database file is missing but {} holds {frames} bytes of its writes: the file was deleted or moved \
+             without its log, and a new database here would be mixed with that log (damaged) or discard it. If the \
+             database was moved, move its -wal and -shm files with it; if it was deleted on purpose, delete {} and its \
+             -shm too. Stop any edgeswarm process still using this path first",
+            wal.display(),
+            wal.display()
+        ),
+    })
+}
+
 /// Opens the read-write connection the writer owns, with the durability pragmas.
 pub fn open_writer(path: &Path, durability: Durability) -> Result<(libsql::Database, libsql::Connection)> {
     open_writer_vfs(path, durability, None)
@@ -36,6 +63,7 @@ pub fn open_writer_vfs(path: &Path, durability: Durability, vfs: Option<&str>) -
             });
         }
     }
+    refuse_orphan_wal(path)?;
     let db = match vfs {
         None => run(libsql::Builder::new_local(path).build()),
         Some(name) => run(libsql::Builder::new_local(vfs_uri(path, name)).build()),
@@ -287,6 +315,30 @@ pub fn params(v: Vec<SqlValue>) -> Vec<libsql::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database deleted without its log: opening the path again is refused, and the
+    /// message names the file to move or delete. Nothing is created.
+    #[test]
+    fn a_log_without_its_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let wal = dir.path().join("d.db-wal");
+        {
+            let (_db, conn) = open_writer(&path, Durability::Normal).unwrap();
+            run(conn.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3);")).unwrap();
+            // Keep the log as it is while the connection is open (closing checkpoints it).
+            std::fs::copy(&wal, dir.path().join("saved-wal")).unwrap();
+        }
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(dir.path().join("saved-wal"), &wal).unwrap();
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        let e = open_writer(&path, Durability::Normal).unwrap_err().to_string();
+        assert!(e.contains("database file is missing") && e.contains("d.db-wal"), "{e}");
+        assert!(!path.exists(), "nothing was created");
+        // With the log moved away, the path opens (a new, empty database).
+        std::fs::remove_file(&wal).unwrap();
+        assert!(open_writer(&path, Durability::Normal).is_ok());
+    }
 
     /// SQL built per call (literal `IN` lists) no longer piles up prepared statements:
     /// the cache stays at its cap, and a statement in steady use is never the one
