@@ -19,9 +19,14 @@ pub enum CliError {
     /// The directory that should hold the database does not exist.
     #[error("the directory {dir} for database {db} does not exist; create it (mkdir -p {dir}) or pass another --db")]
     DbDirMissing { db: PathBuf, dir: PathBuf },
-    /// A command that only reads needs an existing database.
-    #[error("no database at {0}; run `edgeswarm demo` (or any write) to create it, or pass --db PATH")]
-    DbMissing(PathBuf),
+    /// A command that only reads needs an existing database. `orphan_wal`: the bytes
+    /// still in its `-wal` (the file was deleted or moved without its log), when any.
+    #[error("no database at {}{}", .path.display(), match .orphan_wal {
+        Some(n) => format!(", but {}-wal still holds {n} bytes of its writes: the file was deleted or moved without its log; \
+                           move the log with the database, or delete it (and the -shm) if the deletion was meant", .path.display()),
+        None => "; run `edgeswarm demo` (or any write) to create it, or pass --db PATH".to_string(),
+    })]
+    DbMissing { path: PathBuf, orphan_wal: Option<u64> },
     /// Store errors (SQL, refused statements, open failures...).
     #[error(transparent)]
     Store(#[from] edgeswarm::StoreError),

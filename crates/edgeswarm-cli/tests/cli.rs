@@ -247,6 +247,12 @@ fn read_commands_need_an_existing_database() {
     fails(&run(d.path(), &["status", "--db", &db]), 1, "no database at");
     fails(&run(d.path(), &["export", "--db", &db]), 1, "no database at");
     assert!(!Path::new(&db).exists());
+    // The database is gone but its log is not (deleted without it): every command says
+    // so, and none creates a new file beside that log.
+    std::fs::write(format!("{db}-wal"), vec![7u8; 4096]).expect("write a log");
+    fails(&run(d.path(), &["status", "--db", &db]), 1, "home.db-wal still holds 4096 bytes");
+    fails(&run(d.path(), &["sql", "--db", &db, "SELECT 1"]), 1, "the database file is missing");
+    assert!(!Path::new(&db).exists());
 }
 
 #[test]
