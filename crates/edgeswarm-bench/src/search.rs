@@ -427,7 +427,7 @@ async fn run(opts: &BenchOpts, dir: &Path) -> Result<Value> {
             json!(format!(
                 "lexical BM25 (topic>tags>content weights, snippets) through the Search actor and read pool, hot-query cache OFF, \
                  exact BM25 over every match (rank_window 0) computed by the fast ranker (term instance lists + in-memory token counts; \
-                 bit-identical scores and snippets to FTS5's; a term with >= 1,000 instances stays in memory after its first query, patched on writes: \
+                 bit-identical scores and snippets to FTS5's; a term with >= 128 instances stays in memory after its first query (one under 1,000 only while 16 MiB are not yet held), patched on writes: \
                  `hot_terms`/`hot_instances` at the end; the first query of each such term reads it from the index); \
                  `fts5_rank` = the same queries with FTS5 ranking every match itself (`ORDER BY rank`); \
                  latency is per query seen by the caller; percentiles are nearest rank (edgeswarm_core::latency). Corpus: Zipf(s=1) over {VOCAB} synthetic words, topic 3-6 words, content 20-60, 1-3 tags. \
