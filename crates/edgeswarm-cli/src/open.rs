@@ -29,12 +29,9 @@ pub fn check_path(path: &Path, must_exist: bool) -> Result<()> {
         )));
     }
     if must_exist && !path.is_file() {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let orphan_wal = std::fs::metadata(PathBuf::from(wal)).map(|m| m.len()).ok().filter(|n| *n > 0);
         return Err(CliError::DbMissing {
             path: path.to_path_buf(),
-            orphan_wal,
+            orphan_wal: edgeswarm::files::orphan_wal_bytes(path),
         });
     }
     Ok(())

@@ -274,7 +274,8 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match read_body(body, g.max_body_bytes).await {
         Ok(b) => b,
-        // Past the drain cap (or on a read error) the rest of the body is left unread.
+        // Both close: past the drain cap the rest of the body is left unread, and after a
+        // read error the connection's state is unknown.
         Err(BodyError::TooLarge) => {
             return auth::closing(parse_error(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -24,13 +24,10 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
 /// (pages of the old database read into the new one: a damaged file), and after a crash
 /// the log holds the old database's last writes, which a new file would discard.
 fn refuse_orphan_wal(path: &Path) -> Result<()> {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal = std::path::PathBuf::from(wal);
-    let frames = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    if frames == 0 || path.exists() {
+    let Some(frames) = crate::files::orphan_wal_bytes(path) else {
         return Ok(());
-    }
+    };
+    let wal = crate::files::side_file(path, "-wal");
     Err(StoreError::Open {
         path: path.display().to_string(),
         reason: format!(

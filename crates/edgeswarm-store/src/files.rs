@@ -376,8 +376,18 @@ pub async fn backup_checked(
     Ok(BackupReport { bytes })
 }
 
+/// The bytes in `path`'s `-wal` when the database file itself is missing: a log left
+/// behind by a database deleted or moved without it (see `conn::open_writer_vfs`, which
+/// refuses to open such a path). `None` when the file exists or no log has content.
+pub fn orphan_wal_bytes(path: &Path) -> Option<u64> {
+    if path.exists() {
+        return None;
+    }
+    std::fs::metadata(side_file(path, "-wal")).map(|m| m.len()).ok().filter(|n| *n > 0)
+}
+
 /// `path` with `suffix` appended (`home.db` → `home.db-wal`).
-fn side_file(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn side_file(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

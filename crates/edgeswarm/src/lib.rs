@@ -64,8 +64,8 @@ pub use error::{Error, ErrorKind, Result};
 /// written).
 pub mod files {
     pub use edgeswarm_store::files::{
-        backup, backup_checked, probe_engine, probe_file, probe_readable, refuse_database_path, AtomicFile, BackupReport, EngineProbe,
-        FileOpError, FileProbe,
+        backup, backup_checked, orphan_wal_bytes, probe_engine, probe_file, probe_readable, refuse_database_path, AtomicFile, BackupReport,
+        EngineProbe, FileOpError, FileProbe,
     };
     /// The schema version this build creates and migrates to.
     pub use edgeswarm_store::schema::SCHEMA_VERSION;
