@@ -1,7 +1,7 @@
 //! Sync under faults: poison rows, far-future versions, keys with any bytes, equal
 //! stamps, wiped and restored regions, region DDL types, the Hrana reply cap and log
 //! compaction. Real libSQL files throughout.
-use edgeswarm_core::{Durability, Hlc};
+use edgeswarm_core::Hlc;
 use edgeswarm_store::conn::{self, CachedConn};
 use edgeswarm_store::{SqlValue, Store};
 use edgeswarm_sync::link::PushBatch;
@@ -9,15 +9,8 @@ use edgeswarm_sync::row::Registry;
 use edgeswarm_sync::{home, HranaLink, LinkProfile, LocalLink, RegionLink, RowVersion, SyncError, SyncHandle, SyncSystem, TableSpec};
 use edgeswarm_testkit::sync::*;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A second connection to a region file, to play a misbehaving node or a wipe.
-fn region_conn(path: &Path) -> CachedConn {
-    let (db, c) = conn::open_writer(path, Durability::Normal).unwrap();
-    CachedConn::new(db, c)
-}
 
 async fn wait_for(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -25,10 +18,6 @@ async fn wait_for(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> boo
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn count(s: &Store, sql: &str) -> i64 {
-    s.read_sql(sql, vec![]).await.unwrap().rows[0][0].as_i64().unwrap()
 }
 
 fn parked(h: &SyncHandle) -> i64 {
@@ -123,7 +112,7 @@ async fn a_poison_push_is_parked_and_the_push_cursor_moves_on() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
         let regions = local_regions(dir.path(), &[("eu", 1)]);
-        let path = dir.path().join("region-eu.db");
+        let path = region_path(dir.path(), "eu");
         // The region's copy of `notes` refuses NULL bodies (created by someone else).
         let rc = region_conn(&path);
         rc.batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, hlc INTEGER, origin TEXT)")
@@ -158,7 +147,7 @@ async fn far_future_versions_are_held_until_the_clock_catches_up() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
         let regions = local_regions(dir.path(), &[("eu", 1)]);
-        let path = dir.path().join("region-eu.db");
+        let path = region_path(dir.path(), "eu");
         let a = open_store(&dir.path().join("a.db")).await;
         let sa = SyncSystem::start(a.clone(), regions, fast_cfg()).await.unwrap();
         notes_everywhere(&[&a], &[&sa], false).await;
@@ -383,7 +372,7 @@ async fn wiped_and_restored_regions_are_detected_and_reseeded() {
     tokio::time::timeout(Duration::from_secs(90), async {
         let dir = tempfile::tempdir().unwrap();
         let regions = local_regions(dir.path(), &[("eu", 1)]);
-        let path = dir.path().join("region-eu.db");
+        let path = region_path(dir.path(), "eu");
         let a = open_store(&dir.path().join("a.db")).await;
         for i in 0..50 {
             a.kv_set("ns", &format!("k{i}"), serde_json::json!(i), None).await.unwrap();
@@ -575,9 +564,8 @@ async fn logs_are_compacted_once_every_puller_passed_and_nothing_is_lost() {
     tokio::time::timeout(Duration::from_secs(90), async {
         let dir = tempfile::tempdir().unwrap();
         let regions = local_regions(dir.path(), &[("eu", 1)]);
-        let path = dir.path().join("region-eu.db");
-        let mut cfg = fast_cfg();
-        cfg.compact_interval = Duration::ZERO;
+        let path = region_path(dir.path(), "eu");
+        let mut cfg = manual_compaction_cfg();
         cfg.keep_history = Duration::from_secs(3600);
         let a = open_store(&dir.path().join("a.db")).await;
         let b = open_store(&dir.path().join("b.db")).await;

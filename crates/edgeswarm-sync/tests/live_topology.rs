@@ -62,7 +62,7 @@ async fn regions_are_added_and_removed_under_load() {
         let w = writer(store.clone(), stop.clone(), n.clone());
 
         tokio::time::sleep(Duration::from_millis(300)).await;
-        sync.add_region(RegionConfig::local("c", dir.path().join("region-c.db"), 3))
+        sync.add_region(RegionConfig::local("c", region_path(dir.path(), "c"), 3))
             .await
             .unwrap();
         sync.add_region(RegionConfig::http("t", &srv.url, None)).await.unwrap();
@@ -85,7 +85,7 @@ async fn regions_are_added_and_removed_under_load() {
         // A request already on the wire when the actor stopped may still land
         // (bounded by request_timeout); nothing starts after.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let b_rows = rows_in(&dir.path().join("region-b.db")).await;
+        let b_rows = rows_in(&region_path(dir.path(), "b")).await;
         assert!(
             b_rows >= removed.target_seq.min(before as i64),
             "b got the rows committed before its removal"
@@ -112,7 +112,7 @@ async fn regions_are_added_and_removed_under_load() {
         );
 
         // b got nothing after its removal, and home forgot it.
-        assert_eq!(rows_in(&dir.path().join("region-b.db")).await, b_rows);
+        assert_eq!(rows_in(&region_path(dir.path(), "b")).await, b_rows);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let q = store
             .read_sql(

@@ -4,31 +4,17 @@
 //! region too, and home and region still converge. Real libSQL files throughout.
 use edgeswarm_core::record::now_millis;
 use edgeswarm_core::{Knowledge, Message, Metric, RetentionConfig, StoreConfig};
-use edgeswarm_store::conn::{self, CachedConn};
-use edgeswarm_store::Store;
 use edgeswarm_sync::SyncSystem;
 use edgeswarm_testkit::sync::*;
-use std::path::Path;
 use std::time::Duration;
-
-fn region_count(path: &Path, sql: &str) -> i64 {
-    let (db, c) = conn::open_writer(path, edgeswarm_core::Durability::Normal).unwrap();
-    let mut cc = CachedConn::new(db, c);
-    cc.query(sql, vec![]).unwrap().rows[0][0].as_i64().unwrap()
-}
-
-async fn count(s: &Store, sql: &str) -> i64 {
-    s.read_sql(sql, vec![]).await.unwrap().rows[0][0].as_i64().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knowledge_tombstones_are_collected_everywhere_and_the_fts_index_stays_sound() {
     tokio::time::timeout(Duration::from_secs(90), async {
         let dir = tempfile::tempdir().unwrap();
         let regions = local_regions(dir.path(), &[("eu", 1)]);
-        let path = dir.path().join("region-eu.db");
-        let mut cfg = fast_cfg();
-        cfg.compact_interval = Duration::ZERO;
+        let path = region_path(dir.path(), "eu");
+        let mut cfg = manual_compaction_cfg();
         cfg.keep_history = Duration::from_millis(1500);
         let a = open_store(&dir.path().join("a.db")).await;
         let sa = SyncSystem::start(a.clone(), regions.clone(), cfg.clone()).await.unwrap();
@@ -94,9 +80,8 @@ async fn retention_applies_in_regions_as_at_home() {
     tokio::time::timeout(Duration::from_secs(90), async {
         let dir = tempfile::tempdir().unwrap();
         let regions = local_regions(dir.path(), &[("eu", 1)]);
-        let path = dir.path().join("region-eu.db");
-        let mut cfg = fast_cfg();
-        cfg.compact_interval = Duration::ZERO;
+        let path = region_path(dir.path(), "eu");
+        let cfg = manual_compaction_cfg();
         let hour = Duration::from_secs(3600);
         let mut sc = StoreConfig::at(dir.path().join("a.db"));
         sc.retention = RetentionConfig {

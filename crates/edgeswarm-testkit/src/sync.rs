@@ -1,9 +1,10 @@
 //! Sync test helpers: a node's store, fast timings, local regions, convergence checks.
 
 use edgeswarm_core::{Durability, StoreConfig};
+use edgeswarm_store::conn::{self, CachedConn};
 use edgeswarm_store::Store;
 use edgeswarm_sync::{RegionConfig, SyncConfig, SyncHandle, TableChecksum};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A node's home store for sync tests: `Normal` durability (fewer fsyncs, the tests
@@ -55,11 +56,41 @@ pub fn fast_cfg() -> SyncConfig {
     }
 }
 
+/// [`fast_cfg`] with the compaction sweeper off: a test runs it with `compact_now`.
+pub fn manual_compaction_cfg() -> SyncConfig {
+    SyncConfig {
+        compact_interval: Duration::ZERO,
+        ..fast_cfg()
+    }
+}
+
+/// The file of local region `name` made by [`local_regions`] in `dir`.
+pub fn region_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("region-{name}.db"))
+}
+
+/// A second connection to a region file, to read it or to play a misbehaving node or a
+/// wipe.
+pub fn region_conn(path: &Path) -> CachedConn {
+    let (db, c) = conn::open_writer(path, Durability::Normal).unwrap();
+    CachedConn::new(db, c)
+}
+
+/// The integer `sql` (a `count(*)`) gives in a region file.
+pub fn region_count(path: &Path, sql: &str) -> i64 {
+    region_conn(path).query(sql, vec![]).unwrap().rows[0][0].as_i64().unwrap()
+}
+
+/// The integer `sql` (a `count(*)`) gives at home.
+pub async fn count(s: &Store, sql: &str) -> i64 {
+    s.read_sql(sql, vec![]).await.unwrap().rows[0][0].as_i64().unwrap()
+}
+
 /// One local region per `(name, latency ms)`, its file `region-<name>.db` in `dir`.
 pub fn local_regions(dir: &Path, names: &[(&str, u64)]) -> Vec<RegionConfig> {
     names
         .iter()
-        .map(|(n, ms)| RegionConfig::local(*n, dir.join(format!("region-{n}.db")), *ms))
+        .map(|(n, ms)| RegionConfig::local(*n, region_path(dir, n), *ms))
         .collect()
 }
 
